@@ -1,0 +1,45 @@
+"""The one dataset contract of atelier: item ``i`` is ``(image, caption)``.
+
+``image`` is a float32 tensor of shape (3, R, R) with values in [-1, 1]; ``caption`` is a str.
+Every dataset here (shapes, image folders, Hugging Face datasets) follows it, so trainers never
+care where pictures come from.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@runtime_checkable
+class CaptionedImages(Protocol):
+    """A map-style dataset of captioned RGB images at a fixed square resolution."""
+
+    resolution: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]: ...
+
+
+def array_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {pixels.dtype} {pixels.shape}")
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def tensor_to_array(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8, rounding to nearest."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
+    scaled = ((image.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round()
+    return scaled.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) float in [-1, 1] -> RGB PIL image."""
+    return Image.fromarray(tensor_to_array(image), mode="RGB")
