@@ -1,0 +1,62 @@
+"""Choose and build a text encoder from a typed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from atelier.text.encoder import TextEncoder
+from atelier.text.minilm import MiniLMTextEncoder
+from atelier.text.tokenizer import BPETokenizer
+from atelier.text.trainable import TrainableTextEncoder
+from atelier.text.transformer import TransformerTextConfig
+
+TextEncoderKind = Literal["transformer", "minilm"]
+TEXT_ENCODER_KINDS: tuple[TextEncoderKind, ...] = get_args(TextEncoderKind)
+
+
+@dataclass
+class TextEncoderConfig:
+    """Which text encoder to build, and its settings.
+
+    ``kind="transformer"``: a :class:`TrainableTextEncoder` of the given ``width``, ``layers``,
+    ``heads``, ``mlp_ratio`` and ``dropout`` over a trained BPE tokenizer.
+    ``kind="minilm"``: the frozen :class:`MiniLMTextEncoder`, caching up to ``cache_size`` prompts.
+    ``max_length`` is the token window T of either.
+    """
+
+    kind: TextEncoderKind = "transformer"
+    max_length: int = 77
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    cache_size: int = 256
+
+
+def build_text_encoder(
+    config: TextEncoderConfig, *, tokenizer: BPETokenizer | None = None
+) -> TextEncoder:
+    """Build the encoder ``config.kind`` names; ``tokenizer`` is required by, and only by,
+    the trainable transformer (its vocabulary sets the embedding table)."""
+    if config.kind == "transformer":
+        if tokenizer is None:
+            raise ValueError("kind 'transformer' needs a tokenizer (see train_bpe)")
+        transformer = TransformerTextConfig(
+            vocab_size=tokenizer.vocab_size,
+            max_length=config.max_length,
+            width=config.width,
+            layers=config.layers,
+            heads=config.heads,
+            mlp_ratio=config.mlp_ratio,
+            dropout=config.dropout,
+        )
+        return TrainableTextEncoder(tokenizer, transformer)
+    if config.kind == "minilm":
+        if tokenizer is not None:
+            raise ValueError("kind 'minilm' brings its own tokenizer; do not pass one")
+        return MiniLMTextEncoder(max_length=config.max_length, cache_size=config.cache_size)
+    raise ValueError(
+        f"unknown text encoder kind {config.kind!r}; valid: {', '.join(TEXT_ENCODER_KINDS)}"
+    )

