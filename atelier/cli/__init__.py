@@ -1,2 +1,36 @@
+"""The one ``atelier`` command. Each command group lives in its own module and is added here."""
+
+from __future__ import annotations
+
+import typer
+
+from atelier import __version__
+from atelier.cli.shapes import app as shapes_app
+
+app = typer.Typer(
+    name="atelier",
+    help="Text-to-image generation you can train, run, edit with, serve and measure on a CPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(shapes_app, name="shapes")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"atelier {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Text-to-image generation you can train, run, edit with, serve and measure on a CPU."""
+
+
 def main() -> None:
-    pass
+    """Console entry point."""
+    app()

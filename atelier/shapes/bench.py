@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from atelier.atomic import write_atomic
 from atelier.shapes.caption import phrase
 from atelier.shapes.world import (
     ALL_PAIRS,
     CATEGORIES,
     CELLS,
     HELD_OUT,
+    HELD_OUT_PAIRS,
     RELATIONS,
     SEEN_PAIRS,
     SIZES,
@@ -69,7 +71,7 @@ def _pair(rng: np.random.Generator, pool: tuple) -> tuple[str, str]:
 def _pairs_for(split: Split, rng: np.random.Generator, n: int, *, distinct: bool = True):
     """``n`` colour-shape pairs: all seen, or (held_out) the first is held out and the rest any."""
     while True:
-        first = _pair(rng, SEEN_PAIRS if split == "seen" else tuple(HELD_OUT))
+        first = _pair(rng, SEEN_PAIRS if split == "seen" else HELD_OUT_PAIRS)
         rest = [_pair(rng, SEEN_PAIRS if split == "seen" else ALL_PAIRS) for _ in range(n - 1)]
         pairs = [first, *rest]
         if not distinct or len(set(pairs)) == n:
@@ -143,6 +145,7 @@ def build_suite(seed: int = _SEED) -> list[BenchPrompt]:
         pairs = len(SEEN_PAIRS if split == "seen" else HELD_OUT)
         if n > pairs * len(_FRAMES):
             raise ValueError(f"single_object cannot give {n} distinct {split} prompts")
+    used: set[str] = set()  # a prompt appears once in the whole suite
     for category in CATEGORIES:
         for split, n in PER_PART.items():
             seen_prompts: set[str] = set()
@@ -152,8 +155,9 @@ def build_suite(seed: int = _SEED) -> list[BenchPrompt]:
                 prompt = phrase(spec, rng, plain=True)
                 if category == "single_object":  # 18 pairs alone are too few distinct prompts
                     prompt = f"{_FRAMES[len(seen_prompts) % len(_FRAMES)]}{prompt}"
-                if prompt in seen_prompts:
+                if prompt in used:
                     continue
+                used.add(prompt)
                 seen_prompts.add(prompt)
                 out.append(BenchPrompt(f"{SUITE_VERSION}-{len(out):04d}", prompt, category, split,
                                        spec))
@@ -175,7 +179,4 @@ def load_suite(path: str | Path | None = None) -> list[BenchPrompt]:
 
 def write_suite(path: str | Path, prompts: list[BenchPrompt]) -> None:
     """Write the suite as JSONL, atomically."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text("".join(bp.to_json() + "\n" for bp in prompts))
-    tmp.replace(p)
+    write_atomic(path, "".join(bp.to_json() + "\n" for bp in prompts))

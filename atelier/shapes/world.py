@@ -49,6 +49,7 @@ MIN_GAP = 0.03  # fraction of S of white between any two objects
 HELD_OUT: frozenset[tuple[Color, Shape]] = frozenset(
     {("purple", "triangle"), ("cyan", "circle"), ("yellow", "square")}
 )
+HELD_OUT_PAIRS: tuple[tuple[Color, Shape], ...] = tuple(sorted(HELD_OUT))  # a stable order
 ALL_PAIRS: tuple[tuple[Color, Shape], ...] = tuple((c, s) for c in COLORS for s in SHAPES)
 SEEN_PAIRS: tuple[tuple[Color, Shape], ...] = tuple(p for p in ALL_PAIRS if p not in HELD_OUT)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from atelier.text.atomic import write_atomic
+from atelier.atomic import write_atomic
 from atelier.text.window import TokenBatch, encode_window
 
 TOKENIZER_FILE = "tokenizer.json"

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from atelier.text.atomic import write_atomic
+from atelier.atomic import write_atomic
 from atelier.text.encoder import TextEncoder
 from atelier.text.tokenizer import BPETokenizer
 from atelier.text.transformer import TransformerText, TransformerTextConfig

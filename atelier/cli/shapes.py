@@ -1,0 +1,152 @@
+"""``atelier shapes …``: render, judge and export the shapes world, and measure the judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from atelier.atomic import write_atomic
+from atelier.shapes.bench import build_suite, load_suite, write_suite
+from atelier.shapes.floor import format_floor, measure_floor
+from atelier.shapes.judge import judge as judge_image
+from atelier.shapes.parse import PromptError, parse_prompt
+from atelier.shapes.render import render as render_scene
+from atelier.shapes.scene import realize, sample_scene
+from atelier.shapes.caption import caption
+from atelier.shapes.world import SIZES_AVAILABLE, SceneSpec
+
+app = typer.Typer(help="The shapes world: render prompts, judge images, export datasets.",
+                  no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _spec(prompt: str) -> SceneSpec:
+    try:
+        return parse_prompt(prompt)
+    except PromptError as err:
+        raise _fail(str(err)) from None
+
+
+def _check_size(size: int) -> None:
+    if size not in SIZES_AVAILABLE:
+        raise _fail(f"--size must be one of {', '.join(map(str, SIZES_AVAILABLE))}, not {size}")
+
+
+@app.command()
+def render(
+    prompt: str = typer.Argument(..., help='What to draw, e.g. "a red circle above a blue square".'),
+    output: Path = typer.Option(..., "-o", "--output", help="PNG file to write."),
+    size: int = typer.Option(64, "--size", help="Canvas side in pixels: 32, 64 or 128."),
+    seed: int = typer.Option(0, "--seed", help="Seed for unstated positions, sizes and jitter."),
+) -> None:
+    """Render a prompt exactly, as the shapes world defines it."""
+    _check_size(size)
+    spec = _spec(prompt)
+    try:
+        scene = realize(spec, np.random.default_rng(seed))
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(render_scene(scene, size)).save(output)
+    typer.echo(str(output))
+
+
+@app.command()
+def judge(
+    image: Path = typer.Argument(..., help="Image to score (any size, any mode)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The prompt it should show."),
+) -> None:
+    """Find the objects in an image and score it strictly against a prompt (exit 1 on fail)."""
+    spec = _spec(prompt)
+    try:
+        with Image.open(image) as img:
+            img.load()
+            verdict = judge_image(img, spec)
+    except (FileNotFoundError, IsADirectoryError):
+        raise _fail(f"no image file at {image}") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise _fail(f"cannot read {image} as an image ({err})") from None
+    typer.echo(f"found {len(verdict.objects)} object(s):")
+    for obj in verdict.objects:
+        typer.echo(f"  {obj.describe()}  (side {obj.side:.2f} S)")
+    if verdict.passed:
+        typer.echo("PASS")
+        return
+    typer.echo("FAIL: " + "; ".join(verdict.reasons))
+    raise typer.Exit(1)
+
+
+@app.command()
+def dataset(
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write (imagefolder layout)."),
+    n: int = typer.Option(10000, "--n", help="Number of images."),
+    size: int = typer.Option(64, "--size", help="Canvas side in pixels: 32, 64 or 128."),
+    seed: int = typer.Option(0, "--seed", help="Seed; image i depends only on (seed, i)."),
+    split: str = typer.Option("train", "--split",
+                              help="train (no held-out pairs) or any (all 18 pairs)."),
+) -> None:
+    """Write N captioned scenes as PNGs plus metadata.jsonl (file_name, text, spec)."""
+    _check_size(size)
+    if split not in ("train", "any"):
+        raise _fail(f"--split must be 'train' or 'any', not {split!r}")
+    if n < 1:
+        raise _fail(f"--n must be at least 1, not {n}")
+    if (output / "metadata.jsonl").exists():
+        raise _fail(f"{output} already holds a dataset (metadata.jsonl); choose a new folder")
+    images = output / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    lines = []
+    width = len(str(n - 1))
+    for i in tqdm(range(n), desc="rendering", unit="img"):
+        rng = np.random.default_rng([seed, i])
+        scene = sample_scene(rng, split=split)
+        name = f"images/{i:0{width}d}.png"
+        Image.fromarray(render_scene(scene, size)).save(output / name)
+        lines.append(json.dumps({"file_name": name, "text": caption(scene, rng),
+                                 "spec": scene.spec().to_dict()}))
+    # Written last and atomically: a folder with metadata.jsonl is a complete dataset.
+    write_atomic(output / "metadata.jsonl", "\n".join(lines) + "\n")
+    typer.echo(f"wrote {n} images and {output / 'metadata.jsonl'}")
+
+
+@app.command()
+def bench(
+    output: Path = typer.Option(None, "-o", "--output", help="Write the regenerated suite here."),
+) -> None:
+    """Regenerate shapes-bench and check it against the committed suite."""
+    suite = build_suite()
+    if output is not None:
+        write_suite(output, suite)
+        typer.echo(str(output))
+    same = [bp.to_json() for bp in suite] == [bp.to_json() for bp in load_suite()]
+    typer.echo(f"{len(suite)} prompts; identical to the committed suite: {same}")
+    if not same:
+        raise typer.Exit(1)
+
+
+@app.command()
+def floor(
+    sizes: str = typer.Option("64,128", "--sizes", help="Comma-separated canvas sizes."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Measure the judge's floor: pass rate on fresh true renders of every suite prompt."""
+    try:
+        size_list = [int(s) for s in sizes.split(",")]
+    except ValueError:
+        raise _fail(f"--sizes must be comma-separated integers, not {sizes!r}") from None
+    for s in size_list:
+        _check_size(s)
+    rows = measure_floor(load_suite(), sizes=size_list, seed=seed, progress=True)
+    typer.echo(format_floor(rows))
+    for row in rows:
+        for prompt, reasons in row.failures[:5]:
+            typer.echo(f"  {row.size}px {row.condition}: {prompt!r}: {'; '.join(reasons)}")
