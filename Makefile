@@ -24,7 +24,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check atelier tests bench
+	$(VENV)/bin/ruff check atelier tests
 
 clean:
 	rm -rf $(VENV) out

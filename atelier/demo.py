@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     suite = load_suite()
-    picks = [next(bp for bp in suite if bp.category == c and bp.split == s)
-             for c in dict.fromkeys(bp.category for bp in suite) for s in ("seen", "held_out")]
+    picks = [
+        next(bp for bp in suite if bp.category == c and bp.split == s)
+        for c in dict.fromkeys(bp.category for bp in suite)
+        for s in ("seen", "held_out")
+    ]
     args.output.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     tiles = []
@@ -43,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
         mark = "PASS" if verdict.passed else "FAIL"
         print(f"{bp.category:<18} {bp.split:<9} {mark:<7} {bp.prompt}")
     cols = 7
-    rows = [np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(len(tiles) // cols)]
+    rows = [
+        np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(len(tiles) // cols)
+    ]
     grid = args.output / "grid.png"
     Image.fromarray(np.concatenate(rows, axis=0)).save(grid)
     print(f"\n{len(picks)} prompts rendered (mild blur and noise) and judged; grid: {grid}")

@@ -25,8 +25,17 @@ def test_help_lists_commands():
 
 def test_render_then_judge(tmp_path):
     out = tmp_path / "x.png"
-    result = run("shapes", "render", "a red circle above a blue square", "-o", str(out),
-                 "--size", "128", "--seed", "3")
+    result = run(
+        "shapes",
+        "render",
+        "a red circle above a blue square",
+        "-o",
+        str(out),
+        "--size",
+        "128",
+        "--seed",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (128, 128)
     ok = run("shapes", "judge", str(out), "--prompt", "a red circle above a blue square")
@@ -37,16 +46,25 @@ def test_render_then_judge(tmp_path):
 
 def test_render_same_seed_same_image(tmp_path):
     for name in ("a.png", "b.png"):
-        assert run("shapes", "render", "three green triangles", "-o", str(tmp_path / name)).exit_code == 0
+        assert (
+            run("shapes", "render", "three green triangles", "-o", str(tmp_path / name)).exit_code
+            == 0
+        )
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
-@pytest.mark.parametrize("args,message", [
-    (("shapes", "render", "a red hexagon", "-o", "x.png"), "unknown word 'hexagon'"),
-    (("shapes", "render", "a red circle", "-o", "x.png", "--size", "50"), "--size must be one of"),
-    (("shapes", "judge", "missing.png", "--prompt", "a red circle"), "no image file"),
-    (("shapes", "dataset", "-o", "d", "--split", "test"), "--split must be"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("shapes", "render", "a red hexagon", "-o", "x.png"), "unknown word 'hexagon'"),
+        (
+            ("shapes", "render", "a red circle", "-o", "x.png", "--size", "50"),
+            "--size must be one of",
+        ),
+        (("shapes", "judge", "missing.png", "--prompt", "a red circle"), "no image file"),
+        (("shapes", "dataset", "-o", "d", "--split", "test"), "--split must be"),
+    ],
+)
 def test_errors_are_clear(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     result = run(*args)

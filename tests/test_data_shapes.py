@@ -57,8 +57,9 @@ def test_exported_dataset_reads_back_through_imagefolder(tmp_path):
 
     from atelier.cli import app
 
-    result = CliRunner().invoke(app, ["shapes", "dataset", "--n", "6", "--size", "32",
-                                      "-o", str(tmp_path / "ds")])
+    result = CliRunner().invoke(
+        app, ["shapes", "dataset", "--n", "6", "--size", "32", "-o", str(tmp_path / "ds")]
+    )
     assert result.exit_code == 0, result.output
     folder = ImageFolderDataset(tmp_path / "ds", resolution=32)
     assert len(folder) == 6

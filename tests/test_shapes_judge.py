@@ -14,8 +14,12 @@ from atelier.shapes.world import PlacedObject, Scene
 
 
 def scene(*objects) -> Scene:
-    return Scene(tuple(PlacedObject(c, s, cell, side, (cell[1] * 2 + 1) / 6, (cell[0] * 2 + 1) / 6)
-                       for c, s, cell, side in objects))
+    return Scene(
+        tuple(
+            PlacedObject(c, s, cell, side, (cell[1] * 2 + 1) / 6, (cell[0] * 2 + 1) / 6)
+            for c, s, cell, side in objects
+        )
+    )
 
 
 RED_TL = ("red", "circle", (0, 0), 0.28)
@@ -25,23 +29,28 @@ BLUE_BR = ("blue", "square", (2, 2), 0.16)
 def test_detects_colour_shape_size_cell():
     found = detect(render(scene(RED_TL, BLUE_BR, ("purple", "triangle", (1, 1), 0.3)), 64))
     assert [(o.color, o.shape, o.size, o.cell) for o in found] == [
-        ("red", "circle", "large", (0, 0)), ("purple", "triangle", "large", (1, 1)),
-        ("blue", "square", "small", (2, 2))]
+        ("red", "circle", "large", (0, 0)),
+        ("purple", "triangle", "large", (1, 1)),
+        ("blue", "square", "small", (2, 2)),
+    ]
 
 
-@pytest.mark.parametrize("prompt,passes", [
-    ("a red circle and a blue square", True),
-    ("a large red circle in the top left and a small blue square in the bottom right", True),
-    ("a red circle above a blue square", True),
-    ("a red circle left of a blue square", True),
-    ("a blue square above a red circle", False),  # relation reversed
-    ("a red circle", False),  # extra object
-    ("a red circle, a blue square and a green triangle", False),  # missing object
-    ("a blue circle and a red square", False),  # colours bound to the wrong shapes
-    ("a small red circle and a blue square", False),  # wrong size
-    ("a red circle in the top right and a blue square", False),  # wrong position
-    ("two red circles and a blue square", False),  # wrong count
-])
+@pytest.mark.parametrize(
+    "prompt,passes",
+    [
+        ("a red circle and a blue square", True),
+        ("a large red circle in the top left and a small blue square in the bottom right", True),
+        ("a red circle above a blue square", True),
+        ("a red circle left of a blue square", True),
+        ("a blue square above a red circle", False),  # relation reversed
+        ("a red circle", False),  # extra object
+        ("a red circle, a blue square and a green triangle", False),  # missing object
+        ("a blue circle and a red square", False),  # colours bound to the wrong shapes
+        ("a small red circle and a blue square", False),  # wrong size
+        ("a red circle in the top right and a blue square", False),  # wrong position
+        ("two red circles and a blue square", False),  # wrong count
+    ],
+)
 def test_scoring_is_strict(prompt, passes):
     verdict = judge(render(scene(RED_TL, BLUE_BR), 64), parse_prompt(prompt))
     assert verdict.passed is passes, verdict.reasons
@@ -49,8 +58,10 @@ def test_scoring_is_strict(prompt, passes):
 
 
 def test_reasons_name_the_problem():
-    verdict = judge(render(scene(RED_TL, BLUE_BR), 64),
-                    parse_prompt("a small red circle in the top right and a blue square"))
+    verdict = judge(
+        render(scene(RED_TL, BLUE_BR), 64),
+        parse_prompt("a small red circle in the top right and a blue square"),
+    )
     assert "the red circle is large, asked small" in verdict.reasons
     assert "the red circle is in the top left, asked top right" in verdict.reasons
 
@@ -74,7 +85,9 @@ def test_wrong_geometry_is_not_a_world_shape():
     flipped = render(scene(("red", "triangle", (1, 1), 0.3)), 64)[::-1]  # apex down
     assert [o.shape for o in detect(np.ascontiguousarray(flipped))] == ["unknown"]
     giant = render(scene(("red", "square", (1, 1), 0.3)), 128)
-    big = np.asarray(Image.fromarray(giant).resize((64, 64)).crop((16, 16, 48, 48)).resize((64, 64)))
+    big = np.asarray(
+        Image.fromarray(giant).resize((64, 64)).crop((16, 16, 48, 48)).resize((64, 64))
+    )
     assert detect(big)[0].size == "off-scale"
 
 
@@ -95,8 +108,11 @@ def test_any_rgb_image_size_and_mode():
 
 def test_renders_of_random_specs_pass_at_32px():
     rng = np.random.default_rng(0)
-    prompts = ["three green triangles", "a small cyan circle above a large purple triangle",
-               "a yellow square on the left, a red circle and a blue triangle in the bottom right"]
+    prompts = [
+        "three green triangles",
+        "a small cyan circle above a large purple triangle",
+        "a yellow square on the left, a red circle and a blue triangle in the bottom right",
+    ]
     for prompt in prompts:
         spec = parse_prompt(prompt)
         for _ in range(20):

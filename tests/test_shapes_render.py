@@ -105,16 +105,20 @@ def test_train_split_never_emits_held_out_pairs():
             seen_pairs.add((o.color, o.shape))
     assert not seen_pairs & HELD_OUT
     assert len(seen_pairs) == 15
-    any_pairs = {(o.color, o.shape) for _ in range(3000)
-                 for o in sample_scene(rng, split="any").objects}
+    any_pairs = {
+        (o.color, o.shape) for _ in range(3000) for o in sample_scene(rng, split="any").objects
+    }
     assert HELD_OUT <= any_pairs
 
 
 def test_realize_honours_cells_sizes_and_relations():
     rng = np.random.default_rng(2)
     spec = SceneSpec(
-        (ObjectSpec("red", "circle", "small", (0, 0)), ObjectSpec("blue", "square", "large"),
-         ObjectSpec("green", "triangle")),
+        (
+            ObjectSpec("red", "circle", "small", (0, 0)),
+            ObjectSpec("blue", "square", "large"),
+            ObjectSpec("green", "triangle"),
+        ),
         (Relation(1, "below", 2), Relation(2, "right_of", 0)),
     )
     for _ in range(50):
@@ -125,8 +129,10 @@ def test_realize_honours_cells_sizes_and_relations():
 
 
 def test_realize_rejects_impossible_spec():
-    spec = SceneSpec((ObjectSpec("red", "circle", cell=(1, 0)), ObjectSpec("blue", "square")),
-                     (Relation(0, "right_of", 1),))
+    spec = SceneSpec(
+        (ObjectSpec("red", "circle", cell=(1, 0)), ObjectSpec("blue", "square")),
+        (Relation(0, "right_of", 1),),
+    )
     # The red circle sits in column 0, so nothing can be to its left.
     with pytest.raises(ValueError, match="no layout"):
         realize(spec, np.random.default_rng(0))

@@ -12,16 +12,17 @@ from tqdm import tqdm
 
 from atelier.atomic import write_atomic
 from atelier.shapes.bench import build_suite, load_suite, write_suite
+from atelier.shapes.caption import caption
 from atelier.shapes.floor import format_floor, measure_floor
 from atelier.shapes.judge import judge as judge_image
 from atelier.shapes.parse import PromptError, parse_prompt
 from atelier.shapes.render import render as render_scene
 from atelier.shapes.scene import realize, sample_scene
-from atelier.shapes.caption import caption
 from atelier.shapes.world import SIZES_AVAILABLE, SceneSpec
 
-app = typer.Typer(help="The shapes world: render prompts, judge images, export datasets.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The shapes world: render prompts, judge images, export datasets.", no_args_is_help=True
+)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -43,7 +44,9 @@ def _check_size(size: int) -> None:
 
 @app.command()
 def render(
-    prompt: str = typer.Argument(..., help='What to draw, e.g. "a red circle above a blue square".'),
+    prompt: str = typer.Argument(
+        ..., help='What to draw, e.g. "a red circle above a blue square".'
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="PNG file to write."),
     size: int = typer.Option(64, "--size", help="Canvas side in pixels: 32, 64 or 128."),
     seed: int = typer.Option(0, "--seed", help="Seed for unstated positions, sizes and jitter."),
@@ -87,12 +90,15 @@ def judge(
 
 @app.command()
 def dataset(
-    output: Path = typer.Option(..., "-o", "--output", help="Folder to write (imagefolder layout)."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Folder to write (imagefolder layout)."
+    ),
     n: int = typer.Option(10000, "--n", help="Number of images."),
     size: int = typer.Option(64, "--size", help="Canvas side in pixels: 32, 64 or 128."),
     seed: int = typer.Option(0, "--seed", help="Seed; image i depends only on (seed, i)."),
-    split: str = typer.Option("train", "--split",
-                              help="train (no held-out pairs) or any (all 18 pairs)."),
+    split: str = typer.Option(
+        "train", "--split", help="train (no held-out pairs) or any (all 18 pairs)."
+    ),
 ) -> None:
     """Write N captioned scenes as PNGs plus metadata.jsonl (file_name, text, spec)."""
     _check_size(size)
@@ -111,8 +117,11 @@ def dataset(
         scene = sample_scene(rng, split=split)
         name = f"images/{i:0{width}d}.png"
         Image.fromarray(render_scene(scene, size)).save(output / name)
-        lines.append(json.dumps({"file_name": name, "text": caption(scene, rng),
-                                 "spec": scene.spec().to_dict()}))
+        lines.append(
+            json.dumps(
+                {"file_name": name, "text": caption(scene, rng), "spec": scene.spec().to_dict()}
+            )
+        )
     # Written last and atomically: a folder with metadata.jsonl is a complete dataset.
     write_atomic(output / "metadata.jsonl", "\n".join(lines) + "\n")
     typer.echo(f"wrote {n} images and {output / 'metadata.jsonl'}")

@@ -87,12 +87,17 @@ class ShapesDataset:
                 images.append(pixels)
                 captions.append(text)
                 specs.append(spec.to_dict())
-            meta = {"captions": json.dumps(captions), "specs": json.dumps(specs),
-                    "key": self.cache_key}
+            meta = {
+                "captions": json.dumps(captions),
+                "specs": json.dumps(specs),
+                "key": self.cache_key,
+            }
             write_atomic(path, save({"pixels": torch.from_numpy(np.stack(images))}, metadata=meta))
         with safe_open(path, framework="pt") as f:
             meta = f.metadata()
             pixels = f.get_tensor("pixels")
         if meta.get("key") != self.cache_key or pixels.shape[0] != self.n:
-            raise ValueError(f"cache file {path} does not hold {self.cache_key}; delete it to rebuild")
+            raise ValueError(
+                f"cache file {path} does not hold {self.cache_key}; delete it to rebuild"
+            )
         self._pixels, self._captions = pixels, json.loads(meta["captions"])

@@ -55,8 +55,15 @@ class BenchPrompt:
     spec: SceneSpec
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "prompt": self.prompt, "category": self.category,
-                           "split": self.split, "spec": self.spec.to_dict()})
+        return json.dumps(
+            {
+                "id": self.id,
+                "prompt": self.prompt,
+                "category": self.category,
+                "split": self.split,
+                "spec": self.spec.to_dict(),
+            }
+        )
 
     @classmethod
     def from_json(cls, line: str) -> BenchPrompt:
@@ -80,23 +87,27 @@ def _pairs_for(split: Split, rng: np.random.Generator, n: int, *, distinct: bool
 
 
 def _single_object(split, rng):
-    (c, s), = _pairs_for(split, rng, 1)
+    ((c, s),) = _pairs_for(split, rng, 1)
     return SceneSpec((ObjectSpec(c, s),))
 
 
 def _position(split, rng):
-    (c, s), = _pairs_for(split, rng, 1)
+    ((c, s),) = _pairs_for(split, rng, 1)
     return SceneSpec((ObjectSpec(c, s, cell=CELLS[int(rng.integers(9))]),))
 
 
 def _size(split, rng):
     if rng.random() < 0.5:
-        (c, s), = _pairs_for(split, rng, 1)
+        ((c, s),) = _pairs_for(split, rng, 1)
         return SceneSpec((ObjectSpec(c, s, size=SIZES[int(rng.integers(2))]),))
     (c1, s1), (c2, s2) = _pairs_for(split, rng, 2)
     small_first = bool(rng.integers(2))
-    return SceneSpec((ObjectSpec(c1, s1, "small" if small_first else "large"),
-                      ObjectSpec(c2, s2, "large" if small_first else "small")))
+    return SceneSpec(
+        (
+            ObjectSpec(c1, s1, "small" if small_first else "large"),
+            ObjectSpec(c2, s2, "large" if small_first else "small"),
+        )
+    )
 
 
 def _two_objects(split, rng):
@@ -112,7 +123,7 @@ def _relation(split, rng):
 
 def _counting(split, rng):
     if rng.random() < 0.75:
-        (c, s), = _pairs_for(split, rng, 1)
+        ((c, s),) = _pairs_for(split, rng, 1)
         return SceneSpec((ObjectSpec(c, s),) * int(rng.integers(2, 5)))
     (c1, s1), (c2, s2) = _pairs_for(split, rng, 2)
     return SceneSpec((ObjectSpec(c1, s1),) * int(rng.integers(2, 4)) + (ObjectSpec(c2, s2),))
@@ -159,8 +170,9 @@ def build_suite(seed: int = _SEED) -> list[BenchPrompt]:
                     continue
                 used.add(prompt)
                 seen_prompts.add(prompt)
-                out.append(BenchPrompt(f"{SUITE_VERSION}-{len(out):04d}", prompt, category, split,
-                                       spec))
+                out.append(
+                    BenchPrompt(f"{SUITE_VERSION}-{len(out):04d}", prompt, category, split, spec)
+                )
     return out
 
 
@@ -173,7 +185,9 @@ def load_suite(path: str | Path | None = None) -> list[BenchPrompt]:
     """The committed suite (or a JSONL file in the same format)."""
     p = Path(path) if path is not None else suite_path()
     if not p.is_file():
-        raise FileNotFoundError(f"suite file {p} not found; write it with `atelier shapes bench -o {p}`")
+        raise FileNotFoundError(
+            f"suite file {p} not found; write it with `atelier shapes bench -o {p}`"
+        )
     return [BenchPrompt.from_json(line) for line in p.read_text().splitlines() if line.strip()]
 
 

@@ -83,8 +83,7 @@ def phrase(spec: SceneSpec, rng: np.random.Generator, *, plain: bool = False) ->
             items.append(f"{_noun(obj, 1, article)} {_position(obj.cell, rng, plain)}")
             done.add(k)
             continue
-        same = [j for j in range(k, len(spec.objects))
-                if j not in done and spec.objects[j] == obj]
+        same = [j for j in range(k, len(spec.objects)) if j not in done and spec.objects[j] == obj]
         count = len(same) if (plain or rng.random() < 0.9) else 1
         items.append(_noun(obj, count, article))
         done |= set(same[:count])

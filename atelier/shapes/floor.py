@@ -26,12 +26,18 @@ BLUR_SIGMA = 0.01  # fraction of S
 NOISE_STD = 8.0  # of 255
 
 
-def degrade(pixels: np.ndarray, rng: np.random.Generator, *, blur_sigma: float = BLUR_SIGMA,
-            noise_std: float = NOISE_STD) -> np.ndarray:
+def degrade(
+    pixels: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    blur_sigma: float = BLUR_SIGMA,
+    noise_std: float = NOISE_STD,
+) -> np.ndarray:
     """Mild blur (sigma ``blur_sigma * S``) and Gaussian noise (``noise_std`` of 255), uint8 out."""
     size = pixels.shape[0]
-    out = ndimage.gaussian_filter(pixels.astype(np.float64),
-                                  sigma=(blur_sigma * size, blur_sigma * size, 0))
+    out = ndimage.gaussian_filter(
+        pixels.astype(np.float64), sigma=(blur_sigma * size, blur_sigma * size, 0)
+    )
     out += rng.normal(0.0, noise_std, out.shape)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -57,7 +63,7 @@ def measure_floor(
     seed: int = 0,
     progress: bool = False,
 ) -> list[FloorRow]:
-    """Render a fresh random realisation of every prompt's spec and judge it, per size and condition."""
+    """Judge a fresh random render of every prompt's spec, per size and condition."""
     rows = []
     for size in sizes:
         for condition in conditions:
@@ -79,5 +85,7 @@ def measure_floor(
 def format_floor(rows: Sequence[FloorRow]) -> str:
     """A plain-text table of floor rows."""
     lines = [f"{'size':>5} {'condition':<9} {'passed':>7} {'total':>6} {'rate':>7}"]
-    lines += [f"{r.size:>5} {r.condition:<9} {r.passed:>7} {r.total:>6} {r.rate:>7.2%}" for r in rows]
+    lines += [
+        f"{r.size:>5} {r.condition:<9} {r.passed:>7} {r.total:>6} {r.rate:>7.2%}" for r in rows
+    ]
     return "\n".join(lines)

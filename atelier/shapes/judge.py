@@ -1,9 +1,9 @@
 """The shapes judge: find the objects in any RGB image and score it strictly against a spec.
 
 Pixel model. A shapes-world pixel is a blend of one palette colour c and white w:
-``p = w + alpha * (c - w)``. For every pixel and colour we solve for ``alpha`` by projection and keep
-the colour with the smallest residual; anti-aliased and blurred edges then get the right colour
-with a fractional ``alpha`` instead of a wrong nearby colour. Pixels with ``alpha >= 0.5`` are ink
+``p = w + alpha * (c - w)``. For every pixel and colour we solve for ``alpha`` by projection
+and keep the colour with the smallest residual; anti-aliased and blurred edges then get the
+right colour with a fractional ``alpha`` instead of a wrong nearby colour. Pixels with ``alpha >= 0.5`` are ink
 of that colour; dark or saturated pixels that fit no palette colour are *foreign* ink.
 
 Objects. Connected components of each colour (noise specks below a quarter of the smallest legal
@@ -32,8 +32,8 @@ from scipy import ndimage
 
 from atelier.shapes.world import (
     BACKGROUND,
-    MIN_GAP,
     COLORS,
+    MIN_GAP,
     PALETTE,
     POSITION_WORDS,
     SIZE_RANGES,
@@ -45,7 +45,9 @@ from atelier.shapes.world import (
 INK_ALPHA = 0.5
 MAX_RESIDUAL = 70.0  # RGB units: how far an ink pixel may sit from its colour's white-blend line
 FOREIGN_DISTANCE = 100.0  # RGB distance from white beyond which unexplained pixels are ink
-MIN_AREA = 0.25 * 0.5 * SIZE_RANGES["small"][0] ** 2  # fraction of S^2: a quarter of the least object
+MIN_AREA = (
+    0.25 * 0.5 * SIZE_RANGES["small"][0] ** 2
+)  # fraction of S^2: a quarter of the least object
 SMALL_LARGE_SPLIT = 0.22
 SCALE_RANGE = (0.09, 0.40)
 
@@ -72,7 +74,9 @@ MAX_PROTOTYPE_DISTANCE = 2.5
 MAX_ASPECT = 1.3
 
 _WHITE = np.asarray(BACKGROUND, dtype=np.float64)
-_DIRECTIONS = np.stack([np.asarray(PALETTE[c], dtype=np.float64) - _WHITE for c in COLORS])  # (6, 3)
+_DIRECTIONS = np.stack(
+    [np.asarray(PALETTE[c], dtype=np.float64) - _WHITE for c in COLORS]
+)  # (6, 3)
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,13 @@ def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
 
 
 def pixel_model(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pixel: best palette index (H, W), its alpha (H, W, 6) for all colours, and foreign mask."""
+    """Per pixel: best palette index (H, W), alphas for all colours (H, W, 6), foreign mask."""
     v = rgb - _WHITE  # (H, W, 3)
     alphas = np.einsum("hwc,kc->hwk", v, _DIRECTIONS) / (_DIRECTIONS**2).sum(1)  # (H, W, 6)
     alphas = np.clip(alphas, 0.0, 1.0)
-    residual = np.linalg.norm(v[..., None, :] - alphas[..., None] * _DIRECTIONS, axis=-1)  # (H, W, 6)
+    residual = np.linalg.norm(
+        v[..., None, :] - alphas[..., None] * _DIRECTIONS, axis=-1
+    )  # (H, W, 6)
     best = residual.argmin(-1)  # (H, W)
     best_res = np.take_along_axis(residual, best[..., None], -1)[..., 0]
     best_alpha = np.take_along_axis(alphas, best[..., None], -1)[..., 0]
@@ -172,8 +178,9 @@ def _measure(alpha: np.ndarray, height: int, width: int, color: str) -> FoundObj
     else:
         size = "small" if side < SMALL_LARGE_SPLIT else "large"
     cell = (min(int(3 * cy / height), 2), min(int(3 * cx / width), 2))
-    return FoundObject(color, shape, size, cell, side,
-                       float(cx / width), float(cy / height), fill, skew)
+    return FoundObject(
+        color, shape, size, cell, side, float(cx / width), float(cy / height), fill, skew
+    )
 
 
 def detect(image: Image.Image | np.ndarray) -> list[FoundObject]:
@@ -204,8 +211,19 @@ def detect(image: Image.Image | np.ndarray) -> list[FoundObject]:
             side = max(xs.stop - xs.start, ys.stop - ys.start)
             cx, cy = (xs.start + xs.stop) / 2, (ys.start + ys.stop) / 2
             cell = (min(int(3 * cy / height), 2), min(int(3 * cx / width), 2))
-            found.append(FoundObject("foreign", "unknown", "off-scale", cell,
-                                     side / max(height, width), cx / width, cy / height, 0.0, 0.0))
+            found.append(
+                FoundObject(
+                    "foreign",
+                    "unknown",
+                    "off-scale",
+                    cell,
+                    side / max(height, width),
+                    cx / width,
+                    cy / height,
+                    0.0,
+                    0.0,
+                )
+            )
     return sorted(found, key=lambda o: (o.cell, o.cx))
 
 
@@ -219,14 +237,17 @@ def _violations(spec: SceneSpec, found: list[FoundObject], match: tuple[int, ...
         elif obj.size is not None and got.size != obj.size:
             out.append(f"the {name} is {got.size}, asked {obj.size}")
         if obj.cell is not None and got.cell != obj.cell:
-            out.append(f"the {name} is in the {POSITION_WORDS[got.cell]}, "
-                       f"asked {POSITION_WORDS[obj.cell]}")
+            out.append(
+                f"the {name} is in the {POSITION_WORDS[got.cell]}, asked {POSITION_WORDS[obj.cell]}"
+            )
     for r in spec.relations:
         a, b = found[match[r.subject]], found[match[r.object]]
         if not relation_holds(r.name, a.cell, b.cell):
             sa, sb = spec.objects[r.subject], spec.objects[r.object]
-            out.append(f"the {sa.color} {sa.shape} is not {r.name.replace('_', ' ')} "
-                       f"the {sb.color} {sb.shape}")
+            out.append(
+                f"the {sa.color} {sa.shape} is not {r.name.replace('_', ' ')} "
+                f"the {sb.color} {sb.shape}"
+            )
     return out
 
 
@@ -241,8 +262,10 @@ def score(spec: SceneSpec, found: list[FoundObject]) -> Verdict:
         return Verdict(False, reasons, found)
     best: list[str] | None = None
     for perm in itertools.permutations(range(len(found))):
-        if any((o.color, o.shape) != (found[j].color, found[j].shape)
-               for o, j in zip(spec.objects, perm)):
+        if any(
+            (o.color, o.shape) != (found[j].color, found[j].shape)
+            for o, j in zip(spec.objects, perm)
+        ):
             continue
         v = _violations(spec, found, perm)
         if not v:

@@ -52,11 +52,30 @@ _RELATION_PHRASES: list[tuple[tuple[str, ...], RelationName]] = sorted(
 )  # fmt: skip
 
 VOCABULARY: frozenset[str] = frozenset(
-    set(COLORS) | set(_SHAPE_WORDS) | set(_SIZE_WORDS) | _ARTICLES | set(_COUNTS)
-    | set(_PLACE_SYNONYMS) | {w for words in _PLACES for w in words.split()}
+    set(COLORS)
+    | set(_SHAPE_WORDS)
+    | set(_SIZE_WORDS)
+    | _ARTICLES
+    | set(_COUNTS)
+    | set(_PLACE_SYNONYMS)
+    | {w for words in _PLACES for w in words.split()}
     | {w for phrase, _ in _RELATION_PHRASES for w in phrase}
-    | _PREFIX_NOUNS | {"in", "at", "on", "corner", "side", "and", "of", "with", "showing",
-                       "there", "is", "are", ","}
+    | _PREFIX_NOUNS
+    | {
+        "in",
+        "at",
+        "on",
+        "corner",
+        "side",
+        "and",
+        "of",
+        "with",
+        "showing",
+        "there",
+        "is",
+        "are",
+        ",",
+    }
 )
 
 

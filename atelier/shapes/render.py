@@ -15,7 +15,7 @@ SUPERSAMPLE = 4
 
 
 def _coverage(obj: PlacedObject, size: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Inside-test of ``obj`` at sample points (pixel units); returns a bool grid (len(ys), len(xs))."""
+    """Inside-test of ``obj`` at sample points (pixel units): a bool grid (len(ys), len(xs))."""
     cx, cy, half = obj.cx * size, obj.cy * size, obj.side * size / 2
     x, y = xs[None, :], ys[:, None]
     if obj.shape == "circle":

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from atelier.shapes.world import (
+    ALL_PAIRS,
     CELL_CENTERS,
     CELLS,
     MAX_JITTER,
@@ -21,7 +22,6 @@ from atelier.shapes.world import (
     SEEN_PAIRS,
     SIZE_RANGES,
     SIZES,
-    ALL_PAIRS,
     Cell,
     PlacedObject,
     Scene,
@@ -54,8 +54,16 @@ def place(
         for color, shape, size, (row, col) in items:
             lo, hi = SIZE_RANGES[size]
             jx, jy = rng.uniform(-MAX_JITTER, MAX_JITTER, size=2)
-            placed.append(PlacedObject(color, shape, (row, col), float(rng.uniform(lo, hi)),
-                                       CELL_CENTERS[col] + float(jx), CELL_CENTERS[row] + float(jy)))
+            placed.append(
+                PlacedObject(
+                    color,
+                    shape,
+                    (row, col),
+                    float(rng.uniform(lo, hi)),
+                    CELL_CENTERS[col] + float(jx),
+                    CELL_CENTERS[row] + float(jy),
+                )
+            )
         if all(map(_inside, placed)) and all(
             _separated(a, b) for a, b in itertools.combinations(placed, 2)
         ):
@@ -98,7 +106,9 @@ def _cell_assignments(spec: SceneSpec, rng: np.random.Generator) -> list[Cell]:
     free_cells = [c for c in CELLS if c not in fixed]
 
     def legal(cells: list[Cell]) -> bool:
-        return all(relation_holds(r.name, cells[r.subject], cells[r.object]) for r in spec.relations)
+        return all(
+            relation_holds(r.name, cells[r.subject], cells[r.object]) for r in spec.relations
+        )
 
     open_slots = [i for i, c in enumerate(fixed) if c is None]
     for _ in range(200):
@@ -122,7 +132,7 @@ def _cell_assignments(spec: SceneSpec, rng: np.random.Generator) -> list[Cell]:
 
 
 def realize(spec: SceneSpec, rng: np.random.Generator) -> Scene:
-    """A random concrete scene satisfying ``spec`` (unstated sizes and cells are drawn at random)."""
+    """A random concrete scene satisfying ``spec``; unstated sizes and cells are drawn at random."""
     cells = _cell_assignments(spec, rng)
     items = [
         (o.color, o.shape, o.size or SIZES[int(rng.integers(len(SIZES)))], cell)

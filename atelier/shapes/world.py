@@ -142,8 +142,16 @@ class SceneSpec:
     def to_dict(self) -> dict:
         return {
             "objects": [
-                {k: v for k, v in (("color", o.color), ("shape", o.shape), ("size", o.size),
-                                   ("cell", list(o.cell) if o.cell else None)) if v is not None}
+                {
+                    k: v
+                    for k, v in (
+                        ("color", o.color),
+                        ("shape", o.shape),
+                        ("size", o.size),
+                        ("cell", list(o.cell) if o.cell else None),
+                    )
+                    if v is not None
+                }
                 for o in self.objects
             ],
             "relations": [[r.subject, r.name, r.object] for r in self.relations],
@@ -152,8 +160,12 @@ class SceneSpec:
     @classmethod
     def from_dict(cls, data: dict) -> SceneSpec:
         objects = tuple(
-            ObjectSpec(o["color"], o["shape"], o.get("size"),
-                       tuple(o["cell"]) if o.get("cell") is not None else None)
+            ObjectSpec(
+                o["color"],
+                o["shape"],
+                o.get("size"),
+                tuple(o["cell"]) if o.get("cell") is not None else None,
+            )
             for o in data["objects"]
         )
         relations = tuple(Relation(int(s), n, int(o)) for s, n, o in data.get("relations", []))
@@ -187,11 +199,14 @@ class Scene:
 
     def spec(self, *, with_sizes: bool = True, with_cells: bool = True) -> SceneSpec:
         """The full spec this scene satisfies (every object with its size and cell)."""
-        return SceneSpec(tuple(
-            ObjectSpec(o.color, o.shape, o.size if with_sizes else None,
-                       o.cell if with_cells else None)
-            for o in self.objects
-        ))
+        return SceneSpec(
+            tuple(
+                ObjectSpec(
+                    o.color, o.shape, o.size if with_sizes else None, o.cell if with_cells else None
+                )
+                for o in self.objects
+            )
+        )
 
     @property
     def held_out(self) -> bool:
