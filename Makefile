@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(PY) -m atelier.demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check atelier tests
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 lint: $(STAMP)

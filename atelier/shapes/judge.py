@@ -3,8 +3,9 @@
 Pixel model. A shapes-world pixel is a blend of one palette colour c and white w:
 ``p = w + alpha * (c - w)``. For every pixel and colour we solve for ``alpha`` by projection
 and keep the colour with the smallest residual; anti-aliased and blurred edges then get the
-right colour with a fractional ``alpha`` instead of a wrong nearby colour. Pixels with ``alpha >= 0.5`` are ink
-of that colour; dark or saturated pixels that fit no palette colour are *foreign* ink.
+right colour with a fractional ``alpha`` instead of a wrong nearby colour. Pixels with
+``alpha >= 0.5`` are ink of that colour; dark or saturated pixels that fit no palette colour
+are *foreign* ink.
 
 Objects. Connected components of each colour (noise specks below a quarter of the smallest legal
 object are ignored) become objects. Over the soft coverage ``alpha`` of a component grown by half
