@@ -1,0 +1,130 @@
+"""Noise schedules as pure functions, computed in float64.
+
+Notation (Ho et al. 2020; Karras et al. 2022): ``betas[t]`` is the per-step noise variance of the
+discrete forward chain, t = 0 .. T-1; ``alphas_cumprod[t]`` = prod_{s<=t} (1 - betas[s]) = abar_t.
+The variance-preserving (VP) latent is x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps. Its
+variance-exploding (VE) view divides by sqrt(abar_t): x = x_0 + sigma eps with
+sigma_t = sqrt((1 - abar_t) / abar_t). Samplers work in the VE view, as k-diffusion does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import torch
+
+BetaSchedule = Literal["linear", "scaled_linear", "cosine"]
+TimestepSpacing = Literal["leading", "trailing", "linspace"]
+BETA_SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
+TIMESTEP_SPACINGS: tuple[str, ...] = get_args(TimestepSpacing)
+
+
+def linear_betas(n: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """Linearly spaced betas (Ho et al. 2020)."""
+    return torch.linspace(beta_start, beta_end, n, dtype=torch.float64)
+
+
+def scaled_linear_betas(
+    n: int, beta_start: float = 0.00085, beta_end: float = 0.012
+) -> torch.Tensor:
+    """Linear in sqrt(beta), Stable Diffusion's schedule."""
+    return torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=torch.float64) ** 2
+
+
+def cosine_betas(n: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """The cosine schedule of Nichol & Dhariwal 2021: abar(t) = cos^2((t/T + s)/(1 + s) pi/2)."""
+
+    def abar(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    return torch.tensor(
+        [min(1 - abar((i + 1) / n) / abar(i / n), max_beta) for i in range(n)], dtype=torch.float64
+    )
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Shift and scale sqrt(abar) so the last step has zero SNR (Lin et al. 2024, Algorithm 1)."""
+    sqrt_abar = torch.cumprod(1 - betas.double(), 0).sqrt()
+    first, last = sqrt_abar[0].clone(), sqrt_abar[-1].clone()
+    sqrt_abar = (sqrt_abar - last) * first / (first - last)
+    abar = sqrt_abar**2
+    alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])
+    return 1 - alphas
+
+
+def make_betas(
+    kind: BetaSchedule,
+    n: int = 1000,
+    *,
+    beta_start: float | None = None,
+    beta_end: float | None = None,
+    zero_terminal_snr: bool = False,
+) -> torch.Tensor:
+    """Betas for a named schedule; raises ValueError naming the valid choices."""
+    if n < 1:
+        raise ValueError(f"a schedule needs at least 1 training step, got {n}")
+    kwargs = {
+        k: v for k, v in (("beta_start", beta_start), ("beta_end", beta_end)) if v is not None
+    }
+    if kind == "linear":
+        betas = linear_betas(n, **kwargs)
+    elif kind == "scaled_linear":
+        betas = scaled_linear_betas(n, **kwargs)
+    elif kind == "cosine":
+        betas = cosine_betas(n)
+    else:
+        raise ValueError(f"unknown beta schedule {kind!r}; valid: {', '.join(BETA_SCHEDULES)}")
+    return rescale_zero_terminal_snr(betas) if zero_terminal_snr else betas
+
+
+def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
+    """abar_t = prod_{s<=t} (1 - beta_s), float64."""
+    return torch.cumprod(1 - betas.double(), 0)
+
+
+def sigmas_from_alphas_cumprod(abar: torch.Tensor) -> torch.Tensor:
+    """VE noise levels sigma_t = sqrt((1 - abar_t) / abar_t)."""
+    abar = abar.double()
+    return ((1 - abar) / abar).sqrt()
+
+
+def spaced_timesteps(
+    n_train: int, n_steps: int, spacing: TimestepSpacing, *, steps_offset: int = 0
+) -> torch.Tensor:
+    """The ``n_steps`` training timesteps a sampler visits, descending (float64).
+
+    ``leading``: 0, r, 2r, ... with r = n_train // n_steps (plus ``steps_offset``); ``trailing``:
+    rounded n_train, n_train - r, ... minus one, so the first step is at T - 1; ``linspace``: evenly
+    from T - 1 to 0, fractional. (Lin et al. 2024, Table 2.)
+    """
+    if n_steps < 1:
+        raise ValueError(f"steps must be at least 1, got {n_steps}")
+    if n_steps > n_train:
+        raise ValueError(f"steps ({n_steps}) cannot exceed the {n_train} training timesteps")
+    if spacing == "linspace":
+        return torch.linspace(0, n_train - 1, n_steps, dtype=torch.float64).flip(0)
+    if spacing == "leading":
+        ratio = n_train // n_steps
+        return (torch.arange(n_steps, dtype=torch.float64) * ratio).round().flip(0) + steps_offset
+    if spacing == "trailing":
+        ratio = n_train / n_steps
+        return torch.arange(n_train, 0, -ratio, dtype=torch.float64).round() - 1
+    raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(TIMESTEP_SPACINGS)}")
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho."""
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def sigma_to_t(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """Fractional timestep of a VE noise level, interpolating linearly in log sigma (k-diffusion)."""
+    log_sigma = sigma.double().clamp(min=1e-10).log()
+    dists = log_sigma[..., None] - log_sigmas  # (..., T)
+    low = (dists >= 0).cumsum(-1).argmax(-1).clamp(max=log_sigmas.shape[0] - 2)
+    lo, hi = log_sigmas[low], log_sigmas[low + 1]
+    w = ((lo - log_sigma) / (lo - hi)).clamp(0, 1)
+    return (1 - w) * low + w * (low + 1)
