@@ -114,14 +114,14 @@ def spaced_timesteps(
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. 2022, eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho."""
+    """Karras et al. 2022, eq. 5: (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho."""
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return (hi + ramp * (lo - hi)) ** rho
 
 
 def sigma_to_t(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
-    """Fractional timestep of a VE noise level, interpolating linearly in log sigma (k-diffusion)."""
+    """Fractional timestep of a VE noise level, linear in log sigma (as k-diffusion does)."""
     log_sigma = sigma.double().clamp(min=1e-10).log()
     dists = log_sigma[..., None] - log_sigmas  # (..., T)
     low = (dists >= 0).cumsum(-1).argmax(-1).clamp(max=log_sigmas.shape[0] - 2)

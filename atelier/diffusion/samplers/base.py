@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 
-from atelier.diffusion.denoiser import Denoiser
 from atelier.diffusion.plan import SamplingPlan
 
 
