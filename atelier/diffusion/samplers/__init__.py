@@ -1,0 +1,45 @@
+"""Every sampler shares one signature (see ``base.py``); pick one by name with :func:`get_sampler`."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, get_args
+
+import torch
+
+from atelier.diffusion.denoiser import Denoiser
+from atelier.diffusion.plan import SamplingPlan
+from atelier.diffusion.samplers.base import Callback, Generators, StepInfo
+from atelier.diffusion.samplers.euler import sample_euler
+
+SamplerName = Literal["euler"]
+SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+
+
+class Sampler(Protocol):
+    def __call__(
+        self,
+        denoiser: Denoiser,
+        x: torch.Tensor,
+        plan: SamplingPlan,
+        *,
+        generators: Generators = None,
+        callback: Callback | None = None,
+        start_step: int = 0,
+    ) -> torch.Tensor: ...
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "euler": sample_euler,
+}
+STOCHASTIC: frozenset[str] = frozenset()
+
+
+def get_sampler(name: str) -> Sampler:
+    """The sampler called ``name``; raises ValueError naming the valid choices."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLER_NAMES)}")
+    return SAMPLERS[name]
+
+
+__all__ = ["SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC", "Sampler", "SamplerName", "StepInfo",
+           "get_sampler"]
