@@ -42,7 +42,7 @@ def sample_ddpm(
         sigma, t = sigma_at(plan, i, x)
         sigma_next = plan.sigmas[i + 1]
         denoised = denoiser(x, sigma, t)
-        r = (sigma_next / plan.sigmas[i]) ** 2  # float64 scalar
+        r = (sigma_next / plan.sigmas[i]) ** 2
         x = denoised + r.to(x.dtype) * (x - denoised)
         # At sigma' = 0 the posterior is a point mass; diffusers draws nothing there either (t = 0),
         # so the generators stay in step with its scheduler.
