@@ -100,7 +100,7 @@ def test_samples_approach_the_true_mixture(name, dim, n):
         out = get_sampler(name)(lambda x, s, t: mixture.denoise(x, s), x, plan)
         distances.append(sliced_wasserstein(out, true))
     assert distances[0] > distances[1] > distances[2], distances  # falls as steps grow
-    assert distances[2] < (1.6 if dim == 2 else 2.5) * floor, (distances, floor)
+    assert distances[2] < (1.75 if dim == 2 else 2.5) * floor, (distances, floor)
 
 
 def test_gaussian_mixture_denoiser_is_the_posterior_mean():

@@ -9,9 +9,12 @@ import torch
 from atelier.diffusion.denoiser import Denoiser
 from atelier.diffusion.plan import SamplingPlan
 from atelier.diffusion.samplers.base import Callback, Generators, StepInfo
+from atelier.diffusion.samplers.ddim import sample_ddim
+from atelier.diffusion.samplers.ddpm import sample_ddpm
 from atelier.diffusion.samplers.euler import sample_euler
+from atelier.diffusion.samplers.euler_ancestral import sample_euler_ancestral
 
-SamplerName = Literal["euler"]
+SamplerName = Literal["ddpm", "ddim", "euler", "euler_ancestral"]
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
 
 
@@ -29,9 +32,12 @@ class Sampler(Protocol):
 
 
 SAMPLERS: dict[str, Sampler] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
     "euler": sample_euler,
+    "euler_ancestral": sample_euler_ancestral,
 }
-STOCHASTIC: frozenset[str] = frozenset()
+STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral"})
 
 
 def get_sampler(name: str) -> Sampler:

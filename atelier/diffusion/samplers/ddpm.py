@@ -44,9 +44,9 @@ def sample_ddpm(
         denoised = denoiser(x, sigma, t)
         r = (sigma_next / plan.sigmas[i]) ** 2
         x = denoised + r.to(x.dtype) * (x - denoised)
-        # At sigma' = 0 the posterior is a point mass; diffusers draws nothing there either (t = 0),
-        # so the generators stay in step with its scheduler.
-        if sigma_next > 0:
+        # Algorithm 2 draws z only while t > 0, as diffusers does, so generators advance exactly as
+        # in its scheduler; a last step from t > 0 to sigma' = 0 (steps_offset) draws with std 0.
+        if plan.timesteps[i] > 0:
             x = x + (sigma_next * (1 - r).sqrt()).to(x.dtype) * noise_like(x, generators)
         if callback is not None:
             callback(StepInfo(i, len(plan), x, denoised, float(sigma)))

@@ -1,0 +1,83 @@
+"""Euler ancestral: golden parity with diffusers' EulerAncestralDiscreteScheduler, batch
+invariance, bad arguments."""
+
+import math
+
+import pytest
+import torch
+from diffusers import EulerAncestralDiscreteScheduler
+
+from atelier.diffusion.denoiser import VPDenoiser
+from atelier.diffusion.plan import make_plan
+from atelier.diffusion.samplers.euler import sample_euler
+from atelier.diffusion.samplers.euler_ancestral import sample_euler_ancestral
+from atelier.diffusion.schedules import alphas_cumprod, make_betas
+from tests.diffusion.parity import (
+    SHAPE,
+    TOL,
+    generators,
+    initial_noise,
+    run_diffusers,
+    run_ours,
+    toy_model,
+)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("steps", [10, 50])
+def test_parity_with_diffusers(prediction_type, steps):
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type=prediction_type,
+    )
+    ref = run_diffusers(scheduler, steps, stochastic=True)
+    ours = run_ours(sample_euler_ancestral, scheduler, prediction_type, stochastic=True)
+    assert (ours - ref).abs().max() <= TOL
+
+
+def _setup(steps=10):
+    plan = make_plan(alphas_cumprod(make_betas("scaled_linear")), steps)
+    return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
+
+
+def test_batch_equals_single_images():
+    denoiser, x, plan = _setup()
+    batch = sample_euler_ancestral(denoiser, x, plan, generators=generators())
+    singles = [
+        sample_euler_ancestral(denoiser, x[b : b + 1], plan, generators=[g])
+        for b, g in enumerate(generators())
+    ]
+    assert torch.equal(batch, torch.cat(singles))
+
+
+def test_eta_zero_is_euler():
+    denoiser, x, plan = _setup()
+    ours = sample_euler_ancestral(denoiser, x, plan, eta=0.0)
+    assert (ours - sample_euler(denoiser, x, plan)).abs().max() <= TOL
+
+
+def test_generators_advance_like_diffusers():
+    """Like diffusers: one draw per step, the last (no noise added) too."""
+    denoiser, x, plan = _setup()
+    used = generators()
+    sample_euler_ancestral(denoiser, x, plan, generators=used)
+    expected = generators()
+    for g in expected:
+        for _ in range(len(plan)):
+            torch.randn(SHAPE[1:], generator=g)
+    assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(used, expected))
+
+
+@pytest.mark.parametrize("eta", [-0.1, math.nan, math.inf])
+def test_bad_eta_raises(eta):
+    denoiser, x, plan = _setup()
+    with pytest.raises(ValueError, match="eta"):
+        sample_euler_ancestral(denoiser, x, plan, eta=eta)
+
+
+def test_bad_generators_raise():
+    denoiser, x, plan = _setup()
+    with pytest.raises(ValueError, match="generators"):
+        sample_euler_ancestral(denoiser, x, plan, generators=generators()[:2])
