@@ -21,14 +21,14 @@ demo: $(STAMP)
 	$(PY) -m atelier.demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check atelier tests
+	$(VENV)/bin/ruff check atelier tests bench
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/samplers.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check atelier tests
+	$(VENV)/bin/ruff check atelier tests bench
 
 clean:
 	rm -rf $(VENV) out

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atelier.diffusion.analytic import GaussianMixture, ring_mixture  # noqa: E402
-from atelier.diffusion.plan import make_plan, plan_from_timesteps  # noqa: E402
+from atelier.diffusion.plan import make_plan  # noqa: E402
 from atelier.diffusion.samplers import SAMPLERS, get_sampler  # noqa: E402
 from atelier.diffusion.schedules import alphas_cumprod, make_betas  # noqa: E402
 from atelier.eval.distances import sliced_wasserstein  # noqa: E402
@@ -77,9 +77,9 @@ def quality(abar, names, dim: int, n: int, guided: bool, quick: bool) -> None:
     target = mixture.subset(0) if guided else mixture
     true = target.sample(n, torch.Generator().manual_seed(123))
     floor = sliced_wasserstein(true, target.sample(n, torch.Generator().manual_seed(456)))
-    ref_out, _ = run("ddpm", mixture, abar, 1000, n, guided, seed=1) if "ddpm" in names else (None, 0)
-    ref = sliced_wasserstein(ref_out, true) if ref_out is not None else float("nan")
-    label = f"{dim}-D, {'CFG scale %.0f' % GUIDANCE if guided else 'no guidance'}"
+    ref_out, _ = run("ddpm", mixture, abar, 1000, n, guided, seed=1)
+    ref = sliced_wasserstein(ref_out, true)
+    label = f"{dim}-D, " + (f"CFG scale {GUIDANCE:.0f}" if guided else "no guidance")
     print(f"\n## {label}: sliced W2 to {n} true samples (floor true-vs-true {floor:.4f}; "
           f"DDPM 1000 steps {ref:.4f})")
     print(f"{'sampler':<16}" + "".join(f"{f'{s} st':>14}" for s in TABLE_STEPS)
@@ -122,7 +122,7 @@ def overhead(abar, names, steps: int = 50, repeats: int = 5) -> None:
                 x = sched.step(model_out, t, sched.scale_model_input(x, t)).prev_sample
             best_d = min(best_d, time.perf_counter() - t0)
         n_d = len(sched.timesteps)
-        plan = plan_from_timesteps(abar, make_plan(abar, steps, spacing=SPACING.get(name, "linspace")).timesteps)
+        plan = make_plan(abar, steps, spacing=SPACING.get(name, "linspace"))
         best_o = float("inf")
         for _ in range(repeats):
             x = torch.randn(shape) * plan.init_noise_sigma

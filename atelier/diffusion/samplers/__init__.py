@@ -1,4 +1,4 @@
-"""Every sampler shares one signature (see ``base.py``); pick one by name with :func:`get_sampler`."""
+"""Every sampler shares one signature (see ``base.py``); :func:`get_sampler` picks one by name."""
 
 from __future__ import annotations
 
