@@ -12,7 +12,12 @@ from collections.abc import Callable
 
 import torch
 
-from atelier.diffusion.parameterization import PredictionType, _check, broadcast, predicted_x0
+from atelier.diffusion.parameterization import (
+    PredictionType,
+    broadcast,
+    check_prediction_type,
+    predicted_x0,
+)
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -28,7 +33,7 @@ class VPDenoiser:
     """Wrap a VP network as a VE denoiser ``D(x, sigma, t)`` (Karras et al. 2022, Table 1)."""
 
     def __init__(self, model: ModelFn, prediction_type: PredictionType) -> None:
-        _check(prediction_type)
+        check_prediction_type(prediction_type)
         self.model = model
         self.prediction_type = prediction_type
 

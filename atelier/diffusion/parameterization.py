@@ -16,7 +16,7 @@ PredictionType = Literal["epsilon", "sample", "v_prediction"]
 PREDICTION_TYPES: tuple[str, ...] = get_args(PredictionType)
 
 
-def _check(kind: str) -> None:
+def check_prediction_type(kind: str) -> None:
     if kind not in PREDICTION_TYPES:
         raise ValueError(f"unknown prediction type {kind!r}; valid: {', '.join(PREDICTION_TYPES)}")
 
@@ -39,7 +39,7 @@ def training_target(
     kind: PredictionType, x0: torch.Tensor, noise: torch.Tensor, abar_t: torch.Tensor | float
 ) -> torch.Tensor:
     """What the network should output for this (x_0, eps) pair."""
-    _check(kind)
+    check_prediction_type(kind)
     if kind == "epsilon":
         return noise
     if kind == "sample":
@@ -52,7 +52,7 @@ def predicted_x0(
     kind: PredictionType, output: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor | float
 ) -> torch.Tensor:
     """x_0 implied by the network output at x_t (VP latent)."""
-    _check(kind)
+    check_prediction_type(kind)
     abar = broadcast(abar_t, x_t)
     alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
     if kind == "epsilon":
@@ -66,7 +66,7 @@ def predicted_eps(
     kind: PredictionType, output: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor | float
 ) -> torch.Tensor:
     """eps implied by the network output at x_t (VP latent)."""
-    _check(kind)
+    check_prediction_type(kind)
     abar = broadcast(abar_t, x_t)
     alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
     if kind == "epsilon":

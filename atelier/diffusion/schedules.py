@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Literal, get_args
 
+import numpy as np
 import torch
 
 BetaSchedule = Literal["linear", "scaled_linear", "cosine"]
@@ -86,6 +87,9 @@ def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
 def sigmas_from_alphas_cumprod(abar: torch.Tensor) -> torch.Tensor:
     """VE noise levels sigma_t = sqrt((1 - abar_t) / abar_t)."""
     abar = abar.double()
+    # A zero-terminal-SNR schedule has abar_T = 0 exactly, an infinite sigma no VE sampler can
+    # start from; like diffusers, stand in the smallest fp16 subnormal (sigma_T ~ 4096).
+    abar = torch.where(abar > 0, abar, 2.0**-24)
     return ((1 - abar) / abar).sqrt()
 
 
@@ -109,7 +113,11 @@ def spaced_timesteps(
         return (torch.arange(n_steps, dtype=torch.float64) * ratio).round().flip(0) + steps_offset
     if spacing == "trailing":
         ratio = n_train / n_steps
-        return torch.arange(n_train, 0, -ratio, dtype=torch.float64).round() - 1
+        # numpy's arange, as diffusers uses: its float error decides which way the .5 ties of
+        # e.g. 48 steps round. It can also overshoot by one value (61 steps over 1000 would end
+        # at t = -1), hence the cut.
+        steps = np.arange(n_train, 0, -ratio)[:n_steps]
+        return torch.from_numpy(steps).round() - 1
     raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(TIMESTEP_SPACINGS)}")
 
 

@@ -1,0 +1,187 @@
+"""Guidance as wrappers around the model function: samplers never know it exists.
+
+Two layers can be wrapped. A conditional network ``net(x_t, t, cond) -> output`` becomes a plain
+``model(x_t, t) -> output`` (what :class:`~atelier.diffusion.denoiser.VPDenoiser` takes) by
+classifier-free guidance; a denoiser ``D(x, sigma, t) -> x_0`` becomes another denoiser by
+classifier guidance or by thresholding its x_0 estimate.
+
+Notation: s is the guidance scale, eps_c / eps_u the conditional / unconditional network
+outputs, abar_t as in ``schedules.py``, and x_t = x / sqrt(1 + sigma^2) the VP latent of the VE
+latent x. Every wrapper returns a tensor shaped like its input latent, whatever its options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from atelier.diffusion.denoiser import Denoiser, ModelFn, per_image
+from atelier.diffusion.parameterization import broadcast
+
+CondNet = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def concat_cond(a: Any, b: Any) -> Any:
+    """Stack two conditionings of equal batch along dim 0: tensors directly, dataclasses by field.
+
+    Fields that are ``None`` in both stay ``None``; nested dataclasses recurse. This is what lets
+    one network call serve both halves of classifier-free guidance.
+    """
+    if a is None and b is None:
+        return None
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape[:1] != b.shape[:1]:
+            raise ValueError(f"cannot pair a batch of {a.shape[0]} with one of {b.shape[0]}")
+        return torch.cat([a, b])
+    if dataclasses.is_dataclass(a) and not isinstance(a, type) and type(a) is type(b):
+        fields = [f.name for f in dataclasses.fields(a) if f.init]
+        return dataclasses.replace(
+            a, **{name: concat_cond(getattr(a, name), getattr(b, name)) for name in fields}
+        )
+    raise TypeError(
+        "conditionings must both be tensors, both None or both the same dataclass; "
+        f"got {type(a).__name__} and {type(b).__name__}"
+    )
+
+
+def _check_scale(scale: float) -> None:
+    if not math.isfinite(scale):
+        raise ValueError(f"guidance scale must be a finite number, got {scale!r}")
+
+
+def _check_phi(phi: float) -> None:
+    if not 0.0 <= phi <= 1.0:
+        raise ValueError(f"guidance rescale phi must be in [0, 1], got {phi!r}")
+
+
+def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2024, eqs. 15-16): match each image's std to the conditional's.
+
+    x_rescaled = guided * std(cond) / std(guided), then phi * x_rescaled + (1 - phi) * guided;
+    the std runs over all but the batch axis. Large scales inflate the guided prediction's std,
+    which overexposes images; phi < 1 keeps some of the un-rescaled contrast.
+    """
+    _check_phi(phi)
+    dims = list(range(1, guided.ndim))
+    ratio = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)  # (B, 1, ...)
+    return guided * (phi * ratio + (1 - phi))
+
+
+def classifier_free_guidance(
+    net: CondNet,
+    cond: Any,
+    uncond: Any,
+    scale: float,
+    *,
+    rescale: float = 0.0,
+    interval: tuple[float, float] | None = None,
+) -> ModelFn:
+    """Classifier-free guidance (Ho & Salimans 2022) as a model ``(x_t, t) -> output``.
+
+    output = eps_u + s (eps_c - eps_u), conditional and unconditional halves evaluated in one
+    network call on a doubled batch (cond first). ``uncond`` is whatever the unconditional branch
+    should see: the null embedding, or the encoded negative prompt. s = 1 is the conditional
+    model alone and s = 0 the unconditional one; Ho & Salimans' w is s - 1.
+
+    Guiding the raw output is exact for every prediction type: x_0 is affine in the output with
+    coefficients set by x_t and t alone, so mixing outputs with weights summing to 1 mixes the
+    x_0 estimates the same way. ``rescale`` is phi of :func:`rescale_guidance`, applied to the
+    output as diffusers does (being non-linear, it does depend on the prediction type).
+
+    ``interval = (t_lo, t_hi)`` guides only images whose timestep lies in [t_lo, t_hi]
+    (Kynkäänniemi et al. 2024); elsewhere the output is the conditional one, and a step with no
+    image inside calls the network on the conditional half only. The paper states intervals in
+    sigma; ``SamplingPlan.t_of`` converts, as t grows with sigma.
+    """
+    _check_scale(scale)
+    _check_phi(rescale)
+    if interval is not None:
+        lo, hi = interval
+        if not lo <= hi:
+            raise ValueError(f"guidance interval needs lo <= hi, got ({lo}, {hi})")
+    pair = concat_cond(cond, uncond)
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = per_image(t, x_t)
+        inside = torch.ones_like(t, dtype=torch.bool)
+        if interval is not None:
+            inside = (t >= interval[0]) & (t <= interval[1])  # (B,)
+        if scale == 1 or not inside.any():
+            return net(x_t, t, cond)
+        out_c, out_u = net(torch.cat([x_t, x_t]), torch.cat([t, t]), pair).chunk(2)
+        guided = out_u + scale * (out_c - out_u)
+        if rescale > 0:
+            guided = rescale_guidance(guided, out_c, rescale)
+        return torch.where(inside.reshape(-1, *([1] * (guided.ndim - 1))), guided, out_c)
+
+    return model
+
+
+def classifier_guidance(
+    denoiser: Denoiser, classifier: Classifier, y: torch.Tensor, scale: float
+) -> Denoiser:
+    """Classifier guidance (Dhariwal & Nichol 2021) on a VE denoiser.
+
+    ``classifier(x_t, t) -> logits (B, K)`` is trained on VP latents; ``y`` (B,) holds the target
+    classes. With x_t = x / sqrt(1 + sigma^2),
+
+        D'(x, sigma, t) = D(x, sigma, t) + s sigma^2 grad_x log p(y | x_t, t),
+
+    the score sigma^-2 (D - x) shifted by s grad_x log p. With abar = 1 / (1 + sigma^2) this is
+    exactly the paper's eps' = eps - s sqrt(1 - abar) grad_{x_t} log p(y | x_t, t): both move
+    x_0 by s (1 - abar) / sqrt(abar) grad_{x_t} log p.
+    """
+    _check_scale(scale)
+
+    def guided(x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        denoised = denoiser(x, sigma, t)
+        sigma = per_image(sigma, x).to(torch.float64)  # (B,)
+        alpha = broadcast((1 / (1 + sigma**2)).sqrt(), x)  # sqrt(abar), as VPDenoiser scales x
+        # Samplers run under no_grad; the classifier's gradient needs a graph all the same.
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x_t = x_in * alpha
+            log_p = classifier(x_t, per_image(t, x).to(x.dtype)).log_softmax(-1)  # (B, K)
+            chosen = log_p.gather(-1, y.to(log_p.device).long().reshape(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(chosen, x_in)
+        return denoised + scale * broadcast(sigma**2, x) * grad
+
+    return guided
+
+
+def dynamic_threshold(
+    denoiser: Denoiser, percentile: float = 0.995, *, s_max: float = math.inf
+) -> Denoiser:
+    """Imagen's dynamic thresholding (Saharia et al. 2022) of the x_0 estimate.
+
+    Per image, s = max(1, quantile(|x_0|, percentile)), capped at ``s_max`` (diffusers'
+    ``sample_max_value``); x_0 is clipped to [-s, s] and divided by s. Pixels near saturation are
+    pushed inwards instead of piling up at the boundary, which large guidance scales cause.
+    """
+    if not 0.0 < percentile <= 1.0:
+        raise ValueError(f"percentile must be in (0, 1], got {percentile!r}")
+    if not s_max >= 1.0:
+        raise ValueError(f"s_max must be at least 1, got {s_max!r}")
+
+    def thresholded(x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0 = denoiser(x, sigma, t)
+        # quantile needs float32 or float64, and half precision would blur the percentile.
+        flat = x0.reshape(x0.shape[0], -1).to(torch.promote_types(x0.dtype, torch.float32))
+        s = flat.abs().quantile(percentile, dim=1).clamp(1.0, s_max)[:, None]  # (B, 1)
+        return (flat.clamp(-s, s) / s).reshape(x0.shape).to(x0.dtype)
+
+    return thresholded
+
+
+def static_threshold(denoiser: Denoiser) -> Denoiser:
+    """Clip the x_0 estimate to [-1, 1], the data range (Ho et al. 2020; Saharia et al. 2022)."""
+
+    def clipped(x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return denoiser(x, sigma, t).clamp(-1.0, 1.0)
+
+    return clipped
