@@ -36,11 +36,12 @@ def run_diffusers(scheduler, steps: int, *, stochastic: bool) -> torch.Tensor:
     """The standard diffusers denoising loop."""
     scheduler.set_timesteps(steps)
     x = initial_noise() * scheduler.init_noise_sigma
-    gens = generators() if stochastic else None
+    # Only stochastic schedulers take a generator (Heun's and UniPC's step() have none).
+    step_kwargs = {"generator": generators()} if stochastic else {}
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(x, t)
         out = toy_model(model_input, t.expand(x.shape[0]))
-        x = scheduler.step(out, t, x, generator=gens).prev_sample
+        x = scheduler.step(out, t, x, **step_kwargs).prev_sample
     return x
 
 

@@ -11,10 +11,15 @@ from atelier.diffusion.plan import SamplingPlan
 from atelier.diffusion.samplers.base import Callback, Generators, StepInfo
 from atelier.diffusion.samplers.ddim import sample_ddim
 from atelier.diffusion.samplers.ddpm import sample_ddpm
+from atelier.diffusion.samplers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde
 from atelier.diffusion.samplers.euler import sample_euler
 from atelier.diffusion.samplers.euler_ancestral import sample_euler_ancestral
+from atelier.diffusion.samplers.heun import sample_heun
+from atelier.diffusion.samplers.unipc import sample_unipc
 
-SamplerName = Literal["ddpm", "ddim", "euler", "euler_ancestral"]
+SamplerName = Literal[
+    "ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "unipc"
+]
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
 
 
@@ -36,8 +41,12 @@ SAMPLERS: dict[str, Sampler] = {
     "ddim": sample_ddim,
     "euler": sample_euler,
     "euler_ancestral": sample_euler_ancestral,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde,
+    "unipc": sample_unipc,
 }
-STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral"})
+STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
 
 
 def get_sampler(name: str) -> Sampler:
