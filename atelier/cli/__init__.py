@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from atelier import __version__
+from atelier.cli.generate import generate, replay
 from atelier.cli.shapes import app as shapes_app
 
 app = typer.Typer(
@@ -15,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(shapes_app, name="shapes")
+app.command()(generate)
+app.command()(replay)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,186 @@
+"""``atelier generate`` and ``atelier replay``: text to PNGs that carry their own recipe."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import typer
+from PIL import Image
+from tqdm import tqdm
+
+from atelier.diffusion.samplers import SAMPLER_NAMES
+from atelier.pipelines.metadata import GenerationParams, read_params, save_png
+from atelier.pipelines.model_folder import Model, load_model
+from atelier.pipelines.text2image import SamplingOptions
+from atelier.text.window import PromptTruncatedWarning
+
+DEFAULT_MODEL = "shapes-ldm"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def read_prompts(path: Path) -> list[str]:
+    """Prompts from a .txt file (one a line) or a .jsonl file (a ``prompt`` field a line)."""
+    if not path.is_file():
+        raise _fail(f"no prompts file at {path}")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        prompts = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                prompts.append(str(json.loads(line)["prompt"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise _fail(f"{path} line {number} is not JSON with a 'prompt' field") from None
+    elif path.suffix == ".txt":
+        prompts = [line.strip() for line in lines]
+    else:
+        raise _fail(f"--prompts takes a .txt or .jsonl file, not {path.suffix or path.name}")
+    if not prompts:
+        raise _fail(f"{path} holds no prompts")
+    return prompts
+
+
+def _load(model: str) -> Model:
+    try:
+        return load_model(model)
+    except (FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+
+
+def _pipeline_for(loaded: Model, size: int | None):
+    pipe = loaded.pipeline()
+    if size is None or size == loaded.config.resolution:
+        return pipe, loaded.config.resolution
+    factor = loaded.config.vae.downsampling_factor if loaded.config.vae is not None else 1
+    multiple = factor * 2 ** (len(loaded.config.unet.block_channels) - 1)
+    if size < multiple or size % multiple:
+        raise _fail(
+            f"--size {size} cannot be made by this model: use a multiple of {multiple} "
+            f"(it was trained at {loaded.config.resolution})"
+        )
+    channels = pipe.latent_shape[0]
+    pipe.latent_shape = (channels, size // factor, size // factor)
+    return pipe, size
+
+
+def render(loaded: Model, params: GenerationParams, options: SamplingOptions) -> Image.Image:
+    """One image for ``params`` (used by generate's batches and by replay)."""
+    pipe, _ = _pipeline_for(loaded, params.width)
+    return pipe(
+        [params.prompt],
+        seeds=[params.seed],
+        negative_prompt=params.negative_prompt,
+        options=options,
+    )[0]
+
+
+def generate(
+    prompt: str = typer.Argument(None, help="What to draw (or use --prompts)."),
+    prompts_file: Path = typer.Option(None, "--prompts", help=".txt (a prompt a line) or .jsonl"),
+    n: int = typer.Option(1, "-n", help="Images per prompt."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first image; each next image +1."),
+    steps: int = typer.Option(None, "--steps", help="Sampler steps (default: the model's)."),
+    guidance: float = typer.Option(None, "--guidance", help="CFG scale (default: the model's)."),
+    sampler: str = typer.Option(None, "--sampler", help=f"One of {', '.join(SAMPLER_NAMES)}."),
+    negative: str = typer.Option("", "--negative", help="Negative prompt."),
+    size: int = typer.Option(None, "--size", help="Image side in pixels (default: the model's)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder."),
+    output: Path = typer.Option(Path("out/generate"), "-o", "--output", help="Output folder."),
+    batch: int = typer.Option(8, "--batch", help="Images sampled together (pixels unchanged)."),
+) -> None:
+    """Generate images from text; prints each PNG's path on its own line."""
+    if (prompt is None) == (prompts_file is None):
+        raise _fail("give a PROMPT or --prompts FILE (exactly one)")
+    if n < 1 or batch < 1:
+        raise _fail("-n and --batch must be at least 1")
+    prompts = [prompt] if prompt is not None else read_prompts(prompts_file)
+    loaded = _load(model)
+    defaults = loaded.config.defaults
+    try:
+        options = replace(
+            defaults,
+            steps=defaults.steps if steps is None else steps,
+            guidance=defaults.guidance if guidance is None else guidance,
+            sampler=defaults.sampler if sampler is None else sampler,
+        )
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    pipe, side = _pipeline_for(loaded, size)
+    jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
+    output.mkdir(parents=True, exist_ok=True)
+    model_hash = loaded.model_hash
+    start = len(list(output.glob("*.png")))
+    bar = tqdm(total=len(jobs) * options.steps, unit="step", desc="generating")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PromptTruncatedWarning)
+        for first in range(0, len(jobs), batch):
+            chunk = jobs[first : first + batch]
+            images = pipe(
+                [p for p, _ in chunk],
+                seeds=[s for _, s in chunk],
+                negative_prompt=negative,
+                options=options,
+                callback=lambda info, k=len(chunk): bar.update(k),
+            )
+            for k, ((p, s), image) in enumerate(zip(chunk, images), start=first):
+                params = GenerationParams(
+                    prompt=p,
+                    seed=s,
+                    steps=options.steps,
+                    guidance=options.guidance,
+                    sampler=options.sampler,
+                    width=side,
+                    height=side,
+                    model=loaded.config.name,
+                    model_hash=model_hash,
+                    negative_prompt=negative,
+                    extra={
+                        "spacing": options.spacing,
+                        "karras": options.karras,
+                        "model_path": str(loaded.path),
+                    },
+                )
+                path = save_png(image, output / f"{start + k:05d}-{s}.png", params)
+                tqdm.write(str(path))
+    bar.close()
+    for warning in {str(w.message) for w in caught if w.category is PromptTruncatedWarning}:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def replay(image: Path = typer.Argument(..., help="A PNG written by atelier generate.")) -> None:
+    """Regenerate an image from its embedded parameters and report whether the pixels match."""
+    try:
+        params = read_params(image)
+    except (ValueError, FileNotFoundError) as err:
+        raise _fail(str(err)) from None
+    source = params.extra.get("model_path") or params.model
+    loaded = _load(source if Path(source).is_dir() else params.model)
+    if loaded.model_hash != params.model_hash:
+        typer.echo(
+            f"warning: model hash {loaded.model_hash} differs from the image's "
+            f"{params.model_hash}; pixels will likely differ",
+            err=True,
+        )
+    options = SamplingOptions(
+        steps=params.steps,
+        guidance=params.guidance,
+        sampler=params.sampler,
+        spacing=params.extra.get("spacing", "trailing"),
+        karras=bool(params.extra.get("karras", False)),
+    )
+    again = np.asarray(render(loaded, params, options), dtype=np.int16)
+    with Image.open(image) as img:
+        original = np.asarray(img.convert("RGB"), dtype=np.int16)
+    if again.shape == original.shape and (again == original).all():
+        typer.echo(f"pixels match: {image}")
+        return
+    diff = np.abs(again - original).max() if again.shape == original.shape else "shape"
+    typer.echo(f"pixels differ (max |delta| {diff}): {image}")
+    raise typer.Exit(1)

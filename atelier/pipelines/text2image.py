@@ -1,0 +1,122 @@
+"""Text-to-image: encode the prompt, sample latents with guidance, decode. Assembly only.
+
+The parts come from elsewhere: a text encoder (``text/``), a denoising network (``models/``), an
+optional autoencoder (latent diffusion; without one the network works in pixel space), the
+sampling plan, sampler and guidance (``diffusion/``). Every image has its own seeded generator
+and the network runs in fixed-size chunks (``fixed_batch.py``), so a batch gives the same images
+as single runs, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+from atelier.data.base import tensor_to_pil
+from atelier.diffusion.config import DiffusionConfig
+from atelier.diffusion.denoiser import VPDenoiser
+from atelier.diffusion.guidance import classifier_free_guidance
+from atelier.diffusion.plan import make_plan
+from atelier.diffusion.samplers import StepInfo, get_sampler
+from atelier.diffusion.schedules import TimestepSpacing
+from atelier.pipelines.fixed_batch import fixed_batch
+from atelier.text.encoder import TextEncoder
+
+
+class Decoder(nn.Module):
+    """What the pipeline needs of an autoencoder: latents -> images in [-1, 1]."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample; the defaults are the model's own unless overridden."""
+
+    steps: int = 20
+    guidance: float = 3.0
+    sampler: str = "dpmpp_2m"
+    spacing: TimestepSpacing = "trailing"
+    karras: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not math.isfinite(self.guidance):
+            raise ValueError(f"guidance must be a finite number, got {self.guidance!r}")
+        get_sampler(self.sampler)  # raises naming the valid samplers
+
+
+class Text2Image:
+    """``pipe(prompts, seeds=...) -> list of PIL images``."""
+
+    def __init__(
+        self,
+        *,
+        network: nn.Module,
+        text_encoder: TextEncoder,
+        diffusion: DiffusionConfig,
+        latent_shape: tuple[int, int, int],
+        autoencoder: Decoder | None = None,
+        latent_scale: float = 1.0,
+        rows: int = 8,
+    ) -> None:
+        self.network = network.eval()
+        self.text_encoder = text_encoder.eval()
+        self.autoencoder = autoencoder.eval() if autoencoder is not None else None
+        self.diffusion = diffusion
+        self.latent_shape = latent_shape
+        self.latent_scale = latent_scale
+        self.rows = rows
+        self._abar = diffusion.alphas_cumprod()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def initial_noise(self, seeds: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
+        """Unit noise (B, C, h, w), image i from its own generator seeded ``seeds[i]``."""
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        noise = torch.stack([torch.randn(self.latent_shape, generator=g) for g in generators])
+        return noise.to(self.device), generators
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        *,
+        seeds: Sequence[int],
+        negative_prompt: str = "",
+        options: SamplingOptions = SamplingOptions(),
+        callback: Callable[[StepInfo], None] | None = None,
+    ) -> list[Image.Image]:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings, not one string")
+        if len(prompts) != len(seeds):
+            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
+        cond = self.text_encoder.encode(list(prompts))
+        uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
+
+        net = fixed_batch(self.network, self.rows)
+        model = classifier_free_guidance(net, cond, uncond, options.guidance)
+        denoiser = VPDenoiser(model, self.diffusion.prediction_type)
+        plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)
+        noise, generators = self.initial_noise(seeds)
+        sample = get_sampler(options.sampler)
+        z = sample(
+            denoiser, noise * plan.init_noise_sigma, plan, generators=generators, callback=callback
+        )
+        images = self.decode(z)
+        return [tensor_to_pil(img) for img in images]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [-1, 1] (identity in pixel space)."""
+        if self.autoencoder is None:
+            return z.clamp(-1, 1)
+        decode = fixed_batch(self.autoencoder.decode, self.rows)
+        return decode(z / self.latent_scale).clamp(-1, 1)

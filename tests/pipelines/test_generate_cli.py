@@ -1,0 +1,112 @@
+"""``atelier generate`` / ``replay``: outputs, A1111 metadata, replay matches, clear errors."""
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.pipelines.metadata import parse_a1111, read_params
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_generate_writes_pngs_with_a1111_and_json_metadata(tiny_model_dir, tmp_path):
+    result = run(
+        "generate",
+        "a red circle",
+        "-n",
+        "2",
+        "--seed",
+        "9",
+        "--model",
+        tiny_model_dir,
+        "-o",
+        tmp_path,
+        "--negative",
+        "blue",
+        "--steps",
+        "3",
+        "--sampler",
+        "heun",
+    )
+    assert result.exit_code == 0, result.output
+    paths = [line for line in result.stdout.splitlines() if line.endswith(".png")]
+    assert len(paths) == 2
+    with Image.open(paths[1]) as img:
+        text = img.text["parameters"]
+        assert img.size == (32, 32)
+    fields = parse_a1111(text)
+    assert fields["prompt"] == "a red circle" and fields["negative_prompt"] == "blue"
+    assert fields["Steps"] == "3" and fields["Sampler"] == "Heun" and fields["Seed"] == "10"
+    assert fields["CFG scale"] == "2.0" and fields["Size"] == "32x32" and fields["Model"] == "tiny"
+    params = read_params(paths[1])
+    assert (params.seed, params.sampler, params.negative_prompt) == (10, "heun", "blue")
+    assert fields["Model hash"] == params.model_hash
+
+
+def test_replay_reproduces_pixels(tiny_model_dir, tmp_path):
+    result = run(
+        "generate",
+        "a blue square above a green triangle",
+        "--seed",
+        "3",
+        "--model",
+        tiny_model_dir,
+        "-o",
+        tmp_path,
+        "--sampler",
+        "dpmpp_2m_sde",
+    )
+    path = result.stdout.strip().splitlines()[-1]
+    again = run("replay", path)
+    assert again.exit_code == 0 and "pixels match" in again.output
+    img = Image.open(path).convert("RGB")
+    img.putpixel((0, 0), (0, 0, 0))
+    from atelier.pipelines.metadata import save_png
+
+    save_png(img, tmp_path / "edited.png", read_params(path))
+    edited = run("replay", tmp_path / "edited.png")
+    assert edited.exit_code == 1 and "pixels differ" in edited.output
+
+
+def test_prompts_files(tiny_model_dir, tmp_path):
+    txt = tmp_path / "p.txt"
+    txt.write_text("a red circle\n\nthree yellow circles\n")
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"prompt": p}) for p in ["a red circle", "x"]))
+    for f, count in ((txt, 2), (jsonl, 2)):
+        result = run("generate", "--prompts", f, "--model", tiny_model_dir, "-o", tmp_path / f.stem)
+        assert result.exit_code == 0, result.output
+        assert len([x for x in result.stdout.splitlines() if x.endswith(".png")]) == count
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no prompt field"}\n')
+    result = run("generate", "--prompts", bad, "--model", tiny_model_dir)
+    assert result.exit_code == 2 and "line 1" in result.output
+
+
+def test_errors_are_clear(tiny_model_dir, tmp_path):
+    cases = [
+        (("generate", "x", "--model", tmp_path / "missing"), "no model at"),
+        (("generate", "x", "--model", tiny_model_dir, "--size", "20"), "multiple of 8"),
+        (("generate", "x", "--model", tiny_model_dir, "--sampler", "lms"), "valid:"),
+        (("generate", "--model", tiny_model_dir), "exactly one"),
+        (("replay", tmp_path / "none.png"), "cannot read"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output
+
+
+def test_other_size_and_truncation_warning(tiny_model_dir, tmp_path):
+    long_prompt = " ".join(["a red circle and a blue square"] * 6)
+    result = run("generate", long_prompt, "--model", tiny_model_dir, "--size", "48", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "truncat" in result.output.lower()
+    path = [x for x in result.stdout.splitlines() if x.endswith(".png")][0]
+    assert Image.open(path).size == (48, 48)

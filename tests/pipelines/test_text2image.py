@@ -1,0 +1,80 @@
+"""The text-to-image pipeline and model folders: determinism, batch = singles, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from atelier.pipelines.model_folder import load_model, resolve
+from atelier.pipelines.text2image import SamplingOptions
+
+PROMPTS = ["a red circle", "a blue square above a green triangle", "", "three yellow circles"]
+
+
+def pixels(images):
+    return [np.asarray(im) for im in images]
+
+
+def test_round_trip_loads_identical_weights(tiny_model_dir):
+    a, b = load_model(tiny_model_dir), load_model(tiny_model_dir)
+    assert a.model_hash == b.model_hash and len(a.model_hash) == 10
+    for key, value in a.unet.state_dict().items():
+        assert torch.equal(value, b.unet.state_dict()[key])
+
+
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m_sde"])
+def test_batch_equals_single_runs_bit_for_bit(tiny_model_dir, sampler):
+    pipe = load_model(tiny_model_dir).pipeline(rows=4)
+    options = SamplingOptions(steps=3, guidance=2.5, sampler=sampler)
+    seeds = [5, 6, 7, 8]
+    batch = pixels(pipe(PROMPTS, seeds=seeds, options=options, negative_prompt="green"))
+    for prompt, seed, image in zip(PROMPTS, seeds, batch):
+        single = pixels(pipe([prompt], seeds=[seed], options=options, negative_prompt="green"))[0]
+        assert np.array_equal(image, single), (prompt, seed)
+    assert image.shape == (32, 32, 3)
+    assert not np.array_equal(batch[0], batch[1])
+
+
+def test_same_seed_same_image_and_different_seed_differs(tiny_model_dir):
+    pipe = load_model(tiny_model_dir).pipeline()
+    a = pixels(pipe(["a red circle"], seeds=[1]))[0]
+    b = pixels(pipe(["a red circle"], seeds=[1]))[0]
+    c = pixels(pipe(["a red circle"], seeds=[2]))[0]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_bad_options_are_clear():
+    with pytest.raises(ValueError, match="valid: .*euler"):
+        SamplingOptions(sampler="k_lms")
+    with pytest.raises(ValueError, match="positive integer"):
+        SamplingOptions(steps=0)
+    with pytest.raises(ValueError, match="finite"):
+        SamplingOptions(guidance=float("nan"))
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="known model names"):
+        resolve(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no model at 'nope'"):
+        load_model("nope")
+
+
+def test_corrupt_and_mismatched_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    data = (broken / "unet.safetensors").read_bytes()
+    (broken / "unet.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_model(broken)
+    shutil.copy(tiny_model_dir / "unet.safetensors", broken / "unet.safetensors")
+    state = load_file(str(broken / "vae.safetensors"))
+    key = next(iter(state))
+    state[key] = torch.zeros(3, 3)
+    save_file(state, str(broken / "vae.safetensors"))
+    with pytest.raises(ValueError, match="does not match config.json.*shape mismatch"):
+        load_model(broken)
+    (broken / "config.json").write_text('{"format": 1, "name": "x"}')
+    with pytest.raises(ValueError, match="not a valid model config"):
+        load_model(broken)
