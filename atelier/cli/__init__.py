@@ -7,6 +7,7 @@ import typer
 from atelier import __version__
 from atelier.cli.generate import generate, replay
 from atelier.cli.shapes import app as shapes_app
+from atelier.cli.train import train
 
 app = typer.Typer(
     name="atelier",
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(shapes_app, name="shapes")
 app.command()(generate)
 app.command()(replay)
+app.command()(train)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,31 @@
+"""``atelier train RECIPE [--data DIR] [--out DIR] [--resume] [--max-minutes M] [k=v ...]``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from atelier.training.recipes import RECIPES, apply_overrides, get_recipe
+
+
+def train(
+    recipe: str = typer.Argument(..., help=f"One of {', '.join(RECIPES)}."),
+    overrides: list[str] = typer.Argument(None, help="key=value, e.g. train.max_steps=100"),
+    data: Path = typer.Option(None, "--data", help="Captioned image folder instead of shapes."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default ~/.cache/atelier/runs/…)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop cleanly after M min."),
+) -> None:
+    """Train a recipe from scratch (or resume it) and export a model folder."""
+    from atelier.training.run import run_recipe
+
+    try:
+        chosen = apply_overrides(get_recipe(recipe), overrides or [])
+        if max_minutes is not None:
+            chosen = replace(chosen, train=replace(chosen.train, max_minutes=max_minutes))
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    run_recipe(chosen, out=out, resume=resume, data_dir=data)

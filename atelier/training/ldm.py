@@ -1,0 +1,129 @@
+"""The denoising objective of latent (or pixel-space) text-to-image diffusion, as a training task.
+
+Per batch of (z_0, caption): drop captions to "" with probability ``p_uncond`` (so the same network
+learns the unconditional model classifier-free guidance needs; Ho & Salimans 2022), encode them,
+draw t ~ U{0, T-1} and eps ~ N(0, I), form z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps and
+regress the network output on the prediction target, weighted uniformly or by min-SNR-gamma.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from atelier.diffusion.config import DiffusionConfig
+from atelier.diffusion.losses import Weighting, diffusion_loss, training_noise
+from atelier.diffusion.parameterization import q_sample
+from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.shapes.judge import judge
+from atelier.shapes.parse import parse_prompt
+from atelier.text.encoder import TextEncoder
+from atelier.training.task import Logs
+
+
+@dataclass(frozen=True)
+class LDMObjective:
+    """Settings of the denoising objective."""
+
+    p_uncond: float = 0.1
+    weighting: Weighting = "min_snr"
+    snr_gamma: float = 5.0
+    offset_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+
+
+class LatentDiffusionTask:
+    """Train ``unet`` (and a trainable text encoder) to denoise latents under ``diffusion``."""
+
+    def __init__(
+        self,
+        *,
+        unet: nn.Module,
+        text_encoder: TextEncoder,
+        diffusion: DiffusionConfig,
+        objective: LDMObjective = LDMObjective(),
+        latent_shape: tuple[int, int, int],
+        vae: nn.Module | None = None,
+        latent_scale: float = 1.0,
+        sample_prompts: Sequence[str] = (),
+        sample_options: SamplingOptions = SamplingOptions(),
+    ) -> None:
+        self.unet = unet
+        self.text_encoder = text_encoder
+        self.vae = vae.eval().requires_grad_(False) if vae is not None else None
+        self.diffusion = diffusion
+        self.objective = objective
+        self.latent_shape = latent_shape
+        self.latent_scale = latent_scale
+        self.sample_prompts = list(sample_prompts)
+        self.sample_options = sample_options
+        self.abar = diffusion.alphas_cumprod()
+
+    def modules(self) -> dict[str, nn.Module]:
+        trained = {"unet": self.unet}
+        if self.text_encoder.trainable:
+            trained["text_encoder"] = self.text_encoder
+        return trained
+
+    def loss(
+        self, batch: tuple[torch.Tensor, Sequence[str]], step: int
+    ) -> tuple[torch.Tensor, Logs]:
+        z0, captions = batch
+        b = z0.shape[0]
+        drop = torch.rand(b) < self.objective.p_uncond
+        prompts = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        context = self.text_encoder.encode(prompts)
+        t = torch.randint(0, self.diffusion.n_train, (b,), device=z0.device)
+        noise = training_noise(z0, offset=self.objective.offset_noise)
+        abar_t = self.abar.to(z0.device)[t]
+        z_t = q_sample(z0, abar_t, noise)
+        output = self.unet(z_t, t.to(z0.dtype), context)
+        per_image = diffusion_loss(
+            output.float(), z0.float(), noise.float(), t, self.abar,
+            prediction_type=self.diffusion.prediction_type,
+            weighting=self.objective.weighting, snr_gamma=self.objective.snr_gamma,
+            reduction="none",
+        )  # fmt: skip
+        return per_image.mean(), {"t": t.detach().cpu(), "loss": per_image.detach().cpu()}
+
+    def pipeline(self) -> Text2Image:
+        return Text2Image(
+            network=self.unet, text_encoder=self.text_encoder, diffusion=self.diffusion,
+            latent_shape=self.latent_shape, autoencoder=self.vae, latent_scale=self.latent_scale,
+        )  # fmt: skip
+
+    def sample(self, step: int, out_dir: Path) -> None:
+        """A grid of the sample prompts at fixed seeds, and the judge's pass rate on it."""
+        if not self.sample_prompts:
+            return
+        was = {name: m.training for name, m in self.modules().items()}
+        images = self.pipeline()(
+            self.sample_prompts, seeds=range(len(self.sample_prompts)), options=self.sample_options
+        )
+        for name, module in self.modules().items():
+            module.train(was[name])
+        passed = [
+            judge(np.asarray(img), parse_prompt(p)).passed
+            for img, p in zip(images, self.sample_prompts)
+        ]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cols = 8
+        rows = [
+            np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
+            for r in range(0, len(images) - len(images) % cols, cols)
+        ]
+        if rows:
+            Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
+        record = {"step": step, "judge_pass": float(np.mean(passed)), "n": len(passed)}
+        with open(out_dir / "samples.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")

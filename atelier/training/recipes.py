@@ -1,0 +1,180 @@
+"""Training recipes: typed values only, sized for 2 CPU cores, overridable as ``key=value``.
+
+- ``shapes-vae``: the KL autoencoder (f = 4) on 64 px shapes scenes, shared by the latent recipes.
+- ``shapes-ldm``: latent diffusion on its 16x16x4 latents with the trainable text encoder (BPE
+  tokenizer trained on the captions + a small transformer).
+- ``shapes-ldm-minilm``: the same with the frozen MiniLM sentence encoder (Imagen's choice).
+- ``shapes-pixel``: diffusion directly on 32 px pixels, for comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from atelier.diffusion.config import DiffusionConfig
+from atelier.models.discriminator import DiscriminatorConfig
+from atelier.models.unet import UNetConfig
+from atelier.models.vae import VAEConfig
+from atelier.pipelines.text2image import SamplingOptions
+from atelier.text.factory import TextEncoderConfig
+from atelier.training.config import TrainConfig
+from atelier.training.ldm import LDMObjective
+from atelier.training.vae_loss import VAELossConfig
+
+RecipeKind = Literal["vae", "ldm", "pixel"]
+
+
+@dataclass(frozen=True)
+class ShapesData:
+    """The shapes-world training set: ``n`` scenes at ``resolution`` px (train split)."""
+
+    n: int = 20000
+    resolution: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything one ``atelier train`` run needs; ``vae_model`` names a trained autoencoder."""
+
+    name: str
+    kind: RecipeKind
+    train: TrainConfig
+    data: ShapesData = field(default_factory=ShapesData)
+    vae: VAEConfig | None = None
+    vae_loss: VAELossConfig | None = None
+    discriminator: DiscriminatorConfig | None = None
+    unet: UNetConfig | None = None
+    text_encoder: TextEncoderConfig | None = None
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    objective: LDMObjective = field(default_factory=LDMObjective)
+    vae_model: str = "shapes-vae"
+    bpe_vocab: int = 512
+    sampling: SamplingOptions = field(
+        default_factory=lambda: SamplingOptions(steps=20, guidance=3.0)
+    )
+
+
+_TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
+_TEXT_MINILM = TextEncoderConfig(kind="minilm", max_length=48, cache_size=40000)
+_UNET = UNetConfig(
+    in_channels=4,
+    out_channels=4,
+    block_channels=(64, 128, 128),
+    layers_per_block=1,
+    attention_levels=(False, True, True),
+    heads=4,
+    context_dim=128,
+    groups=32,
+)
+_LDM_TRAIN = TrainConfig(
+    max_steps=6000,
+    batch_size=64,
+    lr=3e-4,
+    weight_decay=0.01,
+    warmup_steps=200,
+    grad_clip=1.0,
+    ema_decay=0.999,
+    ema_start=500,
+    autocast="bf16",
+    checkpoint_every=250,
+    sample_every=1000,
+    log_every=25,
+)
+
+
+def _shapes_vae() -> Recipe:
+    return Recipe(
+        name="shapes-vae", kind="vae",
+        train=TrainConfig(max_steps=1500, batch_size=32, lr=4e-4, warmup_steps=100,
+                          grad_clip=1.0, ema_decay=None, autocast="bf16", checkpoint_every=100,
+                          sample_every=250, log_every=10),
+        vae=VAEConfig(block_channels=(32, 64, 64), layers_per_block=1, mid_attention=False),
+        vae_loss=VAELossConfig(reconstruction="l1", kl_weight=1e-6),
+    )  # fmt: skip
+
+
+def _shapes_ldm() -> Recipe:
+    return Recipe(
+        name="shapes-ldm", kind="ldm", train=_LDM_TRAIN, unet=_UNET, text_encoder=_TEXT_TRAINABLE
+    )
+
+
+def _shapes_ldm_minilm() -> Recipe:
+    return Recipe(
+        name="shapes-ldm-minilm",
+        kind="ldm",
+        train=_LDM_TRAIN,
+        unet=replace(_UNET, context_dim=384),
+        text_encoder=_TEXT_MINILM,
+    )
+
+
+def _shapes_pixel() -> Recipe:
+    return Recipe(
+        name="shapes-pixel", kind="pixel", train=_LDM_TRAIN, data=ShapesData(resolution=32),
+        unet=replace(_UNET, in_channels=3, out_channels=3), text_encoder=_TEXT_TRAINABLE,
+    )  # fmt: skip
+
+
+RECIPES: dict[str, Callable[[], Recipe]] = {
+    "shapes-vae": _shapes_vae,
+    "shapes-ldm": _shapes_ldm,
+    "shapes-ldm-minilm": _shapes_ldm_minilm,
+    "shapes-pixel": _shapes_pixel,
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The named recipe; raises ValueError naming the valid choices."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
+    return RECIPES[name]()
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """JSON-parsed ``value`` as the annotated field type (lists to tuples)."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple or annotation is tuple:
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return value if value is None or len(options) != 1 else _coerce(value, options[0])
+    if annotation is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
+    """``["train.max_steps=100", "unet.block_channels=[32,64]"]`` applied to ``recipe``."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value (e.g. train.max_steps=100)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        recipe = _set(recipe, key.split("."), value, key)
+    return recipe
+
+
+def _set(obj: Any, path: list[str], value: Any, full: str) -> Any:
+    if obj is None or not dataclasses.is_dataclass(obj):
+        raise ValueError(f"override {full!r}: nothing to set at {path[0]!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    if path[0] not in names:
+        raise ValueError(
+            f"override {full!r}: {type(obj).__name__} has no field {path[0]!r}; "
+            f"valid: {', '.join(names)}"
+        )
+    if len(path) == 1:
+        return replace(obj, **{path[0]: _coerce(value, hints[path[0]])})
+    return replace(obj, **{path[0]: _set(getattr(obj, path[0]), path[1:], value, full)})

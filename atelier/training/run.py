@@ -1,0 +1,255 @@
+"""``atelier train RECIPE``: build the data and task a recipe names, train, export a model folder.
+
+Run state (checkpoints, logs, sample grids, caches) lives outside the work tree, under
+``~/.cache/atelier`` by default; the exported model is written to ``<run>/model`` and installed
+as ``~/.cache/atelier/models/<recipe name>``, where other recipes and ``--model`` find it by name.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import save
+
+from atelier.atomic import write_atomic
+from atelier.data.base import CaptionedImages
+from atelier.data.folder import ImageFolderDataset
+from atelier.data.latents import LatentDataset, module_digest
+from atelier.data.shapes import ShapesDataset
+from atelier.models.discriminator import PatchDiscriminator
+from atelier.models.unet import UNet
+from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.pipelines.model_folder import Model, ModelConfig, resolve, save_model
+from atelier.shapes.bench import load_suite
+from atelier.text.factory import build_text_encoder
+from atelier.text.tokenizer import train_bpe
+from atelier.training.callbacks import JsonlLogger, TimestepLossLogger
+from atelier.training.checkpoint import latest_good_checkpoint, tensors_with_prefix
+from atelier.training.ldm import LatentDiffusionTask
+from atelier.training.loop import train
+from atelier.training.recipes import Recipe
+from atelier.training.vae_loss import measure_scale_factor
+from atelier.training.vae_task import VAETask
+
+CACHE = Path.home() / ".cache" / "atelier"
+SAMPLE_PROMPTS = 16
+
+
+def folder_digest(folder: Path) -> str:
+    """A key for a data folder's latent cache: its path and its files' names, sizes and times."""
+    import hashlib
+
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for file in sorted(folder.rglob("*")):
+        if file.is_file():
+            st = file.stat()
+            digest.update(f"{file.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (both cores count)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _images(recipe: Recipe, data_dir: Path | None) -> CaptionedImages:
+    """The recipe's shapes scenes, or a captioned image folder given with ``--data``."""
+    d = recipe.data
+    if data_dir is not None:
+        return ImageFolderDataset(data_dir, resolution=d.resolution)
+    return ShapesDataset(
+        d.n,
+        resolution=d.resolution,
+        seed=d.seed,
+        split="train",
+        cache_dir=CACHE / "data",
+        progress=True,
+    )
+
+
+def _final_weights(run_dir: Path, name: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A trained module's weights from the newest checkpoint, EMA weights where there are any."""
+    checkpoint = latest_good_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}; train first")
+    weights = tensors_with_prefix(checkpoint, f"model.{name}.")
+    weights |= tensors_with_prefix(checkpoint, f"ema.{name}.")
+    module.load_state_dict(weights)
+    return weights
+
+
+def _record_cpu(run_dir: Path, seconds: float) -> float:
+    """Add this session's CPU seconds to the run's ledger; return the total."""
+    ledger = run_dir / "cpu_seconds.json"
+    sessions = json.loads(ledger.read_text()) if ledger.is_file() else []
+    sessions.append(round(seconds, 1))
+    write_atomic(ledger, json.dumps(sessions))
+    return sum(sessions)
+
+
+def _card(recipe: Recipe, total_cpu: float, body: str) -> str:
+    command = "atelier train " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "atelier train"
+    return (
+        f"# {recipe.name}\n\nTrained by atelier from scratch on the shapes world.\n\n"
+        f"- Reproduce: `{command}`\n- Training CPU time: {total_cpu / 3600:.2f} h "
+        f"(user + system, all sessions)\n\n{body}\n\n## Recipe\n\n```json\n"
+        f"{json.dumps(asdict(recipe), indent=2, default=str)}\n```\n"
+    )
+
+
+def run_vae(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None) -> Path:
+    images = _images(recipe, data_dir)
+    vae = AutoencoderKL(recipe.vae)
+    discriminator = None
+    if recipe.vae_loss.adversarial_weight > 0:
+        discriminator = PatchDiscriminator(recipe.discriminator)
+    samples = torch.stack([images[i][0] for i in range(8)])
+    task = VAETask(vae, recipe.vae_loss, discriminator=discriminator, sample_images=samples)
+    start = cpu_seconds()
+    train(task, images, recipe.train, run_dir=run_dir, resume=resume, callbacks=[JsonlLogger()])
+    total = _record_cpu(run_dir, cpu_seconds() - start)
+    _final_weights(run_dir, "vae", vae)
+    vae.eval()
+    held_out = ShapesDataset(256, resolution=recipe.data.resolution, seed=10_000, split="any")
+    x = torch.stack([held_out[i][0] for i in range(len(held_out))])
+    with torch.no_grad():
+        x_tilde = vae.decode(vae.encode(x).mode()).clamp(-1, 1)
+    mse = float(((x - x_tilde) / 2).pow(2).mean())
+    psnr = 10 * torch.log10(torch.tensor(1.0 / mse)).item()
+    scale = measure_scale_factor(vae, x[:256])
+    out = run_dir / "model"
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(
+        out / "vae.safetensors", save({k: v.contiguous() for k, v in vae.state_dict().items()})
+    )
+    write_atomic(
+        out / "config.json",
+        json.dumps(
+            {"kind": "vae", "name": recipe.name, "vae": asdict(recipe.vae), "latent_scale": scale},
+            indent=2,
+        ),
+    )
+    body = (
+        f"## Metrics (256 held-out renders, any split)\n\n- reconstruction PSNR: {psnr:.2f} dB"
+        f"\n- latent scale factor (1 / std of latents): {scale:.4f}"
+    )
+    write_atomic(out / "README.md", _card(recipe, total, body))
+    return _install(out, recipe.name)
+
+
+def _install(folder: Path, name: str) -> Path:
+    target = CACHE / "models" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in folder.iterdir():
+        if file.is_file():
+            write_atomic(target / file.name, file.read_bytes())
+        elif file.is_dir():
+            _install(file, f"{name}/{file.name}")
+    return target
+
+
+def load_vae(name: str) -> tuple[AutoencoderKL, float]:
+    """A trained autoencoder folder (by name or path) and its latent scale."""
+    folder = resolve(name)
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("kind") != "vae":
+        raise ValueError(f"{folder} is not an autoencoder model folder")
+    vae = AutoencoderKL(
+        VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["vae"].items()})
+    )
+    from safetensors.torch import load_file
+
+    vae.load_state_dict(load_file(str(folder / "vae.safetensors")))
+    return vae.eval().requires_grad_(False), float(config["latent_scale"])
+
+
+def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None) -> Path:
+    images = _images(recipe, data_dir)
+    vae, scale = load_vae(recipe.vae_model) if recipe.kind == "ldm" else (None, 1.0)
+    if vae is not None:
+        source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
+        key = f"latents-{module_digest(vae)}-{source}.safetensors"
+        data = LatentDataset(images, vae, scale=scale, cache_file=CACHE / "data" / key)
+        factor = vae.config.downsampling_factor
+        latent_shape = (
+            vae.config.latent_channels,
+            recipe.data.resolution // factor,
+            recipe.data.resolution // factor,
+        )
+    else:
+        data, latent_shape = images, (3, recipe.data.resolution, recipe.data.resolution)
+    tokenizer = None
+    if recipe.text_encoder.kind == "transformer":
+        captions = (
+            data.captions
+            if isinstance(data, LatentDataset)
+            else [images[i][1] for i in range(len(images))]
+        )
+        tokenizer = train_bpe(captions, vocab_size=recipe.bpe_vocab)
+    torch.manual_seed(recipe.train.seed)
+    text_encoder = build_text_encoder(recipe.text_encoder, tokenizer=tokenizer)
+    if recipe.unet.context_dim != text_encoder.dim:
+        raise ValueError(
+            f"unet.context_dim {recipe.unet.context_dim} must equal the text "
+            f"encoder's width {text_encoder.dim}"
+        )
+    unet = UNet(recipe.unet)
+    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::15][:SAMPLE_PROMPTS]
+    task = LatentDiffusionTask(
+        unet=unet, text_encoder=text_encoder, diffusion=recipe.diffusion,
+        objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_scale=scale,
+        sample_prompts=prompts, sample_options=recipe.sampling,
+    )  # fmt: skip
+    start = cpu_seconds()
+    train(
+        task,
+        data,
+        recipe.train,
+        run_dir=run_dir,
+        resume=resume,
+        callbacks=[JsonlLogger(), TimestepLossLogger(recipe.diffusion.n_train)],
+    )
+    total = _record_cpu(run_dir, cpu_seconds() - start)
+    for name, module in task.modules().items():
+        _final_weights(run_dir, name, module)
+    config = ModelConfig(
+        name=recipe.name, kind="latent" if vae is not None else "pixel",
+        resolution=recipe.data.resolution, unet=recipe.unet, text_encoder=recipe.text_encoder,
+        diffusion=recipe.diffusion, vae=vae.config if vae is not None else None,
+        latent_scale=scale, defaults=recipe.sampling,
+    )  # fmt: skip
+    model = Model(config, unet.eval(), text_encoder.eval(), vae)
+    out = save_model(
+        model,
+        run_dir / "model",
+        card=_card(
+            recipe,
+            total,
+            "## Metrics\n\nRun `atelier eval` on this folder for shapes-bench scores.",
+        ),
+    )
+    return _install(out, recipe.name)
+
+
+def run_recipe(
+    recipe: Recipe, *, out: Path | None = None, resume: bool = False, data_dir: Path | None = None
+) -> Path:
+    """Train ``recipe`` into ``out`` (default: under ~/.cache/atelier/runs); return its model."""
+    run_dir = out if out is not None else CACHE / "runs" / recipe.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "recipe.json", json.dumps(asdict(recipe), indent=2, default=str))
+    began = time.time()
+    if recipe.kind == "vae":
+        path = run_vae(recipe, run_dir, resume=resume, data_dir=data_dir)
+    else:
+        path = run_ldm(recipe, run_dir, resume=resume, data_dir=data_dir)
+    print(f"trained {recipe.name} in {(time.time() - began) / 60:.1f} min; model: {path}")
+    return path
