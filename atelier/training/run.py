@@ -30,7 +30,7 @@ from atelier.pipelines.model_folder import Model, ModelConfig, resolve, save_mod
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import build_text_encoder
 from atelier.text.tokenizer import train_bpe
-from atelier.training.callbacks import JsonlLogger, TimestepLossLogger
+from atelier.training.callbacks import TimestepLossLogger
 from atelier.training.checkpoint import latest_good_checkpoint, tensors_with_prefix
 from atelier.training.ldm import LatentDiffusionTask
 from atelier.training.loop import train
@@ -114,7 +114,7 @@ def run_vae(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     samples = torch.stack([images[i][0] for i in range(8)])
     task = VAETask(vae, recipe.vae_loss, discriminator=discriminator, sample_images=samples)
     start = cpu_seconds()
-    train(task, images, recipe.train, run_dir=run_dir, resume=resume, callbacks=[JsonlLogger()])
+    train(task, images, recipe.train, run_dir=run_dir, resume=resume)
     total = _record_cpu(run_dir, cpu_seconds() - start)
     _final_weights(run_dir, "vae", vae)
     vae.eval()
@@ -215,7 +215,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         recipe.train,
         run_dir=run_dir,
         resume=resume,
-        callbacks=[JsonlLogger(), TimestepLossLogger(recipe.diffusion.n_train)],
+        callbacks=[TimestepLossLogger(recipe.diffusion.n_train)],
     )
     total = _record_cpu(run_dir, cpu_seconds() - start)
     for name, module in task.modules().items():
