@@ -63,10 +63,12 @@ class Recipe:
 
 _TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
 _TEXT_MINILM = TextEncoderConfig(kind="minilm", max_length=48, cache_size=40000)
+# 4.2M parameters: 2.0 s per batch-64 step on one core in fp32 (bf16 autocast measured no
+# faster at 16x16 latents), and 8 MB as a float16 model folder.
 _UNET = UNetConfig(
     in_channels=4,
     out_channels=4,
-    block_channels=(64, 128, 128),
+    block_channels=(32, 64, 128),
     layers_per_block=1,
     attention_levels=(False, True, True),
     heads=4,
@@ -74,7 +76,7 @@ _UNET = UNetConfig(
     groups=32,
 )
 _LDM_TRAIN = TrainConfig(
-    max_steps=6000,
+    max_steps=4000,
     batch_size=64,
     lr=3e-4,
     weight_decay=0.01,
@@ -82,9 +84,9 @@ _LDM_TRAIN = TrainConfig(
     grad_clip=1.0,
     ema_decay=0.999,
     ema_start=500,
-    autocast="bf16",
+    autocast="off",
     checkpoint_every=250,
-    sample_every=1000,
+    sample_every=500,
     log_every=25,
 )
 
