@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from atelier import __version__
+from atelier.cli.evaluate import evaluate
 from atelier.cli.generate import generate, replay
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.train import train
@@ -20,6 +21,7 @@ app.add_typer(shapes_app, name="shapes")
 app.command()(generate)
 app.command()(replay)
 app.command()(train)
+app.command("eval")(evaluate)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,66 @@
+"""``atelier eval MODEL --suite shapes-bench``: accuracy per category and split, as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import typer
+
+from atelier.atomic import write_atomic
+from atelier.eval.shapes_bench import format_table, generate_and_judge, summarize, to_json
+from atelier.pipelines.model_folder import load_model
+from atelier.shapes.bench import SUITE_NAME, load_suite
+
+
+def evaluate(
+    model: str = typer.Argument(..., help="Model name or folder."),
+    suite: str = typer.Option(SUITE_NAME, "--suite", help="shapes-bench or a suite JSONL file."),
+    samples: int = typer.Option(1, "--samples", help="Images per prompt (seeds seed..seed+N-1)."),
+    seed: int = typer.Option(0, "--seed"),
+    sampler: str = typer.Option(None, "--sampler"),
+    steps: int = typer.Option(None, "--steps"),
+    guidance: float = typer.Option(None, "--guidance"),
+    limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
+    output: Path = typer.Option(Path("out/eval"), "-o", "--output", help="Folder for the JSON."),
+) -> None:
+    """Generate every suite prompt, judge each image, report accuracy with 95% intervals."""
+    try:
+        loaded = load_model(model)
+        prompts = load_suite(None if suite == SUITE_NAME else suite)
+        d = loaded.config.defaults
+        options = replace(
+            d,
+            sampler=sampler or d.sampler,
+            steps=steps or d.steps,
+            guidance=d.guidance if guidance is None else guidance,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if limit is not None:
+        prompts = prompts[:limit]
+    results, seconds = generate_and_judge(
+        loaded.pipeline(), prompts, options=options, samples=samples, seed=seed
+    )
+    table = summarize(results)
+    typer.echo(format_table(table))
+    typer.echo(f"{seconds:.2f} s per image; {len(results)} images")
+    output.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model": loaded.config.name,
+        "model_hash": loaded.model_hash,
+        "suite": suite,
+        "options": asdict(options),
+        "samples": samples,
+        "seed": seed,
+        "seconds_per_image": seconds,
+        "accuracy": to_json(table),
+        "images": [asdict(r) for r in results],
+    }
+    path = (
+        output / f"{loaded.config.name}-{options.sampler}-{options.steps}-g{options.guidance}.json"
+    )
+    write_atomic(path, json.dumps(report, indent=1))
+    typer.echo(str(path))

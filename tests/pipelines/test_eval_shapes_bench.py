@@ -1,0 +1,44 @@
+"""shapes-bench scoring: summaries, bootstrap intervals, and the eval command on a tiny model."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.eval.shapes_bench import Judged, bootstrap, summarize
+
+
+def judged(category, split, pid, passed):
+    return Judged(pid, "p", category, split, 0, passed, ())
+
+
+def test_summary_groups_and_overall():
+    rows = [judged("counting", "seen", "a", True), judged("counting", "seen", "b", False),
+            judged("counting", "held_out", "c", True), judged("position", "seen", "d", True)]
+    table = summarize(rows)
+    assert table["counting"]["seen"].accuracy == 0.5
+    assert table["counting"]["held_out"].accuracy == 1.0
+    assert table["overall"]["seen"].accuracy == 2 / 3
+    assert table["overall"]["all"].images == 4
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small = bootstrap([[bool(x)] for x in rng.random(20) < 0.7])
+    large = bootstrap([[bool(x)] for x in rng.random(2000) < 0.7])
+    for a in (small, large):
+        assert a.low <= a.accuracy <= a.high
+    assert (large.high - large.low) < (small.high - small.low) / 5
+    assert abs(large.accuracy - 0.7) < 0.03
+    assert bootstrap([[True]] * 10).low == 1.0
+
+
+def test_eval_command_writes_json(tiny_model_dir, tmp_path):
+    result = CliRunner().invoke(app, ["eval", str(tiny_model_dir), "--limit", "3", "--steps",
+                                      "2", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = list(tmp_path.glob("*.json"))
+    report = json.loads(files[0].read_text())
+    assert len(report["images"]) == 3
+    assert set(report["accuracy"]["overall"]) >= {"seen", "all"}
