@@ -22,7 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check atelier tests bench
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+	# One thread per process: the tests use small tensors, where a second OpenMP thread only adds
+	# contention (and stalls badly when anything else holds a core).
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/samplers.py

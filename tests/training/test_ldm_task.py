@@ -1,0 +1,60 @@
+"""The latent-diffusion task: a tiny model overfits a handful of images; export and reload."""
+
+import torch
+
+from atelier.data.shapes import ShapesDataset
+from atelier.diffusion.config import DiffusionConfig
+from atelier.models.unet import UNet, UNetConfig
+from atelier.text.factory import TextEncoderConfig, build_text_encoder
+from atelier.text.tokenizer import train_bpe
+from atelier.training.ldm import LatentDiffusionTask, LDMObjective
+
+
+def tiny_task(prediction_type="epsilon"):
+    torch.manual_seed(0)
+    data = ShapesDataset(4, resolution=32, seed=1)
+    images = torch.stack([data[i][0] for i in range(4)])
+    captions = [data[i][1] for i in range(4)]
+    text = build_text_encoder(
+        TextEncoderConfig(kind="transformer", max_length=32, width=32, layers=1, heads=2),
+        tokenizer=train_bpe(captions * 3, vocab_size=300),
+    )
+    unet = UNet(UNetConfig(in_channels=3, out_channels=3, block_channels=(16, 32),
+                           layers_per_block=1, groups=8, heads=2, context_dim=32,
+                           attention_levels=(False, True)))
+    task = LatentDiffusionTask(unet=unet, text_encoder=text,
+                               diffusion=DiffusionConfig(prediction_type=prediction_type),
+                               objective=LDMObjective(p_uncond=0.0, weighting="uniform"),
+                               latent_shape=(3, 32, 32))
+    return task, (images, captions)
+
+
+def test_tiny_model_overfits_a_handful_of_images():
+    task, batch = tiny_task()
+    params = [p for m in task.modules().values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    losses = []
+    for step in range(120):
+        torch.manual_seed(123)  # the same t, noise and caption dropout every step: a fixed target
+        loss, logs = task.loss(batch, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+    assert logs["t"].shape == (4,) and logs["loss"].shape == (4,)
+
+
+def test_modules_include_the_trainable_text_encoder_only():
+    task, _ = tiny_task()
+    assert set(task.modules()) == {"unet", "text_encoder"}
+
+
+def test_caption_dropout_uses_the_null_embedding():
+    task, (images, captions) = tiny_task()
+    task.objective = LDMObjective(p_uncond=0.999999)
+    seen = []
+    original = task.text_encoder.encode
+    task.text_encoder.encode = lambda prompts: seen.extend(prompts) or original(prompts)
+    task.loss((images, captions), 0)
+    assert seen == [""] * 4
