@@ -46,16 +46,6 @@ def _setup(steps=10):
     return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
 
 
-def test_batch_equals_single_images():
-    denoiser, x, plan = _setup()
-    batch = sample_ddim(denoiser, x, plan, generators=generators(), eta=0.5)
-    singles = [
-        sample_ddim(denoiser, x[b : b + 1], plan, generators=[g], eta=0.5)
-        for b, g in enumerate(generators())
-    ]
-    assert torch.equal(batch, torch.cat(singles))
-
-
 def test_generators_advance_like_diffusers():
     """Like diffusers with eta > 0: one draw per step, the last (no noise added) too."""
     denoiser, x, plan = _setup()
@@ -68,22 +58,8 @@ def test_generators_advance_like_diffusers():
     assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(used, expected))
 
 
-def test_callback_sees_every_step():
-    denoiser, x, plan = _setup()
-    seen = []
-    sample_ddim(denoiser, x, plan, callback=seen.append)
-    assert [info.i for info in seen] == list(range(len(plan)))
-    assert torch.equal(seen[-1].x, sample_ddim(denoiser, x, plan))
-
-
 @pytest.mark.parametrize("eta", [-0.1, 1.5, math.nan, math.inf])
 def test_bad_eta_raises(eta):
     denoiser, x, plan = _setup()
     with pytest.raises(ValueError, match="eta"):
         sample_ddim(denoiser, x, plan, eta=eta)
-
-
-def test_bad_generators_raise():
-    denoiser, x, plan = _setup()
-    with pytest.raises(ValueError, match="generators"):
-        sample_ddim(denoiser, x, plan, generators=generators()[:2], eta=0.5)

@@ -46,16 +46,6 @@ def _setup(steps=10):
     return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
 
 
-def test_batch_equals_single_images():
-    denoiser, x, plan = _setup()
-    batch = sample_ddpm(denoiser, x, plan, generators=generators())
-    singles = [
-        sample_ddpm(denoiser, x[b : b + 1], plan, generators=[g])
-        for b, g in enumerate(generators())
-    ]
-    assert torch.equal(batch, torch.cat(singles))
-
-
 def test_generators_advance_like_diffusers():
     """As Ho et al.'s Algorithm 2 and diffusers: one draw per step with t > 0 (not the last)."""
     denoiser, x, plan = _setup()
@@ -66,21 +56,3 @@ def test_generators_advance_like_diffusers():
         for _ in range(len(plan) - 1):
             torch.randn(SHAPE[1:], generator=g)
     assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(used, expected))
-
-
-def test_callback_sees_every_step():
-    denoiser, x, plan = _setup()
-    seen = []
-    sample_ddpm(denoiser, x, plan, generators=generators(), callback=seen.append, start_step=3)
-    assert [info.i for info in seen] == list(range(len(plan) - 3))
-    assert all(info.total == len(plan) - 3 for info in seen)
-
-
-def test_bad_arguments_raise():
-    denoiser, x, plan = _setup()
-    with pytest.raises(ValueError, match="generators"):
-        sample_ddpm(denoiser, x, plan, generators=generators()[:2])
-    with pytest.raises(ValueError, match="start_step"):
-        sample_ddpm(denoiser, x, plan, start_step=len(plan))
-    with pytest.raises(TypeError, match="SamplingPlan"):
-        sample_ddpm(denoiser, x, plan.sigmas)

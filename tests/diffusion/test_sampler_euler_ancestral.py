@@ -42,16 +42,6 @@ def _setup(steps=10):
     return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
 
 
-def test_batch_equals_single_images():
-    denoiser, x, plan = _setup()
-    batch = sample_euler_ancestral(denoiser, x, plan, generators=generators())
-    singles = [
-        sample_euler_ancestral(denoiser, x[b : b + 1], plan, generators=[g])
-        for b, g in enumerate(generators())
-    ]
-    assert torch.equal(batch, torch.cat(singles))
-
-
 def test_eta_zero_is_euler():
     denoiser, x, plan = _setup()
     ours = sample_euler_ancestral(denoiser, x, plan, eta=0.0)
@@ -75,9 +65,3 @@ def test_bad_eta_raises(eta):
     denoiser, x, plan = _setup()
     with pytest.raises(ValueError, match="eta"):
         sample_euler_ancestral(denoiser, x, plan, eta=eta)
-
-
-def test_bad_generators_raise():
-    denoiser, x, plan = _setup()
-    with pytest.raises(ValueError, match="generators"):
-        sample_euler_ancestral(denoiser, x, plan, generators=generators()[:2])

@@ -80,6 +80,8 @@ def test_bad_arguments(name):
     plan = make_plan(ABAR, 4)
     sampler = get_sampler(name)
     x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(TypeError, match="SamplingPlan"):
+        sampler(smooth_denoiser, x, plan.sigmas)
     with pytest.raises(ValueError, match="one per image"):
         sampler(smooth_denoiser, x, plan, generators=[torch.Generator()])
     with pytest.raises(ValueError, match="NaN"):
