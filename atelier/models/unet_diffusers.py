@@ -72,12 +72,14 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _rename(state_dict: dict[str, torch.Tensor], source: int) -> dict[str, torch.Tensor]:
-    """Rename keys from side ``source`` (0 ours, 1 diffusers) of ``_RENAMES`` to the other side."""
+def rename_keys(
+    state_dict: dict[str, torch.Tensor], renames: tuple[tuple[str, str], ...], source: int
+) -> dict[str, torch.Tensor]:
+    """Rename keys from side ``source`` (0 ours, 1 diffusers) of ``renames`` to the other side."""
     renamed = {}
     for key, value in state_dict.items():
         name = "." + key  # a leading dot lets prefixes match like inner fragments
-        for pair in _RENAMES:
+        for pair in renames:
             name = name.replace(pair[source], pair[1 - source])
         renamed[name[1:]] = value
     return renamed
@@ -85,9 +87,9 @@ def _rename(state_dict: dict[str, torch.Tensor], source: int) -> dict[str, torch
 
 def state_dict_to_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our :class:`UNet` state dict -> one ``UNet2DConditionModel.load_state_dict`` accepts."""
-    return _rename(state_dict, source=0)
+    return rename_keys(state_dict, _RENAMES, source=0)
 
 
 def state_dict_from_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A ``UNet2DConditionModel`` state dict -> one our :class:`UNet` accepts."""
-    return _rename(state_dict, source=1)
+    return rename_keys(state_dict, _RENAMES, source=1)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from atelier.models.unet_diffusers import rename_keys
 from atelier.models.vae import VAEConfig
 
 # (ours, diffusers) fragments of parameter names, matched with the dots around them.
@@ -42,22 +43,11 @@ def vae_config_to_diffusers(config: VAEConfig) -> dict[str, Any]:
     }
 
 
-def _rename(state_dict: dict[str, torch.Tensor], source: int) -> dict[str, torch.Tensor]:
-    """Rename keys from side ``source`` (0 ours, 1 diffusers) of ``_RENAMES`` to the other side."""
-    renamed = {}
-    for key, value in state_dict.items():
-        name = "." + key  # a leading dot lets prefixes match like inner fragments
-        for pair in _RENAMES:
-            name = name.replace(pair[source], pair[1 - source])
-        renamed[name[1:]] = value
-    return renamed
-
-
 def vae_state_dict_to_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our :class:`~atelier.models.vae.AutoencoderKL` state dict -> diffusers' layout."""
-    return _rename(state_dict, source=0)
+    return rename_keys(state_dict, _RENAMES, source=0)
 
 
 def vae_state_dict_from_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A diffusers ``AutoencoderKL`` state dict -> our layout."""
-    return _rename(state_dict, source=1)
+    return rename_keys(state_dict, _RENAMES, source=1)
