@@ -63,8 +63,9 @@ class GaussianMixture:
         return x0.to(x.dtype)
 
 
-def ring_mixture(dim: int = 2, k: int = 8, *, radius: float = 1.0, std: float = 0.08,
-                 seed: int = 0) -> GaussianMixture:
+def ring_mixture(
+    dim: int = 2, k: int = 8, *, radius: float = 1.0, std: float = 0.08, seed: int = 0
+) -> GaussianMixture:
     """K equal components on a ring (2-D) or at random points of a sphere (D > 2), 2 classes."""
     if dim == 2:
         angles = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k

@@ -6,8 +6,8 @@
     <model>/text_encoder/         the trainable text encoder (absent for the frozen MiniLM)
     <model>/README.md             the model card: how it was trained, what it scores
 
-A model is named by a path, or by the name of a folder in :data:`MODEL_DIRS` (the models shipped
-inside the package first, then ``~/.cache/atelier/models``). Weights are safetensors only; every
+A model is named by a path, or by the name of a folder in :func:`model_dirs` (the models shipped
+inside the package first, then ``$ATELIER_HOME/models``). Weights are safetensors only; every
 file is written atomically, and loading checks each file against ``config.json``.
 """
 
@@ -30,15 +30,20 @@ from atelier.atomic import write_atomic
 from atelier.diffusion.config import DiffusionConfig
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.paths import home
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
 from atelier.text.encoder import TextEncoder
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
 
-MODEL_DIRS = (
-    Path(str(resources.files("atelier"))) / "weights",
-    Path.home() / ".cache" / "atelier" / "models",
-)
+SHIPPED = Path(str(resources.files("atelier"))) / "weights"
+
+
+def model_dirs() -> tuple[Path, ...]:
+    """Where model names are looked up: shipped models first, then ``$ATELIER_HOME/models``."""
+    return (SHIPPED, home() / "models")
+
+
 FORMAT_VERSION = 1
 
 
@@ -154,12 +159,11 @@ def resolve(model: str | Path) -> Path:
     if (path / "config.json").is_file():
         return path
     if path.name == str(model):
-        for root in MODEL_DIRS:
+        for root in model_dirs():
             if (root / str(model) / "config.json").is_file():
                 return root / str(model)
-    known = sorted(
-        {p.parent.name for root in MODEL_DIRS if root.is_dir() for p in root.glob("*/config.json")}
-    )
+    roots = [root for root in model_dirs() if root.is_dir()]
+    known = sorted({p.parent.name for root in roots for p in root.glob("*/config.json")})
     raise FileNotFoundError(
         f"no model at {model!r}: pass a folder holding config.json, or one of the known model "
         f"names ({', '.join(known) or 'none installed yet'}); `atelier train` writes new ones"

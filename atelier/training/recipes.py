@@ -154,7 +154,12 @@ def _coerce(value: Any, annotation: Any) -> Any:
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
-    """``["train.max_steps=100", "unet.block_channels=[32,64]"]`` applied to ``recipe``."""
+    """``["train.max_steps=100", "unet.block_channels=[32,64]"]`` applied to ``recipe``.
+
+    All overrides of one component are applied together, so a config is only validated in its
+    final form (changing ``vae.groups`` and ``vae.block_channels`` at once is fine).
+    """
+    tree: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -163,20 +168,30 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        recipe = _set(recipe, key.split("."), value, key)
-    return recipe
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r} conflicts with another override")
+        node[leaf] = value
+    return _apply(recipe, tree, "")
 
 
-def _set(obj: Any, path: list[str], value: Any, full: str) -> Any:
+def _apply(obj: Any, tree: dict[str, Any], where: str) -> Any:
     if obj is None or not dataclasses.is_dataclass(obj):
-        raise ValueError(f"override {full!r}: nothing to set at {path[0]!r}")
+        raise ValueError(f"override {where.rstrip('.')!r}: there is no config there to set")
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
-    if path[0] not in names:
-        raise ValueError(
-            f"override {full!r}: {type(obj).__name__} has no field {path[0]!r}; "
-            f"valid: {', '.join(names)}"
-        )
-    if len(path) == 1:
-        return replace(obj, **{path[0]: _coerce(value, hints[path[0]])})
-    return replace(obj, **{path[0]: _set(getattr(obj, path[0]), path[1:], value, full)})
+    changes = {}
+    for name, value in tree.items():
+        if name not in names:
+            raise ValueError(
+                f"override {where + name!r}: {type(obj).__name__} has no field {name!r}; "
+                f"valid: {', '.join(names)}"
+            )
+        if isinstance(value, dict):
+            changes[name] = _apply(getattr(obj, name), value, f"{where}{name}.")
+        else:
+            changes[name] = _coerce(value, hints[name])
+    return replace(obj, **changes)

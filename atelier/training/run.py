@@ -26,6 +26,7 @@ from atelier.data.shapes import ShapesDataset
 from atelier.models.discriminator import PatchDiscriminator
 from atelier.models.unet import UNet
 from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.paths import home
 from atelier.pipelines.model_folder import Model, ModelConfig, resolve, save_model
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import build_text_encoder
@@ -38,7 +39,6 @@ from atelier.training.recipes import Recipe
 from atelier.training.vae_loss import measure_scale_factor
 from atelier.training.vae_task import VAETask
 
-CACHE = Path.home() / ".cache" / "atelier"
 SAMPLE_PROMPTS = 16
 
 
@@ -70,7 +70,7 @@ def _images(recipe: Recipe, data_dir: Path | None) -> CaptionedImages:
         resolution=d.resolution,
         seed=d.seed,
         split="train",
-        cache_dir=CACHE / "data",
+        cache_dir=home() / "data",
         progress=True,
     )
 
@@ -146,7 +146,7 @@ def run_vae(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
 
 
 def _install(folder: Path, name: str) -> Path:
-    target = CACHE / "models" / name
+    target = home() / "models" / name
     target.mkdir(parents=True, exist_ok=True)
     for file in folder.iterdir():
         if file.is_file():
@@ -177,7 +177,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     if vae is not None:
         source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
         key = f"latents-{module_digest(vae)}-{source}.safetensors"
-        data = LatentDataset(images, vae, scale=scale, cache_file=CACHE / "data" / key)
+        data = LatentDataset(images, vae, scale=scale, cache_file=home() / "data" / key)
         factor = vae.config.downsampling_factor
         latent_shape = (
             vae.config.latent_channels,
@@ -243,7 +243,7 @@ def run_recipe(
     recipe: Recipe, *, out: Path | None = None, resume: bool = False, data_dir: Path | None = None
 ) -> Path:
     """Train ``recipe`` into ``out`` (default: under ~/.cache/atelier/runs); return its model."""
-    run_dir = out if out is not None else CACHE / "runs" / recipe.name
+    run_dir = out if out is not None else home() / "runs" / recipe.name
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "recipe.json", json.dumps(asdict(recipe), indent=2, default=str))
     began = time.time()

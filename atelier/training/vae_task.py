@@ -53,13 +53,21 @@ class VAETask:
         if adversarial:
             frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
             logits_fake = functional_call(self.discriminator, frozen, (x_tilde,))
-        out = vae_loss(self.loss_config, x, x_tilde, posterior, step=step,
-                       logits_fake=logits_fake, last_layer=self.vae.decoder.conv_out.weight)
+        out = vae_loss(
+            self.loss_config,
+            x,
+            x_tilde,
+            posterior,
+            step=step,
+            logits_fake=logits_fake,
+            last_layer=self.vae.decoder.conv_out.weight,
+        )
         total = out.total
         logs: Logs = {"rec": float(out.reconstruction), "kl": float(out.kl)}
         if adversarial:
-            d_loss = hinge_discriminator_loss(self.discriminator(x),
-                                              self.discriminator(x_tilde.detach()))
+            d_loss = hinge_discriminator_loss(
+                self.discriminator(x), self.discriminator(x_tilde.detach())
+            )
             total = total + d_loss
             logs |= {"d_loss": float(d_loss), "g_adv": float(out.adversarial)}
         return total, logs

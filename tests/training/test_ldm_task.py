@@ -19,13 +19,25 @@ def tiny_task(prediction_type="epsilon"):
         TextEncoderConfig(kind="transformer", max_length=32, width=32, layers=1, heads=2),
         tokenizer=train_bpe(captions * 3, vocab_size=300),
     )
-    unet = UNet(UNetConfig(in_channels=3, out_channels=3, block_channels=(16, 32),
-                           layers_per_block=1, groups=8, heads=2, context_dim=32,
-                           attention_levels=(False, True)))
-    task = LatentDiffusionTask(unet=unet, text_encoder=text,
-                               diffusion=DiffusionConfig(prediction_type=prediction_type),
-                               objective=LDMObjective(p_uncond=0.0, weighting="uniform"),
-                               latent_shape=(3, 32, 32))
+    unet = UNet(
+        UNetConfig(
+            in_channels=3,
+            out_channels=3,
+            block_channels=(16, 32),
+            layers_per_block=1,
+            groups=8,
+            heads=2,
+            context_dim=32,
+            attention_levels=(False, True),
+        )
+    )
+    task = LatentDiffusionTask(
+        unet=unet,
+        text_encoder=text,
+        diffusion=DiffusionConfig(prediction_type=prediction_type),
+        objective=LDMObjective(p_uncond=0.0, weighting="uniform"),
+        latent_shape=(3, 32, 32),
+    )
     return task, (images, captions)
 
 

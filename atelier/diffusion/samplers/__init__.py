@@ -56,5 +56,12 @@ def get_sampler(name: str) -> Sampler:
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC", "Sampler", "SamplerName", "StepInfo",
-           "get_sampler"]
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_NAMES",
+    "STOCHASTIC",
+    "Sampler",
+    "SamplerName",
+    "StepInfo",
+    "get_sampler",
+]

@@ -1,0 +1,61 @@
+"""``atelier train`` end to end on tiny overrides: VAE, then latent diffusion on its latents,
+resume, and the exported model generating by name. Run state goes to a temporary ATELIER_HOME."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.pipelines.model_folder import load_model
+
+TINY = [
+    "data.n=16",
+    "train.batch_size=4",
+    "train.checkpoint_every=1",
+    "train.sample_every=null",
+    "train.log_every=1",
+]
+TINY_VAE = ["vae.block_channels=[8,16,16]", "vae.groups=8"]
+TINY_UNET = [
+    "unet.block_channels=[16,32]",
+    "unet.groups=8",
+    "unet.attention_levels=[false,true]",
+    "unet.context_dim=32",
+    "text_encoder.width=32",
+    "text_encoder.layers=1",
+    "train.ema_start=0",
+    "train.warmup_steps=0",
+]
+
+
+def run(*args):
+    result = CliRunner().invoke(app, ["train", *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    run("shapes-vae", *TINY, *TINY_VAE, "train.max_steps=2")
+    vae_card = (tmp_path / "models" / "shapes-vae" / "README.md").read_text()
+    assert "reconstruction PSNR" in vae_card and "latent scale factor" in vae_card
+    run("shapes-ldm", *TINY, *TINY_UNET, "train.max_steps=2")
+    log = tmp_path / "runs" / "shapes-ldm" / "log.jsonl"
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
+    run("shapes-ldm", *TINY, *TINY_UNET, "train.max_steps=3", "--resume")
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]
+    cpu = json.loads((tmp_path / "runs" / "shapes-ldm" / "cpu_seconds.json").read_text())
+    assert len(cpu) == 2 and all(s > 0 for s in cpu)
+    model = load_model("shapes-ldm")
+    assert model.config.latent_shape == (4, 16, 16)
+    image = model.pipeline()(["a red circle"], seeds=[0])[0]
+    assert np.asarray(image).shape == (64, 64, 3)
+    assert "Training CPU time" in (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
+
+
+def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    run("shapes-vae", *TINY, *TINY_VAE, "train.max_steps=1")
+    result = CliRunner().invoke(app, ["train", "shapes-vae", *TINY, *TINY_VAE, "train.max_steps=1"])
+    assert result.exit_code != 0
