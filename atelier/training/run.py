@@ -23,6 +23,7 @@ from atelier.data.base import CaptionedImages
 from atelier.data.folder import ImageFolderDataset
 from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.shapes import ShapesDataset
+from atelier.eval.autoencoder import judge_reconstructions
 from atelier.models.discriminator import PatchDiscriminator
 from atelier.models.unet import UNet
 from atelier.models.vae import AutoencoderKL, VAEConfig
@@ -125,6 +126,7 @@ def run_vae(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     mse = float(((x - x_tilde) / 2).pow(2).mean())
     psnr = 10 * torch.log10(torch.tensor(1.0 / mse)).item()
     scale = measure_scale_factor(vae, x[:256])
+    ceiling = judge_reconstructions(vae, load_suite(), size=recipe.data.resolution)
     out = run_dir / "model"
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(
@@ -140,6 +142,9 @@ def run_vae(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     body = (
         f"## Metrics (256 held-out renders, any split)\n\n- reconstruction PSNR: {psnr:.2f} dB"
         f"\n- latent scale factor (1 / std of latents): {scale:.4f}"
+        f"\n- judge pass rate on reconstructions of fresh renders of all {ceiling.images} "
+        f"shapes-bench specs (the ceiling of any model decoding through it): "
+        f"{ceiling.judge_pass:.3f}, PSNR {ceiling.psnr:.2f} dB"
     )
     write_atomic(out / "README.md", _card(recipe, total, body))
     return _install(out, recipe.name)
