@@ -6,6 +6,7 @@ import typer
 
 from atelier import __version__
 from atelier.cli.evaluate import evaluate
+from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.train import train
@@ -22,6 +23,7 @@ app.command()(generate)
 app.command()(replay)
 app.command()(train)
 app.command("eval")(evaluate)
+app.command()(export)
 
 
 def _version(value: bool) -> None:

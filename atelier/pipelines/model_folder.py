@@ -221,13 +221,19 @@ def load_model(model: str | Path, *, device: str | torch.device = "cpu") -> Mode
     return model_
 
 
-def save_model(model: Model, folder: str | Path, *, card: str) -> Path:
-    """Write a model folder atomically file by file (config.json last)."""
+def save_model(
+    model: Model, folder: str | Path, *, card: str, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write a model folder atomically file by file (config.json last).
+
+    ``dtype=torch.float16`` halves the UNet and VAE files (the shipped models); loading casts
+    them back to float32, so the shipped weights are exactly what gets measured.
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "unet.safetensors", save(_cpu_state(model.unet)))
+    write_atomic(out / "unet.safetensors", save(_cpu_state(model.unet, dtype)))
     if model.vae is not None:
-        write_atomic(out / "vae.safetensors", save(_cpu_state(model.vae)))
+        write_atomic(out / "vae.safetensors", save(_cpu_state(model.vae, dtype)))
     if isinstance(model.text_encoder, TrainableTextEncoder):
         model.text_encoder.save(out / "text_encoder")
     write_atomic(out / "README.md", card)
@@ -235,5 +241,8 @@ def save_model(model: Model, folder: str | Path, *, card: str) -> Path:
     return out
 
 
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+def _cpu_state(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in module.state_dict().items()
+    }

@@ -14,8 +14,12 @@ def judged(category, split, pid, passed):
 
 
 def test_summary_groups_and_overall():
-    rows = [judged("counting", "seen", "a", True), judged("counting", "seen", "b", False),
-            judged("counting", "held_out", "c", True), judged("position", "seen", "d", True)]
+    rows = [
+        judged("counting", "seen", "a", True),
+        judged("counting", "seen", "b", False),
+        judged("counting", "held_out", "c", True),
+        judged("position", "seen", "d", True),
+    ]
     table = summarize(rows)
     assert table["counting"]["seen"].accuracy == 0.5
     assert table["counting"]["held_out"].accuracy == 1.0
@@ -35,8 +39,9 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
 
 
 def test_eval_command_writes_json(tiny_model_dir, tmp_path):
-    result = CliRunner().invoke(app, ["eval", str(tiny_model_dir), "--limit", "3", "--steps",
-                                      "2", "-o", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["eval", str(tiny_model_dir), "--limit", "3", "--steps", "2", "-o", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     files = list(tmp_path.glob("*.json"))
     report = json.loads(files[0].read_text())

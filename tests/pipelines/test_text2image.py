@@ -78,3 +78,21 @@ def test_corrupt_and_mismatched_weights(tiny_model_dir, tmp_path):
     (broken / "config.json").write_text('{"format": 1, "name": "x"}')
     with pytest.raises(ValueError, match="not a valid model config"):
         load_model(broken)
+
+
+def test_half_precision_export_loads_and_generates(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from atelier.cli import app
+
+    result = CliRunner().invoke(
+        app, ["export", str(tiny_model_dir), "-o", str(tmp_path / "h"), "--half"]
+    )
+    assert result.exit_code == 0, result.output
+    full = (tiny_model_dir / "unet.safetensors").stat().st_size
+    half = (tmp_path / "h" / "unet.safetensors").stat().st_size
+    assert half < 0.6 * full
+    model = load_model(tmp_path / "h")
+    assert next(model.unet.parameters()).dtype == torch.float32
+    image = model.pipeline()(["a red circle"], seeds=[0])[0]
+    assert image.size == (32, 32)
