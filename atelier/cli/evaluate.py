@@ -13,6 +13,17 @@ from atelier.eval.shapes_bench import format_table, generate_and_judge, summariz
 from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
+CARD_HEADING = "## shapes-bench"
+
+
+def replace_section(card: str, section: str) -> str:
+    """``card`` with its shapes-bench section replaced by ``section`` (appended if absent)."""
+    start = card.find(CARD_HEADING)
+    if start < 0:
+        return card.rstrip("\n") + "\n\n" + section
+    end = card.find("\n## ", start + len(CARD_HEADING))
+    return card[:start] + section + (card[end + 1 :] if end >= 0 else "")
+
 
 def evaluate(
     model: str = typer.Argument(..., help="Model name or folder."),
@@ -24,6 +35,7 @@ def evaluate(
     guidance: float = typer.Option(None, "--guidance"),
     limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
     output: Path = typer.Option(Path("out/eval"), "-o", "--output", help="Folder for the JSON."),
+    card: bool = typer.Option(False, "--card", help="Write the scores into the model card."),
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals."""
     try:
@@ -64,3 +76,13 @@ def evaluate(
     )
     write_atomic(path, json.dumps(report, indent=1))
     typer.echo(str(path))
+    if card and loaded.path is not None:
+        section = (
+            f"{CARD_HEADING}\n\n{samples} image(s) per prompt, seeds from {seed}; "
+            f"{options.sampler}, {options.steps} steps ({options.spacing} spacing), "
+            f"CFG scale {options.guidance}; "
+            f"{seconds:.2f} s per image. Accuracy [95% bootstrap interval], judged strictly:\n\n"
+            f"```\n{format_table(table)}\n```\n"
+        )
+        readme = loaded.path / "README.md"
+        write_atomic(readme, replace_section(readme.read_text(), section))
