@@ -22,7 +22,8 @@ def replace_section(card: str, section: str) -> str:
     if start < 0:
         return card.rstrip("\n") + "\n\n" + section
     end = card.find("\n## ", start + len(CARD_HEADING))
-    return card[:start] + section + (card[end + 1 :] if end >= 0 else "")
+    rest = card[end + 1 :] if end >= 0 else ""
+    return card[:start] + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
 
 
 def evaluate(

@@ -47,3 +47,17 @@ def test_eval_command_writes_json(tiny_model_dir, tmp_path):
     report = json.loads(files[0].read_text())
     assert len(report["images"]) == 3
     assert set(report["accuracy"]["overall"]) >= {"seen", "all"}
+
+
+def test_card_section_is_replaced_not_duplicated():
+    from atelier.cli.evaluate import replace_section
+
+    card = "# m\n\nintro\n\n## Recipe\n\nx\n"
+    once = replace_section(card, "## shapes-bench\n\nA\n")
+    twice = replace_section(once, "## shapes-bench\n\nB\n")
+    assert twice.count("## shapes-bench") == 1 and "B" in twice and "A\n" not in twice
+    assert "## Recipe" in twice
+    middle = replace_section(
+        "# m\n\n## shapes-bench\n\nold\n\n## Recipe\n\nx\n", "## shapes-bench\n\nnew\n"
+    )
+    assert middle == "# m\n\n## shapes-bench\n\nnew\n\n## Recipe\n\nx\n"
