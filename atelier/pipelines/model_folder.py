@@ -6,9 +6,10 @@
     <model>/text_encoder/         the trainable text encoder (absent for the frozen MiniLM)
     <model>/README.md             the model card: how it was trained, what it scores
 
-A model is named by a path, or by the name of a folder in :func:`model_dirs` (the models shipped
-inside the package first, then ``$ATELIER_HOME/models``). Weights are safetensors only; every
-file is written atomically, and loading checks each file against ``config.json``.
+A model is named by a path, or by the name of a folder in :func:`model_dirs` (models trained
+here in ``$ATELIER_HOME/models`` first, then the ones shipped inside the package). Weights are
+safetensors only; every file is written atomically, and loading checks each file against
+``config.json``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ SHIPPED = Path(str(resources.files("atelier"))) / "weights"
 
 
 def model_dirs() -> tuple[Path, ...]:
-    """Where model names are looked up: shipped models first, then ``$ATELIER_HOME/models``."""
-    return (SHIPPED, home() / "models")
+    """Where model names are looked up: models trained here (``$ATELIER_HOME/models``) first, so a
+    retrained model replaces the shipped one of its name, then the models shipped in the package."""
+    return (home() / "models", SHIPPED)
 
 
 FORMAT_VERSION = 1
