@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from atelier.atomic import write_atomic
+from atelier.cli.errors import fail
 from atelier.eval.shapes_bench import format_table, generate_and_judge, summarize, to_json
 from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
@@ -50,8 +51,7 @@ def evaluate(
             guidance=d.guidance if guidance is None else guidance,
         )
     except (FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(err)) from None
     if limit is not None:
         prompts = prompts[:limit]
     results, seconds = generate_and_judge(

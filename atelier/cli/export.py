@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
+from atelier.cli.errors import fail
 from atelier.pipelines.model_folder import load_model, save_model
 
 
@@ -19,8 +20,7 @@ def export(
     try:
         loaded = load_model(model)
     except (FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(err)) from None
     card = (loaded.path / "README.md").read_text() if loaded.path else f"# {loaded.config.name}\n"
     path = save_model(loaded, output, card=card, dtype=torch.float16 if half else torch.float32)
     typer.echo(str(path))

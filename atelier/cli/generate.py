@@ -12,6 +12,7 @@ import typer
 from PIL import Image
 from tqdm import tqdm
 
+from atelier.cli.errors import fail
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.pipelines.metadata import GenerationParams, read_params, save_png
 from atelier.pipelines.model_folder import Model, load_model
@@ -21,15 +22,10 @@ from atelier.text.window import PromptTruncatedWarning
 DEFAULT_MODEL = "shapes-ldm"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def read_prompts(path: Path) -> list[str]:
     """Prompts from a .txt file (one a line) or a .jsonl file (a ``prompt`` field a line)."""
     if not path.is_file():
-        raise _fail(f"no prompts file at {path}")
+        raise fail(f"no prompts file at {path}")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".jsonl":
         prompts = []
@@ -37,13 +33,13 @@ def read_prompts(path: Path) -> list[str]:
             try:
                 prompts.append(str(json.loads(line)["prompt"]))
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise _fail(f"{path} line {number} is not JSON with a 'prompt' field") from None
+                raise fail(f"{path} line {number} is not JSON with a 'prompt' field") from None
     elif path.suffix == ".txt":
         prompts = [line.strip() for line in lines]
     else:
-        raise _fail(f"--prompts takes a .txt or .jsonl file, not {path.suffix or path.name}")
+        raise fail(f"--prompts takes a .txt or .jsonl file, not {path.suffix or path.name}")
     if not prompts:
-        raise _fail(f"{path} holds no prompts")
+        raise fail(f"{path} holds no prompts")
     return prompts
 
 
@@ -51,7 +47,7 @@ def _load(model: str) -> Model:
     try:
         return load_model(model)
     except (FileNotFoundError, ValueError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
 
 
 def _pipeline_for(loaded: Model, size: int | None):
@@ -61,7 +57,7 @@ def _pipeline_for(loaded: Model, size: int | None):
     factor = loaded.config.vae.downsampling_factor if loaded.config.vae is not None else 1
     multiple = factor * 2 ** (len(loaded.config.unet.block_channels) - 1)
     if size < multiple or size % multiple:
-        raise _fail(
+        raise fail(
             f"--size {size} cannot be made by this model: use a multiple of {multiple} "
             f"(it was trained at {loaded.config.resolution})"
         )
@@ -97,9 +93,9 @@ def generate(
 ) -> None:
     """Generate images from text; prints each PNG's path on its own line."""
     if (prompt is None) == (prompts_file is None):
-        raise _fail("give a PROMPT or --prompts FILE (exactly one)")
+        raise fail("give a PROMPT or --prompts FILE (exactly one)")
     if n < 1 or batch < 1:
-        raise _fail("-n and --batch must be at least 1")
+        raise fail("-n and --batch must be at least 1")
     prompts = [prompt] if prompt is not None else read_prompts(prompts_file)
     loaded = _load(model)
     defaults = loaded.config.defaults
@@ -111,7 +107,7 @@ def generate(
             sampler=defaults.sampler if sampler is None else sampler,
         )
     except ValueError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     pipe, side = _pipeline_for(loaded, size)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     output.mkdir(parents=True, exist_ok=True)
@@ -159,7 +155,7 @@ def replay(image: Path = typer.Argument(..., help="A PNG written by atelier gene
     try:
         params = read_params(image)
     except (ValueError, FileNotFoundError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     source = params.extra.get("model_path") or params.model
     loaded = _load(source if Path(source).is_dir() else params.model)
     if loaded.model_hash != params.model_hash:

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from atelier.atomic import write_atomic
+from atelier.cli.errors import fail
 from atelier.shapes.bench import build_suite, load_suite, write_suite
 from atelier.shapes.caption import caption
 from atelier.shapes.floor import format_floor, measure_floor
@@ -25,21 +26,16 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _spec(prompt: str) -> SceneSpec:
     try:
         return parse_prompt(prompt)
     except PromptError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
 
 
 def _check_size(size: int) -> None:
     if size not in SIZES_AVAILABLE:
-        raise _fail(f"--size must be one of {', '.join(map(str, SIZES_AVAILABLE))}, not {size}")
+        raise fail(f"--size must be one of {', '.join(map(str, SIZES_AVAILABLE))}, not {size}")
 
 
 @app.command()
@@ -57,7 +53,7 @@ def render(
     try:
         scene = realize(spec, np.random.default_rng(seed))
     except ValueError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(render_scene(scene, size)).save(output)
     typer.echo(str(output))
@@ -75,9 +71,9 @@ def judge(
             img.load()
             verdict = judge_image(img, spec)
     except (FileNotFoundError, IsADirectoryError):
-        raise _fail(f"no image file at {image}") from None
+        raise fail(f"no image file at {image}") from None
     except (UnidentifiedImageError, OSError) as err:
-        raise _fail(f"cannot read {image} as an image ({err})") from None
+        raise fail(f"cannot read {image} as an image ({err})") from None
     typer.echo(f"found {len(verdict.objects)} object(s):")
     for obj in verdict.objects:
         typer.echo(f"  {obj.describe()}  (side {obj.side:.2f} S)")
@@ -103,11 +99,11 @@ def dataset(
     """Write N captioned scenes as PNGs plus metadata.jsonl (file_name, text, spec)."""
     _check_size(size)
     if split not in ("train", "any"):
-        raise _fail(f"--split must be 'train' or 'any', not {split!r}")
+        raise fail(f"--split must be 'train' or 'any', not {split!r}")
     if n < 1:
-        raise _fail(f"--n must be at least 1, not {n}")
+        raise fail(f"--n must be at least 1, not {n}")
     if (output / "metadata.jsonl").exists():
-        raise _fail(f"{output} already holds a dataset (metadata.jsonl); choose a new folder")
+        raise fail(f"{output} already holds a dataset (metadata.jsonl); choose a new folder")
     images = output / "images"
     images.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -151,7 +147,7 @@ def floor(
     try:
         size_list = [int(s) for s in sizes.split(",")]
     except ValueError:
-        raise _fail(f"--sizes must be comma-separated integers, not {sizes!r}") from None
+        raise fail(f"--sizes must be comma-separated integers, not {sizes!r}") from None
     for s in size_list:
         _check_size(s)
     rows = measure_floor(load_suite(), sizes=size_list, seed=seed, progress=True)

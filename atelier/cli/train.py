@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from atelier.cli.errors import fail
 from atelier.training.recipes import RECIPES, apply_overrides, get_recipe
 
 
@@ -26,6 +27,5 @@ def train(
         if max_minutes is not None:
             chosen = replace(chosen, train=replace(chosen.train, max_minutes=max_minutes))
     except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(err)) from None
     run_recipe(chosen, out=out, resume=resume, data_dir=data)

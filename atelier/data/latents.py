@@ -8,7 +8,6 @@ Item ``i`` is ``(z, caption)`` with z (c, h, w).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,15 +19,12 @@ from tqdm import tqdm
 
 from atelier.atomic import write_atomic
 from atelier.data.base import CaptionedImages
+from atelier.digest import state_digest
 
 
 def module_digest(module: nn.Module) -> str:
-    """A short SHA-256 of a module's weights, naming the latent space they define."""
-    digest = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:12]
+    """A short digest of a module's weights, naming the latent space they define."""
+    return state_digest(("", module))
 
 
 class LatentDataset:

@@ -15,7 +15,6 @@ safetensors only; every file is written atomically, and loading checks each file
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -29,6 +28,7 @@ from torch import nn
 
 from atelier.atomic import write_atomic
 from atelier.diffusion.config import DiffusionConfig
+from atelier.digest import state_digest
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.paths import home
@@ -131,17 +131,10 @@ class Model:
 
         The frozen MiniLM is the same in every model, so only its name enters the hash.
         """
-        digest = hashlib.sha256(self.config.text_encoder.kind.encode())
-        parts = [("unet", self.unet), ("vae", self.vae)]
+        parts = [("unet", self.unet)] + ([("vae", self.vae)] if self.vae is not None else [])
         if isinstance(self.text_encoder, TrainableTextEncoder):
             parts.append(("text_encoder", self.text_encoder))
-        for name, module in parts:
-            if module is None:
-                continue
-            for key, value in sorted(module.state_dict().items()):
-                digest.update(f"{name}.{key}".encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:10]
+        return state_digest(*parts, salt=self.config.text_encoder.kind, length=10)
 
     def pipeline(self, *, rows: int = 8) -> Text2Image:
         return Text2Image(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from PIL import Image
@@ -28,10 +29,12 @@ from atelier.pipelines.fixed_batch import fixed_batch
 from atelier.text.encoder import TextEncoder
 
 
-class Decoder(nn.Module):
+class Decoder(Protocol):
     """What the pipeline needs of an autoencoder: latents -> images in [-1, 1]."""
 
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def eval(self) -> Decoder: ...
 
 
 @dataclass(frozen=True)

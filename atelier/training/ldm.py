@@ -106,12 +106,10 @@ class LatentDiffusionTask:
         """A grid of the sample prompts at fixed seeds, and the judge's pass rate on it."""
         if not self.sample_prompts:
             return
-        was = {name: m.training for name, m in self.modules().items()}
+        # The loop sets eval mode, swaps EMA weights in and restores both afterwards.
         images = self.pipeline()(
             self.sample_prompts, seeds=range(len(self.sample_prompts)), options=self.sample_options
         )
-        for name, module in self.modules().items():
-            module.train(was[name])
         passed = [
             judge(np.asarray(img), parse_prompt(p)).passed
             for img, p in zip(images, self.sample_prompts)

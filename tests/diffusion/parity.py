@@ -59,3 +59,11 @@ def run_ours(sampler, scheduler, prediction_type: str, *, stochastic: bool, **op
     gens = generators() if stochastic else None
     denoiser = VPDenoiser(toy_model, prediction_type)
     return sampler(denoiser, x, plan, generators=gens, **options)
+
+
+def toy_setup(steps: int = 10, spacing: str = "linspace"):
+    """(denoiser, initial latent, plan) for sampler-specific tests on the toy network."""
+    from atelier.diffusion.plan import make_plan
+
+    plan = make_plan(alphas_cumprod(make_betas("scaled_linear")), steps, spacing=spacing)
+    return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan

@@ -7,18 +7,14 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from atelier.diffusion.denoiser import VPDenoiser
-from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers.ddim import sample_ddim
-from atelier.diffusion.schedules import alphas_cumprod, make_betas
 from tests.diffusion.parity import (
     SHAPE,
     TOL,
     generators,
-    initial_noise,
     run_diffusers,
     run_ours,
-    toy_model,
+    toy_setup,
 )
 
 
@@ -41,14 +37,9 @@ def test_parity_with_diffusers(prediction_type, steps, eta):
     assert (ours - ref).abs().max() <= TOL
 
 
-def _setup(steps=10):
-    plan = make_plan(alphas_cumprod(make_betas("scaled_linear")), steps, spacing="leading")
-    return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
-
-
 def test_generators_advance_like_diffusers():
     """Like diffusers with eta > 0: one draw per step, the last (no noise added) too."""
-    denoiser, x, plan = _setup()
+    denoiser, x, plan = toy_setup(spacing="leading")
     used = generators()
     sample_ddim(denoiser, x, plan, generators=used, eta=0.5)
     expected = generators()
@@ -60,6 +51,6 @@ def test_generators_advance_like_diffusers():
 
 @pytest.mark.parametrize("eta", [-0.1, 1.5, math.nan, math.inf])
 def test_bad_eta_raises(eta):
-    denoiser, x, plan = _setup()
+    denoiser, x, plan = toy_setup(spacing="leading")
     with pytest.raises(ValueError, match="eta"):
         sample_ddim(denoiser, x, plan, eta=eta)

@@ -4,18 +4,14 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from atelier.diffusion.denoiser import VPDenoiser
-from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers.ddpm import sample_ddpm
-from atelier.diffusion.schedules import alphas_cumprod, make_betas
 from tests.diffusion.parity import (
     SHAPE,
     TOL,
     generators,
-    initial_noise,
     run_diffusers,
     run_ours,
-    toy_model,
+    toy_setup,
 )
 
 
@@ -41,14 +37,9 @@ def test_parity_with_diffusers(prediction_type, steps):
     assert (ours - ref).abs().max() <= TOL
 
 
-def _setup(steps=10):
-    plan = make_plan(alphas_cumprod(make_betas("scaled_linear")), steps, spacing="leading")
-    return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
-
-
 def test_generators_advance_like_diffusers():
     """As Ho et al.'s Algorithm 2 and diffusers: one draw per step with t > 0 (not the last)."""
-    denoiser, x, plan = _setup()
+    denoiser, x, plan = toy_setup(spacing="leading")
     used = generators()
     sample_ddpm(denoiser, x, plan, generators=used)
     expected = generators()

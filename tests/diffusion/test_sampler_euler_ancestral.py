@@ -7,19 +7,15 @@ import pytest
 import torch
 from diffusers import EulerAncestralDiscreteScheduler
 
-from atelier.diffusion.denoiser import VPDenoiser
-from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers.euler import sample_euler
 from atelier.diffusion.samplers.euler_ancestral import sample_euler_ancestral
-from atelier.diffusion.schedules import alphas_cumprod, make_betas
 from tests.diffusion.parity import (
     SHAPE,
     TOL,
     generators,
-    initial_noise,
     run_diffusers,
     run_ours,
-    toy_model,
+    toy_setup,
 )
 
 
@@ -37,20 +33,15 @@ def test_parity_with_diffusers(prediction_type, steps):
     assert (ours - ref).abs().max() <= TOL
 
 
-def _setup(steps=10):
-    plan = make_plan(alphas_cumprod(make_betas("scaled_linear")), steps)
-    return VPDenoiser(toy_model, "epsilon"), initial_noise() * plan.init_noise_sigma, plan
-
-
 def test_eta_zero_is_euler():
-    denoiser, x, plan = _setup()
+    denoiser, x, plan = toy_setup(spacing="linspace")
     ours = sample_euler_ancestral(denoiser, x, plan, eta=0.0)
     assert (ours - sample_euler(denoiser, x, plan)).abs().max() <= TOL
 
 
 def test_generators_advance_like_diffusers():
     """Like diffusers: one draw per step, the last (no noise added) too."""
-    denoiser, x, plan = _setup()
+    denoiser, x, plan = toy_setup(spacing="linspace")
     used = generators()
     sample_euler_ancestral(denoiser, x, plan, generators=used)
     expected = generators()
@@ -62,6 +53,6 @@ def test_generators_advance_like_diffusers():
 
 @pytest.mark.parametrize("eta", [-0.1, math.nan, math.inf])
 def test_bad_eta_raises(eta):
-    denoiser, x, plan = _setup()
+    denoiser, x, plan = toy_setup(spacing="linspace")
     with pytest.raises(ValueError, match="eta"):
         sample_euler_ancestral(denoiser, x, plan, eta=eta)
