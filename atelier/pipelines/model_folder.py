@@ -29,6 +29,7 @@ from torch import nn
 from atelier.atomic import write_atomic
 from atelier.diffusion.config import DiffusionConfig
 from atelier.digest import state_digest
+from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.paths import home
@@ -61,6 +62,9 @@ class ModelConfig:
     diffusion: DiffusionConfig
     vae: VAEConfig | None = None
     latent_scale: float = 1.0
+    # Per-channel latent statistics (diffusers' latents_mean / latents_std), or None.
+    latent_mean: tuple[float, ...] | None = None
+    latent_std: tuple[float, ...] | None = None
     defaults: SamplingOptions = field(default_factory=SamplingOptions)
 
     def __post_init__(self) -> None:
@@ -70,11 +74,18 @@ class ModelConfig:
             raise ValueError(
                 "a latent model needs a vae config and a pixel model must not have one"
             )
+        self.latent_space  # validates scale, mean and std
         factor = self.vae.downsampling_factor if self.vae is not None else 1
         if self.resolution % factor:
             raise ValueError(
                 f"resolution {self.resolution} is not a multiple of the VAE factor {factor}"
             )
+
+    @property
+    def latent_space(self) -> LatentSpace:
+        mean = tuple(self.latent_mean) if self.latent_mean is not None else None
+        std = tuple(self.latent_std) if self.latent_std is not None else None
+        return LatentSpace(self.latent_scale, mean, std)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -102,8 +113,14 @@ class ModelConfig:
             diffusion=_build(DiffusionConfig, data["diffusion"]),
             vae=_build(VAEConfig, data["vae"]) if data.get("vae") else None,
             latent_scale=data.get("latent_scale", 1.0),
+            latent_mean=_tuple(data.get("latent_mean")),
+            latent_std=_tuple(data.get("latent_std")),
             defaults=_build(SamplingOptions, data.get("defaults", {})),
         )
+
+
+def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
+    return tuple(values) if values is not None else None
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
@@ -143,7 +160,7 @@ class Model:
             diffusion=self.config.diffusion,
             latent_shape=self.config.latent_shape,
             autoencoder=self.vae,
-            latent_scale=self.config.latent_scale,
+            latent_space=self.config.latent_space,
             rows=rows,
         )
 

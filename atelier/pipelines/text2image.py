@@ -25,6 +25,7 @@ from atelier.diffusion.guidance import classifier_free_guidance
 from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.schedules import TimestepSpacing
+from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.fixed_batch import fixed_batch
 from atelier.text.encoder import TextEncoder
 
@@ -66,7 +67,7 @@ class Text2Image:
         diffusion: DiffusionConfig,
         latent_shape: tuple[int, int, int],
         autoencoder: Decoder | None = None,
-        latent_scale: float = 1.0,
+        latent_space: LatentSpace = LatentSpace(),
         rows: int = 8,
     ) -> None:
         self.network = network.eval()
@@ -74,7 +75,7 @@ class Text2Image:
         self.autoencoder = autoencoder.eval() if autoencoder is not None else None
         self.diffusion = diffusion
         self.latent_shape = latent_shape
-        self.latent_scale = latent_scale
+        self.latent_space = latent_space
         self.rows = rows
         self._abar = diffusion.alphas_cumprod()
 
@@ -122,4 +123,4 @@ class Text2Image:
         if self.autoencoder is None:
             return z.clamp(-1, 1)
         decode = fixed_batch(self.autoencoder.decode, self.rows)
-        return decode(z / self.latent_scale).clamp(-1, 1)
+        return decode(self.latent_space.from_diffusion(z)).clamp(-1, 1)

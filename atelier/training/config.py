@@ -9,6 +9,8 @@ from typing import Any, Literal, get_args
 
 Autocast = Literal["off", "bf16"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
+LRSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 
 # Fields that shape the optimisation trajectory: a resumed run must agree on them, or it would
 # silently continue a different experiment. The rest (length, cadence, budget) may change.
@@ -18,6 +20,8 @@ TRAJECTORY_FIELDS: tuple[str, ...] = (
     "weight_decay",
     "betas",
     "warmup_steps",
+    "lr_schedule",
+    "min_lr_ratio",
     "grad_clip",
     "grad_accum",
     "ema_decay",
@@ -42,6 +46,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
+    # After warmup: constant, or a cosine decay reaching lr * min_lr_ratio at max_steps (so with
+    # "cosine", raising max_steps on --resume stretches the rest of the decay).
+    lr_schedule: LRSchedule = "constant"
+    min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping
     grad_accum: int = 1
     ema_decay: float | None = None  # None = no EMA
@@ -64,6 +72,8 @@ class TrainConfig:
         for name in ("warmup_steps", "ema_start", "num_workers"):
             self._require(getattr(self, name) >= 0, name, "must be >= 0")
         self._require(math.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
+        self._require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
+        self._require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
         self._require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         self._require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),

@@ -21,6 +21,7 @@ from torch import nn
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.losses import Weighting, diffusion_loss, training_noise
 from atelier.diffusion.parameterization import q_sample
+from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
 from atelier.shapes.judge import judge
 from atelier.shapes.parse import parse_prompt
@@ -54,7 +55,7 @@ class LatentDiffusionTask:
         objective: LDMObjective = LDMObjective(),
         latent_shape: tuple[int, int, int],
         vae: nn.Module | None = None,
-        latent_scale: float = 1.0,
+        latent_space: LatentSpace = LatentSpace(),
         sample_prompts: Sequence[str] = (),
         sample_options: SamplingOptions = SamplingOptions(),
     ) -> None:
@@ -64,7 +65,7 @@ class LatentDiffusionTask:
         self.diffusion = diffusion
         self.objective = objective
         self.latent_shape = latent_shape
-        self.latent_scale = latent_scale
+        self.latent_space = latent_space
         self.sample_prompts = list(sample_prompts)
         self.sample_options = sample_options
         self.abar = diffusion.alphas_cumprod()
@@ -99,7 +100,7 @@ class LatentDiffusionTask:
     def pipeline(self) -> Text2Image:
         return Text2Image(
             network=self.unet, text_encoder=self.text_encoder, diffusion=self.diffusion,
-            latent_shape=self.latent_shape, autoencoder=self.vae, latent_scale=self.latent_scale,
+            latent_shape=self.latent_shape, autoencoder=self.vae, latent_space=self.latent_space,
         )  # fmt: skip
 
     def sample(self, step: int, out_dir: Path) -> None:

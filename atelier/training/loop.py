@@ -41,13 +41,19 @@ from atelier.training.task import SamplingTask, StatefulTask, Task
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then constant.
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then constant or a
+    cosine decay from ``lr`` at the end of warmup to ``lr * min_lr_ratio`` at ``max_steps``.
 
     Step 0 already gets ``lr / warmup_steps`` so no step is wasted at lr 0.
     """
-    if config.warmup_steps == 0:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
         return config.lr
-    return config.lr * min(1.0, (step + 1) / config.warmup_steps)
+    span = max(config.max_steps - config.warmup_steps, 1)
+    progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class MicroBatches:

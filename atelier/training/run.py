@@ -25,6 +25,7 @@ from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.shapes import ShapesDataset
 from atelier.eval.autoencoder import judge_reconstructions
 from atelier.models.discriminator import PatchDiscriminator
+from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.paths import home
@@ -40,7 +41,7 @@ from atelier.training.recipes import Recipe
 from atelier.training.vae_loss import measure_scale_factor
 from atelier.training.vae_task import VAETask
 
-SAMPLE_PROMPTS = 16
+SAMPLE_PROMPTS = 48
 
 
 def folder_digest(folder: Path) -> str:
@@ -183,6 +184,12 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
         key = f"latents-{module_digest(vae)}-{source}.safetensors"
         data = LatentDataset(images, vae, scale=scale, cache_file=home() / "data" / key)
+        if recipe.latent_norm == "per_channel":
+            # The cache holds z * scale; measure the raw latents' channel statistics.
+            space = LatentSpace.measure(data.latents / scale)
+            data.latents = space.to_diffusion(data.latents / scale).float()
+        else:
+            space = LatentSpace(scale)
         factor = vae.config.downsampling_factor
         latent_shape = (
             vae.config.latent_channels,
@@ -191,6 +198,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         )
     else:
         data, latent_shape = images, (3, recipe.data.resolution, recipe.data.resolution)
+        space = LatentSpace()
     tokenizer = None
     if recipe.text_encoder.kind == "transformer":
         captions = (
@@ -207,10 +215,10 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
             f"encoder's width {text_encoder.dim}"
         )
     unet = UNet(recipe.unet)
-    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::15][:SAMPLE_PROMPTS]
+    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
     task = LatentDiffusionTask(
         unet=unet, text_encoder=text_encoder, diffusion=recipe.diffusion,
-        objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_scale=scale,
+        objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_space=space,
         sample_prompts=prompts, sample_options=recipe.sampling,
     )  # fmt: skip
     start = cpu_seconds()
@@ -229,7 +237,8 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         name=recipe.name, kind="latent" if vae is not None else "pixel",
         resolution=recipe.data.resolution, unet=recipe.unet, text_encoder=recipe.text_encoder,
         diffusion=recipe.diffusion, vae=vae.config if vae is not None else None,
-        latent_scale=scale, defaults=recipe.sampling,
+        latent_scale=space.scale, latent_mean=space.mean, latent_std=space.std,
+        defaults=recipe.sampling,
     )  # fmt: skip
     model = Model(config, unet.eval(), text_encoder.eval(), vae)
     out = save_model(

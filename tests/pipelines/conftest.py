@@ -34,6 +34,8 @@ def tiny_model() -> Model:
         diffusion=DiffusionConfig(),
         vae=VAEConfig(block_channels=(8, 16, 16), groups=8, mid_attention=False),
         latent_scale=0.5,
+        latent_mean=(0.1, -0.2, 0.3, 0.0),
+        latent_std=(1.0, 2.0, 0.5, 1.5),
         defaults=SamplingOptions(steps=4, guidance=2.0, sampler="euler"),
     )
     return Model(

@@ -139,3 +139,18 @@ def test_bf16_autocast_trains(tmp_path):
     before = task.full_loss(data)
     train(task, data, small_config(max_steps=20, autocast="bf16"), run_dir=tmp_path)
     assert task.full_loss(data) < before
+
+
+def test_cosine_schedule_decays_to_the_floor_at_max_steps():
+    config = small_config(max_steps=10, lr=1.0, warmup_steps=2, lr_schedule="cosine",
+                          min_lr_ratio=0.1)  # fmt: skip
+    lrs = [lr_at(step, config) for step in range(12)]
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    # Halfway through the decay (step 6 of 2..10) the cosine is at the mean of peak and floor.
+    assert lrs[6] == pytest.approx(0.55)
+    assert lrs[10] == pytest.approx(0.1) and lrs[11] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        small_config(lr_schedule="step")
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        small_config(min_lr_ratio=1.5)
