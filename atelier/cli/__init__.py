@@ -9,6 +9,7 @@ from atelier.cli.evaluate import evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
 from atelier.cli.shapes import app as shapes_app
+from atelier.cli.sweep import sweep
 from atelier.cli.train import train
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command()(generate)
 app.command()(replay)
 app.command()(train)
 app.command("eval")(evaluate)
+app.command()(sweep)
 app.command()(export)
 
 

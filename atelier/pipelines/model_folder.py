@@ -74,7 +74,7 @@ class ModelConfig:
             raise ValueError(
                 "a latent model needs a vae config and a pixel model must not have one"
             )
-        self.latent_space  # validates scale, mean and std
+        _ = self.latent_space  # validates scale, mean and std
         factor = self.vae.downsampling_factor if self.vae is not None else 1
         if self.resolution % factor:
             raise ValueError(

@@ -72,7 +72,9 @@ class TrainConfig:
         for name in ("warmup_steps", "ema_start", "num_workers"):
             self._require(getattr(self, name) >= 0, name, "must be >= 0")
         self._require(math.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
-        self._require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
+        self._require(
+            self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}"
+        )
         self._require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
         self._require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         self._require(

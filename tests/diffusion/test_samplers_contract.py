@@ -5,7 +5,13 @@ import torch
 
 from atelier.diffusion.analytic import ring_mixture
 from atelier.diffusion.plan import make_plan, start_step_for_strength
-from atelier.diffusion.samplers import SAMPLER_NAMES, SAMPLERS, StepInfo, get_sampler
+from atelier.diffusion.samplers import (
+    SAMPLER_NAMES,
+    SAMPLERS,
+    StepInfo,
+    get_sampler,
+    network_evaluations,
+)
 from atelier.diffusion.schedules import alphas_cumprod, make_betas
 from atelier.eval.distances import sliced_wasserstein
 
@@ -67,6 +73,7 @@ def test_callback_start_step_and_nfe(name):
     get_sampler(name)(den, x * plan.init_noise_sigma, plan, generators=gens, callback=seen.append)
     assert [s.i for s in seen] == list(range(10)) and all(s.total == 10 for s in seen)
     full_calls = len(calls)
+    assert full_calls == network_evaluations(name, 10)
     calls.clear()
     start = start_step_for_strength(10, 0.3)  # img2img at strength 0.3 runs the last 3 steps
     assert start == 7

@@ -49,6 +49,13 @@ SAMPLERS: dict[str, Sampler] = {
 STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
 
 
+def network_evaluations(name: str, steps: int) -> int:
+    """Denoiser calls per image for ``steps`` steps of ``name`` (tested against a counter):
+    Heun makes two per step but one on the last, to sigma 0; the others one per step."""
+    get_sampler(name)
+    return 2 * steps - 1 if name == "heun" else steps
+
+
 def get_sampler(name: str) -> Sampler:
     """The sampler called ``name``; raises ValueError naming the valid choices."""
     if name not in SAMPLERS:
@@ -64,4 +71,5 @@ __all__ = [
     "SamplerName",
     "StepInfo",
     "get_sampler",
+    "network_evaluations",
 ]

@@ -1,0 +1,79 @@
+"""``atelier sweep MODEL --x guidance=1,2,4 --y steps=10,20 [--z sampler=euler,heun]``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from atelier.atomic import write_atomic
+from atelier.cli.errors import fail
+from atelier.eval.shapes_bench import to_json
+from atelier.eval.sweep import format_cells, parse_axis, run_sweep
+from atelier.pipelines.model_folder import load_model
+from atelier.shapes.bench import SUITE_NAME, load_suite
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def sweep(
+    model: str = typer.Argument(..., help="Model name or folder."),
+    x: str = typer.Option(..., "--x", help="First axis, e.g. guidance=1,2,4,8."),
+    y: str = typer.Option(None, "--y", help="Second axis, e.g. steps=5,10,20,50."),
+    z: str = typer.Option(None, "--z", help="Third axis, e.g. sampler=euler,dpmpp_2m."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; each cell uses all."),
+    prompts: str = typer.Option(SUITE_NAME, "--prompts", help="shapes-bench or a suite JSONL."),
+    every: int = typer.Option(1, "--every", help="Use every k-th prompt of the suite."),
+    output: Path = typer.Option(Path("out/sweep"), "-o", "--output", help="Output folder."),
+) -> None:
+    """Judge the suite in every cell of the grid; write a table, CSV and JSON."""
+    try:
+        loaded = load_model(model)
+        suite = load_suite(None if prompts == SUITE_NAME else prompts)
+        axes = [parse_axis(a) for a in (x, y, z) if a]
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    if every < 1:
+        raise fail(f"--every must be >= 1, got {every}")
+    seed_list = _ints(seeds, "--seeds")
+    suite = suite[::every]
+    try:
+        cells = run_sweep(
+            loaded.pipeline(), suite, axes, base=loaded.config.defaults, seeds=seed_list
+        )
+    except ValueError as err:
+        raise fail(str(err)) from None
+    table = format_cells(cells)
+    typer.echo(table)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = [c.row() for c in cells]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    stem = f"{loaded.config.name}-sweep"
+    write_atomic(output / f"{stem}.csv", buffer.getvalue())
+    write_atomic(output / f"{stem}.md", table + "\n")
+    report = {
+        "model": loaded.config.name,
+        "model_hash": loaded.model_hash,
+        "prompts": prompts,
+        "every": every,
+        "n_prompts": len(suite),
+        "seeds": seed_list,
+        "axes": [asdict(a) for a in axes],
+        "cells": [
+            {**c.row(), "by_category": to_json(c.by_category)} for c in cells
+        ],
+    }
+    write_atomic(output / f"{stem}.json", json.dumps(report, indent=1))
+    typer.echo(str(output / f"{stem}.csv"))

@@ -1,0 +1,140 @@
+"""Sweeps over sampling settings, as AUTOMATIC1111's X/Y/Z plot, with a metric in every cell.
+
+An axis is ``name=v1,v2,...`` over a :class:`SamplingOptions` field (``guidance``, ``steps``,
+``sampler``, ``spacing``, ``karras``). Every cell generates the same prompts with the same seeds,
+judges each image, and records accuracy per split, the network evaluations per image (NFE, as
+samplers differ in evaluations per step) and seconds per image, so cells compare fairly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from atelier.diffusion.samplers import network_evaluations
+from atelier.eval.shapes_bench import Accuracy, Judged, generate_and_judge, summarize
+from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.shapes.bench import BenchPrompt
+
+AXIS_FIELDS = ("guidance", "steps", "sampler", "spacing", "karras")
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    values: tuple[Any, ...]
+
+
+def parse_axis(text: str) -> Axis:
+    """``"guidance=1,2,4"`` -> Axis("guidance", (1.0, 2.0, 4.0)), each value typed and checked."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not raw.strip():
+        raise ValueError(f"axis {text!r} is not name=v1,v2,... (e.g. guidance=1,2,4,8)")
+    if name not in AXIS_FIELDS:
+        raise ValueError(f"cannot sweep {name!r}; sweepable: {', '.join(AXIS_FIELDS)}")
+    values: list[Any] = []
+    for item in (v.strip() for v in raw.split(",")):
+        try:
+            if name == "guidance":
+                values.append(float(item))
+            elif name == "steps":
+                values.append(int(item))
+            elif name == "karras":
+                if item.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(item)
+                values.append(item.lower() in ("true", "1"))
+            else:
+                values.append(item)
+        except ValueError:
+            raise ValueError(f"axis {name}: {item!r} is not a valid {name} value") from None
+    for value in values:  # SamplingOptions validates (unknown samplers name the valid ones)
+        replace(SamplingOptions(), **{name: value})
+    return Axis(name, tuple(values))
+
+
+def nfe(options: SamplingOptions) -> int:
+    """Network evaluations per image (classifier-free guidance batches its two passes as one)."""
+    return network_evaluations(options.sampler, options.steps)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of axis values and what it measured."""
+
+    settings: dict[str, Any]
+    options: SamplingOptions
+    nfe: int
+    seconds_per_image: float
+    accuracy: dict[str, Accuracy]  # split ("seen", "held_out", "all") -> Accuracy
+    by_category: dict[str, dict[str, Accuracy]]
+    results: tuple[Judged, ...]
+
+    def row(self) -> dict[str, Any]:
+        """A flat record for CSV and JSON."""
+        out: dict[str, Any] = dict(self.settings)
+        out.update({f"opt_{k}": v for k, v in dataclasses.asdict(self.options).items()})
+        out["nfe"] = self.nfe
+        out["seconds_per_image"] = round(self.seconds_per_image, 4)
+        for split, acc in self.accuracy.items():
+            out[f"acc_{split}"] = round(acc.accuracy, 4)
+            out[f"acc_{split}_low"] = round(acc.low, 4)
+            out[f"acc_{split}_high"] = round(acc.high, 4)
+        return out
+
+
+def run_sweep(
+    pipe: Text2Image,
+    prompts: Sequence[BenchPrompt],
+    axes: Sequence[Axis],
+    *,
+    base: SamplingOptions,
+    seeds: Sequence[int] = (0,),
+    progress: bool = True,
+) -> list[Cell]:
+    """Every combination of ``axes`` (the last varies fastest) over ``base`` options."""
+    names = [a.name for a in axes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each setting may be swept on one axis only, got {names}")
+    if not seeds:
+        raise ValueError("a sweep needs at least one seed")
+    cells = []
+    for combo in itertools.product(*(a.values for a in axes)):
+        settings = dict(zip(names, combo))
+        options = replace(base, **settings)
+        results: list[Judged] = []
+        seconds = 0.0
+        for s in seeds:
+            judged, sec = generate_and_judge(
+                pipe, prompts, options=options, seed=s, progress=progress
+            )
+            results += judged
+            seconds += sec / len(seeds)
+        table = summarize(results)
+        cells.append(
+            Cell(settings, options, nfe(options), seconds, dict(table["overall"]),
+                 {c: dict(v) for c, v in table.items()}, tuple(results))
+        )  # fmt: skip
+    return cells
+
+
+def format_cells(cells: Sequence[Cell]) -> str:
+    """A markdown table: settings, NFE, s/image, accuracy seen / held-out / all."""
+    if not cells:
+        return ""
+    names = list(cells[0].settings)
+    head = names + ["NFE", "s/image", "seen", "held-out", "all"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cells:
+        accs = [c.accuracy.get(s) for s in ("seen", "held_out", "all")]
+        lines.append(
+            "| " + " | ".join(
+                [str(c.settings[n]) for n in names]
+                + [str(c.nfe), f"{c.seconds_per_image:.3f}"]
+                + [f"{a.accuracy:.3f}" if a else "-" for a in accs]
+            ) + " |"
+        )  # fmt: skip
+    return "\n".join(lines)
