@@ -71,9 +71,7 @@ def sweep(
         "n_prompts": len(suite),
         "seeds": seed_list,
         "axes": [asdict(a) for a in axes],
-        "cells": [
-            {**c.row(), "by_category": to_json(c.by_category)} for c in cells
-        ],
+        "cells": [{**c.row(), "by_category": to_json(c.by_category)} for c in cells],
     }
     write_atomic(output / f"{stem}.json", json.dumps(report, indent=1))
     typer.echo(str(output / f"{stem}.csv"))
