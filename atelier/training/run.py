@@ -8,6 +8,7 @@ as ``~/.cache/atelier/models/<recipe name>``, where other recipes and ``--model`
 from __future__ import annotations
 
 import json
+import re
 import resource
 import shlex
 import sys
@@ -177,6 +178,30 @@ def load_vae(name: str) -> tuple[AutoencoderKL, float]:
     return vae.eval().requires_grad_(False), float(config["latent_scale"])
 
 
+_METRICS_TODO = "\n\n## Metrics\n\nRun `atelier eval MODEL --card` for its shapes-bench scores."
+
+
+def _cpu_hours_in_card(folder: Path) -> float | None:
+    """The training CPU hours a model card states, if it states them."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    match = re.search(r"Training CPU time: ([0-9.]+) h", card.read_text())
+    return float(match.group(1)) if match else None
+
+
+def _cost(recipe: Recipe, total_cpu: float) -> str:
+    """The training cost of a latent model including the autoencoder it decodes through."""
+    hours = total_cpu / 3600
+    lines = [f"## Training cost\n\n- {recipe.name} (UNet and text encoder): {hours:.2f} CPU-h"]
+    if recipe.kind == "ldm":
+        vae_hours = _cpu_hours_in_card(resolve(recipe.vae_model))
+        if vae_hours is not None:
+            lines.append(f"- its autoencoder {recipe.vae_model}: {vae_hours:.2f} CPU-h")
+            lines.append(f"- in all: {hours + vae_hours:.2f} CPU-h")
+    return "\n".join(lines)
+
+
 def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None) -> Path:
     images = _images(recipe, data_dir)
     vae, scale = load_vae(recipe.vae_model) if recipe.kind == "ldm" else (None, 1.0)
@@ -244,11 +269,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     out = save_model(
         model,
         run_dir / "model",
-        card=_card(
-            recipe,
-            total,
-            "## Metrics\n\nRun `atelier eval` on this folder for shapes-bench scores.",
-        ),
+        card=_card(recipe, total, _cost(recipe, total) + _METRICS_TODO),
     )
     return _install(out, recipe.name)
 

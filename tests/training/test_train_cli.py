@@ -51,7 +51,14 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     assert model.config.latent_shape == (4, 16, 16)
     image = model.pipeline()(["a red circle"], seeds=[0])[0]
     assert np.asarray(image).shape == (64, 64, 3)
-    assert "Training CPU time" in (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
+    card = (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
+    assert "Training CPU time" in card
+    # The card adds the autoencoder's CPU time (from its own card) to the total.
+    vae_hours = float(vae_card.split("Training CPU time: ")[1].split(" h")[0])
+    ldm_hours = sum(cpu) / 3600
+    assert f"in all: {ldm_hours + vae_hours:.2f} CPU-h" in card
+    # Per-channel latent statistics were measured and stored (diffusers' latents_mean/std).
+    assert model.config.latent_std is not None and len(model.config.latent_std) == 4
 
 
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
