@@ -108,14 +108,14 @@ class ModelConfig:
             name=data["name"],
             kind=data["kind"],
             resolution=data["resolution"],
-            unet=_build(UNetConfig, data["unet"]),
-            text_encoder=_build(TextEncoderConfig, data["text_encoder"]),
-            diffusion=_build(DiffusionConfig, data["diffusion"]),
-            vae=_build(VAEConfig, data["vae"]) if data.get("vae") else None,
+            unet=build_config(UNetConfig, data["unet"]),
+            text_encoder=build_config(TextEncoderConfig, data["text_encoder"]),
+            diffusion=build_config(DiffusionConfig, data["diffusion"]),
+            vae=build_config(VAEConfig, data["vae"]) if data.get("vae") else None,
             latent_scale=data.get("latent_scale", 1.0),
             latent_mean=_tuple(data.get("latent_mean")),
             latent_std=_tuple(data.get("latent_std")),
-            defaults=_build(SamplingOptions, data.get("defaults", {})),
+            defaults=build_config(SamplingOptions, data.get("defaults", {})),
         )
 
 
@@ -123,7 +123,7 @@ def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
     return tuple(values) if values is not None else None
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
+def build_config(cls: type, values: dict[str, Any]) -> Any:
     """A config dataclass from JSON values (lists back to tuples), naming unknown keys."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(names)
@@ -182,7 +182,7 @@ def resolve(model: str | Path) -> Path:
     )
 
 
-def _load_weights(module: nn.Module, file: Path) -> None:
+def load_weights(module: nn.Module, file: Path) -> None:
     if not file.is_file():
         raise FileNotFoundError(f"{file} is missing; the model folder is incomplete")
     try:
@@ -215,11 +215,11 @@ def load_model(model: str | Path, *, device: str | torch.device = "cpu") -> Mode
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path / 'config.json'} is not a valid model config ({err})") from None
     unet = UNet(config.unet)
-    _load_weights(unet, path / "unet.safetensors")
+    load_weights(unet, path / "unet.safetensors")
     vae = None
     if config.vae is not None:
         vae = AutoencoderKL(config.vae)
-        _load_weights(vae, path / "vae.safetensors")
+        load_weights(vae, path / "vae.safetensors")
     if config.text_encoder.kind == "transformer":
         text_encoder = TrainableTextEncoder.load(path / "text_encoder", device="cpu")
     else:

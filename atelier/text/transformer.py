@@ -10,6 +10,7 @@ states over the real tokens (bos and eos included), so it needs no special-token
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +39,19 @@ class TransformerTextConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
+class BlockShape(Protocol):
+    """What a transformer block needs of a config (the text and the image transformers share it)."""
+
+    width: int
+    heads: int
+    mlp_ratio: int
+    dropout: float
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention that ignores padded keys."""
 
-    def __init__(self, config: TransformerTextConfig) -> None:
+    def __init__(self, config: BlockShape) -> None:
         super().__init__()
         self.heads = config.heads
         self.dropout = config.dropout
@@ -62,7 +72,7 @@ class SelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: attention then MLP, each on a residual branch."""
 
-    def __init__(self, config: TransformerTextConfig) -> None:
+    def __init__(self, config: BlockShape) -> None:
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.width)
         self.attn = SelfAttention(config)
@@ -90,7 +100,7 @@ class TransformerText(nn.Module):
         self.position_embedding = nn.Parameter(torch.zeros(config.max_length, config.width))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.ln_final = nn.LayerNorm(config.width)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         nn.init.normal_(self.position_embedding, std=0.01)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +121,7 @@ class TransformerText(nn.Module):
         return states, pooled
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     # Small normal weights and zero biases (GPT-2's scheme) keep early activations near unit scale.
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=0.02)

@@ -5,6 +5,7 @@
   tokenizer trained on the captions + a small transformer).
 - ``shapes-ldm-minilm``: the same with the frozen MiniLM sentence encoder (Imagen's choice).
 - ``shapes-pixel``: diffusion directly on 32 px pixels, for comparison.
+- ``shapes-clip``: contrastive image-text training (a small ViT and the trainable text tower).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from atelier.diffusion.config import DiffusionConfig
+from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
 from atelier.models.unet import UNetConfig
 from atelier.models.vae import VAEConfig
@@ -27,7 +29,7 @@ from atelier.training.config import TrainConfig
 from atelier.training.ldm import LDMObjective
 from atelier.training.vae_loss import VAELossConfig
 
-RecipeKind = Literal["vae", "ldm", "pixel"]
+RecipeKind = Literal["vae", "ldm", "pixel", "clip"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Recipe:
     vae_loss: VAELossConfig | None = None
     discriminator: DiscriminatorConfig | None = None
     unet: UNetConfig | None = None
+    clip: CLIPConfig | None = None
     text_encoder: TextEncoderConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     objective: LDMObjective = field(default_factory=LDMObjective)
@@ -145,11 +148,27 @@ def _shapes_pixel() -> Recipe:
     )  # fmt: skip
 
 
+def _shapes_clip() -> Recipe:
+    return Recipe(
+        name="shapes-clip", kind="clip",
+        train=TrainConfig(max_steps=3000, batch_size=128, lr=5e-4, weight_decay=0.1,
+                          warmup_steps=200, lr_schedule="cosine", min_lr_ratio=0.05,
+                          grad_clip=1.0, checkpoint_every=250, sample_every=250, log_every=25),
+        # 32 px input (the judge reads the world exactly at 32 px) in 4 px patches: on a tiny
+        # overfit test 8 px patches learnt shapes far slower than 4 px ones.
+        clip=CLIPConfig(vision=ViTConfig(image_size=32, patch_size=4, width=128, layers=4),
+                        embed_dim=128),
+        text_encoder=TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=3,
+                                       heads=4),
+    )  # fmt: skip
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
     "shapes-ldm-minilm": _shapes_ldm_minilm,
     "shapes-pixel": _shapes_pixel,
+    "shapes-clip": _shapes_clip,
 }
 
 

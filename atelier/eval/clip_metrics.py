@@ -1,0 +1,88 @@
+"""What a trained CLIP measures: zero-shot classification, retrieval recall and CLIP score.
+
+CLIP score follows torchmetrics' definition (Hessel et al. 2021 without their 2.5 weight):
+100 * max(cos(E_image, E_caption), 0) per pair, averaged over pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from atelier.models.clip import CLIP
+
+
+def fit_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] resized to the tower's (B, 3, size, size), antialiased."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) RGB images, got {tuple(images.shape)}")
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
+def _batched(fn, items, batch: int) -> torch.Tensor:
+    return torch.cat([fn(items[i : i + batch]) for i in range(0, len(items), batch)])
+
+
+def _image_embeddings(clip: CLIP, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return _batched(lambda x: clip.encode_image(fit_images(x, clip.image_size)), images, batch)
+
+
+@torch.no_grad()
+def zero_shot_probabilities(
+    clip: CLIP, images: torch.Tensor, labels: Sequence[str], *, batch: int = 256
+) -> torch.Tensor:
+    """P(label | image) (N, K): softmax over the labels' scaled cosine similarities."""
+    if not labels:
+        raise ValueError("zero-shot classification needs at least one label")
+    text = clip.encode_text(list(labels))  # (K, E)
+    image = _image_embeddings(clip, images, batch)  # (N, E)
+    return (clip.temperature_scale() * image @ text.T).softmax(-1)
+
+
+def zero_shot_accuracy(
+    clip: CLIP, images: torch.Tensor, labels: Sequence[str], truth: Sequence[int]
+) -> float:
+    """Share of ``images`` whose most probable label is ``labels[truth[i]]``."""
+    predicted = zero_shot_probabilities(clip, images, labels).argmax(-1)
+    return float((predicted == torch.as_tensor(list(truth))).float().mean())
+
+
+@torch.no_grad()
+def retrieval_recall(
+    clip: CLIP, images: torch.Tensor, captions: Sequence[str], *, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
+    """Recall@k both ways for N aligned (image, caption) pairs.
+
+    A retrieved item counts as correct when its caption equals the query's own (captions repeat
+    in the shapes world; an identical caption is an equally right answer).
+    """
+    if len(images) != len(captions):
+        raise ValueError(f"got {len(images)} images but {len(captions)} captions")
+    image = _image_embeddings(clip, images)  # (N, E)
+    text = _batched(lambda c: clip.encode_text(list(c)), list(captions), 256)  # (N, E)
+    sim = image @ text.T  # (N, N)
+    ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
+    keys = torch.tensor([ids[c] for c in captions])
+    same = keys[:, None] == keys[None, :]  # (N, N) True where captions match
+    out = {}
+    for k in ks:
+        k_ = min(k, len(captions))
+        top_text = sim.topk(k_, dim=1).indices  # (N, k) captions per image
+        top_image = sim.T.topk(k_, dim=1).indices  # (N, k) images per caption
+        out[f"image_to_text_R@{k}"] = float(same.gather(1, top_text).any(1).float().mean())
+        out[f"text_to_image_R@{k}"] = float(same.gather(1, top_image).any(1).float().mean())
+    return out
+
+
+@torch.no_grad()
+def clip_scores(clip: CLIP, images: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
+    """100 * max(cos, 0) of each (image, caption) pair (N,)."""
+    if len(images) != len(captions):
+        raise ValueError(f"got {len(images)} images but {len(captions)} captions")
+    image = _image_embeddings(clip, images)
+    text = _batched(lambda c: clip.encode_text(list(c)), list(captions), 256)
+    return 100 * (image * text).sum(-1).clamp(min=0)
