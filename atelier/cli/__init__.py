@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from atelier import __version__
+from atelier.cli.clip import app as clip_app
 from atelier.cli.evaluate import evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(shapes_app, name="shapes")
+app.add_typer(clip_app, name="clip")
 app.command()(generate)
 app.command()(replay)
 app.command()(train)

@@ -64,7 +64,7 @@ class CLIPTask:
         hits = (logits.argmax(1) == torch.arange(len(captions), device=logits.device)).float()
         return loss, {
             "batch_top1": float(hits.mean()),
-            "temperature": float(1 / self.clip.temperature_scale()),
+            "temperature": float(1 / self.clip.temperature_scale().detach()),
         }
 
     def sample(self, step: int, out_dir: Path) -> None:

@@ -1,0 +1,80 @@
+"""`atelier train shapes-clip` end to end on tiny overrides, then the `atelier clip` commands."""
+
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.shapes.parse import parse_prompt
+from atelier.shapes.render import render
+from atelier.shapes.scene import realize
+
+TINY = [
+    "data.n=32",
+    "train.batch_size=8",
+    "train.max_steps=3",
+    "train.checkpoint_every=2",
+    "train.sample_every=2",
+    "train.log_every=1",
+    "train.warmup_steps=0",
+    "clip.vision.width=32",
+    "clip.vision.layers=1",
+    "clip.vision.heads=2",
+    "clip.embed_dim=16",
+    "text_encoder.width=32",
+    "text_encoder.layers=1",
+    "text_encoder.heads=2",
+]
+
+
+def test_train_then_classify_score_and_eval(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "shapes-clip", *TINY])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "models" / "shapes-clip"
+    assert (folder / "clip.safetensors").is_file() and (folder / "text_encoder").is_dir()
+    card = (folder / "README.md").read_text()
+    assert "zero-shot accuracy" in card and "image_to_text_R@1" in card
+    probes = [
+        json.loads(x)
+        for x in (tmp_path / "runs" / "shapes-clip" / "samples" / "samples.jsonl")
+        .read_text()
+        .splitlines()
+    ]  # noqa: E501
+    assert [p["step"] for p in probes] == [2] and 0 <= probes[0]["zero_shot"] <= 1
+
+    image = tmp_path / "x.png"
+    Image.fromarray(
+        render(realize(parse_prompt("a red circle"), np.random.default_rng(0)), 64)
+    ).save(image)  # noqa: E501
+    out = runner.invoke(
+        app, ["clip", "classify", str(image), "--labels", "a red circle,a blue square"]
+    )
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 2 and abs(sum(float(x.split()[0]) for x in lines) - 1) < 2e-3
+    out = runner.invoke(app, ["clip", "score", str(image), "--prompt", "a red circle"])
+    assert out.exit_code == 0 and 0 <= float(out.output) <= 100
+    out = runner.invoke(app, ["clip", "eval", "--per-class", "1", "--scenes", "20"])
+    assert out.exit_code == 0, out.output
+    assert "zero-shot accuracy" in out.output and "text_to_image_R@1" in out.output
+    garbage = tmp_path / "g.png"
+    garbage.write_bytes(b"not a png")
+    out = runner.invoke(app, ["clip", "score", str(garbage), "--prompt", "a red circle"])
+    assert out.exit_code == 2 and "cannot use" in out.output
+    out = runner.invoke(app, ["clip", "score", str(image), "--prompt", "  "])
+    assert out.exit_code == 2 and "empty" in out.output
+
+
+def test_bad_inputs_name_the_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["clip", "classify", "nope.png", "--labels", "a,b", "--model", "missing"]
+    )
+    assert out.exit_code == 2 and "no model at 'missing'" in out.output
+    out = runner.invoke(app, ["clip", "classify", "nope.png", "--labels", "a red circle"])
+    assert out.exit_code == 2 and "at least two" in out.output
