@@ -9,6 +9,7 @@ from atelier.cli.clip import app as clip_app
 from atelier.cli.evaluate import evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
+from atelier.cli.insight import explain, inspect
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.sweep import sweep
 from atelier.cli.train import train
@@ -27,6 +28,8 @@ app.command()(replay)
 app.command()(train)
 app.command("eval")(evaluate)
 app.command()(sweep)
+app.command()(explain)
+app.command()(inspect)
 app.command()(export)
 
 

@@ -93,9 +93,7 @@ def _kth_neighbour_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     return d.kthvalue(k + 1, dim=1).values  # the 1st "neighbour" is the point itself
 
 
-def precision_recall(
-    real: torch.Tensor, fake: torch.Tensor, *, k: int = 3
-) -> tuple[float, float]:
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, *, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall with k-NN balls (k = 3 as in the paper)."""
     if len(real) <= k or len(fake) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} features per set")
@@ -118,9 +116,7 @@ def knn_realism(real: torch.Tensor, fake: torch.Tensor, *, k: int = 3) -> torch.
 
 
 @torch.no_grad()
-def extract(
-    extractor: FeatureExtractor, images: torch.Tensor, *, batch: int = 256
-) -> torch.Tensor:
+def extract(extractor: FeatureExtractor, images: torch.Tensor, *, batch: int = 256) -> torch.Tensor:
     """Features of ``images`` (N, 3, H, W) in [-1, 1], with any module in eval mode."""
     if isinstance(extractor, nn.Module):
         extractor.eval()

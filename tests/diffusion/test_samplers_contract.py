@@ -72,6 +72,8 @@ def test_callback_start_step_and_nfe(name):
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
     get_sampler(name)(den, x * plan.init_noise_sigma, plan, generators=gens, callback=seen.append)
     assert [s.i for s in seen] == list(range(10)) and all(s.total == 10 for s in seen)
+    assert [s.sigma for s in seen] == plan.sigmas[:-1].tolist()
+    assert [s.sigma_next for s in seen] == plan.sigmas[1:].tolist()
     full_calls = len(calls)
     assert full_calls == network_evaluations(name, 10)
     calls.clear()

@@ -31,6 +31,7 @@ class StepInfo:
     x: torch.Tensor  # the latent after the step
     denoised: torch.Tensor  # the x_0 estimate the step used
     sigma: float  # the noise level the step started from
+    sigma_next: float  # the noise level of ``x``, where the step ended
 
 
 Callback = Callable[[StepInfo], None]

@@ -49,5 +49,5 @@ def sample_ddpm(
         if plan.timesteps[i] > 0:
             x = x + (sigma_next * (1 - r).sqrt()).to(x.dtype) * noise_like(x, generators)
         if callback is not None:
-            callback(StepInfo(i, len(plan), x, denoised, float(sigma)))
+            callback(StepInfo(i, len(plan), x, denoised, float(sigma), float(plan.sigmas[i + 1])))
     return x

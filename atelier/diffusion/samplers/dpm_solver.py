@@ -74,7 +74,7 @@ def _sample_dpmpp_2m(
             x = float((-h).exp()) * x - float((-h).expm1()) * d
         denoised_prev = denoised
         if callback is not None:
-            callback(StepInfo(i, len(plan), x, denoised, float(sigma)))
+            callback(StepInfo(i, len(plan), x, denoised, float(sigma), float(plan.sigmas[i + 1])))
     return x
 
 

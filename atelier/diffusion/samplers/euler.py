@@ -27,5 +27,5 @@ def sample_euler(
         d = (x - denoised) / sigma.to(x.dtype)  # dx/dsigma of the probability-flow ODE
         x = x + d * (plan.sigmas[i + 1] - plan.sigmas[i]).to(x.dtype)
         if callback is not None:
-            callback(StepInfo(i, len(plan), x, denoised, float(sigma)))
+            callback(StepInfo(i, len(plan), x, denoised, float(sigma), float(plan.sigmas[i + 1])))
     return x

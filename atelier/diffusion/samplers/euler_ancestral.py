@@ -61,5 +61,5 @@ def sample_euler_ancestral(
         if eta > 0:
             x = x + sigma_up.to(x.dtype) * noise_like(x, generators)
         if callback is not None:
-            callback(StepInfo(i, len(plan), x, denoised, float(sigma)))
+            callback(StepInfo(i, len(plan), x, denoised, float(sigma), float(plan.sigmas[i + 1])))
     return x

@@ -49,5 +49,5 @@ def sample_heun(
             d_next = (x_euler - denoiser(x_euler, sigma_next, t_next)) / sigma_next.to(x.dtype)
             x = x + (d + d_next) / 2 * dt
         if callback is not None:
-            callback(StepInfo(i, len(plan), x, denoised, float(sigma)))
+            callback(StepInfo(i, len(plan), x, denoised, float(sigma), float(plan.sigmas[i + 1])))
     return x

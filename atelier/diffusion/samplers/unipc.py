@@ -94,5 +94,5 @@ def sample_unipc(
         x_prev, order_prev = x, order
         x = _exponential_step(x, h, d)
         if callback is not None:
-            callback(StepInfo(i, n, x, denoised, float(sigma)))
+            callback(StepInfo(i, n, x, denoised, float(sigma), float(plan.sigmas[i + 1])))
     return x

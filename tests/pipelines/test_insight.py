@@ -1,0 +1,51 @@
+"""atelier explain (filmstrip + GIF of the reverse process) and atelier inspect (the tree)."""
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.eval.explain import reverse_process
+from atelier.eval.inspect import count, tree
+from atelier.pipelines.model_folder import load_model
+from atelier.pipelines.text2image import SamplingOptions
+
+
+def test_reverse_process_has_a_frame_per_step_ending_at_the_image(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    options = SamplingOptions(steps=3, guidance=2.0, sampler="euler")
+    image, frames = reverse_process(model.pipeline(), "a red circle", seed=0, options=options)
+    assert [f.step for f in frames] == [0, 1, 2]
+    assert all(f.x_t.shape == (32, 32, 3) and f.x_0.shape == (32, 32, 3) for f in frames)
+    assert frames[0].sigma > frames[-1].sigma
+    # Euler's last step lands on its x_0 estimate: the last x_t is the final image.
+    np.testing.assert_array_equal(frames[-1].x_t, np.asarray(image))
+    again = model.pipeline()(["a red circle"], seeds=[0], options=options)[0]
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(image))
+
+
+def test_explain_command_writes_filmstrip_and_gif(tiny_model_dir, tmp_path):
+    result = CliRunner().invoke(
+        app, ["explain", "a red circle", "--model", str(tiny_model_dir), "--steps", "4",
+              "-o", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    strip_path, gif_path = result.output.split()
+    strip = Image.open(strip_path)
+    assert strip.size == (4 * 32 * 2, 2 * 32 * 2)  # 4 steps wide, x_t over x_0, enlarged 2x
+    gif = Image.open(gif_path)
+    assert gif.n_frames >= 4
+    bad = CliRunner().invoke(app, ["explain", " ", "--model", str(tiny_model_dir)])
+    assert bad.exit_code == 2 and "empty" in bad.output
+
+
+def test_inspect_counts_every_parameter(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    text = tree({"unet": model.unet, "vae": model.vae}, depth=1)
+    total = count(model.unet) + count(model.vae)
+    assert f"({total:,})" in text.splitlines()[0]
+    assert "down_blocks" in text and "decoder" in text and "100.0%" not in text
+    result = CliRunner().invoke(app, ["inspect", str(tiny_model_dir)])
+    assert result.exit_code == 0 and "text_encoder" in result.output
+    missing = CliRunner().invoke(app, ["inspect", "no-such-model"])
+    assert missing.exit_code == 2 and "no model at" in missing.output
