@@ -10,6 +10,7 @@ import typer
 
 from atelier.atomic import write_atomic
 from atelier.cli.errors import fail
+from atelier.cli.generate import reranker_for
 from atelier.eval.shapes_bench import format_table, generate_and_judge, summarize, to_json
 from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
@@ -38,6 +39,9 @@ def evaluate(
     limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
     output: Path = typer.Option(Path("out/eval"), "-o", "--output", help="Folder for the JSON."),
     card: bool = typer.Option(False, "--card", help="Write the scores into the model card."),
+    candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
+    rerank: str = typer.Option(None, "--rerank", help="Keep the best candidate by: clip."),
+    clip_model: str = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank."),
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals."""
     try:
@@ -52,10 +56,13 @@ def evaluate(
         )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
+    if card and candidates > 1:
+        raise fail("--card records the model's plain scores; run reranked evals without --card")
     if limit is not None:
         prompts = prompts[:limit]
+    pipe = reranker_for(loaded.pipeline(), candidates, rerank, clip_model)
     results, seconds = generate_and_judge(
-        loaded.pipeline(), prompts, options=options, samples=samples, seed=seed
+        pipe, prompts, options=options, samples=samples, seed=seed
     )
     table = summarize(results)
     typer.echo(format_table(table))
@@ -67,14 +74,16 @@ def evaluate(
         "suite": suite,
         "options": asdict(options),
         "samples": samples,
+        "candidates": candidates,
+        "rerank": rerank,
         "seed": seed,
         "seconds_per_image": seconds,
         "accuracy": to_json(table),
         "images": [asdict(r) for r in results],
     }
-    path = (
-        output / f"{loaded.config.name}-{options.sampler}-{options.steps}-g{options.guidance}.json"
-    )
+    ranked = f"-rerank{candidates}" if candidates > 1 else ""
+    stem = f"{loaded.config.name}-{options.sampler}-{options.steps}-g{options.guidance}{ranked}"
+    path = output / f"{stem}.json"
     write_atomic(path, json.dumps(report, indent=1))
     typer.echo(str(path))
     if card and loaded.path is not None:

@@ -66,6 +66,26 @@ def _pipeline_for(loaded: Model, size: int | None):
     return pipe, size
 
 
+def reranker_for(pipe, candidates: int, rerank: str | None, clip_model: str):
+    """The pipeline drawing ``candidates`` per image (a plain one keeps candidate 0 only)."""
+    from atelier.pipelines.clip_folder import load_clip
+    from atelier.pipelines.rerank import RerankedText2Image
+
+    if candidates < 1:
+        raise fail("--candidates must be at least 1")
+    if rerank not in (None, "clip"):
+        raise fail(f"--rerank {rerank!r} is not known; valid: clip")
+    if candidates > 1 and rerank is None:
+        raise fail("--candidates N > 1 needs --rerank clip to say how to choose")
+    if candidates == 1:
+        return RerankedText2Image(pipe, None, 1)
+    try:
+        clip = load_clip(clip_model)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(f"--rerank clip needs a CLIP model: {err}") from None
+    return RerankedText2Image(pipe, clip, candidates)
+
+
 def render(loaded: Model, params: GenerationParams, options: SamplingOptions) -> Image.Image:
     """One image for ``params`` (used by generate's batches and by replay)."""
     pipe, _ = _pipeline_for(loaded, params.width)
@@ -90,6 +110,9 @@ def generate(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder."),
     output: Path = typer.Option(Path("out/generate"), "-o", "--output", help="Output folder."),
     batch: int = typer.Option(8, "--batch", help="Images sampled together (pixels unchanged)."),
+    candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
+    rerank: str = typer.Option(None, "--rerank", help="Keep the best candidate by: clip."),
+    clip_model: str = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank clip."),
 ) -> None:
     """Generate images from text; prints each PNG's path on its own line."""
     if (prompt is None) == (prompts_file is None):
@@ -109,23 +132,33 @@ def generate(
     except ValueError as err:
         raise fail(str(err)) from None
     pipe, side = _pipeline_for(loaded, size)
+    reranker = reranker_for(pipe, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     output.mkdir(parents=True, exist_ok=True)
     model_hash = loaded.model_hash
     start = len(list(output.glob("*.png")))
-    bar = tqdm(total=len(jobs) * options.steps, unit="step", desc="generating")
+    bar = tqdm(total=len(jobs) * options.steps * candidates, unit="step", desc="generating")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptTruncatedWarning)
         for first in range(0, len(jobs), batch):
             chunk = jobs[first : first + batch]
-            images = pipe(
+            choices = reranker.choose(
                 [p for p, _ in chunk],
                 seeds=[s for _, s in chunk],
                 negative_prompt=negative,
                 options=options,
-                callback=lambda info, k=len(chunk): bar.update(k),
+                callback=lambda info, k=len(chunk) * candidates: bar.update(k),
             )
-            for k, ((p, s), image) in enumerate(zip(chunk, images), start=first):
+            for k, ((p, requested), choice) in enumerate(zip(chunk, choices), start=first):
+                image, s = choice.image, choice.seed
+                ranked = {}
+                if candidates > 1:
+                    ranked = {
+                        "rerank": rerank,
+                        "candidates": candidates,
+                        "requested_seed": requested,
+                        "clip_score": round(choice.score, 4),
+                    }
                 params = GenerationParams(
                     prompt=p,
                     seed=s,
@@ -141,6 +174,7 @@ def generate(
                         "spacing": options.spacing,
                         "karras": options.karras,
                         "model_path": str(loaded.path),
+                        **ranked,
                     },
                 )
                 path = save_png(image, output / f"{start + k:05d}-{s}.png", params)
