@@ -6,6 +6,7 @@ import typer
 
 from atelier import __version__
 from atelier.cli.clip import app as clip_app
+from atelier.cli.compare import compare
 from atelier.cli.evaluate import evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
@@ -28,6 +29,7 @@ app.command()(replay)
 app.command()(train)
 app.command("eval")(evaluate)
 app.command()(sweep)
+app.command()(compare)
 app.command()(explain)
 app.command()(inspect)
 app.command()(export)

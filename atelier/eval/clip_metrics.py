@@ -86,3 +86,14 @@ def clip_scores(clip: CLIP, images: torch.Tensor, captions: Sequence[str]) -> to
     image = _image_embeddings(clip, images)
     text = _batched(lambda c: clip.encode_text(list(c)), list(captions), 256)
     return 100 * (image * text).sum(-1).clamp(min=0)
+
+
+class CLIPImageFeatures(torch.nn.Module):
+    """The image tower's features (before projection) of images of any size: FID's extractor."""
+
+    def __init__(self, clip: CLIP) -> None:
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.image_features(fit_images(images, self.clip.image_size))

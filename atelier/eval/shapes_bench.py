@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
@@ -52,8 +53,12 @@ def generate_and_judge(
     seed: int = 0,
     batch: int = 16,
     progress: bool = True,
+    on_image: Callable[[Judged, Image.Image], None] | None = None,
 ) -> tuple[list[Judged], float]:
-    """Judge ``samples`` images per prompt; returns the verdicts and seconds per image."""
+    """Judge ``samples`` images per prompt; returns the verdicts and seconds per image.
+
+    ``on_image(verdict, image)`` sees every image (reports keep thumbnails, arenas features).
+    """
     jobs = [(bp, seed + k) for bp in suite for k in range(samples)]
     out: list[Judged] = []
     began = time.perf_counter()
@@ -62,17 +67,12 @@ def generate_and_judge(
         images = pipe([bp.prompt for bp, _ in chunk], seeds=[s for _, s in chunk], options=options)
         for (bp, s), image in zip(chunk, images):
             verdict = judge(np.asarray(image), bp.spec)
-            out.append(
-                Judged(
-                    bp.id,
-                    bp.prompt,
-                    bp.category,
-                    bp.split,
-                    s,
-                    verdict.passed,
-                    tuple(verdict.reasons),
-                )
+            judged = Judged(
+                bp.id, bp.prompt, bp.category, bp.split, s, verdict.passed, tuple(verdict.reasons)
             )
+            out.append(judged)
+            if on_image is not None:
+                on_image(judged, image)
     return out, (time.perf_counter() - began) / max(len(jobs), 1)
 
 

@@ -4,18 +4,21 @@ import pytest
 import torch
 
 from atelier.diffusion.config import DiffusionConfig
+from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.pipelines.clip_folder import save_clip
 from atelier.pipelines.model_folder import Model, ModelConfig, save_model
 from atelier.pipelines.text2image import SamplingOptions
+from atelier.shapes.bench import load_suite
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
 
 CAPTIONS = ["a red circle", "a blue square above a green triangle", "three yellow circles"] * 4
 
 
-def tiny_model() -> Model:
-    torch.manual_seed(0)
+def tiny_model(seed: int = 0) -> Model:
+    torch.manual_seed(seed)
     text_config = TextEncoderConfig(kind="transformer", max_length=12, width=16, layers=1, heads=2)
     text_encoder = build_text_encoder(text_config, tokenizer=train_bpe(CAPTIONS, vocab_size=300))
     config = ModelConfig(
@@ -47,4 +50,26 @@ def tiny_model() -> Model:
 def tiny_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(tiny_model(), folder, card="# tiny\nRandom weights, for tests.\n")
+    return folder
+
+
+CLIP_TEXT = TextEncoderConfig(kind="transformer", max_length=16, width=16, layers=1, heads=2)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    tokenizer = train_bpe([bp.prompt for bp in load_suite()], vocab_size=300)
+    vision = ViTConfig(image_size=32, patch_size=8, width=16, layers=1, heads=2)
+    clip = CLIP(
+        CLIPConfig(vision=vision, embed_dim=8), build_text_encoder(CLIP_TEXT, tokenizer=tokenizer)
+    )
+    return save_clip(clip, CLIP_TEXT, tmp_path_factory.mktemp("clip") / "c", card="# c\n")
+
+
+@pytest.fixture(scope="session")
+def second_tiny_model_dir(tmp_path_factory):
+    """Another tiny model, with other random weights, for comparisons."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-b"
+    save_model(tiny_model(seed=1), folder, card="# tiny-b\n")
     return folder

@@ -4,34 +4,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.data.base import array_to_tensor
 from atelier.eval.clip_metrics import clip_scores
-from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
-from atelier.pipelines.clip_folder import save_clip
 from atelier.pipelines.metadata import read_params
 from atelier.pipelines.model_folder import load_model
 from atelier.pipelines.rerank import CANDIDATE_STRIDE, RerankedText2Image, candidate_seeds
-from atelier.shapes.bench import load_suite
-from atelier.text.factory import TextEncoderConfig, build_text_encoder
-from atelier.text.tokenizer import train_bpe
-
-TEXT = TextEncoderConfig(kind="transformer", max_length=16, width=16, layers=1, heads=2)
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    tokenizer = train_bpe([bp.prompt for bp in load_suite()], vocab_size=300)
-    vision = ViTConfig(image_size=32, patch_size=8, width=16, layers=1, heads=2)
-    clip = CLIP(
-        CLIPConfig(vision=vision, embed_dim=8), build_text_encoder(TEXT, tokenizer=tokenizer)
-    )
-    return save_clip(clip, TEXT, tmp_path_factory.mktemp("clip") / "c", card="# c\n")
 
 
 def test_candidate_seeds_start_at_the_plain_seed():
