@@ -43,18 +43,8 @@ def pixels(x):
 
 def test_a_better_entrant_wins_alignment_and_fidelity():
     suite = [bp for bp in load_suite() if bp.category == "single_object"][:12]
-    real = torch.stack(
-        [
-            torch.from_numpy(
-                np.asarray(Fixed(lambda p: True)([bp.prompt], seeds=[k], options=None)[0])
-            )
-            .permute(2, 0, 1)
-            .float()
-            / 127.5
-            - 1
-            for k, bp in enumerate(suite * 2)
-        ]
-    )  # noqa: E501
+    renders = Fixed(lambda p: True)([bp.prompt for bp in suite * 2], seeds=range(24), options=None)
+    real = torch.stack([array_to_tensor(np.asarray(im)) for im in renders])
     good = Entrant("good", Fixed(lambda p: True), None)
     half = Entrant("half", Fixed(lambda p: "red" in p or "blue" in p), None)
     blank = Entrant("blank", Fixed(lambda p: False), None)
