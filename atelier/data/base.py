@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 
@@ -43,3 +44,12 @@ def tensor_to_array(image: torch.Tensor) -> np.ndarray:
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) float in [-1, 1] -> RGB PIL image."""
     return Image.fromarray(tensor_to_array(image), mode="RGB")
+
+
+def fit_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] resized to the tower's (B, 3, size, size), antialiased."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) RGB images, got {tuple(images.shape)}")
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)

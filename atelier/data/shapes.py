@@ -66,6 +66,12 @@ class ShapesDataset:
         scene = sample_scene(rng, split=self.split)
         return render(scene, self.resolution), caption(scene, rng), scene.spec()
 
+    def spec(self, index: int) -> SceneSpec:
+        """The full spec of item ``index`` (every object with size and cell), without rendering."""
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} images")
+        return sample_scene(np.random.default_rng([self.seed, index]), split=self.split).spec()
+
     def __len__(self) -> int:
         return self.n
 

@@ -9,18 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
+from atelier.data.base import fit_images
 from atelier.models.clip import CLIP
-
-
-def fit_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) in [-1, 1] resized to the tower's (B, 3, size, size), antialiased."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected (B, 3, H, W) RGB images, got {tuple(images.shape)}")
-    if images.shape[-2:] == (size, size):
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
 
 
 def _batched(fn, items, batch: int) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.eval.clip_metrics import fit_images, zero_shot_accuracy
+from atelier.data.base import fit_images
+from atelier.eval.clip_metrics import zero_shot_accuracy
 from atelier.models.clip import CLIP
 from atelier.training.task import Logs
 

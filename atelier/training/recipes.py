@@ -6,6 +6,7 @@
 - ``shapes-ldm-minilm``: the same with the frozen MiniLM sentence encoder (Imagen's choice).
 - ``shapes-pixel``: diffusion directly on 32 px pixels, for comparison.
 - ``shapes-clip``: contrastive image-text training (a small ViT and the trainable text tower).
+- ``shapes-features``: the supervised feature network FID and KID use (models/shapes_features).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from atelier.diffusion.config import DiffusionConfig
 from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
+from atelier.models.shapes_features import ShapesFeatureConfig
 from atelier.models.unet import UNetConfig
 from atelier.models.vae import VAEConfig
 from atelier.pipelines.text2image import SamplingOptions
@@ -29,7 +31,7 @@ from atelier.training.config import TrainConfig
 from atelier.training.ldm import LDMObjective
 from atelier.training.vae_loss import VAELossConfig
 
-RecipeKind = Literal["vae", "ldm", "pixel", "clip"]
+RecipeKind = Literal["vae", "ldm", "pixel", "clip", "features"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Recipe:
     discriminator: DiscriminatorConfig | None = None
     unet: UNetConfig | None = None
     clip: CLIPConfig | None = None
+    features: ShapesFeatureConfig | None = None
     text_encoder: TextEncoderConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     objective: LDMObjective = field(default_factory=LDMObjective)
@@ -163,12 +166,23 @@ def _shapes_clip() -> Recipe:
     )  # fmt: skip
 
 
+def _shapes_features() -> Recipe:
+    return Recipe(
+        name="shapes-features", kind="features",
+        train=TrainConfig(max_steps=1500, batch_size=128, lr=2e-3, weight_decay=0.01,
+                          warmup_steps=100, lr_schedule="cosine", min_lr_ratio=0.02,
+                          grad_clip=1.0, checkpoint_every=250, log_every=25),
+        features=ShapesFeatureConfig(image_size=32),
+    )  # fmt: skip
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
     "shapes-ldm-minilm": _shapes_ldm_minilm,
     "shapes-pixel": _shapes_pixel,
     "shapes-clip": _shapes_clip,
+    "shapes-features": _shapes_features,
 }
 
 

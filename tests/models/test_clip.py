@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from atelier.data.base import fit_images
 from atelier.eval.clip_metrics import (
     clip_scores,
-    fit_images,
     retrieval_recall,
     zero_shot_accuracy,
     zero_shot_probabilities,
