@@ -32,6 +32,15 @@ from atelier.text.encoder import TextEmbedding
 TimeInjection = Literal["add", "scale_shift"]
 
 
+def coordinate_grid(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W): each pixel centre's (y, x) in [-1, 1], like ``x``'s dtype and device."""
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W)
+    return grid.expand(b, -1, -1, -1)
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Sizes of a :class:`UNet`; every field is a plain value so configs serialise as-is.
@@ -58,6 +67,10 @@ class UNetConfig:
     transformer_depth: int = 1
     groups: int = 32
     time_injection: TimeInjection = "add"
+    # CoordConv (Liu et al. 2018): two extra input channels holding each pixel's (y, x) in
+    # [-1, 1]. Convolutions are translation-equivariant and know absolute position only from
+    # padding, so "a red circle in the top left" is slow to learn without them.
+    coord_channels: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -288,7 +301,8 @@ class UNet(nn.Module):
                 groups=config.groups,
             )
 
-        self.conv_in = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
+        extra = 2 if config.coord_channels else 0
+        self.conv_in = nn.Conv2d(config.in_channels + extra, widths[0], 3, padding=1)
         self.time_embedding = EmbeddingMLP(widths[0], time_dim)
         self.pooled_embedding = (
             EmbeddingMLP(config.pooled_dim, time_dim) if config.pooled_dim is not None else None
@@ -353,6 +367,8 @@ class UNet(nn.Module):
                 emb = emb + self.pooled_embedding(context.pooled)  # (B, E)
         cond = (emb, states, mask)
 
+        if self.config.coord_channels:
+            x = torch.cat([x, coordinate_grid(x)], dim=1)  # (B, C_in + 2, H, W)
         h = self.conv_in(x)  # (B, C_0, H, W)
         skips = [h]
         for block in self.down_blocks:

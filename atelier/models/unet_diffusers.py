@@ -39,7 +39,8 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict[str, Any]:
         for level, on in enumerate(config.attention_levels)
     )
     kwargs: dict[str, Any] = {
-        "in_channels": config.in_channels,
+        # CoordConv channels are inputs to diffusers' model: feed it torch.cat([x, coords]).
+        "in_channels": config.in_channels + (2 if config.coord_channels else 0),
         "out_channels": config.out_channels,
         "down_block_types": tuple(
             "CrossAttnDownBlock2D" if on else "DownBlock2D" for on in config.attention_levels

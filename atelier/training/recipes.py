@@ -83,6 +83,9 @@ _UNET = UNetConfig(
     heads=4,
     context_dim=128,
     groups=32,
+    # A run without them placed objects in the asked cell no better than chance after 1500
+    # steps (and 29% after 4000 in the first run): layout words need absolute position.
+    coord_channels=True,
 )
 # A first run (lr 3e-4 constant, EMA 0.999, epsilon with min-SNR-5, one global latent scale) was
 # still improving fast at 4000 steps and scored 0.05 on shapes-bench samples: its raw weights

@@ -115,6 +115,27 @@ def test_parity_to_diffusers(config: UNetConfig):
     assert (got - expected).abs().max().item() <= TOL
 
 
+def test_coord_channels_equal_diffusers_fed_the_coordinates():
+    from diffusers import UNet2DConditionModel
+
+    from atelier.models.unet import coordinate_grid
+
+    config = replace(TINY, coord_channels=True)
+    torch.manual_seed(5)
+    ours = UNet(config).eval()
+    perturb(ours, seed=6)
+    reference = UNet2DConditionModel(**unet_config_to_diffusers(config)).eval()
+    reference.load_state_dict(state_dict_to_diffusers(ours.state_dict()))
+    x, t, context = inputs(config)
+    grid = coordinate_grid(x)
+    assert grid.shape == (2, 2, 8, 8) and grid[0, 0, 0, 0] == -grid[0, 0, -1, 0] == -7 / 8
+    assert torch.equal(grid[0, 1, 3], torch.linspace(-7 / 8, 7 / 8, 8))  # x runs along a row
+    with torch.no_grad():
+        expected = diffusers_output(reference, config, torch.cat([x, grid], 1), t, context)
+        got = ours(x, t, context)
+    assert (got - expected).abs().max().item() <= TOL
+
+
 def test_state_dict_round_trip_is_identity():
     sd = UNet(TINY).state_dict()
     back = state_dict_from_diffusers(state_dict_to_diffusers(sd))
