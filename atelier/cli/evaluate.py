@@ -11,6 +11,7 @@ import typer
 from atelier.atomic import write_atomic
 from atelier.cli.errors import fail
 from atelier.cli.generate import reranker_for
+from atelier.eval.report import clip_score_pair, distribution_metrics, eval_html, metrics_json
 from atelier.eval.shapes_bench import format_table, generate_and_judge, summarize, to_json
 from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
@@ -28,6 +29,41 @@ def replace_section(card: str, section: str) -> str:
     return card[:start] + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
 
 
+def _metrics(images, prompts, features: str, clip_model: str):
+    """Distribution metrics with every evaluator that is installed, and the CLIP score."""
+    from atelier.eval.clip_metrics import CLIPImageFeatures
+    from atelier.eval.fid import Resized
+    from atelier.pipelines.clip_folder import load_clip
+    from atelier.pipelines.features_folder import load_feature_net
+
+    measured, clip_score = [], None
+    try:
+        net = load_feature_net(features)
+        extractor = Resized(net, net.config.image_size)
+        measured.append(distribution_metrics(features, extractor, images))
+    except FileNotFoundError:
+        typer.echo(
+            f"note: no {features} model; its FID/KID skipped (atelier train shapes-features)"
+        )
+    try:
+        clip = load_clip(clip_model)
+        measured.append(
+            distribution_metrics(f"{clip_model} image tower", CLIPImageFeatures(clip), images)
+        )
+        clip_score = clip_score_pair(clip, images, prompts)
+    except FileNotFoundError:
+        typer.echo(f"note: no {clip_model} model; CLIP score skipped (atelier train shapes-clip)")
+    for m in measured:
+        typer.echo(
+            f"{m.extractor}: FID {m.fid:.3f} (floor {m.fid_floor:.3f}), KID {m.kid:.4f} "
+            f"(floor {m.kid_floor:.4f}), precision {m.precision:.3f}, "
+            f"recall {m.recall:.3f}, n={m.n}"
+        )
+    if clip_score is not None:
+        typer.echo(f"CLIP score {clip_score[0]:.2f} (real renders {clip_score[1]:.2f})")
+    return measured, clip_score
+
+
 def evaluate(
     model: str = typer.Argument(..., help="Model name or folder."),
     suite: str = typer.Option(SUITE_NAME, "--suite", help="shapes-bench or a suite JSONL file."),
@@ -41,9 +77,16 @@ def evaluate(
     card: bool = typer.Option(False, "--card", help="Write the scores into the model card."),
     candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
     rerank: str = typer.Option(None, "--rerank", help="Keep the best candidate by: clip."),
-    clip_model: str = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank."),
+    clip_model: str = typer.Option(
+        "shapes-clip", "--clip-model", help="CLIP for --rerank, CLIP score and CLIP-feature FID."
+    ),
+    features: str = typer.Option(
+        "shapes-features", "--features", help="Feature network for FID/KID."
+    ),
+    metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="FID, KID, CLIP score."),
 ) -> None:
-    """Generate every suite prompt, judge each image, report accuracy with 95% intervals."""
+    """Generate every suite prompt, judge each image, report accuracy with 95% intervals,
+    FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML."""
     try:
         loaded = load_model(model)
         prompts = load_suite(None if suite == SUITE_NAME else suite)
@@ -61,12 +104,19 @@ def evaluate(
     if limit is not None:
         prompts = prompts[:limit]
     pipe = reranker_for(loaded.pipeline(), candidates, rerank, clip_model)
+    images: list = []
     results, seconds = generate_and_judge(
-        pipe, prompts, options=options, samples=samples, seed=seed
-    )
+        pipe, prompts, options=options, samples=samples, seed=seed,
+        on_image=lambda _, image: images.append(image),
+    )  # fmt: skip
     table = summarize(results)
     typer.echo(format_table(table))
     typer.echo(f"{seconds:.2f} s per image; {len(results)} images")
+    measured, clip_score = (
+        _metrics(images, [r.prompt for r in results], features, clip_model)
+        if metrics
+        else ([], None)
+    )
     output.mkdir(parents=True, exist_ok=True)
     report = {
         "model": loaded.config.name,
@@ -79,6 +129,8 @@ def evaluate(
         "seed": seed,
         "seconds_per_image": seconds,
         "accuracy": to_json(table),
+        "distribution": metrics_json(measured),
+        "clip_score": {"generated": clip_score[0], "real": clip_score[1]} if clip_score else None,
         "images": [asdict(r) for r in results],
     }
     ranked = f"-rerank{candidates}" if candidates > 1 else ""
@@ -86,6 +138,13 @@ def evaluate(
     path = output / f"{stem}.json"
     write_atomic(path, json.dumps(report, indent=1))
     typer.echo(str(path))
+    page = eval_html(
+        f"{loaded.config.name} on {suite}", table, results, images, metrics=measured,
+        clip_score=clip_score, seconds_per_image=seconds,
+        settings={**asdict(options), "samples": samples, "seed": seed, "candidates": candidates},
+    )  # fmt: skip
+    write_atomic(path.with_suffix(".html"), page)
+    typer.echo(str(path.with_suffix(".html")))
     if card and loaded.path is not None:
         section = (
             f"{CARD_HEADING}\n\n{samples} image(s) per prompt, seeds from {seed}; "

@@ -126,3 +126,16 @@ def extract(extractor: FeatureExtractor, images: torch.Tensor, *, batch: int = 2
     return torch.cat(
         [extractor(images[i : i + batch]).double() for i in range(0, len(images), batch)]
     )
+
+
+class Resized(nn.Module):
+    """An extractor that takes images of any size: resized to the network's input first."""
+
+    def __init__(self, net: nn.Module, size: int) -> None:
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from atelier.data.base import fit_images
+
+        return self.net(fit_images(images, self.size))

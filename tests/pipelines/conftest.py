@@ -73,3 +73,14 @@ def second_tiny_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny-b"
     save_model(tiny_model(seed=1), folder, card="# tiny-b\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def features_dir(tmp_path_factory):
+    """A tiny, untrained shapes feature network folder."""
+    from atelier.models.shapes_features import ShapesFeatureConfig, ShapesFeatureNet
+    from atelier.pipelines.features_folder import save_feature_net
+
+    torch.manual_seed(0)
+    net = ShapesFeatureNet(ShapesFeatureConfig(image_size=32, channels=(8, 8, 8), feature_dim=8))
+    return save_feature_net(net, tmp_path_factory.mktemp("features") / "f", card="# f\n")

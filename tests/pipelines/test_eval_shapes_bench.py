@@ -40,8 +40,9 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
 
 def test_eval_command_writes_json(tiny_model_dir, tmp_path):
     result = CliRunner().invoke(
-        app, ["eval", str(tiny_model_dir), "--limit", "3", "--steps", "2", "-o", str(tmp_path)]
-    )
+        app, ["eval", str(tiny_model_dir), "--limit", "3", "--steps", "2", "-o", str(tmp_path),
+              "--no-metrics"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     files = list(tmp_path.glob("*.json"))
     report = json.loads(files[0].read_text())
@@ -61,3 +62,30 @@ def test_card_section_is_replaced_not_duplicated():
         "# m\n\n## shapes-bench\n\nold\n\n## Recipe\n\nx\n", "## shapes-bench\n\nnew\n"
     )
     assert middle == "# m\n\n## shapes-bench\n\nnew\n\n## Recipe\n\nx\n"
+
+
+def test_eval_report_has_metrics_floors_and_a_graded_grid(
+    tiny_model_dir, clip_dir, features_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
+    args = ["eval", str(tiny_model_dir), "--limit", "6", "--steps", "2", "-o", str(tmp_path),
+            "--clip-model", str(clip_dir), "--features", str(features_dir)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert [m["n"] for m in report["distribution"]] == [6, 6]
+    for m in report["distribution"]:
+        assert m["fid_floor"] >= 0 and m["fid"] >= 0 and 0 <= m["precision"] <= 1
+    assert 0 <= report["clip_score"]["generated"] <= 100
+    page = next(tmp_path.glob("*.html")).read_text()
+    assert (
+        page.count("<img") == 6
+        and "FID floor" in page
+        and page.count('class="pass"') + page.count('class="fail"') == 6
+    )
+    cached = list((tmp_path / "home" / "cache" / "features").glob("*.safetensors"))
+    assert len(cached) == 2  # reference features cached per extractor and dataset
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "FID" in again.output
+    missing = CliRunner().invoke(app, [*args[:-4], "--clip-model", "nope", "--features", "nope"])
+    assert missing.exit_code == 0 and "FID/KID skipped" in missing.output
