@@ -9,11 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
+from PIL import Image
 
 from atelier.atomic import write_atomic
 from atelier.cli.errors import fail
 from atelier.eval.shapes_bench import to_json
-from atelier.eval.sweep import format_cells, parse_axis, run_sweep
+from atelier.eval.sweep import format_cells, grid_png, heatmaps, parse_axis, run_sweep
 from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
@@ -74,4 +75,37 @@ def sweep(
         "cells": [{**c.row(), "by_category": to_json(c.by_category)} for c in cells],
     }
     write_atomic(output / f"{stem}.json", json.dumps(report, indent=1))
+    _pictures(cells, axes, output, stem, table)
     typer.echo(str(output / f"{stem}.csv"))
+    typer.echo(str(output / f"{stem}.html"))
+
+
+def _pictures(cells, axes, output: Path, stem: str, table: str) -> None:
+    """The image grid (a row per cell), the heatmap PNG, and an HTML page holding both."""
+    from atelier.eval.html import image_tag, page
+    from atelier.eval.html import table as html_table
+
+    grid = grid_png(cells)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    write_atomic(output / f"{stem}-grid.png", buffer.getvalue())
+    figure = heatmaps(cells, axes)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    write_atomic(output / f"{stem}-heatmap.png", buffer.getvalue())
+    heat = Image.open(io.BytesIO(buffer.getvalue()))
+    names = list(cells[0].settings)
+    rows = [[*(c.settings[n] for n in names), c.nfe, f"{c.seconds_per_image:.3f}",
+             *(f"{c.accuracy[s].accuracy:.3f}" if s in c.accuracy else "-"
+               for s in ("seen", "held_out", "all"))] for c in cells]  # fmt: skip
+    strips = "".join(
+        f"<p>{', '.join(f'{k}={v}' for k, v in c.settings.items())}</p>"
+        + "".join(image_tag(im, scale=2) for im in c.images)
+        for c in cells
+    )
+    html = page(f"sweep: {stem}", [
+        image_tag(heat, scale=1),
+        html_table([*names, "NFE", "s/image", "seen", "held-out", "all"], rows),
+        strips,
+    ])  # fmt: skip
+    write_atomic(output / f"{stem}.html", html)

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from atelier.diffusion.samplers import network_evaluations
 from atelier.eval.shapes_bench import Accuracy, Judged, generate_and_judge, summarize
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
@@ -72,6 +75,7 @@ class Cell:
     accuracy: dict[str, Accuracy]  # split ("seen", "held_out", "all") -> Accuracy
     by_category: dict[str, dict[str, Accuracy]]
     results: tuple[Judged, ...]
+    images: tuple[Image.Image, ...] = ()  # the first ``keep`` images, for grids
 
     def row(self) -> dict[str, Any]:
         """A flat record for CSV and JSON."""
@@ -93,6 +97,7 @@ def run_sweep(
     *,
     base: SamplingOptions,
     seeds: Sequence[int] = (0,),
+    keep: int = 8,
     progress: bool = True,
 ) -> list[Cell]:
     """Every combination of ``axes`` (the last varies fastest) over ``base`` options."""
@@ -106,17 +111,19 @@ def run_sweep(
         settings = dict(zip(names, combo))
         options = replace(base, **settings)
         results: list[Judged] = []
+        kept: list[Image.Image] = []
         seconds = 0.0
         for s in seeds:
             judged, sec = generate_and_judge(
-                pipe, prompts, options=options, seed=s, progress=progress
-            )
+                pipe, prompts, options=options, seed=s, progress=progress,
+                on_image=lambda _, im, kept=kept: kept.append(im) if len(kept) < keep else None,
+            )  # fmt: skip
             results += judged
             seconds += sec / len(seeds)
         table = summarize(results)
         cells.append(
             Cell(settings, options, nfe(options), seconds, dict(table["overall"]),
-                 {c: dict(v) for c, v in table.items()}, tuple(results))
+                 {c: dict(v) for c, v in table.items()}, tuple(results), tuple(kept))
         )  # fmt: skip
     return cells
 
@@ -138,3 +145,46 @@ def format_cells(cells: Sequence[Cell]) -> str:
             ) + " |"
         )  # fmt: skip
     return "\n".join(lines)
+
+
+def grid_png(cells: Sequence[Cell], *, label_width: int = 0) -> Image.Image:
+    """One row per cell holding its kept images side by side (cells in table order)."""
+    rows = [np.concatenate([np.asarray(im.convert("RGB")) for im in c.images], axis=1)
+            for c in cells if c.images]  # fmt: skip
+    if not rows:
+        raise ValueError("no cell kept any image")
+    width = max(r.shape[1] for r in rows)
+    padded = [
+        np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows
+    ]
+    return Image.fromarray(np.concatenate(padded, axis=0))
+
+
+def heatmaps(cells: Sequence[Cell], axes: Sequence[Axis], *, metric: str = "all"):
+    """A matplotlib figure of accuracy heatmaps: x against y, one panel per z value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = axes[0]
+    y = axes[1] if len(axes) > 1 else Axis("-", ("-",))
+    z = axes[2] if len(axes) > 2 else Axis("-", ("-",))
+    size = (1.2 + 1.1 * len(x.values) * len(z.values), 1.2 + 0.6 * len(y.values))
+    fig, panels = plt.subplots(1, len(z.values), figsize=size, squeeze=False)
+    lookup = {tuple(c.settings.get(a.name, "-") for a in (x, y, z)): c for c in cells}
+    for k, zv in enumerate(z.values):
+        grid = np.array([[lookup[(xv, yv, zv)].accuracy[metric].accuracy for xv in x.values]
+                         for yv in y.values])  # fmt: skip
+        ax = panels[0][k]
+        ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(x.values)), [str(v) for v in x.values])
+        ax.set_yticks(range(len(y.values)), [str(v) for v in y.values])
+        ax.set_xlabel(x.name)
+        ax.set_ylabel(y.name)
+        ax.set_title(f"{z.name}={zv}" if z.name != "-" else f"accuracy ({metric})")
+        for (i, j), value in np.ndenumerate(grid):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center",
+                    color="white" if value < 0.6 else "black", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig

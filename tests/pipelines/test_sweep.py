@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
@@ -64,5 +65,9 @@ def test_sweep_command_writes_csv_json_and_table(tiny_model_dir, tmp_path):
     report = json.loads((tmp_path / "tiny-sweep.json").read_text())
     assert report["n_prompts"] == 3 and len(report["cells"]) == 4
     assert "overall" in report["cells"][0]["by_category"]
+    grid = Image.open(tmp_path / "tiny-sweep-grid.png")
+    assert grid.size == (3 * 32, 4 * 32)  # a row of the 3 images per cell, 4 cells
+    assert Image.open(tmp_path / "tiny-sweep-heatmap.png").size[0] > 100
+    assert (tmp_path / "tiny-sweep.html").read_text().count("<img") == 1 + 4 * 3
     bad = CliRunner().invoke(app, ["sweep", str(tiny_model_dir), "--x", "cfg=1,2"])
     assert bad.exit_code != 0 and "sweepable" in bad.output
