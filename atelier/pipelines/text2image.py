@@ -20,9 +20,10 @@ from torch import nn
 
 from atelier.data.base import tensor_to_pil
 from atelier.diffusion.config import DiffusionConfig
-from atelier.diffusion.denoiser import VPDenoiser
+from atelier.diffusion.denoiser import Denoiser, VPDenoiser
 from atelier.diffusion.guidance import classifier_free_guidance
-from atelier.diffusion.plan import make_plan
+from atelier.diffusion.inpainting import sample_with_jumps
+from atelier.diffusion.plan import make_plan, start_step_for_strength
 from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.schedules import TimestepSpacing
 from atelier.models.latent_space import LatentSpace
@@ -56,6 +57,15 @@ class SamplingOptions:
         get_sampler(self.sampler)  # raises naming the valid samplers
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where img2img begins: clean latents (B, C, h, w) in the diffusion model's space, and a
+    strength in (0, 1] (1 runs every step from pure noise, 0.3 the last 30% of the steps)."""
+
+    latents: torch.Tensor
+    strength: float
+
+
 class Text2Image:
     """``pipe(prompts, seeds=...) -> list of PIL images``."""
 
@@ -80,6 +90,13 @@ class Text2Image:
         self._abar = diffusion.alphas_cumprod()
 
     @property
+    def resolution_factor(self) -> int:
+        """Image pixels per latent pixel along a side (1 in pixel space)."""
+        if self.autoencoder is None:
+            return 1
+        return self.autoencoder.config.downsampling_factor
+
+    @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
@@ -99,6 +116,32 @@ class Text2Image:
         options: SamplingOptions = SamplingOptions(),
         callback: Callable[[StepInfo], None] | None = None,
     ) -> list[Image.Image]:
+        z = self.sample(
+            prompts, seeds=seeds, negative_prompt=negative_prompt, options=options,
+            callback=callback,
+        )  # fmt: skip
+        return [tensor_to_pil(img) for img in self.decode(z)]
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[str],
+        *,
+        seeds: Sequence[int],
+        negative_prompt: str = "",
+        options: SamplingOptions = SamplingOptions(),
+        callback: Callable[[StepInfo], None] | None = None,
+        start: Start | None = None,
+        wrap: Callable[[Denoiser], Denoiser] | None = None,
+        resample: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Latents (B, C, h, w) in the diffusion model's space.
+
+        ``start`` begins part-way from given clean latents (img2img, SDEdit): they are noised to
+        the level of the first step that ``start.strength`` keeps, with each image's own noise.
+        ``wrap`` wraps the denoiser (masked inpainting replaces its known region's x_0).
+        ``resample=(jump, count)`` runs RePaint's resampling jumps (``diffusion/inpainting.py``).
+        """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
         if len(prompts) != len(seeds):
@@ -108,15 +151,43 @@ class Text2Image:
 
         net = fixed_batch(self.network, self.rows)
         model = classifier_free_guidance(net, cond, uncond, options.guidance)
-        denoiser = VPDenoiser(model, self.diffusion.prediction_type)
+        denoiser: Denoiser = VPDenoiser(model, self.diffusion.prediction_type)
+        if wrap is not None:
+            denoiser = wrap(denoiser)
         plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)
         noise, generators = self.initial_noise(seeds)
-        sample = get_sampler(options.sampler)
-        z = sample(
-            denoiser, noise * plan.init_noise_sigma, plan, generators=generators, callback=callback
+        sampler = get_sampler(options.sampler)
+        if start is None:
+            first, x = 0, noise * plan.init_noise_sigma
+        else:
+            if start.latents.shape != noise.shape:
+                raise ValueError(
+                    f"start latents are {tuple(start.latents.shape)}, expected {tuple(noise.shape)}"
+                )
+            first = start_step_for_strength(options.steps, start.strength)
+            x = start.latents.to(noise) + noise * plan.sigmas[first].to(noise.dtype)
+        if resample is not None:
+            jump, count = resample
+            return sample_with_jumps(
+                sampler, denoiser, x, plan, jump=jump, resample=count, generators=generators,
+                callback=callback, start_step=first,
+            )  # fmt: skip
+        return sampler(
+            denoiser, x, plan, generators=generators, callback=callback, start_step=first
         )
-        images = self.decode(z)
-        return [tensor_to_pil(img) for img in images]
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> latents in the diffusion model's space (the
+        posterior mode; identity in pixel space)."""
+        if self.autoencoder is None:
+            return images.to(self.device)
+        encode = getattr(self.autoencoder, "encode", None)
+        if encode is None:
+            raise TypeError("this pipeline's autoencoder cannot encode images")
+        z = torch.cat([encode(images[i : i + self.rows].to(self.device)).mode()
+                       for i in range(0, len(images), self.rows)])  # fmt: skip
+        return self.latent_space.to_diffusion(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [-1, 1] (identity in pixel space)."""
