@@ -69,7 +69,8 @@ def latent_keep_mask(repaint: np.ndarray, factor: int) -> torch.Tensor:
     """(1, 1, H / f, W / f) keep mask: a latent pixel is known only if none of its f x f image
     pixels is to be repainted at all."""
     m = torch.from_numpy(np.ascontiguousarray(repaint, dtype=np.float32))[None, None]
-    return 1 - F.max_pool2d(m, factor) if factor > 1 else 1 - m
+    touched = F.max_pool2d(m, factor) if factor > 1 else m
+    return (touched == 0).float()
 
 
 def composite(generated: Image.Image, original: Image.Image, repaint: np.ndarray) -> Image.Image:
