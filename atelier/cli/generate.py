@@ -190,6 +190,11 @@ def replay(image: Path = typer.Argument(..., help="A PNG written by atelier gene
         params = read_params(image)
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err)) from None
+    if params.mode != "txt2img":
+        raise fail(
+            f"{image} was made by {params.mode}, which needs its source image; replay "
+            "regenerates text-to-image PNGs only"
+        )
     source = params.extra.get("model_path") or params.model
     loaded = _load(source if Path(source).is_dir() else params.model)
     if loaded.model_hash != params.model_hash:

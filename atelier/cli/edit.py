@@ -1,0 +1,175 @@
+"""``atelier img2img | inpaint | outpaint | variations``: editing commands.
+
+Each writes PNGs carrying the AUTOMATIC1111-style ``parameters`` chunk (with the mode and its
+settings) and the exact JSON chunk, and prints each path on its own line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+from PIL import Image
+
+from atelier.cli.errors import fail
+from atelier.cli.generate import DEFAULT_MODEL, _load
+from atelier.data.images import ImageRejected, load_rgb
+from atelier.pipelines.editing import Editor
+from atelier.pipelines.metadata import GenerationParams, save_png
+from atelier.pipelines.model_folder import Model
+from atelier.pipelines.text2image import SamplingOptions
+
+MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
+SEED = typer.Option(0, "--seed", help="Seed of the first image; each next image +1.")
+STEPS = typer.Option(None, "--steps", help="Sampler steps (default: the model's).")
+GUIDANCE = typer.Option(None, "--guidance", help="CFG scale (default: the model's).")
+SAMPLER = typer.Option(None, "--sampler", help="Sampler (default: the model's).")
+OUTPUT = typer.Option(Path("out/edit"), "-o", "--output", help="Output folder.")
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    if not path.is_file():
+        raise fail(f"no {what} file at {path}")
+    try:
+        image, _ = load_rgb(path)
+    except ImageRejected as err:
+        raise fail(f"cannot use {path} as the {what} ({err})") from None
+    return image
+
+
+def _open_mask(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise fail(f"no mask file at {path}")
+    try:
+        with Image.open(path) as mask:
+            mask.load()
+            return mask.copy()
+    except OSError as err:
+        raise fail(f"cannot read the mask {path} ({err})") from None
+
+
+def _options(loaded: Model, steps, guidance, sampler) -> SamplingOptions:
+    d = loaded.config.defaults
+    try:
+        return replace(
+            d,
+            steps=d.steps if steps is None else steps,
+            guidance=d.guidance if guidance is None else guidance,
+            sampler=d.sampler if sampler is None else sampler,
+        )
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
+def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict):
+    output.mkdir(parents=True, exist_ok=True)
+    start = len(list(output.glob("*.png")))
+    for k, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
+        params = GenerationParams(
+            prompt=prompt, seed=seed, steps=options.steps, guidance=options.guidance,
+            sampler=options.sampler, width=image.width, height=image.height,
+            model=loaded.config.name, model_hash=loaded.model_hash, mode=mode,
+            extra={"spacing": options.spacing, "karras": options.karras, **extra},
+        )  # fmt: skip
+        typer.echo(str(save_png(image, output / f"{start + k:05d}-{mode}-{seed}.png", params)))
+
+
+def _run(fn):
+    try:
+        return fn()
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
+def img2img(
+    image: Path = typer.Argument(..., help="Source image."),
+    prompt: str = typer.Argument(..., help="What the result should show."),
+    strength: float = typer.Option(0.6, "--strength", help="0 keeps the image, 1 ignores it."),
+    n: int = typer.Option(1, "-n", help="Images to make."),
+    negative: str = typer.Option("", "--negative", help="Negative prompt."),
+    model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
+    sampler: str = SAMPLER, output: Path = OUTPUT,
+) -> None:  # fmt: skip
+    """Redraw an image under a prompt (SDEdit)."""
+    source = _open(image, "image")
+    loaded = _load(model)
+    options = _options(loaded, steps, guidance, sampler)
+    seeds = [seed + k for k in range(max(n, 1))]
+    editor = Editor(loaded.pipeline())
+    images = _run(lambda: editor.img2img([source] * len(seeds), [prompt] * len(seeds),
+                                         seeds=seeds, strength=strength,
+                                         negative_prompt=negative, options=options))  # fmt: skip
+    _save(images, [prompt] * len(seeds), seeds, loaded, options, output, "img2img",
+          {"strength": strength, "source": image.name, "negative": negative})  # fmt: skip
+
+
+def inpaint(
+    image: Path = typer.Argument(..., help="Source image."),
+    mask: Path = typer.Argument(..., help="Mask PNG of the same size: white = repaint."),
+    prompt: str = typer.Argument(..., help="The whole picture's caption after painting."),
+    method: str = typer.Option("masked", "--method", help="masked (any model) or trained."),
+    grow: int = typer.Option(0, "--grow", help="Grow the mask by this many pixels."),
+    feather: float = typer.Option(0.0, "--feather", help="Soften the mask edge (pixels)."),
+    jump: int = typer.Option(0, "--jump", help="RePaint: resample every JUMP steps (0 = off)."),
+    resample: int = typer.Option(1, "--resample", help="RePaint: passes per jump."),
+    n: int = typer.Option(1, "-n", help="Images to make."),
+    model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
+    sampler: str = SAMPLER, output: Path = OUTPUT,
+) -> None:  # fmt: skip
+    """Repaint the white part of the mask; everything else stays exactly as it was."""
+    source, mask_image = _open(image, "image"), _open_mask(mask)
+    loaded = _load(model)
+    options = _options(loaded, steps, guidance, sampler)
+    seeds = [seed + k for k in range(max(n, 1))]
+    editor = Editor(loaded.pipeline())
+    jumps = (jump, resample) if jump > 0 else None
+    images = _run(lambda: editor.inpaint(
+        [source] * len(seeds), [mask_image] * len(seeds), [prompt] * len(seeds), seeds=seeds,
+        method=method, grow=grow, feather=feather, resample=jumps, options=options,
+    ))  # fmt: skip
+    _save(images, [prompt] * len(seeds), seeds, loaded, options, output, "inpaint",
+          {"method": method, "grow": grow, "feather": feather, "jump": jump,
+           "resample": resample, "source": image.name, "mask": mask.name})  # fmt: skip
+
+
+def outpaint(
+    image: Path = typer.Argument(..., help="Source image."),
+    prompt: str = typer.Argument(..., help="The caption of the whole extended picture."),
+    left: int = typer.Option(0, "--left"), right: int = typer.Option(0, "--right"),
+    top: int = typer.Option(0, "--top"), bottom: int = typer.Option(0, "--bottom"),
+    feather: float = typer.Option(0.0, "--feather", help="Soften the seam (pixels)."),
+    model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
+    sampler: str = SAMPLER, output: Path = OUTPUT,
+) -> None:  # fmt: skip
+    """Extend the canvas by pixels per side and paint the new area; the original is kept."""
+    source = _open(image, "image")
+    loaded = _load(model)
+    options = _options(loaded, steps, guidance, sampler)
+    editor = Editor(loaded.pipeline())
+    result = _run(lambda: editor.outpaint(source, prompt, seed=seed, left=left, right=right,
+                                          top=top, bottom=bottom, feather=feather,
+                                          options=options))  # fmt: skip
+    pads = {"left": left, "right": right, "top": top, "bottom": bottom}
+    _save([result], [prompt], [seed], loaded, options, output, "outpaint",
+          {**pads, "source": image.name})  # fmt: skip
+
+
+def variations(
+    image: Path = typer.Argument(..., help="Source image."),
+    n: int = typer.Option(4, "-n", help="How many variations."),
+    prompt: str = typer.Option("", "--prompt", help="Optional caption to keep them on topic."),
+    strength: float = typer.Option(0.6, "--strength", help="How far each may wander."),
+    model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
+    sampler: str = SAMPLER, output: Path = OUTPUT,
+) -> None:  # fmt: skip
+    """The same content with new details: encode, partly noise, resample."""
+    source = _open(image, "image")
+    loaded = _load(model)
+    options = _options(loaded, steps, guidance, sampler)
+    editor = Editor(loaded.pipeline())
+    images = _run(lambda: editor.variations(source, n, seed=seed, prompt=prompt,
+                                            strength=strength, options=options))  # fmt: skip
+    seeds = [seed + k for k in range(len(images))]
+    _save(images, [prompt] * len(images), seeds, loaded, options, output, "variations",
+          {"strength": strength, "source": image.name})  # fmt: skip

@@ -1,0 +1,77 @@
+"""The editing commands end to end on the tiny model: outputs, metadata, errors."""
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.pipelines.metadata import read_params
+
+
+def write(tmp_path, name, image):
+    path = tmp_path / name
+    image.save(path)
+    return path
+
+
+def scene():
+    image = Image.new("RGB", (32, 32), (255, 255, 255))
+    image.paste((255, 0, 0), (4, 4, 12, 12))
+    return image
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_each_command_writes_pngs_with_its_mode(tiny_model_dir, tmp_path):
+    src = write(tmp_path, "src.png", scene())
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (16, 0, 32, 32))
+    mask_path = write(tmp_path, "mask.png", mask)
+    common = ["--model", tiny_model_dir, "--steps", "3"]
+    cases = [
+        (["img2img", src, "a red circle", "--strength", "0.5", "-n", "2"], "img2img", 2),
+        (["inpaint", src, mask_path, "a red circle and a blue square", "--feather", "2",
+          "--jump", "1", "--resample", "2"], "inpaint", 1),
+        (["outpaint", src, "a red circle and a blue square", "--right", "16"], "outpaint", 1),
+        (["variations", src, "-n", "2"], "variations", 2),
+    ]  # fmt: skip
+    for args, mode, count in cases:
+        out = tmp_path / mode
+        result = run(*args, *common, "-o", out)
+        assert result.exit_code == 0, result.output
+        paths = sorted(out.glob("*.png"))
+        assert len(paths) == count and all(str(p) in result.output for p in paths)
+        params = read_params(paths[0])
+        assert params.mode == mode and params.extra["source"] == "src.png"
+        assert f"Mode: {mode}" in Image.open(paths[0]).text["parameters"]
+    inpainted = np.asarray(Image.open(next((tmp_path / "inpaint").glob("*.png"))))
+    np.testing.assert_array_equal(inpainted[:, :8], np.asarray(scene())[:, :8])
+    assert Image.open(next((tmp_path / "outpaint").glob("*.png"))).size == (48, 32)
+    replay = run("replay", next((tmp_path / "img2img").glob("*.png")))
+    assert replay.exit_code == 2 and "needs its source image" in replay.output
+
+
+def test_bad_inputs_exit_2_with_the_fix(tiny_model_dir, tmp_path):
+    src = write(tmp_path, "src.png", scene())
+    small = write(tmp_path, "small.png", Image.new("L", (16, 16), 255))
+    empty = write(tmp_path, "empty.png", Image.new("L", (32, 32), 0))
+    odd = write(tmp_path, "odd.png", Image.new("RGB", (30, 30)))
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"nope")
+    m = ["--model", tiny_model_dir, "--steps", "2", "-o", tmp_path / "o"]
+    cases = [
+        (["inpaint", src, small, "x", *m], "the mask is 16x16 but the image is 32x32"),
+        (["inpaint", src, empty, "x", *m], "mask is empty"),
+        (["inpaint", src, tmp_path / "none.png", "x", *m], "no mask file"),
+        (["img2img", odd, "x", *m], "resize it, e.g. to 32x32"),
+        (["img2img", garbage, "x", *m], "cannot use"),
+        (["img2img", src, "x", "--strength", "1.5", *m], "strength must be in"),
+        (["inpaint", src, small, "x", "--method", "trained", *m], "the mask is 16x16"),
+        (["outpaint", src, "x", *m], "at least one side"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
