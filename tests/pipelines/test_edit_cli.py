@@ -68,7 +68,7 @@ def test_bad_inputs_exit_2_with_the_fix(tiny_model_dir, tmp_path):
         (["img2img", odd, "x", *m], "resize it, e.g. to 32x32"),
         (["img2img", garbage, "x", *m], "cannot use"),
         (["img2img", src, "x", "--strength", "1.5", *m], "strength must be in"),
-        (["inpaint", src, small, "x", "--method", "trained", *m], "the mask is 16x16"),
+        (["inpaint", src, small, "x", "--method", "trained", *m], "needs an inpainting model"),
         (["outpaint", src, "x", *m], "at least one side"),
     ]
     for args, message in cases:
