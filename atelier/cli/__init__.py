@@ -7,7 +7,7 @@ import typer
 from atelier import __version__
 from atelier.cli.clip import app as clip_app
 from atelier.cli.compare import compare
-from atelier.cli.edit import img2img, inpaint, outpaint, variations
+from atelier.cli.edit import img2img, inpaint, outpaint, upscale, variations
 from atelier.cli.evaluate import evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
@@ -31,6 +31,7 @@ app.command()(img2img)
 app.command()(inpaint)
 app.command()(outpaint)
 app.command()(variations)
+app.command()(upscale)
 app.command()(train)
 app.command("eval")(evaluate)
 app.command()(sweep)

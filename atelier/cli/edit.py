@@ -173,3 +173,34 @@ def variations(
     seeds = [seed + k for k in range(len(images))]
     _save(images, [prompt] * len(images), seeds, loaded, options, output, "variations",
           {"strength": strength, "source": image.name})  # fmt: skip
+
+
+def upscale(
+    image: Path = typer.Argument(..., help="Low-resolution image (the upscaler's input size)."),
+    model: str = typer.Option("shapes-sr-32-64", "--model", help="Upscaler name or folder."),
+    seed: int = SEED, steps: int = STEPS, sampler: str = SAMPLER, output: Path = OUTPUT,
+) -> None:  # fmt: skip
+    """Upscale with a super-resolution diffusion model (SR3 / Imagen style)."""
+    from atelier.pipelines.upscale import load_upscaler
+
+    source = _open(image, "image")
+    try:
+        upscaler = load_upscaler(model)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    c = upscaler.config
+    try:
+        options = replace(c.defaults, steps=steps or c.defaults.steps,
+                          sampler=sampler or c.defaults.sampler)  # fmt: skip
+    except ValueError as err:
+        raise fail(str(err)) from None
+    result = _run(lambda: upscaler([source], seeds=[seed], options=options))[0]
+    output.mkdir(parents=True, exist_ok=True)
+    params = GenerationParams(
+        prompt="", seed=seed, steps=options.steps, guidance=1.0, sampler=options.sampler,
+        width=result.width, height=result.height, model=c.name, model_hash="-",
+        mode="upscale", extra={"source": image.name, "from": c.low, "to": c.high,
+                               "aug_level": c.inference_aug},
+    )  # fmt: skip
+    start = len(list(output.glob("*.png")))
+    typer.echo(str(save_png(result, output / f"{start:05d}-upscale-{seed}.png", params)))

@@ -71,6 +71,9 @@ class UNetConfig:
     # [-1, 1]. Convolutions are translation-equivariant and know absolute position only from
     # padding, so "a red circle in the top left" is slow to learn without them.
     coord_channels: bool = False
+    # Imagen / SR3 super-resolution: the level of the noise that augmented the low-resolution
+    # conditioning image, embedded like a timestep and added to the time embedding.
+    noise_level_conditioning: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -307,6 +310,9 @@ class UNet(nn.Module):
         self.pooled_embedding = (
             EmbeddingMLP(config.pooled_dim, time_dim) if config.pooled_dim is not None else None
         )
+        self.noise_level_embedding = (
+            EmbeddingMLP(widths[0], time_dim) if config.noise_level_conditioning else None
+        )
 
         self.down_blocks = nn.ModuleList()
         skip_widths = [widths[0]]  # the channels of each activation the decoder will read back
@@ -351,7 +357,11 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], config.out_channels, 3, padding=1)
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, context: TextEmbedding | None = None
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: TextEmbedding | None = None,
+        noise_level: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x`` (B, C_in, H, W), ``t`` (B,) float timesteps, text ``context`` -> (B, C_out, H, W).
 
@@ -359,7 +369,18 @@ class UNet(nn.Module):
         positions are never attended to.
         """
         self._check_inputs(x, t, context)
-        emb = self.time_embedding(timestep_embedding(t, self.config.block_channels[0]).to(x.dtype))
+        width = self.config.block_channels[0]
+        emb = self.time_embedding(timestep_embedding(t, width).to(x.dtype))
+        if (noise_level is None) != (self.noise_level_embedding is None):
+            raise ValueError(
+                "pass noise_level exactly when the config has noise_level_conditioning"
+            )
+        if self.noise_level_embedding is not None:
+            if noise_level.shape != t.shape:
+                raise ValueError(f"noise_level must be (B,) like t, got {tuple(noise_level.shape)}")
+            emb = emb + self.noise_level_embedding(
+                timestep_embedding(noise_level, width).to(x.dtype)
+            )
         states = mask = None
         if context is not None:
             states, mask = context.states, context.mask

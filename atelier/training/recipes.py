@@ -7,6 +7,8 @@
 - ``shapes-pixel``: diffusion directly on 32 px pixels, for comparison.
 - ``shapes-clip``: contrastive image-text training (a small ViT and the trainable text tower).
 - ``shapes-features``: the supervised feature network FID and KID use (models/shapes_features).
+- ``shapes-sr-32-64``, ``shapes-sr-64-128``: super-resolution diffusion with noise conditioning
+  augmentation, the stages of a cascade.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from atelier.training.config import TrainConfig
 from atelier.training.ldm import LDMObjective
 from atelier.training.vae_loss import VAELossConfig
 
-RecipeKind = Literal["vae", "ldm", "pixel", "clip", "features"]
+RecipeKind = Literal["vae", "ldm", "pixel", "clip", "features", "upscaler"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Recipe:
     unet: UNetConfig | None = None
     clip: CLIPConfig | None = None
     features: ShapesFeatureConfig | None = None
+    upscale_from: int | None = None  # super-resolution: the low resolution (high = data's)
+    max_aug: int = 250  # super-resolution: the highest noise-augmentation level in training
     text_encoder: TextEncoderConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     objective: LDMObjective = field(default_factory=LDMObjective)
@@ -179,6 +183,20 @@ def _shapes_features() -> Recipe:
     )  # fmt: skip
 
 
+def _shapes_sr(low: int, high: int) -> Callable[[], Recipe]:
+    def recipe() -> Recipe:
+        return Recipe(
+            name=f"shapes-sr-{low}-{high}", kind="upscaler", data=ShapesData(resolution=high),
+            train=replace(_LDM_TRAIN, max_steps=3000, batch_size=32, sample_every=None),
+            unet=UNetConfig(in_channels=6, out_channels=3, block_channels=(32, 64, 128),
+                            layers_per_block=1, attention_levels=(False, False, True), heads=4,
+                            context_dim=None, groups=32, noise_level_conditioning=True),
+            diffusion=_DIFFUSION, objective=_OBJECTIVE, upscale_from=low,
+        )  # fmt: skip
+
+    return recipe
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
@@ -186,6 +204,8 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-pixel": _shapes_pixel,
     "shapes-clip": _shapes_clip,
     "shapes-features": _shapes_features,
+    "shapes-sr-32-64": _shapes_sr(32, 64),
+    "shapes-sr-64-128": _shapes_sr(64, 128),
 }
 
 

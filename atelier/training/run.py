@@ -37,6 +37,7 @@ from atelier.paths import home
 from atelier.pipelines.clip_folder import save_clip
 from atelier.pipelines.features_folder import save_feature_net
 from atelier.pipelines.model_folder import Model, ModelConfig, resolve, save_model
+from atelier.pipelines.upscale import Upscaler, UpscalerConfig, save_upscaler, upscaler_scores
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import build_text_encoder
 from atelier.text.tokenizer import train_bpe
@@ -47,6 +48,7 @@ from atelier.training.features_task import CellTargets, FeatureNetTask
 from atelier.training.ldm import LatentDiffusionTask
 from atelier.training.loop import train
 from atelier.training.recipes import Recipe
+from atelier.training.sr_task import SuperResolutionTask
 from atelier.training.vae_loss import measure_scale_factor
 from atelier.training.vae_task import VAETask
 
@@ -330,6 +332,28 @@ def run_features(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
     return _install(out, recipe.name)
 
 
+def run_upscaler(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
+    high, low = recipe.data.resolution, recipe.upscale_from
+    data = _images(recipe, None)
+    torch.manual_seed(recipe.train.seed)
+    unet = UNet(recipe.unet)
+    task = SuperResolutionTask(unet, recipe.diffusion, low=low, max_aug=recipe.max_aug,
+                               weighting=recipe.objective.weighting)  # fmt: skip
+    start = cpu_seconds()
+    train(task, data, recipe.train, run_dir=run_dir, resume=resume)
+    total = _record_cpu(run_dir, cpu_seconds() - start)
+    _final_weights(run_dir, "unet", unet)
+    config = UpscalerConfig(recipe.name, low, high, recipe.unet, recipe.diffusion,
+                            max_aug=recipe.max_aug)  # fmt: skip
+    n = min(64, recipe.data.n)
+    scores = upscaler_scores(Upscaler(unet, config), n=n)
+    body = f"## Metrics ({n} held-out renders)\n\n" + "\n".join(
+        f"- {name}: PSNR {p:.2f} dB, SSIM {q:.4f}" for name, (p, q) in scores.items()
+    )
+    out = save_upscaler(unet, config, run_dir / "model", card=_card(recipe, total, body))
+    return _install(out, recipe.name)
+
+
 def _captions(images: CaptionedImages) -> list[str]:
     return [images[i][1] for i in range(len(images))]
 
@@ -348,6 +372,8 @@ def run_recipe(
         path = run_clip(recipe, run_dir, resume=resume, data_dir=data_dir)
     elif recipe.kind == "features":
         path = run_features(recipe, run_dir, resume=resume)
+    elif recipe.kind == "upscaler":
+        path = run_upscaler(recipe, run_dir, resume=resume)
     else:
         path = run_ldm(recipe, run_dir, resume=resume, data_dir=data_dir)
     print(f"trained {recipe.name} in {(time.time() - began) / 60:.1f} min; model: {path}")

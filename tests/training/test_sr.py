@@ -1,0 +1,69 @@
+"""Super-resolution: conditioning augmentation, the task, a tiny run end to end, the command."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from atelier.cli import app
+from atelier.diffusion.config import DiffusionConfig
+from atelier.diffusion.super_resolution import augment, degrade, upsample
+from atelier.models.unet import UNet, UNetConfig
+from atelier.pipelines.metadata import read_params
+from atelier.training.sr_task import SuperResolutionTask
+
+TINY_UNET = UNetConfig(in_channels=6, out_channels=3, block_channels=(8, 16), layers_per_block=1,
+                       attention_levels=(False, False), context_dim=None, groups=4,
+                       noise_level_conditioning=True)  # fmt: skip
+
+
+def test_degrade_upsample_and_augmentation_levels():
+    hi = torch.rand(2, 3, 16, 16) * 2 - 1
+    lo = degrade(hi, 8)
+    assert lo.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(lo[0, 0, 0, 0], hi[0, 0, :2, :2].mean())
+    up = upsample(lo, 16)
+    assert up.shape == hi.shape and up.abs().max() <= 1
+    abar = DiffusionConfig().alphas_cumprod()
+    out = augment(up, torch.tensor([0, 900]), abar, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[0], up[0])  # level 0 leaves the image clean
+    assert (out[1] - up[1]).abs().mean() > 0.3
+
+
+def test_task_loss_and_its_input_checks():
+    task = SuperResolutionTask(UNet(TINY_UNET), DiffusionConfig(), low=8)
+    loss, logs = task.loss((torch.rand(4, 3, 16, 16) * 2 - 1, ["x"] * 4), 0)
+    assert loss.ndim == 0 and torch.isfinite(loss) and logs["t"].shape == (4,)
+    loss.backward()
+    assert UNet(TINY_UNET).noise_level_embedding is not None
+    with pytest.raises(ValueError, match="6 input channels"):
+        plain = UNetConfig(context_dim=None, block_channels=(8, 16), groups=4,
+                           attention_levels=(False, False))  # fmt: skip
+        SuperResolutionTask(UNet(plain), DiffusionConfig(), low=8)
+    with pytest.raises(ValueError, match="noise_level exactly"):
+        UNet(TINY_UNET)(torch.zeros(1, 6, 16, 16), torch.zeros(1))
+
+
+def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    tiny = ["data.n=16", "train.batch_size=4", "train.max_steps=2", "train.warmup_steps=0",
+            "train.ema_start=0", "train.checkpoint_every=1", "unet.block_channels=[8,16,16]",
+            "unet.groups=4"]  # fmt: skip
+    result = CliRunner().invoke(app, ["train", "shapes-sr-32-64", *tiny])
+    assert result.exit_code == 0, result.output
+    card = (tmp_path / "models" / "shapes-sr-32-64" / "README.md").read_text()
+    assert "bicubic: PSNR" in card and "diffusion upscaler: PSNR" in card
+    small = tmp_path / "small.png"
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(small)
+    out = CliRunner().invoke(
+        app, ["upscale", str(small), "--steps", "2", "-o", str(tmp_path / "o")]
+    )
+    assert out.exit_code == 0, out.output
+    path = out.output.strip().splitlines()[-1]
+    assert Image.open(path).size == (64, 64) and read_params(path).mode == "upscale"
+    wrong = tmp_path / "wrong.png"
+    Image.new("RGB", (40, 40)).save(wrong)
+    bad = CliRunner().invoke(app, ["upscale", str(wrong)])
+    assert bad.exit_code == 2 and "takes 32x32 images" in bad.output
+    assert np.isfinite(np.asarray(Image.open(path), dtype=float)).all()
