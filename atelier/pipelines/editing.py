@@ -5,8 +5,8 @@
 - variations: img2img of an image under a caption (or the empty prompt), several seeds.
 - inpainting, ``method="masked"``: any model; the known region's x_0 is held to the image's
   latents at every step (``diffusion/inpainting.py``), optionally with RePaint jumps.
-  ``method="trained"`` needs an inpainting model (extra UNet inputs); none is trained yet, and
-  asking for it says so.
+  ``method="trained"``: a model fine-tuned as Stable Diffusion inpainting was (recipe
+  ``shapes-ldm-inpaint``), whose UNet also takes the mask and the masked latents.
 - outpainting: pad the canvas with the world's white background and inpaint the new border.
 Every result is composited over the original outside the (feathered) mask, so pixels the mask
 does not touch are exactly the input's.
@@ -36,6 +36,11 @@ class Editor:
 
     def __init__(self, pipe: Text2Image) -> None:
         self.pipe = pipe
+
+    @property
+    def is_inpainting_model(self) -> bool:
+        """A UNet trained with the mask and masked latents as extra inputs (2 C + 1 channels)."""
+        return self.pipe.network.config.in_channels == 2 * self.pipe.latent_shape[0] + 1
 
     @property
     def factor(self) -> int:
@@ -116,21 +121,30 @@ class Editor:
     ) -> list[Image.Image]:
         if not len(images) == len(masks) == len(prompts):
             raise ValueError("give one mask and one prompt per image")
-        if method == "trained":
+        if method not in ("masked", "trained"):
+            raise ValueError(f"unknown inpainting method {method!r}; valid: masked, trained")
+        if method == "trained" and not self.is_inpainting_model:
             raise ValueError(
                 "method 'trained' needs an inpainting model (extra UNet inputs for the mask and "
-                "the masked image); this model has none: use --method masked"
+                "the masked image, e.g. shapes-ldm-inpaint); this model has none: use --method "
+                "masked or --model shapes-ldm-inpaint"
             )
-        if method != "masked":
-            raise ValueError(f"unknown inpainting method {method!r}; valid: masked, trained")
+        if method == "masked" and self.is_inpainting_model:
+            raise ValueError("this is an inpainting model: use --method trained with it")
         rgb = [prepare_image(im, multiple=self.multiple) for im in images]
         repaint = [prepare_mask(m, im, grow=grow, feather=feather) for m, im in zip(masks, rgb)]
         z = self._latents(rgb)
         keep = torch.cat([latent_keep_mask(r, self.factor) for r in repaint]).to(z)
-        out = self._sample(
-            prompts, seeds, z, negative_prompt=negative_prompt, options=options,
-            callback=callback, wrap=lambda d: keep_known(d, z, keep), resample=resample,
-        )  # fmt: skip
+        if method == "trained":
+            out = self._sample(
+                prompts, seeds, z, negative_prompt=negative_prompt, options=options,
+                callback=callback, extra=torch.cat([1 - keep, keep * z], dim=1),
+            )  # fmt: skip
+        else:
+            out = self._sample(
+                prompts, seeds, z, negative_prompt=negative_prompt, options=options,
+                callback=callback, wrap=lambda d: keep_known(d, z, keep), resample=resample,
+            )  # fmt: skip
         return [composite(g, o, r) for g, o, r in zip(out, rgb, repaint)]
 
     def outpaint(

@@ -28,7 +28,7 @@ from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.schedules import TimestepSpacing
 from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.fixed_batch import fixed_batch
-from atelier.text.encoder import TextEncoder
+from atelier.text.encoder import TextEmbedding, TextEncoder
 
 
 class Decoder(Protocol):
@@ -64,6 +64,21 @@ class Start:
 
     latents: torch.Tensor
     strength: float
+
+
+@dataclass(frozen=True)
+class WithInputs:
+    """Text conditioning plus extra input channels, batched together through guidance."""
+
+    text: TextEmbedding
+    inputs: torch.Tensor
+
+
+def _with_inputs(network: nn.Module) -> Callable[..., torch.Tensor]:
+    def run(x: torch.Tensor, t: torch.Tensor, cond: WithInputs) -> torch.Tensor:
+        return network(torch.cat([x, cond.inputs.to(x)], dim=1), t, cond.text)
+
+    return run
 
 
 class Text2Image:
@@ -134,6 +149,7 @@ class Text2Image:
         start: Start | None = None,
         wrap: Callable[[Denoiser], Denoiser] | None = None,
         resample: tuple[int, int] | None = None,
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Latents (B, C, h, w) in the diffusion model's space.
 
@@ -141,6 +157,9 @@ class Text2Image:
         the level of the first step that ``start.strength`` keeps, with each image's own noise.
         ``wrap`` wraps the denoiser (masked inpainting replaces its known region's x_0).
         ``resample=(jump, count)`` runs RePaint's resampling jumps (``diffusion/inpainting.py``).
+        ``extra`` (B, E, h, w) is concatenated to the network's input at every step, for
+        networks trained with extra input channels (Stable Diffusion inpainting: mask and
+        masked latents).
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
@@ -149,7 +168,11 @@ class Text2Image:
         cond = self.text_encoder.encode(list(prompts))
         uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
 
-        net = fixed_batch(self.network, self.rows)
+        if extra is not None:
+            cond, uncond = WithInputs(cond, extra), WithInputs(uncond, extra)
+            net = fixed_batch(_with_inputs(self.network), self.rows)
+        else:
+            net = fixed_batch(self.network, self.rows)
         model = classifier_free_guidance(net, cond, uncond, options.guidance)
         denoiser: Denoiser = VPDenoiser(model, self.diffusion.prediction_type)
         if wrap is not None:

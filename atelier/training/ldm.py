@@ -126,3 +126,72 @@ class LatentDiffusionTask:
         record = {"step": step, "judge_pass": float(np.mean(passed)), "n": len(passed)}
         with open(out_dir / "samples.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def random_keep_masks(
+    b: int, h: int, w: int, *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """(B, 1, h, w) keep masks (1 = known) for inpainting training, a mix of the edits people
+    make: a random rectangle (40%), one or two cells of the 3 x 3 grid (30%), a border strip as
+    in outpainting (20%), and everything to paint, i.e. text-to-image (10%)."""
+    keep = torch.ones(b, 1, h, w, device=device)
+    kinds = torch.rand(b)
+    for i in range(b):
+        k = float(kinds[i])
+        if k < 0.4:
+            y0, x0 = int(torch.randint(0, h - 1, (1,))), int(torch.randint(0, w - 1, (1,)))
+            y1 = y0 + int(torch.randint(2, h - y0 + 1, (1,)))
+            x1 = x0 + int(torch.randint(2, w - x0 + 1, (1,)))
+            keep[i, :, y0:y1, x0:x1] = 0
+        elif k < 0.7:
+            for cell in torch.randperm(9)[: int(torch.randint(1, 3, (1,)))].tolist():
+                r, c = divmod(cell, 3)
+                keep[i, :, r * h // 3 : (r + 1) * h // 3, c * w // 3 : (c + 1) * w // 3] = 0
+        elif k < 0.9:
+            side, width = (
+                int(torch.randint(0, 4, (1,))),
+                int(torch.randint(1, max(2, h // 2), (1,))),
+            )
+            if side == 0:
+                keep[i, :, :width] = 0
+            elif side == 1:
+                keep[i, :, -width:] = 0
+            elif side == 2:
+                keep[i, :, :, :width] = 0
+            else:
+                keep[i, :, :, -width:] = 0
+        else:
+            keep[i] = 0
+    return keep
+
+
+class InpaintingTask(LatentDiffusionTask):
+    """Stable Diffusion's inpainting objective: the UNet also sees the mask and the masked
+    latents, (z_t, 1 - keep, keep * z_0) concatenated: 2 C + 1 input channels."""
+
+    def loss(
+        self, batch: tuple[torch.Tensor, Sequence[str]], step: int
+    ) -> tuple[torch.Tensor, Logs]:
+        z0, captions = batch
+        b, c, h, w = z0.shape
+        if self.unet.config.in_channels != 2 * c + 1:
+            raise ValueError(f"an inpainting UNet takes {2 * c + 1} input channels")
+        keep = random_keep_masks(b, h, w, device=z0.device)
+        inputs = torch.cat([1 - keep, keep * z0], dim=1)
+        drop = torch.rand(b) < self.objective.p_uncond
+        prompts = ["" if d else cap for cap, d in zip(captions, drop.tolist())]
+        context = self.text_encoder.encode(prompts)
+        t = torch.randint(0, self.diffusion.n_train, (b,), device=z0.device)
+        noise = training_noise(z0, offset=self.objective.offset_noise)
+        z_t = q_sample(z0, self.abar.to(z0.device)[t], noise)
+        output = self.unet(torch.cat([z_t, inputs], dim=1), t.to(z0.dtype), context)
+        per_image = diffusion_loss(
+            output.float(), z0.float(), noise.float(), t, self.abar,
+            prediction_type=self.diffusion.prediction_type,
+            weighting=self.objective.weighting, snr_gamma=self.objective.snr_gamma,
+            reduction="none",
+        )  # fmt: skip
+        return per_image.mean(), {"t": t.detach().cpu(), "loss": per_image.detach().cpu()}
+
+    def sample(self, step: int, out_dir: Path) -> None:
+        """Inpainting models are judged by the editing benchmark, not text-to-image grids."""

@@ -59,6 +59,8 @@ class Recipe:
     unet: UNetConfig | None = None
     clip: CLIPConfig | None = None
     features: ShapesFeatureConfig | None = None
+    init_from: str | None = None  # start from this trained model's weights (fine-tuning)
+    inpainting: bool = False  # train with masks: the UNet takes 2 C + 1 input channels
     upscale_from: int | None = None  # super-resolution: the low resolution (high = data's)
     max_aug: int = 250  # super-resolution: the highest noise-augmentation level in training
     text_encoder: TextEncoderConfig | None = None
@@ -183,6 +185,15 @@ def _shapes_features() -> Recipe:
     )  # fmt: skip
 
 
+def _shapes_ldm_inpaint() -> Recipe:
+    # Stable Diffusion inpainting: the base model fine-tuned with 5 extra input channels.
+    return replace(
+        _shapes_ldm(), name="shapes-ldm-inpaint", init_from="shapes-ldm", inpainting=True,
+        unet=replace(_UNET, in_channels=9),
+        train=replace(_LDM_TRAIN, max_steps=1500, warmup_steps=100, lr=3e-4, ema_start=300),
+    )  # fmt: skip
+
+
 def _shapes_sr(low: int, high: int) -> Callable[[], Recipe]:
     def recipe() -> Recipe:
         return Recipe(
@@ -204,6 +215,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-pixel": _shapes_pixel,
     "shapes-clip": _shapes_clip,
     "shapes-features": _shapes_features,
+    "shapes-ldm-inpaint": _shapes_ldm_inpaint,
     "shapes-sr-32-64": _shapes_sr(32, 64),
     "shapes-sr-64-128": _shapes_sr(64, 128),
 }

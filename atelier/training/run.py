@@ -45,7 +45,7 @@ from atelier.training.callbacks import TimestepLossLogger
 from atelier.training.checkpoint import latest_good_checkpoint, tensors_with_prefix
 from atelier.training.clip_task import CLIPTask
 from atelier.training.features_task import CellTargets, FeatureNetTask
-from atelier.training.ldm import LatentDiffusionTask
+from atelier.training.ldm import InpaintingTask, LatentDiffusionTask
 from atelier.training.loop import train
 from atelier.training.recipes import Recipe
 from atelier.training.sr_task import SuperResolutionTask
@@ -212,6 +212,31 @@ def _cost(recipe: Recipe, total_cpu: float) -> str:
     return "\n".join(lines)
 
 
+def _init_from(recipe: Recipe, unet: UNet, text_encoder, space: LatentSpace):
+    """Start from a trained model (Stable Diffusion inpainting starts from the base model):
+    its UNet weights, with zero weights for any extra input channels, and its text encoder."""
+    from atelier.pipelines.model_folder import load_model
+
+    base = load_model(recipe.init_from)
+    if base.config.latent_space != space:
+        raise ValueError(f"{recipe.init_from} was trained on another latent space")
+    state = base.unet.state_dict()
+    weight = state["conv_in.weight"]
+    target = unet.conv_in.weight
+    if weight.shape[1] < target.shape[1]:
+        grown = torch.zeros_like(target)
+        # The base model's input channels (latents, then coordinates if any) keep their weights;
+        # the new channels (mask, masked latents) sit between and start at zero.
+        c = recipe.unet.in_channels - (target.shape[1] - weight.shape[1])
+        grown[:, :c] = weight[:, :c]
+        grown[:, target.shape[1] - (weight.shape[1] - c) :] = weight[:, c:]
+        state["conv_in.weight"] = grown
+    unet.load_state_dict(state)
+    if isinstance(base.text_encoder, type(text_encoder)) and base.text_encoder.trainable:
+        return base.text_encoder.train()
+    return text_encoder
+
+
 def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None) -> Path:
     images = _images(recipe, data_dir)
     vae, scale = load_vae(recipe.vae_model) if recipe.kind == "ldm" else (None, 1.0)
@@ -246,8 +271,11 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
             f"encoder's width {text_encoder.dim}"
         )
     unet = UNet(recipe.unet)
+    if recipe.init_from is not None:
+        text_encoder = _init_from(recipe, unet, text_encoder, space)
     prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
-    task = LatentDiffusionTask(
+    task_class = InpaintingTask if recipe.inpainting else LatentDiffusionTask
+    task = task_class(
         unet=unet, text_encoder=text_encoder, diffusion=recipe.diffusion,
         objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_space=space,
         sample_prompts=prompts, sample_options=recipe.sampling,

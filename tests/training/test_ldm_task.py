@@ -70,3 +70,15 @@ def test_caption_dropout_uses_the_null_embedding():
     task.text_encoder.encode = lambda prompts: seen.extend(prompts) or original(prompts)
     task.loss((images, captions), 0)
     assert seen == [""] * 4
+
+
+def test_random_keep_masks_mix_every_kind_of_edit():
+    from atelier.training.ldm import random_keep_masks
+
+    torch.manual_seed(0)
+    keep = random_keep_masks(400, 16, 16)
+    assert keep.shape == (400, 1, 16, 16) and set(keep.unique().tolist()) <= {0.0, 1.0}
+    painted = 1 - keep.mean((1, 2, 3))
+    assert 0.05 < (painted == 1).float().mean() < 0.2  # about 10% are text-to-image
+    assert (painted == 0).sum() == 0  # every mask paints something
+    assert ((painted > 0) & (painted < 1)).float().mean() > 0.8

@@ -60,6 +60,30 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     # Per-channel latent statistics were measured and stored (diffusers' latents_mean/std).
     assert model.config.latent_std is not None and len(model.config.latent_std) == 4
 
+    # Stable Diffusion inpainting: fine-tune the base with mask and masked-latent inputs.
+    run("shapes-ldm-inpaint", *TINY, *TINY_UNET, "train.max_steps=1", "unet.in_channels=9")
+    inpainter = load_model("shapes-ldm-inpaint")
+    assert inpainter.unet.config.in_channels == 9
+    base_w = model.unet.conv_in.weight.detach()
+    first = inpainter.unet.conv_in.weight.detach()
+    # The base's latent and coordinate weights carry over (one step away); new channels start
+    # at zero and have moved only by one step of Adam.
+    assert (first[:, :4] - base_w[:, :4]).abs().max() < 0.01
+    assert (first[:, 9:] - base_w[:, 4:]).abs().max() < 0.01
+    from PIL import Image
+
+    from atelier.pipelines.editing import Editor
+
+    editor = Editor(inpainter.pipeline())
+    canvas = Image.new("RGB", (64, 64), (255, 255, 255))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 32))
+    from atelier.pipelines.text2image import SamplingOptions
+
+    out = editor.inpaint([canvas], [mask], ["a red circle"], seeds=[0], method="trained",
+                         options=SamplingOptions(steps=2))[0]  # fmt: skip
+    assert np.asarray(out)[40:, 40:].min() == 255  # outside the mask: the white canvas
+
 
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
