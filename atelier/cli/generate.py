@@ -88,13 +88,34 @@ def reranker_for(pipe, candidates: int, rerank: str | None, clip_model: str):
 
 def render(loaded: Model, params: GenerationParams, options: SamplingOptions) -> Image.Image:
     """One image for ``params`` (used by generate's batches and by replay)."""
-    pipe, _ = _pipeline_for(loaded, params.width)
-    return pipe(
+    from atelier.pipelines.upscale import cascade_stages, run_cascade
+
+    sizes = params.extra.get("cascade")
+    pipe, _ = _pipeline_for(loaded, sizes[0] if sizes else params.width)
+    image = pipe(
         [params.prompt],
         seeds=[params.seed],
         negative_prompt=params.negative_prompt,
         options=options,
     )[0]
+    return run_cascade([image], [params.seed], cascade_stages(sizes))[0] if sizes else image
+
+
+def _cascade(spec: str | None, hires: bool, base: int) -> list[int] | None:
+    """``--cascade 32,64,128`` or ``--hires`` (the model's size, then twice it) as sizes."""
+    if spec and hires:
+        raise fail("give --cascade or --hires, not both")
+    if hires:
+        return [base, 2 * base]
+    if not spec:
+        return None
+    try:
+        sizes = [int(v) for v in spec.split(",")]
+    except ValueError:
+        raise fail(f"--cascade takes sizes like 32,64,128, got {spec!r}") from None
+    if sizes[0] != base:
+        raise fail(f"--cascade starts at the base model's size: this model makes {base} px")
+    return sizes
 
 
 def generate(
@@ -113,6 +134,8 @@ def generate(
     candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
     rerank: str = typer.Option(None, "--rerank", help="Keep the best candidate by: clip."),
     clip_model: str = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank clip."),
+    cascade: str = typer.Option(None, "--cascade", help="Upscale through sizes, e.g. 32,64,128."),
+    hires: bool = typer.Option(False, "--hires", help="Hires fix: upscale the result 2x."),
 ) -> None:
     """Generate images from text; prints each PNG's path on its own line."""
     if (prompt is None) == (prompts_file is None):
@@ -133,6 +156,15 @@ def generate(
         raise fail(str(err)) from None
     pipe, side = _pipeline_for(loaded, size)
     reranker = reranker_for(pipe, candidates, rerank, clip_model)
+    sizes = _cascade(cascade, hires, side)
+    stages = []
+    if sizes:
+        from atelier.pipelines.upscale import cascade_stages, run_cascade
+
+        try:
+            stages = cascade_stages(sizes)
+        except (FileNotFoundError, ValueError) as err:
+            raise fail(str(err)) from None
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     output.mkdir(parents=True, exist_ok=True)
     model_hash = loaded.model_hash
@@ -149,8 +181,14 @@ def generate(
                 options=options,
                 callback=lambda info, k=len(chunk) * candidates: bar.update(k),
             )
-            for k, ((p, requested), choice) in enumerate(zip(chunk, choices), start=first):
-                image, s = choice.image, choice.seed
+            if stages:
+                finals = run_cascade([c.image for c in choices], [c.seed for c in choices], stages)
+            else:
+                finals = [c.image for c in choices]
+            for k, ((p, requested), choice, image) in enumerate(
+                zip(chunk, choices, finals), start=first
+            ):
+                s = choice.seed
                 ranked = {}
                 if candidates > 1:
                     ranked = {
@@ -165,8 +203,8 @@ def generate(
                     steps=options.steps,
                     guidance=options.guidance,
                     sampler=options.sampler,
-                    width=side,
-                    height=side,
+                    width=image.width,
+                    height=image.height,
                     model=loaded.config.name,
                     model_hash=model_hash,
                     negative_prompt=negative,
@@ -175,6 +213,7 @@ def generate(
                         "karras": options.karras,
                         "model_path": str(loaded.path),
                         **ranked,
+                        **({"cascade": sizes} if sizes else {}),
                     },
                 )
                 path = save_png(image, output / f"{start + k:05d}-{s}.png", params)

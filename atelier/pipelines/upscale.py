@@ -163,3 +163,29 @@ def upscaler_scores(
         "bicubic": (float(psnr(unit(bicubic), unit(hi)).mean()),
                     float(ssim(unit(bicubic), unit(hi)).mean())),
     }  # fmt: skip
+
+
+def cascade_stages(sizes: Sequence[int]) -> list[Upscaler]:
+    """The upscalers ``shapes-sr-A-B`` for each consecutive pair of ``sizes`` (Imagen's cascade);
+    a missing stage is a FileNotFoundError naming the recipe that trains it."""
+    if len(sizes) < 2 or any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise ValueError(f"a cascade needs increasing sizes like 32,64,128, got {list(sizes)}")
+    stages = []
+    for a, b in zip(sizes, sizes[1:]):
+        try:
+            stages.append(load_upscaler(f"shapes-sr-{a}-{b}"))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no upscaler from {a} to {b} px: train it with `atelier train shapes-sr-{a}-{b}`"
+            ) from None
+    return stages
+
+
+def run_cascade(
+    images: Sequence[Image.Image], seeds: Sequence[int], stages: Sequence[Upscaler]
+) -> list[Image.Image]:
+    """Pass ``images`` through every stage, each image with its own seed at every stage."""
+    out = list(images)
+    for stage in stages:
+        out = stage(out, seeds=seeds)
+    return out
