@@ -12,6 +12,7 @@ from atelier.cli.evaluate import evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
 from atelier.cli.insight import explain, inspect
+from atelier.cli.serve import serve
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.sweep import sweep
 from atelier.cli.train import train
@@ -38,6 +39,7 @@ app.command()(sweep)
 app.command()(compare)
 app.command()(explain)
 app.command()(inspect)
+app.command()(serve)
 app.command()(export)
 
 

@@ -1,0 +1,53 @@
+"""``atelier serve [--host 127.0.0.1] [--port 7860] [--model …] [--token …] [--max-queue N]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from atelier.cli.errors import fail
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind (loopback by default)."
+    ),
+    port: int = typer.Option(7860, "--port"),
+    model: str = typer.Option("shapes-ldm", "--model", help="Default model name or folder."),
+    token: str = typer.Option(None, "--token", help="Require 'Authorization: Bearer TOKEN'."),
+    max_queue: int = typer.Option(16, "--max-queue", help="Waiting jobs before 429."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Per-job time limit in seconds."),
+    cors: str = typer.Option(
+        "", "--cors", help="Comma-separated allowed origins (off by default)."
+    ),
+    no_batching: bool = typer.Option(False, "--no-batching", help="Run every job alone."),
+    output: Path = typer.Option(Path("out/serve"), "-o", "--output", help="Where PNGs are kept."),
+) -> None:
+    """Serve the REST API and the web page."""
+    import uvicorn
+
+    from atelier.pipelines.model_folder import resolve
+    from atelier.serve.app import ServeSettings, create_app
+    from atelier.serve.schemas import Limits
+
+    if max_queue < 1 or timeout <= 0:
+        raise fail("--max-queue must be >= 1 and --timeout > 0")
+    try:
+        resolve(model)
+    except FileNotFoundError as err:
+        raise fail(str(err)) from None
+    if host not in LOOPBACK and token is None:
+        typer.echo(
+            f"warning: serving on {host} without --token: anyone who can reach this port can "
+            "use it", err=True,
+        )  # fmt: skip
+    settings = ServeSettings(
+        model=model, output=output, token=token,
+        cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
+        limits=Limits(max_queue=max_queue, job_timeout_s=timeout), batching=not no_batching,
+    )  # fmt: skip
+    typer.echo(f"atelier serving {model} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

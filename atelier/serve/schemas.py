@@ -1,0 +1,165 @@
+"""Request and response bodies of the HTTP API (pydantic), with every limit enforced here.
+
+Limits come from :class:`Limits` (set by ``atelier serve`` options); a request past one gets a
+422 naming the field and the limit. Images travel as base64 PNG (or any format PIL reads) and
+are checked for size and pixel count before any model sees them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from atelier.diffusion.samplers import SAMPLER_NAMES
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_queue: int = 16
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_pixels: int = 256 * 256
+    max_steps: int = 100
+    max_batch: int = 8
+    max_prompt_chars: int = 500
+    job_timeout_s: float = 300.0
+
+
+LIMITS = Limits()
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=LIMITS.max_prompt_chars, description="What to draw.")
+    negative_prompt: str = Field("", max_length=LIMITS.max_prompt_chars)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="None picks one at random.")
+    steps: int | None = Field(None, ge=1, le=LIMITS.max_steps)
+    guidance: float | None = Field(None, ge=0.0, le=30.0)
+    sampler: Literal[SAMPLER_NAMES] | None = None  # type: ignore[valid-type]
+    model: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class Txt2ImgRequest(_Request):
+    prompt: str = Field(..., min_length=1, max_length=LIMITS.max_prompt_chars)
+    n: int = Field(1, ge=1, le=LIMITS.max_batch, description="Images, seeds seed..seed+n-1.")
+    size: int | None = Field(None, ge=16, le=256, multiple_of=16)
+
+
+def decode_image(data: str, *, what: str = "image") -> Image.Image:
+    """A base64 image string -> RGB PIL image, with the size limits checked first."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} must be base64-encoded image bytes") from None
+    try:
+        image = Image.open(io.BytesIO(raw))
+        w, h = image.size
+        if w * h > LIMITS.max_pixels:
+            raise ValueError(f"{what} is {w}x{h}, over the limit of {LIMITS.max_pixels} pixels")
+        image.load()
+    except ValueError:
+        raise
+    except Exception as err:  # PIL raises many types for bad bytes
+        raise ValueError(f"{what} is not a readable image ({type(err).__name__})") from None
+    return image
+
+
+class _ImageRequest(_Request):
+    image: str = Field(..., description="Base64-encoded PNG (or any image PIL reads).")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        decode_image(v)
+        return v
+
+
+class Img2ImgRequest(_ImageRequest):
+    prompt: str = Field(..., min_length=1, max_length=LIMITS.max_prompt_chars)
+    strength: float = Field(0.6, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=LIMITS.max_batch)
+
+
+class InpaintRequest(_ImageRequest):
+    prompt: str = Field(..., min_length=1, max_length=LIMITS.max_prompt_chars)
+    mask: str = Field(..., description="Base64 PNG of the image's size; white = repaint.")
+    method: Literal["masked", "trained"] = "masked"
+    grow: int = Field(0, ge=0, le=32)
+    feather: float = Field(0.0, ge=0.0, le=16.0)
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, v: str) -> str:
+        decode_image(v, what="mask")
+        return v
+
+    @model_validator(mode="after")
+    def _same_size(self) -> InpaintRequest:
+        image, mask = decode_image(self.image), decode_image(self.mask, what="mask")
+        if image.size != mask.size:
+            raise ValueError(
+                f"the mask is {mask.width}x{mask.height} but the image is "
+                f"{image.width}x{image.height}; send a mask of the image's size"
+            )
+        return self
+
+
+class OutpaintRequest(_ImageRequest):
+    prompt: str = Field(..., min_length=1, max_length=LIMITS.max_prompt_chars)
+    left: int = Field(0, ge=0, le=128)
+    right: int = Field(0, ge=0, le=128)
+    top: int = Field(0, ge=0, le=128)
+    bottom: int = Field(0, ge=0, le=128)
+
+
+class UpscaleRequest(_ImageRequest):
+    pass
+
+
+class ImageResult(BaseModel):
+    url: str
+    seed: int
+    parameters: str = Field(description="AUTOMATIC1111-style parameters text of this image.")
+    png_base64: str | None = None
+
+
+class Progress(BaseModel):
+    step: int
+    total: int
+
+
+class JobView(BaseModel):
+    id: str
+    kind: str
+    status: JobStatus
+    progress: Progress
+    images: list[ImageResult] = []
+    error: str | None = None
+    queue_position: int | None = None
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: JobStatus
+    status_url: str
+    events_url: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    kind: str
+    resolution: int | None = None
+
+
+class ErrorBody(BaseModel):
+    detail: str
