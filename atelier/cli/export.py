@@ -1,7 +1,9 @@
-"""``atelier export MODEL -o DIR [--half]``: copy a model folder, optionally as float16."""
+"""``atelier export MODEL -o DIR [--half] [--sampler S --steps K --guidance W]``: copy a model
+folder, optionally as float16 and with new default sampling settings (a sweep's choice)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -15,12 +17,23 @@ def export(
     model: str = typer.Argument(..., help="Model name or folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder to write."),
     half: bool = typer.Option(False, "--half", help="Store UNet and VAE weights as float16."),
+    sampler: str = typer.Option(None, "--sampler", help="New default sampler."),
+    steps: int = typer.Option(None, "--steps", help="New default step count."),
+    guidance: float = typer.Option(None, "--guidance", help="New default CFG scale."),
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     try:
         loaded = load_model(model)
+        d = loaded.config.defaults
+        defaults = dataclasses.replace(
+            d,
+            sampler=sampler or d.sampler,
+            steps=steps or d.steps,
+            guidance=d.guidance if guidance is None else guidance,
+        )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
+    loaded.config = dataclasses.replace(loaded.config, defaults=defaults)
     card = (loaded.path / "README.md").read_text() if loaded.path else f"# {loaded.config.name}\n"
     path = save_model(loaded, output, card=card, dtype=torch.float16 if half else torch.float32)
     typer.echo(str(path))

@@ -96,3 +96,13 @@ def test_half_precision_export_loads_and_generates(tiny_model_dir, tmp_path):
     assert next(model.unet.parameters()).dtype == torch.float32
     image = model.pipeline()(["a red circle"], seeds=[0])[0]
     assert image.size == (32, 32)
+    again = CliRunner().invoke(
+        app, ["export", str(tiny_model_dir), "-o", str(tmp_path / "d"), "--sampler", "heun",
+              "--steps", "7", "--guidance", "4.5"],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    defaults = load_model(tmp_path / "d").config.defaults
+    assert (defaults.sampler, defaults.steps, defaults.guidance) == ("heun", 7, 4.5)
+    bad = CliRunner().invoke(app, ["export", str(tiny_model_dir), "-o", str(tmp_path / "e"),
+                                   "--sampler", "magic"])  # fmt: skip
+    assert bad.exit_code == 2 and "unknown sampler" in bad.output
