@@ -1,0 +1,107 @@
+"""The web page end to end in headless Chromium driven by Playwright.
+
+It types a prompt, generates (Ctrl+Enter), sees the image appear with its parameters, paints a
+mask on it, inpaints, and cancels a running job. Screenshots go to ``out/e2e`` for people to
+look at. Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package;
+``make test`` installs both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SHOTS = Path("out/e2e")
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+if shutil.which(CHROMIUM) is None:
+    pytest.skip("Debian chromium is not installed (make test installs it)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from atelier.pipelines.model_folder import save_model
+    from atelier.serve.app import ServeSettings, create_app
+    from tests.pipelines.conftest import tiny_model
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(tiny_model(), folder, card="# tiny\n")
+    app = create_app(ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out")))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_generate_inpaint_and_cancel_in_the_browser(server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(server)
+        page.fill("#prompt", "a red circle above a blue square")
+        page.fill("#steps", "3")
+        page.fill("#seed", "7")
+        page.focus("#prompt")
+        page.keyboard.press("Control+Enter")
+        card = page.locator(".card").first
+        card.wait_for(timeout=60_000)
+        params = card.locator("pre.parameters").inner_text()
+        assert "a red circle above a blue square" in params and "Seed: 7" in params
+        assert card.locator("img").evaluate("img => img.naturalWidth") == 32
+        page.screenshot(path=str(SHOTS / "1-generated.png"))
+
+        # Inpaint: take the generated image, paint a mask stroke, generate.
+        card.locator("button", has_text="Edit this").click()
+        page.wait_for_function("document.getElementById('imageCanvas').width === 32")
+        box = page.locator("#maskCanvas").bounding_box()
+        page.mouse.move(box["x"] + 150, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 220, box["y"] + 200, steps=8)
+        page.mouse.up()
+        painted = page.evaluate(
+            "() => { const c = document.getElementById('maskCanvas');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }"
+        )
+        assert painted > 20
+        page.fill("#prompt", "a red circle and a green triangle")
+        page.click("#generate")
+        page.locator(".card").nth(1).wait_for(timeout=60_000)
+        assert "Mode: inpaint" in page.locator(".card pre.parameters").first.inner_text()
+        page.screenshot(path=str(SHOTS / "2-inpainted.png"))
+
+        # Cancel a long job while it runs.
+        page.click("#tab-txt2img")
+        page.fill("#steps", "100")
+        page.click("#generate")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('step')")
+        page.click("#cancel")
+        page.wait_for_function("document.getElementById('status').textContent === 'cancelled'")
+        assert page.locator(".card").count() == 2
+        page.screenshot(path=str(SHOTS / "3-cancelled.png"))
+        browser.close()
