@@ -80,10 +80,15 @@ def quality(abar, names, dim: int, n: int, guided: bool, quick: bool) -> None:
     ref_out, _ = run("ddpm", mixture, abar, 1000, n, guided, seed=1)
     ref = sliced_wasserstein(ref_out, true)
     label = f"{dim}-D, " + (f"CFG scale {GUIDANCE:.0f}" if guided else "no guidance")
-    print(f"\n## {label}: sliced W2 to {n} true samples (floor true-vs-true {floor:.4f}; "
-          f"DDPM 1000 steps {ref:.4f})")
-    print(f"{'sampler':<16}" + "".join(f"{f'{s} st':>14}" for s in TABLE_STEPS)
-          + f"{'NFE to DDPM-1000 +5%':>24}")
+    print(
+        f"\n## {label}: sliced W2 to {n} true samples (floor true-vs-true {floor:.4f}; "
+        f"DDPM 1000 steps {ref:.4f})"
+    )
+    print(
+        f"{'sampler':<16}"
+        + "".join(f"{f'{s} st':>14}" for s in TABLE_STEPS)
+        + f"{'NFE to DDPM-1000 +5%':>24}"
+    )
     for name in names:
         cells, need = [], None
         for steps in STEPS if not quick else TABLE_STEPS:
@@ -96,8 +101,11 @@ def quality(abar, names, dim: int, n: int, guided: bool, quick: bool) -> None:
                 if quick:
                     break
         cells += ["-"] * (len(TABLE_STEPS) - len(cells))
-        print(f"{name:<16}" + "".join(f"{c:>14}" for c in cells)
-              + f"{need if need is not None else '>' + str(STEPS[-1]):>24}")
+        print(
+            f"{name:<16}"
+            + "".join(f"{c:>14}" for c in cells)
+            + f"{need if need is not None else '>' + str(STEPS[-1]):>24}"
+        )
     print("cells: distance (NFE)")
 
 
@@ -105,8 +113,9 @@ def overhead(abar, names, steps: int = 50, repeats: int = 5) -> None:
     import diffusers
 
     shape = (1, 4, 16, 16)
-    print(f"\n## per-step time outside the network, {shape} latent, {steps} steps (best of "
-          f"{repeats})")
+    print(
+        f"\n## per-step time outside the network, {shape} latent, {steps} steps (best of {repeats})"
+    )
     print(f"{'sampler':<16}{'ours us/step':>14}{'diffusers us/step':>20}{'ours/diffusers':>16}")
     model_out = torch.zeros(shape)
     for name in names:

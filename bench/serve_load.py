@@ -1,0 +1,155 @@
+"""Load test of ``atelier serve`` over loopback, with and without batching.
+
+    .venv/bin/python bench/serve_load.py [--model shapes-ldm] [--requests 32] [--steps 10]
+
+For 1, 4 and 16 concurrent clients, each sending txt2img requests with its own prompt and seed
+and waiting for the result: p50 and p95 latency (request to finished image), throughput, and a
+check of every answer (the PNG's embedded prompt and seed are the request's: nothing lost,
+nothing swapped). Then an overload burst against a queue of 4 must get 429s with Retry-After,
+never a 5xx. Bounded: ``--requests`` per setting and a time limit per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import httpx
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atelier.serve.app import ServeSettings, create_app  # noqa: E402
+from atelier.serve.schemas import Limits  # noqa: E402
+
+PROMPTS = ["a red circle", "a blue square", "a green triangle", "two yellow circles",
+           "a cyan square above a purple circle", "a red triangle on the left"]  # fmt: skip
+
+
+def start(settings: ServeSettings):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_level="error"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def one_request(base: str, k: int, steps: int, timeout: float) -> tuple[float, bool, str]:
+    """(latency s, answer verified, problem) for request ``k``."""
+    prompt, seed = PROMPTS[k % len(PROMPTS)], 1000 + k
+    began = time.perf_counter()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        r = client.post("/v1/txt2img", json={"prompt": prompt, "seed": seed, "steps": steps})
+        while r.status_code == 429:
+            time.sleep(float(r.headers.get("retry-after", "1")))
+            r = client.post("/v1/txt2img", json={"prompt": prompt, "seed": seed, "steps": steps})
+        if r.status_code != 202:
+            return time.perf_counter() - began, False, f"POST {r.status_code}"
+        job = r.json()["id"]
+        while True:
+            view = client.get(f"/v1/jobs/{job}").json()
+            if view["status"] in ("done", "failed", "cancelled"):
+                break
+            if time.perf_counter() - began > timeout:
+                return time.perf_counter() - began, False, "timeout"
+            time.sleep(0.02)
+        latency = time.perf_counter() - began
+        if view["status"] != "done":
+            return latency, False, view.get("error") or view["status"]
+        png = client.get(view["images"][0]["url"]).content
+    meta = json.loads(Image.open(io.BytesIO(png)).text["atelier"])
+    ok = meta["prompt"] == prompt and meta["seed"] == seed
+    return latency, ok, "" if ok else "answered with another request's image"
+
+
+def run_setting(model: str, batching: bool, clients: int, requests: int, steps: int,
+                timeout: float) -> dict:  # fmt: skip
+    with TemporaryDirectory() as out:
+        settings = ServeSettings(model=model, output=Path(out), batching=batching,
+                                 limits=Limits(max_queue=64))  # fmt: skip
+        server, thread, base = start(settings)
+        began = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(
+                pool.map(lambda k: one_request(base, k, steps, timeout), range(requests))
+            )
+        wall = time.perf_counter() - began
+        server.should_exit = True
+        thread.join(timeout=10)
+    latencies = sorted(r[0] for r in results)
+    problems = [r[2] for r in results if not r[1]]
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        "throughput": len(results) / wall,
+        "verified": sum(r[1] for r in results),
+        "n": len(results),
+        "problems": problems[:3],
+    }
+
+
+def overload(model: str, steps: int) -> dict:
+    with TemporaryDirectory() as out:
+        settings = ServeSettings(model=model, output=Path(out), limits=Limits(max_queue=4))
+        server, thread, base = start(settings)
+        codes = []
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for k in range(20):
+                r = client.post(
+                    "/v1/txt2img", json={"prompt": "a red circle", "seed": k, "steps": steps}
+                )
+                codes.append((r.status_code, r.headers.get("retry-after")))
+        server.should_exit = True
+        thread.join(timeout=30)
+    return {
+        "accepted": sum(c == 202 for c, _ in codes),
+        "rejected_429": sum(c == 429 for c, _ in codes),
+        "retry_after_on_all_429": all(ra is not None for c, ra in codes if c == 429),
+        "server_errors": sum(c >= 500 for c, _ in codes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="shapes-ldm")
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    print(f"# serve load: {args.model}, {args.requests} requests per row, {args.steps} steps")
+    print("| batching | clients | p50 s | p95 s | req/s | verified |")
+    print("|---|---|---|---|---|---|")
+    rows = {}
+    for clients in (1, 4, 16):
+        for batching in (False, True):
+            r = run_setting(args.model, batching, clients, args.requests, args.steps, args.timeout)
+            rows[(batching, clients)] = r
+            flag, problems = "on" if batching else "off", " ".join(r["problems"])
+            print(
+                f"| {flag} | {clients} | {r['p50']:.2f} | {r['p95']:.2f} "
+                f"| {r['throughput']:.2f} | {r['verified']}/{r['n']} {problems} |"
+            )
+    for clients in (4, 16):
+        ratio = rows[(True, clients)]["throughput"] / rows[(False, clients)]["throughput"]
+        print(f"throughput with batching / without at {clients} clients: {ratio:.2f}x")
+    print("overload (queue of 4, 20 requests at once):", overload(args.model, args.steps))
+
+
+if __name__ == "__main__":
+    main()
