@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean browser
 
 setup: $(STAMP)
 
@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m atelier.demo
 
-test: $(STAMP)
+# The web page's end-to-end test drives Debian's Chromium (never a downloaded browser).
+browser:
+	@command -v chromium > /dev/null || { command -v apt-get > /dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	   chromium chromium-driver > /dev/null) ; } || \
+	  echo "warning: Debian chromium not installed; the browser test will be skipped"
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check atelier tests bench
 	# One thread per process: the tests use small tensors, where a second OpenMP thread only adds
 	# contention (and stalls badly when anything else holds a core).
