@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean browser
+.PHONY: setup demo test lint bench bench-editing bench-serve clean browser
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) bench/samplers.py
+
+bench-editing: $(STAMP)
+	$(PY) bench/editing.py
+
+bench-serve: $(STAMP)
+	$(PY) bench/serve_load.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check atelier tests bench
