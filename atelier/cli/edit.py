@@ -49,6 +49,12 @@ def _open_mask(path: Path) -> Image.Image:
         raise fail(f"cannot read the mask {path} ({err})") from None
 
 
+def _editor(model: str, steps, guidance, sampler) -> tuple[Model, SamplingOptions, Editor]:
+    """The model, its sampling options with the command's overrides, and an editor on it."""
+    loaded = _load(model)
+    return loaded, _options(loaded, steps, guidance, sampler), Editor(loaded.pipeline())
+
+
 def _options(loaded: Model, steps, guidance, sampler) -> SamplingOptions:
     d = loaded.config.defaults
     try:
@@ -93,10 +99,8 @@ def img2img(
 ) -> None:  # fmt: skip
     """Redraw an image under a prompt (SDEdit)."""
     source = _open(image, "image")
-    loaded = _load(model)
-    options = _options(loaded, steps, guidance, sampler)
+    loaded, options, editor = _editor(model, steps, guidance, sampler)
     seeds = [seed + k for k in range(max(n, 1))]
-    editor = Editor(loaded.pipeline())
     images = _run(lambda: editor.img2img([source] * len(seeds), [prompt] * len(seeds),
                                          seeds=seeds, strength=strength,
                                          negative_prompt=negative, options=options))  # fmt: skip
@@ -119,10 +123,8 @@ def inpaint(
 ) -> None:  # fmt: skip
     """Repaint the white part of the mask; everything else stays exactly as it was."""
     source, mask_image = _open(image, "image"), _open_mask(mask)
-    loaded = _load(model)
-    options = _options(loaded, steps, guidance, sampler)
+    loaded, options, editor = _editor(model, steps, guidance, sampler)
     seeds = [seed + k for k in range(max(n, 1))]
-    editor = Editor(loaded.pipeline())
     jumps = (jump, resample) if jump > 0 else None
     images = _run(lambda: editor.inpaint(
         [source] * len(seeds), [mask_image] * len(seeds), [prompt] * len(seeds), seeds=seeds,
@@ -144,9 +146,7 @@ def outpaint(
 ) -> None:  # fmt: skip
     """Extend the canvas by pixels per side and paint the new area; the original is kept."""
     source = _open(image, "image")
-    loaded = _load(model)
-    options = _options(loaded, steps, guidance, sampler)
-    editor = Editor(loaded.pipeline())
+    loaded, options, editor = _editor(model, steps, guidance, sampler)
     result = _run(lambda: editor.outpaint(source, prompt, seed=seed, left=left, right=right,
                                           top=top, bottom=bottom, feather=feather,
                                           options=options))  # fmt: skip
@@ -165,9 +165,7 @@ def variations(
 ) -> None:  # fmt: skip
     """The same content with new details: encode, partly noise, resample."""
     source = _open(image, "image")
-    loaded = _load(model)
-    options = _options(loaded, steps, guidance, sampler)
-    editor = Editor(loaded.pipeline())
+    loaded, options, editor = _editor(model, steps, guidance, sampler)
     images = _run(lambda: editor.variations(source, n, seed=seed, prompt=prompt,
                                             strength=strength, options=options))  # fmt: skip
     seeds = [seed + k for k in range(len(images))]

@@ -17,7 +17,7 @@ from safetensors.torch import save
 
 from atelier.atomic import write_atomic
 from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
-from atelier.pipelines.model_folder import build_config, load_weights, resolve
+from atelier.pipelines.model_folder import build_config, load_weights, read_folder_config
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
 
@@ -44,11 +44,8 @@ def save_clip(clip: CLIP, text_config: TextEncoderConfig, folder: str | Path, *,
 
 def load_clip(model: str | Path, *, device: str | torch.device = "cpu") -> CLIP:
     """A CLIP folder by path or name (``atelier train shapes-clip`` installs one)."""
-    path = resolve(model)
+    path, data = read_folder_config(model, KIND)
     try:
-        data = json.loads((path / "config.json").read_text())
-        if data.get("kind") != KIND:
-            raise ValueError(f"it holds a {data.get('kind')!r} model, not a CLIP")
         clip_data = dict(data["clip"])
         vision = build_config(ViTConfig, clip_data.pop("vision"))
         config = CLIPConfig(vision=vision, **clip_data)

@@ -10,7 +10,7 @@ from safetensors.torch import save
 
 from atelier.atomic import write_atomic
 from atelier.models.shapes_features import ShapesFeatureConfig, ShapesFeatureNet
-from atelier.pipelines.model_folder import build_config, load_weights, resolve
+from atelier.pipelines.model_folder import build_config, load_weights, read_folder_config
 
 KIND = "features"
 
@@ -28,11 +28,8 @@ def save_feature_net(net: ShapesFeatureNet, folder: str | Path, *, card: str) ->
 
 def load_feature_net(model: str | Path) -> ShapesFeatureNet:
     """A feature-network folder by path or name (``atelier train shapes-features``)."""
-    path = resolve(model)
+    path, data = read_folder_config(model, KIND)
     try:
-        data = json.loads((path / "config.json").read_text())
-        if data.get("kind") != KIND:
-            raise ValueError(f"it holds a {data.get('kind')!r} model, not a feature network")
         config = build_config(ShapesFeatureConfig, data["features"])
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(

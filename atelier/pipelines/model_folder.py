@@ -182,6 +182,19 @@ def resolve(model: str | Path) -> Path:
     )
 
 
+def read_folder_config(model: str | Path, kind: str) -> tuple[Path, dict[str, Any]]:
+    """The folder of ``model`` and its config.json, which must say ``"kind": kind``."""
+    path = resolve(model)
+    try:
+        data = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path / 'config.json'} is not valid JSON ({err})") from None
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        found = data.get("kind") if isinstance(data, dict) else None
+        raise ValueError(f"{path} holds a {found!r} model, not a {kind} model")
+    return path, data
+
+
 def load_weights(module: nn.Module, file: Path) -> None:
     if not file.is_file():
         raise FileNotFoundError(f"{file} is missing; the model folder is incomplete")

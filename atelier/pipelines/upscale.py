@@ -30,7 +30,7 @@ from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.super_resolution import augment, upsample
 from atelier.models.unet import UNet, UNetConfig
-from atelier.pipelines.model_folder import build_config, load_weights, resolve
+from atelier.pipelines.model_folder import build_config, load_weights, read_folder_config
 from atelier.pipelines.text2image import SamplingOptions
 
 KIND = "upscaler"
@@ -116,11 +116,8 @@ def save_upscaler(unet: UNet, config: UpscalerConfig, folder: str | Path, *, car
 
 
 def load_upscaler(model: str | Path) -> Upscaler:
-    path = resolve(model)
+    path, data = read_folder_config(model, KIND)
     try:
-        data = json.loads((path / "config.json").read_text())
-        if data.get("kind") != KIND:
-            raise ValueError(f"it holds a {data.get('kind')!r} model, not an upscaler")
         values = dict(data["upscaler"])
         config = UpscalerConfig(
             **{k: v for k, v in values.items() if k not in ("unet", "diffusion", "defaults")},

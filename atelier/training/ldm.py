@@ -80,6 +80,13 @@ class LatentDiffusionTask:
         self, batch: tuple[torch.Tensor, Sequence[str]], step: int
     ) -> tuple[torch.Tensor, Logs]:
         z0, captions = batch
+        return self.denoising_loss(z0, captions)
+
+    def denoising_loss(
+        self, z0: torch.Tensor, captions: Sequence[str], inputs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Logs]:
+        """The objective on clean latents ``z0``; ``inputs`` (B, E, h, w), when given, are
+        concatenated to the network's input (inpainting's mask and masked latents)."""
         b = z0.shape[0]
         drop = torch.rand(b) < self.objective.p_uncond
         prompts = ["" if d else c for c, d in zip(captions, drop.tolist())]
@@ -88,7 +95,8 @@ class LatentDiffusionTask:
         noise = training_noise(z0, offset=self.objective.offset_noise)
         abar_t = self.abar.to(z0.device)[t]
         z_t = q_sample(z0, abar_t, noise)
-        output = self.unet(z_t, t.to(z0.dtype), context)
+        x = z_t if inputs is None else torch.cat([z_t, inputs], dim=1)
+        output = self.unet(x, t.to(z0.dtype), context)
         per_image = diffusion_loss(
             output.float(), z0.float(), noise.float(), t, self.abar,
             prediction_type=self.diffusion.prediction_type,
@@ -177,21 +185,7 @@ class InpaintingTask(LatentDiffusionTask):
         if self.unet.config.in_channels != 2 * c + 1:
             raise ValueError(f"an inpainting UNet takes {2 * c + 1} input channels")
         keep = random_keep_masks(b, h, w, device=z0.device)
-        inputs = torch.cat([1 - keep, keep * z0], dim=1)
-        drop = torch.rand(b) < self.objective.p_uncond
-        prompts = ["" if d else cap for cap, d in zip(captions, drop.tolist())]
-        context = self.text_encoder.encode(prompts)
-        t = torch.randint(0, self.diffusion.n_train, (b,), device=z0.device)
-        noise = training_noise(z0, offset=self.objective.offset_noise)
-        z_t = q_sample(z0, self.abar.to(z0.device)[t], noise)
-        output = self.unet(torch.cat([z_t, inputs], dim=1), t.to(z0.dtype), context)
-        per_image = diffusion_loss(
-            output.float(), z0.float(), noise.float(), t, self.abar,
-            prediction_type=self.diffusion.prediction_type,
-            weighting=self.objective.weighting, snr_gamma=self.objective.snr_gamma,
-            reduction="none",
-        )  # fmt: skip
-        return per_image.mean(), {"t": t.detach().cpu(), "loss": per_image.detach().cpu()}
+        return self.denoising_loss(z0, captions, torch.cat([1 - keep, keep * z0], dim=1))
 
     def sample(self, step: int, out_dir: Path) -> None:
         """Inpainting models are judged by the editing benchmark, not text-to-image grids."""

@@ -124,5 +124,5 @@ def test_folder_round_trip_gives_equal_outputs(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(images, prompts), clip(images, prompts))
     (folder / "config.json").write_text('{"kind": "vae"}')
-    with pytest.raises(ValueError, match="not a CLIP"):
+    with pytest.raises(ValueError, match="not a clip model"):
         load_clip(folder)
