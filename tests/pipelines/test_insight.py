@@ -1,6 +1,7 @@
 """atelier explain (filmstrip + GIF of the reverse process) and atelier inspect (the tree)."""
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -49,3 +50,33 @@ def test_inspect_counts_every_parameter(tiny_model_dir):
     assert result.exit_code == 0 and "text_encoder" in result.output
     missing = CliRunner().invoke(app, ["inspect", "no-such-model"])
     assert missing.exit_code == 2 and "no model at" in missing.output
+
+
+def test_position_probe_counts_cells_and_seed_determination():
+    from PIL import Image
+
+    from atelier.eval.probes import PHRASES, position_probe
+    from atelier.shapes.parse import parse_prompt
+    from atelier.shapes.render import render
+    from atelier.shapes.scene import realize
+
+    class Obedient:
+        """Draws exactly what the prompt says (a perfect model)."""
+
+        def __call__(self, prompts, *, seeds, options):
+            rng = np.random.default_rng(0)
+            return [Image.fromarray(render(realize(parse_prompt(p), rng), 64)) for p in prompts]
+
+    class Stubborn:
+        """Ignores the position words: always the top-left render."""
+
+        def __call__(self, prompts, *, seeds, options):
+            rng = np.random.default_rng(0)
+            top_left = [p.rsplit(" in ", 1)[0].rsplit(" on ", 1)[0] + " in the top left"
+                        for p in prompts]  # fmt: skip
+            return [Image.fromarray(render(realize(parse_prompt(p), rng), 64)) for p in top_left]
+
+    good = position_probe(Obedient(), objects=("red circle",), seeds=(0, 1))
+    assert good.in_asked_cell == 1.0 and good.seed_determined == 0.0 and good.images == 18
+    bad = position_probe(Stubborn(), objects=("red circle",), seeds=(0, 1))
+    assert bad.in_asked_cell == pytest.approx(1 / len(PHRASES)) and bad.seed_determined == 1.0
