@@ -89,13 +89,41 @@ class TransformerBlock(nn.Module):
         return x + self.ff(self.norm3(x))
 
 
+def fourier_positions(height: int, width: int, *, bands: int = 4, device=None) -> torch.Tensor:
+    """(H * W, 4 * bands): sin and cos of 2^k pi y and 2^k pi x, k < bands, for each pixel
+    centre (y, x) in [-1, 1], row-major like a flattened feature map."""
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=device)
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=device)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # (N, 2)
+    freqs = (2.0 ** torch.arange(bands, device=device)) * torch.pi  # (bands,)
+    angles = (grid[:, :, None] * freqs).flatten(1)  # (N, 2 * bands)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
 class SpatialTransformer(nn.Module):
-    """GroupNorm, per-pixel ``proj_in``, ``depth`` transformer blocks, ``proj_out``, residual."""
+    """GroupNorm, per-pixel ``proj_in``, ``depth`` transformer blocks, ``proj_out``, residual.
+
+    ``positions=True`` adds a learned projection of fixed Fourier features of each pixel's
+    position to the tokens after ``proj_in`` (as transformers add positional embeddings), so a
+    token's query can depend on where it is; the projection starts at zero, so the block starts
+    out as the position-free one.
+    """
 
     def __init__(
-        self, channels: int, *, heads: int, context_dim: int | None, depth: int, groups: int
+        self,
+        channels: int,
+        *,
+        heads: int,
+        context_dim: int | None,
+        depth: int,
+        groups: int,
+        positions: bool = False,
     ) -> None:
         super().__init__()
+        self.position_embedding = nn.Linear(16, channels) if positions else None
+        if self.position_embedding is not None:
+            nn.init.zeros_(self.position_embedding.weight)
+            nn.init.zeros_(self.position_embedding.bias)
         # eps 1e-6 (not the resnets' 1e-5) is what Stable Diffusion trained with.
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
@@ -111,6 +139,9 @@ class SpatialTransformer(nn.Module):
         _, _, height, width = x.shape
         h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C)
         h = self.proj_in(h)
+        if self.position_embedding is not None:
+            fourier = fourier_positions(height, width, device=h.device).to(h.dtype)  # (N, 16)
+            h = h + self.position_embedding(fourier)  # (B, N, C)
         for block in self.transformer_blocks:
             h = block(h, context, mask)
         h = self.proj_out(h).transpose(1, 2).unflatten(2, (height, width))  # (B, C, H, W)

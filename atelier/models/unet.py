@@ -74,6 +74,9 @@ class UNetConfig:
     # Imagen / SR3 super-resolution: the level of the noise that augmented the low-resolution
     # conditioning image, embedded like a timestep and added to the time embedding.
     noise_level_conditioning: bool = False
+    # Learned position embeddings at every transformer block's input (see SpatialTransformer):
+    # lets cross-attention tie "top left" to the top-left tokens directly.
+    attention_positions: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -302,6 +305,7 @@ class UNet(nn.Module):
                 context_dim=config.context_dim,
                 depth=config.transformer_depth,
                 groups=config.groups,
+                positions=config.attention_positions,
             )
 
         extra = 2 if config.coord_channels else 0

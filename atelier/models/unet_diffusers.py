@@ -28,8 +28,10 @@ _RENAMES = (
 
 def unet_config_to_diffusers(config: UNetConfig) -> dict[str, Any]:
     """Keyword arguments for ``UNet2DConditionModel(**kwargs)`` that build the same network."""
-    if config.noise_level_conditioning:
-        raise ValueError("a noise-level-conditioned UNet has no diffusers converter here")
+    if config.noise_level_conditioning or config.attention_positions:
+        raise ValueError(
+            "noise-level conditioning and attention positions have no diffusers equivalent"
+        )
     if config.context_dim is None:
         # diffusers' UNet2DConditionModel always has cross-attention.
         raise ValueError("only a UNetConfig with context_dim set has a diffusers equivalent")

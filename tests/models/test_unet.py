@@ -196,3 +196,28 @@ def test_bad_inputs_raise():
         model(x, t)
     with pytest.raises(ValueError, match="pooled"):
         model(x, t, replace(context, pooled=context.pooled[:, :3]))
+
+
+def test_attention_positions_start_as_the_position_free_network():
+    from atelier.models.attention import fourier_positions
+
+    config = replace(TINY, attention_positions=True)
+    torch.manual_seed(7)
+    ours = UNet(config).eval()
+    torch.manual_seed(7)
+    plain = UNet(TINY).eval()
+    state = {k: v for k, v in ours.state_dict().items() if "position_embedding" not in k}
+    plain.load_state_dict(state)
+    x, t, context = inputs(config)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, t, context), plain(x, t, context))
+        for module in ours.modules():
+            if getattr(module, "position_embedding", None) is not None:
+                module.position_embedding.bias.fill_(0.5)
+        assert not torch.allclose(ours(x, t, context), plain(x, t, context))
+    f = fourier_positions(2, 3)
+    assert f.shape == (6, 16) and torch.allclose(
+        f[:, :8].pow(2) + f[:, 8:].pow(2), torch.ones(6, 8)
+    )
+    with pytest.raises(ValueError, match="no diffusers equivalent"):
+        unet_config_to_diffusers(config)
