@@ -37,6 +37,9 @@ def _metrics(images, prompts, features: str, clip_model: str):
     from atelier.pipelines.features_folder import load_feature_net
 
     measured, clip_score = [], None
+    if len(images) < 4:
+        typer.echo("note: FID/KID and CLIP score need at least 4 images; skipped")
+        return measured, clip_score
     try:
         net = load_feature_net(features)
         extractor = Resized(net, net.config.image_size)

@@ -66,6 +66,7 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         page.fill("#prompt", "a red circle above a blue square")
         page.fill("#steps", "3")
         page.fill("#seed", "7")
+        page.select_option("#size", "32")  # the tiny test model's size
         page.focus("#prompt")
         page.keyboard.press("Control+Enter")
         card = page.locator(".card").first

@@ -14,9 +14,17 @@ def test_every_recipe_builds_consistently(name):
     if recipe.kind in ("ldm", "pixel"):
         width = 384 if recipe.text_encoder.kind == "minilm" else recipe.text_encoder.width
         assert recipe.unet.context_dim == width
-        assert recipe.unet.in_channels == (4 if recipe.kind == "ldm" else 3)
-    else:
+        channels = 4 if recipe.kind == "ldm" else 3
+        assert recipe.unet.in_channels == (2 * channels + 1 if recipe.inpainting else channels)
+    elif recipe.kind == "vae":
         assert recipe.vae.downsampling_factor == 4 and recipe.data.resolution == 64
+    elif recipe.kind == "upscaler":
+        assert recipe.unet.in_channels == 6 and recipe.unet.noise_level_conditioning
+        assert recipe.upscale_from < recipe.data.resolution
+    elif recipe.kind == "clip":
+        assert recipe.clip.vision.image_size % recipe.clip.vision.patch_size == 0
+    else:
+        assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
 
 def test_overrides_are_typed():
