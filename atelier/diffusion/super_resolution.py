@@ -26,10 +26,12 @@ def augment(
     up: torch.Tensor,
     level: torch.Tensor,
     abar: torch.Tensor,
-    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The conditioning image noised to integer ``level`` (B,) of the schedule (0 = clean)."""
-    noise = torch.randn(up.shape, generator=generator, device=up.device, dtype=up.dtype)
+    """The conditioning image noised to integer ``level`` (B,) of the schedule (0 = clean),
+    with ``noise`` (fresh standard noise if not given)."""
+    if noise is None:
+        noise = torch.randn_like(up)
     a = abar.to(up.device)[level].to(up.dtype)
     noised = q_sample(up, a, noise)
     keep = (level == 0).view(-1, 1, 1, 1)

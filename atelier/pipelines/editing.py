@@ -58,13 +58,8 @@ class Editor:
         return self.pipe.encode(x)
 
     def _sample(self, prompts, seeds, z, **kwargs) -> list[Image.Image]:
-        side = z.shape[-2:]
-        saved = self.pipe.latent_shape
-        self.pipe.latent_shape = (saved[0], *side)
-        try:
-            out = self.pipe.sample(prompts, seeds=seeds, **kwargs)
-        finally:
-            self.pipe.latent_shape = saved
+        """Sample latents of ``z``'s size and decode them."""
+        out = self.pipe.sample(prompts, seeds=seeds, size=tuple(z.shape[-2:]), **kwargs)
         return [tensor_to_pil(img) for img in self.pipe.decode(out)]
 
     def img2img(

@@ -115,10 +115,14 @@ class Text2Image:
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
-    def initial_noise(self, seeds: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
-        """Unit noise (B, C, h, w), image i from its own generator seeded ``seeds[i]``."""
+    def initial_noise(
+        self, seeds: Sequence[int], size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Generator]]:
+        """Unit noise (B, C, h, w), image i from its own generator seeded ``seeds[i]``; ``size``
+        (h, w) overrides the model's latent size."""
+        shape = self.latent_shape if size is None else (self.latent_shape[0], *size)
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        noise = torch.stack([torch.randn(self.latent_shape, generator=g) for g in generators])
+        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
         return noise.to(self.device), generators
 
     @torch.no_grad()
@@ -130,10 +134,11 @@ class Text2Image:
         negative_prompt: str = "",
         options: SamplingOptions = SamplingOptions(),
         callback: Callable[[StepInfo], None] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> list[Image.Image]:
         z = self.sample(
             prompts, seeds=seeds, negative_prompt=negative_prompt, options=options,
-            callback=callback,
+            callback=callback, size=size,
         )  # fmt: skip
         return [tensor_to_pil(img) for img in self.decode(z)]
 
@@ -150,6 +155,7 @@ class Text2Image:
         wrap: Callable[[Denoiser], Denoiser] | None = None,
         resample: tuple[int, int] | None = None,
         extra: torch.Tensor | None = None,
+        size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Latents (B, C, h, w) in the diffusion model's space.
 
@@ -159,7 +165,8 @@ class Text2Image:
         ``resample=(jump, count)`` runs RePaint's resampling jumps (``diffusion/inpainting.py``).
         ``extra`` (B, E, h, w) is concatenated to the network's input at every step, for
         networks trained with extra input channels (Stable Diffusion inpainting: mask and
-        masked latents).
+        masked latents). ``size`` (h, w) samples latents of another size than the model's
+        (editing an image of another size); ``start`` latents set it when given.
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
@@ -178,7 +185,9 @@ class Text2Image:
         if wrap is not None:
             denoiser = wrap(denoiser)
         plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)
-        noise, generators = self.initial_noise(seeds)
+        if start is not None and size is None:
+            size = tuple(start.latents.shape[-2:])
+        noise, generators = self.initial_noise(seeds, size)
         sampler = get_sampler(options.sampler)
         if start is None:
             first, x = 0, noise * plan.init_noise_sigma
@@ -208,9 +217,9 @@ class Text2Image:
         encode = getattr(self.autoencoder, "encode", None)
         if encode is None:
             raise TypeError("this pipeline's autoencoder cannot encode images")
-        z = torch.cat([encode(images[i : i + self.rows].to(self.device)).mode()
-                       for i in range(0, len(images), self.rows)])  # fmt: skip
-        return self.latent_space.to_diffusion(z)
+        # Fixed-size chunks, as for decoding: an image's latents never depend on its batch.
+        mode = fixed_batch(lambda x: encode(x).mode(), self.rows)
+        return self.latent_space.to_diffusion(mode(images.to(self.device)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [-1, 1] (identity in pixel space)."""

@@ -30,6 +30,7 @@ from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.super_resolution import augment, upsample
 from atelier.models.unet import UNet, UNetConfig
+from atelier.pipelines.fixed_batch import fixed_batch
 from atelier.pipelines.model_folder import build_config, load_weights, read_folder_config
 from atelier.pipelines.text2image import SamplingOptions
 
@@ -59,8 +60,8 @@ class UpscalerConfig:
 class Upscaler:
     """``low`` px images -> ``high`` px images, each from its own seeded noise."""
 
-    def __init__(self, unet: UNet, config: UpscalerConfig) -> None:
-        self.unet, self.config = unet.eval(), config
+    def __init__(self, unet: UNet, config: UpscalerConfig, *, rows: int = 8) -> None:
+        self.unet, self.config, self.rows = unet.eval(), config, rows
         self._abar = config.diffusion.alphas_cumprod()
 
     @torch.no_grad()
@@ -87,11 +88,15 @@ class Upscaler:
         up = upsample(lo.to(device), c.high)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         level = torch.full((len(images),), c.inference_aug, dtype=torch.long, device=device)
-        aug_gen = torch.Generator().manual_seed(int(seeds[0]) + 7)
-        cond = augment(up, level, self._abar, generator=aug_gen if device.type == "cpu" else None)
+        # Each image draws its augmentation noise and then its initial noise from its own
+        # generator, so a batch gives the same images as single runs.
+        aug_noise = torch.stack([torch.randn((3, c.high, c.high), generator=g) for g in gens])
+        cond = augment(up, level, self._abar, noise=aug_noise.to(device))
+
+        net = fixed_batch(lambda x, t, lv: self.unet(x, t, None, lv), self.rows)
 
         def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.unet(torch.cat([x_t, cond], 1), t, None, level.to(x_t.dtype))
+            return net(torch.cat([x_t, cond], 1), t, level.to(x_t.dtype))
 
         denoiser = VPDenoiser(model, c.diffusion.prediction_type)
         plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)

@@ -198,9 +198,10 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         loaded = models.get(req0.model or settings.model)
         options = options_for(loaded, req0)
         pipe = loaded.pipeline()
-        if req0.size and req0.size != loaded.config.resolution:
-            factor = loaded.config.vae.downsampling_factor if loaded.config.vae else 1
-            pipe.latent_shape = (pipe.latent_shape[0], req0.size // factor, req0.size // factor)
+        size = None
+        if req0.size:
+            side = req0.size // pipe.resolution_factor
+            size = (side, side)
         prompts, seeds = [], []
         for job in jobs:
             prompts += [job.payload.prompt] * job.payload.n
@@ -210,6 +211,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             prompts,
             seeds=seeds,
             negative_prompt=req0.negative_prompt,
+            size=size,
             options=options,
             callback=lambda info: on_step(info, lambda: preview(info)),
         )

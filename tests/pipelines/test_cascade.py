@@ -39,3 +39,18 @@ def test_hires_fix_and_cascade_through_generate_and_replay(tiny_model_dir, tmp_p
         app, ["generate", "x", "--model", str(tiny_model_dir), "--cascade", "64,128"]
     )
     assert wrong.exit_code == 2 and "this model makes 32 px" in wrong.output
+
+
+def test_upscaler_batch_equals_single_runs():
+    import numpy as np
+
+    from atelier.pipelines.upscale import Upscaler, UpscalerConfig
+
+    torch.manual_seed(0)
+    fast = SamplingOptions(steps=3, guidance=1.0, sampler="euler_ancestral")
+    upscaler = Upscaler(UNet(TINY_UNET), UpscalerConfig("sr", 32, 64, TINY_UNET, defaults=fast))
+    images = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    batch = upscaler(images, seeds=[4, 5, 6])
+    for k in range(3):
+        alone = upscaler(images[k : k + 1], seeds=[4 + k])[0]
+        np.testing.assert_array_equal(np.asarray(alone), np.asarray(batch[k]))
