@@ -46,6 +46,7 @@ from atelier.serve.schemas import (
     Txt2ImgRequest,
     UpscaleRequest,
     decode_image,
+    limit_problems,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -308,6 +309,9 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         return [save_images(job, loaded, out, seeds, options, job.kind, extra, req.prompt)]
 
     def enqueue(kind: str, req, run, batch_key=None) -> JobCreated:
+        problems = limit_problems(req, limits)
+        if problems:
+            raise HTTPException(422, "; ".join(problems))
         if req.seed is None:
             req = req.model_copy(update={"seed": secrets.randbelow(2**31 - 1)})
         name = getattr(req, "model", None)

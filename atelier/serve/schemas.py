@@ -37,6 +37,31 @@ class Limits:
 LIMITS = Limits()
 
 
+def limit_problems(req: BaseModel, limits: Limits) -> list[str]:
+    """What in ``req`` exceeds the server's configured ``limits`` (the schema's own bounds are
+    the defaults; ``atelier serve`` may set stricter ones)."""
+    problems = []
+    steps, n = getattr(req, "steps", None), getattr(req, "n", 1)
+    if steps is not None and steps > limits.max_steps:
+        problems.append(f"steps {steps} is over this server's limit of {limits.max_steps}")
+    if n > limits.max_batch:
+        problems.append(f"n {n} is over this server's limit of {limits.max_batch}")
+    for field in ("prompt", "negative_prompt"):
+        text = getattr(req, field, "")
+        if len(text) > limits.max_prompt_chars:
+            problems.append(
+                f"{field} is over this server's limit of {limits.max_prompt_chars} characters"
+            )
+    for field in ("image", "mask"):
+        data = getattr(req, field, None)
+        if data is not None:
+            try:
+                decode_image(data, what=field, max_pixels=limits.max_pixels)
+            except ValueError as err:
+                problems.append(str(err))
+    return problems
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,8 +80,10 @@ class Txt2ImgRequest(_Request):
     size: int | None = Field(None, ge=16, le=256, multiple_of=16)
 
 
-def decode_image(data: str, *, what: str = "image") -> Image.Image:
-    """A base64 image string -> RGB PIL image, with the size limits checked first."""
+def decode_image(
+    data: str, *, what: str = "image", max_pixels: int = LIMITS.max_pixels
+) -> Image.Image:
+    """A base64 image string -> PIL image, its pixel count checked before decoding."""
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -64,8 +91,8 @@ def decode_image(data: str, *, what: str = "image") -> Image.Image:
     try:
         image = Image.open(io.BytesIO(raw))
         w, h = image.size
-        if w * h > LIMITS.max_pixels:
-            raise ValueError(f"{what} is {w}x{h}, over the limit of {LIMITS.max_pixels} pixels")
+        if w * h > max_pixels:
+            raise ValueError(f"{what} is {w}x{h}, over the limit of {max_pixels} pixels")
         image.load()
     except ValueError:
         raise

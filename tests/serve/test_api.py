@@ -238,3 +238,18 @@ def test_editing_endpoints(model_dir, tmp_path):
             assert f"Mode: {kind}" in view["images"][0]["parameters"]
         r = client.post("/v1/upscale", json={"image": png_b64(image)})
         assert r.status_code == 404 and "shapes-sr-32-64" in r.text
+
+
+def test_the_servers_own_limits_apply(model_dir, tmp_path):
+    strict = Limits(max_steps=5, max_batch=2, max_prompt_chars=10, max_pixels=100)
+    with make_client(model_dir, tmp_path, limits=strict) as client:
+        r = client.post("/v1/txt2img", json={"prompt": "a", "steps": 6})
+        assert r.status_code == 422 and "limit of 5" in r.text
+        r = client.post("/v1/txt2img", json={"prompt": "a", "n": 3})
+        assert r.status_code == 422 and "limit of 2" in r.text
+        r = client.post("/v1/txt2img", json={"prompt": "a red circle here"})
+        assert r.status_code == 422 and "10 characters" in r.text
+        image = png_b64(Image.new("RGB", (16, 16)))
+        r = client.post("/v1/img2img", json={"prompt": "a", "image": image})
+        assert r.status_code == 422 and "over the limit of 100 pixels" in r.text
+        assert client.post("/v1/txt2img", json={"prompt": "a", "steps": 5}).status_code == 202
