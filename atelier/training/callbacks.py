@@ -140,3 +140,48 @@ def _read_rows(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue  # the last line of a killed run may be cut short
     return rows
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CPULedger(Callback):
+    """Keeps ``cpu_seconds.json`` in the run folder: one entry per training session, updated
+    at every checkpoint, so a session that is killed still counts up to its last checkpoint
+    (the model card states the sum). Rank 0's process only."""
+
+    FILE = "cpu_seconds.json"
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._path: Path | None = None
+        self._sessions: list[float] = []
+
+    def on_train_begin(self, run_dir: Path, step: int, config: TrainConfig) -> None:
+        self._path = run_dir / self.FILE
+        self._sessions = json.loads(self._path.read_text()) if self._path.is_file() else []
+        self._sessions.append(0.0)
+        self._start = process_cpu_seconds()
+        self._write()
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self._write()
+
+    def on_train_end(self, result: TrainResult) -> None:
+        self._write()
+
+    def _write(self) -> None:
+        if self._path is None:
+            return
+        self._sessions[-1] = round(process_cpu_seconds() - self._start, 1)
+        write_atomic(self._path, json.dumps(self._sessions))
+
+    @property
+    def total(self) -> float:
+        """CPU seconds over every session so far."""
+        return float(sum(self._sessions))

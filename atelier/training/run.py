@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import shlex
 import sys
 import time
@@ -41,7 +40,7 @@ from atelier.pipelines.upscale import Upscaler, UpscalerConfig, save_upscaler, u
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import build_text_encoder
 from atelier.text.tokenizer import train_bpe
-from atelier.training.callbacks import TimestepLossLogger
+from atelier.training.callbacks import CPULedger, TimestepLossLogger
 from atelier.training.checkpoint import latest_good_checkpoint, tensors_with_prefix
 from atelier.training.clip_task import CLIPTask
 from atelier.training.features_task import CellTargets, FeatureNetTask
@@ -65,12 +64,6 @@ def folder_digest(folder: Path) -> str:
             st = file.stat()
             digest.update(f"{file.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:12]
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process so far (both cores count)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _images(recipe: Recipe, data_dir: Path | None) -> CaptionedImages:
@@ -99,15 +92,6 @@ def _final_weights(run_dir: Path, name: str, module: torch.nn.Module) -> dict[st
     return weights
 
 
-def _record_cpu(run_dir: Path, seconds: float) -> float:
-    """Add this session's CPU seconds to the run's ledger; return the total."""
-    ledger = run_dir / "cpu_seconds.json"
-    sessions = json.loads(ledger.read_text()) if ledger.is_file() else []
-    sessions.append(round(seconds, 1))
-    write_atomic(ledger, json.dumps(sessions))
-    return sum(sessions)
-
-
 def _card(recipe: Recipe, total_cpu: float, body: str) -> str:
     command = "atelier train " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "atelier train"
     return (
@@ -126,9 +110,9 @@ def run_vae(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         discriminator = PatchDiscriminator(recipe.discriminator)
     samples = torch.stack([images[i][0] for i in range(8)])
     task = VAETask(vae, recipe.vae_loss, discriminator=discriminator, sample_images=samples)
-    start = cpu_seconds()
-    train(task, images, recipe.train, run_dir=run_dir, resume=resume)
-    total = _record_cpu(run_dir, cpu_seconds() - start)
+    ledger = CPULedger()
+    train(task, images, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
+    total = ledger.total
     _final_weights(run_dir, "vae", vae)
     vae.eval()
     held_out = ShapesDataset(256, resolution=recipe.data.resolution, seed=10_000, split="any")
@@ -280,16 +264,16 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_space=space,
         sample_prompts=prompts, sample_options=recipe.sampling,
     )  # fmt: skip
-    start = cpu_seconds()
+    ledger = CPULedger()
     train(
         task,
         data,
         recipe.train,
         run_dir=run_dir,
         resume=resume,
-        callbacks=[TimestepLossLogger(recipe.diffusion.n_train)],
+        callbacks=[TimestepLossLogger(recipe.diffusion.n_train), ledger],
     )
-    total = _record_cpu(run_dir, cpu_seconds() - start)
+    total = ledger.total
     for name, module in task.modules().items():
         _final_weights(run_dir, name, module)
     config = ModelConfig(
@@ -317,9 +301,9 @@ def run_clip(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | No
     clip = CLIP(recipe.clip, build_text_encoder(recipe.text_encoder, tokenizer=tokenizer))
     size = recipe.clip.vision.image_size
     task = CLIPTask(clip, probe=single_object_probe(5, size=size))
-    start = cpu_seconds()
-    train(task, images, recipe.train, run_dir=run_dir, resume=resume)
-    total = _record_cpu(run_dir, cpu_seconds() - start)
+    ledger = CPULedger()
+    train(task, images, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
+    total = ledger.total
     _final_weights(run_dir, "clip", clip)
     clip.eval()
     images_, labels, truth = single_object_probe(20, size=size)
@@ -341,9 +325,9 @@ def run_features(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
     torch.manual_seed(recipe.train.seed)
     net = ShapesFeatureNet(recipe.features)
     task = FeatureNetTask(net)
-    start = cpu_seconds()
-    train(task, data, recipe.train, run_dir=run_dir, resume=resume)
-    total = _record_cpu(run_dir, cpu_seconds() - start)
+    ledger = CPULedger()
+    train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
+    total = ledger.total
     _final_weights(run_dir, "features", net)
     held_out = CellTargets(
         ShapesDataset(1000, resolution=recipe.data.resolution, seed=10_000, split="any")
@@ -367,9 +351,9 @@ def run_upscaler(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
     unet = UNet(recipe.unet)
     task = SuperResolutionTask(unet, recipe.diffusion, low=low, max_aug=recipe.max_aug,
                                weighting=recipe.objective.weighting)  # fmt: skip
-    start = cpu_seconds()
-    train(task, data, recipe.train, run_dir=run_dir, resume=resume)
-    total = _record_cpu(run_dir, cpu_seconds() - start)
+    ledger = CPULedger()
+    train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
+    total = ledger.total
     _final_weights(run_dir, "unet", unet)
     config = UpscalerConfig(recipe.name, low, high, recipe.unet, recipe.diffusion,
                             max_aug=recipe.max_aug)  # fmt: skip

@@ -154,3 +154,26 @@ def test_cosine_schedule_decays_to_the_floor_at_max_steps():
         small_config(lr_schedule="step")
     with pytest.raises(ValueError, match="min_lr_ratio"):
         small_config(min_lr_ratio=1.5)
+
+
+def test_cpu_ledger_counts_each_session_and_survives_a_kill(tmp_path):
+    import json
+
+    from atelier.training.callbacks import CPULedger
+
+    ledger = CPULedger()
+    config = small_config(max_steps=3, checkpoint_every=1)
+    train(RegressionTask(sleep=0.0), RegressionData(), config, run_dir=tmp_path, callbacks=[ledger])
+    first = json.loads((tmp_path / "cpu_seconds.json").read_text())
+    assert len(first) == 1 and first[0] >= 0 and ledger.total == sum(first)
+    # A session killed after a checkpoint: begin and checkpoint ran, train_end never did.
+    killed = CPULedger()
+    killed.on_train_begin(tmp_path, 3, config)
+    from atelier.training.callbacks import process_cpu_seconds
+
+    began = process_cpu_seconds()
+    while process_cpu_seconds() - began < 0.3:  # burn a little CPU
+        sum(i * i for i in range(10_000))
+    killed.on_checkpoint(4, tmp_path / "x")
+    after = json.loads((tmp_path / "cpu_seconds.json").read_text())
+    assert len(after) == 2 and after[0] == first[0] and after[1] > 0
