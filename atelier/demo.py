@@ -42,12 +42,9 @@ def generated(picks: list[BenchPrompt], model: str, out: Path, seed: int) -> lis
     seeds = [seed + k for k in range(len(picks))]
     images = loaded.pipeline()([bp.prompt for bp in picks], seeds=seeds, options=options)
     for k, (bp, s, image) in enumerate(zip(picks, seeds, images)):
-        params = GenerationParams(
-            prompt=bp.prompt, seed=s, steps=options.steps, guidance=options.guidance,
-            sampler=options.sampler, width=image.width, height=image.height,
-            model=loaded.config.name, model_hash=loaded.model_hash,
-            extra={"spacing": options.spacing, "karras": options.karras,
-                   "model_path": str(loaded.path)},
+        params = GenerationParams.of(
+            image, prompt=bp.prompt, seed=s, options=options, model=loaded.config.name,
+            model_hash=loaded.model_hash, extra={"model_path": str(loaded.path)},
         )  # fmt: skip
         save_png(image, out / f"{k:02d}-{bp.category}-{bp.split}.png", params)
     return [np.asarray(im) for im in images]

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import typer
 
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, open_image
 from atelier.data.base import array_to_tensor
-from atelier.data.images import ImageRejected, load_rgb, square_pixels
+from atelier.data.images import square_pixels
 from atelier.eval.clip_metrics import clip_scores, retrieval_recall, zero_shot_probabilities
 from atelier.eval.shapes_probe import single_object_probe
 from atelier.models.clip import CLIP
@@ -29,13 +29,7 @@ def _clip(model: str) -> CLIP:
 
 
 def _image(path: Path, size: int) -> torch.Tensor:
-    if not path.is_file():
-        raise fail(f"no image file at {path}")
-    try:
-        image, _ = load_rgb(path)
-    except ImageRejected as err:
-        raise fail(f"cannot use {path} as an image ({err})") from None
-    return array_to_tensor(square_pixels(image, size))[None]  # (1, 3, S, S)
+    return array_to_tensor(square_pixels(open_image(path), size))[None]  # (1, 3, S, S)
 
 
 @app.command()

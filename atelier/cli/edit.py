@@ -12,9 +12,8 @@ from pathlib import Path
 import typer
 from PIL import Image
 
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, open_image
 from atelier.cli.generate import DEFAULT_MODEL, _load
-from atelier.data.images import ImageRejected, load_rgb
 from atelier.pipelines.editing import Editor
 from atelier.pipelines.metadata import GenerationParams, save_png
 from atelier.pipelines.model_folder import Model
@@ -26,16 +25,6 @@ STEPS = typer.Option(None, "--steps", help="Sampler steps (default: the model's)
 GUIDANCE = typer.Option(None, "--guidance", help="CFG scale (default: the model's).")
 SAMPLER = typer.Option(None, "--sampler", help="Sampler (default: the model's).")
 OUTPUT = typer.Option(Path("out/edit"), "-o", "--output", help="Output folder.")
-
-
-def _open(path: Path, what: str) -> Image.Image:
-    if not path.is_file():
-        raise fail(f"no {what} file at {path}")
-    try:
-        image, _ = load_rgb(path)
-    except ImageRejected as err:
-        raise fail(f"cannot use {path} as the {what} ({err})") from None
-    return image
 
 
 def _open_mask(path: Path) -> Image.Image:
@@ -72,11 +61,9 @@ def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: st
     output.mkdir(parents=True, exist_ok=True)
     start = len(list(output.glob("*.png")))
     for k, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
-        params = GenerationParams(
-            prompt=prompt, seed=seed, steps=options.steps, guidance=options.guidance,
-            sampler=options.sampler, width=image.width, height=image.height,
-            model=loaded.config.name, model_hash=loaded.model_hash, mode=mode,
-            extra={"spacing": options.spacing, "karras": options.karras, **extra},
+        params = GenerationParams.of(
+            image, prompt=prompt, seed=seed, options=options, model=loaded.config.name,
+            model_hash=loaded.model_hash, mode=mode, extra=extra,
         )  # fmt: skip
         typer.echo(str(save_png(image, output / f"{start + k:05d}-{mode}-{seed}.png", params)))
 
@@ -98,7 +85,7 @@ def img2img(
     sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
     """Redraw an image under a prompt (SDEdit)."""
-    source = _open(image, "image")
+    source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     seeds = [seed + k for k in range(max(n, 1))]
     images = _run(lambda: editor.img2img([source] * len(seeds), [prompt] * len(seeds),
@@ -122,7 +109,7 @@ def inpaint(
     sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
     """Repaint the white part of the mask; everything else stays exactly as it was."""
-    source, mask_image = _open(image, "image"), _open_mask(mask)
+    source, mask_image = open_image(image), _open_mask(mask)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     seeds = [seed + k for k in range(max(n, 1))]
     jumps = (jump, resample) if jump > 0 else None
@@ -145,7 +132,7 @@ def outpaint(
     sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
     """Extend the canvas by pixels per side and paint the new area; the original is kept."""
-    source = _open(image, "image")
+    source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     result = _run(lambda: editor.outpaint(source, prompt, seed=seed, left=left, right=right,
                                           top=top, bottom=bottom, feather=feather,
@@ -164,7 +151,7 @@ def variations(
     sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
     """The same content with new details: encode, partly noise, resample."""
-    source = _open(image, "image")
+    source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     images = _run(lambda: editor.variations(source, n, seed=seed, prompt=prompt,
                                             strength=strength, options=options))  # fmt: skip
@@ -181,7 +168,7 @@ def upscale(
     """Upscale with a super-resolution diffusion model (SR3 / Imagen style)."""
     from atelier.pipelines.upscale import load_upscaler
 
-    source = _open(image, "image")
+    source = open_image(image)
     try:
         upscaler = load_upscaler(model)
     except (FileNotFoundError, ValueError) as err:
@@ -194,11 +181,10 @@ def upscale(
         raise fail(str(err)) from None
     result = _run(lambda: upscaler([source], seeds=[seed], options=options))[0]
     output.mkdir(parents=True, exist_ok=True)
-    params = GenerationParams(
-        prompt="", seed=seed, steps=options.steps, guidance=1.0, sampler=options.sampler,
-        width=result.width, height=result.height, model=c.name, model_hash="-",
-        mode="upscale", extra={"source": image.name, "from": c.low, "to": c.high,
-                               "aug_level": c.inference_aug},
+    params = GenerationParams.of(
+        result, prompt="", seed=seed, options=options, model=c.name, model_hash="-",
+        mode="upscale",
+        extra={"source": image.name, "from": c.low, "to": c.high, "aug_level": c.inference_aug},
     )  # fmt: skip
     start = len(list(output.glob("*.png")))
     typer.echo(str(save_png(result, output / f"{start:05d}-upscale-{seed}.png", params)))

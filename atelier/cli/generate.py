@@ -197,25 +197,12 @@ def generate(
                         "requested_seed": requested,
                         "clip_score": round(choice.score, 4),
                     }
-                params = GenerationParams(
-                    prompt=p,
-                    seed=s,
-                    steps=options.steps,
-                    guidance=options.guidance,
-                    sampler=options.sampler,
-                    width=image.width,
-                    height=image.height,
-                    model=loaded.config.name,
-                    model_hash=model_hash,
-                    negative_prompt=negative,
-                    extra={
-                        "spacing": options.spacing,
-                        "karras": options.karras,
-                        "model_path": str(loaded.path),
-                        **ranked,
-                        **({"cascade": sizes} if sizes else {}),
-                    },
-                )
+                params = GenerationParams.of(
+                    image, prompt=p, seed=s, options=options, model=loaded.config.name,
+                    model_hash=model_hash, negative_prompt=negative,
+                    extra={"model_path": str(loaded.path), **ranked,
+                           **({"cascade": sizes} if sizes else {})},
+                )  # fmt: skip
                 path = save_png(image, output / f"{start + k:05d}-{s}.png", params)
                 tqdm.write(str(path))
     bar.close()

@@ -50,6 +50,29 @@ class GenerationParams:
     mode: str = "txt2img"
     extra: dict[str, Any] = field(default_factory=dict)  # sampler / schedule / mode options
 
+    @classmethod
+    def of(
+        cls,
+        image: Image.Image,
+        *,
+        prompt: str,
+        seed: int,
+        options: Any,
+        model: str,
+        model_hash: str,
+        negative_prompt: str = "",
+        mode: str = "txt2img",
+        extra: dict[str, Any] | None = None,
+    ) -> GenerationParams:
+        """The parameters of ``image`` made with ``options`` (a ``SamplingOptions``): steps,
+        guidance, sampler, spacing and Karras flag from them, the size from the image."""
+        return cls(
+            prompt=prompt, seed=seed, steps=options.steps, guidance=options.guidance,
+            sampler=options.sampler, width=image.width, height=image.height, model=model,
+            model_hash=model_hash, negative_prompt=negative_prompt, mode=mode,
+            extra={"spacing": options.spacing, "karras": options.karras, **(extra or {})},
+        )  # fmt: skip
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

@@ -150,20 +150,13 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     def save_images(job: Job, loaded: Model | None, images, seeds, options, mode, extra, prompt):
         out = []
         for k, (image, seed) in enumerate(zip(images, seeds)):
-            params = GenerationParams(
-                prompt=prompt,
-                seed=seed,
-                steps=options.steps,
-                guidance=options.guidance,
-                sampler=options.sampler,
-                width=image.width,
-                height=image.height,
+            params = GenerationParams.of(
+                image, prompt=prompt, seed=seed, options=options,
                 model=loaded.config.name if loaded else extra.get("model", "-"),
                 model_hash=loaded.model_hash if loaded else "-",
-                negative_prompt=getattr(job.payload, "negative_prompt", ""),
-                mode=mode,
-                extra={"spacing": options.spacing, "karras": options.karras, **extra},
-            )
+                negative_prompt=getattr(job.payload, "negative_prompt", ""), mode=mode,
+                extra=extra,
+            )  # fmt: skip
             name = f"{job.id}-{k:02d}.png"
             save_png(image, settings.output / name, params)
             out.append(
