@@ -20,6 +20,8 @@ from typing import Any
 
 from atelier.diffusion.samplers import StepInfo
 
+PREVIEW_EVERY_S = 0.5
+
 
 class Cancelled(Exception):
     """Raised inside a job's step callback when every job it serves was cancelled."""
@@ -168,14 +170,24 @@ class JobQueue:
                 job.status, job.started = "running", began
                 job.touch()
 
-            def on_step(info: StepInfo, preview=None, batch=batch, began=began) -> None:
+            last_preview = [-1.0]
+
+            def on_step(
+                info: StepInfo, preview=None, batch=batch, began=began, last_preview=last_preview
+            ) -> None:
+                now = time.monotonic()
                 if all(j.cancel_requested for j in batch):
                     raise Cancelled()
-                if time.monotonic() - began > self.job_timeout_s:
+                if now - began > self.job_timeout_s:
                     raise JobTimeout()
-                preview = preview() if (preview is not None and self.previews) else None
+                # Previews cost a decode: at most one per PREVIEW_EVERY_S, and the last step's.
+                fresh = None
+                due = now - last_preview[0] >= PREVIEW_EVERY_S or info.i + 1 == info.total
+                if preview is not None and self.previews and due:
+                    fresh, last_preview[0] = preview(), now
                 for j in batch:
-                    j.step, j.total, j.preview = info.i + 1, info.total, preview
+                    j.step, j.total = info.i + 1, info.total
+                    j.preview = fresh if fresh is not None else j.preview
                     j.touch()
 
             try:
