@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atelier.eval.shapes_bench import bootstrap  # noqa: E402
 from atelier.pipelines.editing import Editor  # noqa: E402
+from atelier.pipelines.masks import prepare_mask  # noqa: E402
 from atelier.pipelines.model_folder import load_model  # noqa: E402
 from atelier.shapes.caption import phrase  # noqa: E402
 from atelier.shapes.judge import detect, judge  # noqa: E402
@@ -95,17 +96,11 @@ def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options) ->
             out = editor.inpaint([image], [mask], [prompt], seeds=[k], method=method,
                                  feather=1.5, options=options)[0]  # fmt: skip
             passes.append(judge(np.asarray(out), spec).passed)
-            soft = editor_mask(editor, mask, image)
+            soft = prepare_mask(mask, image, feather=1.5)
             delta = np.abs(np.asarray(out, float) - np.asarray(image, float)).mean(-1)
             changes.append(float(delta[soft == 0].mean()))
         sec = (time.perf_counter() - began) / len(cases)
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} | {sec:.2f} |")
-
-
-def editor_mask(editor: Editor, mask: Image.Image, image: Image.Image) -> np.ndarray:
-    from atelier.pipelines.masks import prepare_mask
-
-    return prepare_mask(mask, image, feather=1.5)
 
 
 def bench_outpainting(editor: Editor, n: int, options) -> None:

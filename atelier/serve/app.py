@@ -32,7 +32,6 @@ from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
 from atelier.pipelines.model_folder import Model, load_model, model_dirs
 from atelier.serve.jobs import Job, JobQueue, QueueFull
 from atelier.serve.schemas import (
-    LIMITS,
     ErrorBody,
     ImageResult,
     Img2ImgRequest,
@@ -456,6 +455,3 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         return HTMLResponse((STATIC / "index.html").read_text())
 
     return app
-
-
-__all__ = ["LIMITS", "ServeSettings", "create_app"]

@@ -196,9 +196,10 @@ def _cost(recipe: Recipe, total_cpu: float) -> str:
     return "\n".join(lines)
 
 
-def _init_from(recipe: Recipe, unet: UNet, text_encoder, space: LatentSpace):
+def _init_from(recipe: Recipe, unet: UNet, space: LatentSpace):
     """Start from a trained model (Stable Diffusion inpainting starts from the base model):
-    its UNet weights, with zero weights for any extra input channels, and its text encoder."""
+    load its UNet weights into ``unet``, with zero weights for any extra input channels, and
+    return its text encoder (with its own tokenizer)."""
     from atelier.pipelines.model_folder import load_model
 
     base = load_model(recipe.init_from)
@@ -216,9 +217,12 @@ def _init_from(recipe: Recipe, unet: UNet, text_encoder, space: LatentSpace):
         grown[:, target.shape[1] - (weight.shape[1] - c) :] = weight[:, c:]
         state["conv_in.weight"] = grown
     unet.load_state_dict(state)
-    if isinstance(base.text_encoder, type(text_encoder)) and base.text_encoder.trainable:
-        return base.text_encoder.train()
-    return text_encoder
+    if base.config.text_encoder.kind != recipe.text_encoder.kind:
+        raise ValueError(
+            f"{recipe.init_from} has a {base.config.text_encoder.kind} text encoder, the recipe "
+            f"a {recipe.text_encoder.kind} one"
+        )
+    return base.text_encoder.train() if base.text_encoder.trainable else base.text_encoder
 
 
 def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None) -> Path:
@@ -243,20 +247,23 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     else:
         data, latent_shape = images, (3, recipe.data.resolution, recipe.data.resolution)
         space = LatentSpace()
-    tokenizer = None
-    if recipe.text_encoder.kind == "transformer":
-        captions = data.captions if isinstance(data, LatentDataset) else _captions(images)
-        tokenizer = train_bpe(captions, vocab_size=recipe.bpe_vocab)
-    torch.manual_seed(recipe.train.seed)
-    text_encoder = build_text_encoder(recipe.text_encoder, tokenizer=tokenizer)
+    if recipe.init_from is not None:
+        torch.manual_seed(recipe.train.seed)
+        unet = UNet(recipe.unet)
+        text_encoder = _init_from(recipe, unet, space)
+    else:
+        tokenizer = None
+        if recipe.text_encoder.kind == "transformer":
+            captions = data.captions if isinstance(data, LatentDataset) else _captions(images)
+            tokenizer = train_bpe(captions, vocab_size=recipe.bpe_vocab)
+        torch.manual_seed(recipe.train.seed)
+        text_encoder = build_text_encoder(recipe.text_encoder, tokenizer=tokenizer)
+        unet = UNet(recipe.unet)
     if recipe.unet.context_dim != text_encoder.dim:
         raise ValueError(
             f"unet.context_dim {recipe.unet.context_dim} must equal the text "
             f"encoder's width {text_encoder.dim}"
         )
-    unet = UNet(recipe.unet)
-    if recipe.init_from is not None:
-        text_encoder = _init_from(recipe, unet, text_encoder, space)
     prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
     task_class = InpaintingTask if recipe.inpainting else LatentDiffusionTask
     task = task_class(

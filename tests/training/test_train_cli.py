@@ -70,6 +70,8 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     # at zero and have moved only by one step of Adam.
     assert (first[:, :4] - base_w[:, :4]).abs().max() < 0.01
     assert (first[:, 9:] - base_w[:, 4:]).abs().max() < 0.01
+    assert first[:, 4:9].abs().max() < 0.01  # the mask and masked-latent channels start at 0
+    assert inpainter.text_encoder.tokenizer.vocab_size == model.text_encoder.tokenizer.vocab_size
     from PIL import Image
 
     from atelier.pipelines.editing import Editor
