@@ -172,7 +172,8 @@ def load_vae(name: str) -> tuple[AutoencoderKL, float]:
     return vae.eval().requires_grad_(False), float(config["latent_scale"])
 
 
-_METRICS_TODO = "\n\n## Metrics\n\nRun `atelier eval MODEL --card` for its shapes-bench scores."
+# Under the heading `atelier eval --card` replaces, so the placeholder never outlives the scores.
+_METRICS_TODO = "\n\n## shapes-bench\n\nNot measured yet: run `atelier eval MODEL --card`."
 
 
 def _cpu_hours_in_card(folder: Path) -> float | None:

@@ -53,6 +53,12 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     assert np.asarray(image).shape == (64, 64, 3)
     card = (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
     assert "Training CPU time" in card
+    # The placeholder sits under the heading `atelier eval --card` replaces.
+    from atelier.cli.evaluate import CARD_HEADING, replace_section
+
+    assert f"{CARD_HEADING}\n\nNot measured yet" in card
+    scored = replace_section(card, f"{CARD_HEADING}\n\noverall 0.5\n")
+    assert "Not measured yet" not in scored and scored.count(CARD_HEADING) == 1
     # The card adds the autoencoder's CPU time (from its own card) to the total.
     vae_hours = float(vae_card.split("Training CPU time: ")[1].split(" h")[0])
     ldm_hours = sum(cpu) / 3600
