@@ -24,8 +24,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
@@ -98,12 +100,20 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         yield
         app.state.queue.close()
 
+    # The bearer scheme's 401 is documented only when a token is configured (see ``guarded``).
+    auth_docs = {401: {"model": ErrorBody}} if settings.token is not None else {}
     app = FastAPI(
         lifespan=lifespan,
         title="atelier",
         version="1",
         description="Text-to-image generation and editing on a CPU: a bounded job queue.",
-        responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+        # 400: a body that is not JSON at all (FastAPI's own answer).
+        responses={
+            **auth_docs,
+            400: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+            429: {"model": ErrorBody},
+        },  # fmt: skip
     )
     limits = settings.limits
     models = Models()
@@ -122,6 +132,23 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route matching the path; a path served by
+            # several routes (GET and DELETE /v1/jobs/{id}) must list all of their methods.
+            allowed = sorted(
+                {
+                    method
+                    for route in app.routes
+                    if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                    for method in route.methods
+                }
+            )
+            headers["Allow"] = ", ".join(allowed)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -143,7 +170,11 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
                 401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    guarded = [Depends(authorize)]
+    # The schema tells the truth about this server: the bearer scheme (and its 401) appear
+    # only when a token is configured.
+    guarded = [Depends(authorize)] if settings.token is not None else []
+    # A request naming a model this server cannot find is answered 404.
+    job_docs = {404: {"model": ErrorBody}}
 
     # ---------------------------------------------------------------- results and running
     def save_images(job: Job, loaded: Model | None, images, seeds, options, mode, extra, prompt):
@@ -303,7 +334,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     def enqueue(kind: str, req, run, batch_key=None) -> JobCreated:
         problems = limit_problems(req, limits)
         if problems:
-            raise HTTPException(422, "; ".join(problems))
+            raise HTTPException(422, problems)
         if req.seed is None:
             req = req.model_copy(update={"seed": secrets.randbelow(2**31 - 1)})
         name = getattr(req, "model", None)
@@ -328,7 +359,13 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         )
 
     # ---------------------------------------------------------------- endpoints
-    @app.post("/v1/txt2img", status_code=202, response_model=JobCreated, dependencies=guarded)
+    @app.post(
+        "/v1/txt2img",
+        status_code=202,
+        response_model=JobCreated,
+        dependencies=guarded,
+        responses=job_docs,
+    )
     def txt2img(req: Txt2ImgRequest) -> JobCreated:
         key = (
             "txt2img",
@@ -341,19 +378,43 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         )
         return enqueue("txt2img", req, run_txt2img, batch_key=key)
 
-    @app.post("/v1/img2img", status_code=202, response_model=JobCreated, dependencies=guarded)
+    @app.post(
+        "/v1/img2img",
+        status_code=202,
+        response_model=JobCreated,
+        dependencies=guarded,
+        responses=job_docs,
+    )
     def img2img(req: Img2ImgRequest) -> JobCreated:
         return enqueue("img2img", req, run_edit)
 
-    @app.post("/v1/inpaint", status_code=202, response_model=JobCreated, dependencies=guarded)
+    @app.post(
+        "/v1/inpaint",
+        status_code=202,
+        response_model=JobCreated,
+        dependencies=guarded,
+        responses=job_docs,
+    )
     def inpaint(req: InpaintRequest) -> JobCreated:
         return enqueue("inpaint", req, run_edit)
 
-    @app.post("/v1/outpaint", status_code=202, response_model=JobCreated, dependencies=guarded)
+    @app.post(
+        "/v1/outpaint",
+        status_code=202,
+        response_model=JobCreated,
+        dependencies=guarded,
+        responses=job_docs,
+    )
     def outpaint(req: OutpaintRequest) -> JobCreated:
         return enqueue("outpaint", req, run_edit)
 
-    @app.post("/v1/upscale", status_code=202, response_model=JobCreated, dependencies=guarded)
+    @app.post(
+        "/v1/upscale",
+        status_code=202,
+        response_model=JobCreated,
+        dependencies=guarded,
+        responses=job_docs,
+    )
     def upscale(req: UpscaleRequest) -> JobCreated:
         return enqueue("upscale", req, run_edit)
 

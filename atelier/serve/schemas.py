@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
 
+# The OpenAPI string format of image fields: base64 bytes that PIL decodes (schema checkers such
+# as schemathesis register a strategy for it).
+IMAGE_FORMAT = "image-base64"
+
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
@@ -37,28 +41,32 @@ class Limits:
 LIMITS = Limits()
 
 
-def limit_problems(req: BaseModel, limits: Limits) -> list[str]:
+def limit_problems(req: BaseModel, limits: Limits) -> list[dict]:
     """What in ``req`` exceeds the server's configured ``limits`` (the schema's own bounds are
-    the defaults; ``atelier serve`` may set stricter ones)."""
+    the defaults; ``atelier serve`` may set stricter ones), as FastAPI validation errors
+    (``{"loc", "msg", "type"}``), so every 422 has the one documented body shape."""
     problems = []
+
+    def problem(field: str, msg: str) -> None:
+        problems.append({"loc": ["body", field], "msg": msg, "type": "value_error"})
+
     steps, n = getattr(req, "steps", None), getattr(req, "n", 1)
     if steps is not None and steps > limits.max_steps:
-        problems.append(f"steps {steps} is over this server's limit of {limits.max_steps}")
+        problem("steps", f"steps {steps} is over this server's limit of {limits.max_steps}")
     if n > limits.max_batch:
-        problems.append(f"n {n} is over this server's limit of {limits.max_batch}")
+        problem("n", f"n {n} is over this server's limit of {limits.max_batch}")
     for field in ("prompt", "negative_prompt"):
         text = getattr(req, field, "")
         if len(text) > limits.max_prompt_chars:
-            problems.append(
-                f"{field} is over this server's limit of {limits.max_prompt_chars} characters"
-            )
+            limit = limits.max_prompt_chars
+            problem(field, f"{field} is over this server's limit of {limit} characters")
     for field in ("image", "mask"):
         data = getattr(req, field, None)
         if data is not None:
             try:
                 decode_image(data, what=field, max_pixels=limits.max_pixels)
             except ValueError as err:
-                problems.append(str(err))
+                problem(field, str(err))
     return problems
 
 
@@ -102,7 +110,10 @@ def decode_image(
 
 
 class _ImageRequest(_Request):
-    image: str = Field(..., description="Base64-encoded PNG (or any image PIL reads).")
+    image: str = Field(
+        ..., description="Base64-encoded PNG (or any image PIL reads).",
+        json_schema_extra={"format": IMAGE_FORMAT},
+    )  # fmt: skip
 
     @field_validator("image")
     @classmethod
@@ -119,7 +130,10 @@ class Img2ImgRequest(_ImageRequest):
 
 class InpaintRequest(_ImageRequest):
     prompt: str = Field(..., min_length=1, max_length=LIMITS.max_prompt_chars)
-    mask: str = Field(..., description="Base64 PNG of the image's size; white = repaint.")
+    mask: str = Field(
+        ..., description="Base64 PNG of the image's size; white = repaint.",
+        json_schema_extra={"format": IMAGE_FORMAT},
+    )  # fmt: skip
     method: Literal["masked", "trained"] = "masked"
     grow: int = Field(0, ge=0, le=32)
     feather: float = Field(0.0, ge=0.0, le=16.0)

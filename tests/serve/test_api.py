@@ -211,6 +211,22 @@ def test_bearer_token_and_image_paths(model_dir, tmp_path):
         assert client.get("/").status_code == 200  # the page itself; its API calls carry the token
 
 
+def test_schema_declares_the_bearer_scheme_only_when_a_token_is_set(model_dir, tmp_path):
+    with make_client(model_dir, tmp_path, token="s3cret") as client:
+        spec = client.get("/openapi.json").json()
+        op = spec["paths"]["/v1/txt2img"]["post"]
+        assert op["security"] == [{"HTTPBearer": []}] and "401" in op["responses"]
+    with make_client(model_dir, tmp_path) as client:
+        op = client.get("/openapi.json").json()["paths"]["/v1/txt2img"]["post"]
+        assert "security" not in op and "401" not in op["responses"]
+
+
+def test_405_lists_every_method_of_the_path(model_dir, tmp_path):
+    with make_client(model_dir, tmp_path) as client:
+        r = client.put("/v1/jobs/abc")
+        assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "DELETE"}
+
+
 def test_progress_stream_reports_steps_then_done(model_dir, tmp_path):
     with make_client(model_dir, tmp_path) as client:
         job = client.post("/v1/txt2img", json={"prompt": "a", "steps": 4}).json()["id"]
