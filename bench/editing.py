@@ -165,6 +165,50 @@ def bench_super_resolution(n: int) -> None:
             print(f"{low}->{high} {name}: {p:.2f} / {s:.4f}")
 
 
+def bench_cascade(native_name: str, n: int) -> None:
+    """Imagen's question: does generating small and upscaling keep the content? The same seen
+    shapes-bench prompts and seeds through shapes-pixel (32 px) + shapes-sr-32-64, beside the
+    32 px base alone and the native 64 px model, all judged by the same judge."""
+    from atelier.pipelines.upscale import cascade_stages, run_cascade
+    from atelier.shapes.bench import load_suite
+
+    print("\n## Cascade 32 -> 64 against native 64 px (seen shapes-bench prompts)")
+    try:
+        base, stages = load_model("shapes-pixel"), cascade_stages([32, 64])
+    except FileNotFoundError as err:
+        print(f"skipped: {err}")
+        return
+    suite = [bp for bp in load_suite() if bp.split == "seen"]
+    suite = [suite[i] for i in np.random.default_rng(SEED + 3).permutation(len(suite))[:n]]
+    native = load_model(native_name)
+    rows = {"native 64 px (" + native_name + ")": [], "base 32 px (shapes-pixel)": [],
+            "cascade 32 -> 64": []}  # fmt: skip
+    timing = dict.fromkeys(rows, 0.0)
+    for start in range(0, len(suite), 8):
+        chunk = suite[start : start + 8]
+        prompts, seeds = [bp.prompt for bp in chunk], list(range(start, start + len(chunk)))
+        began = time.perf_counter()
+        hi = native.pipeline()(prompts, seeds=seeds, options=native.config.defaults)
+        t1 = time.perf_counter()
+        lo = base.pipeline()(prompts, seeds=seeds, options=base.config.defaults)
+        t2 = time.perf_counter()
+        up = run_cascade(lo, seeds, stages)
+        t3 = time.perf_counter()
+        names = list(rows)
+        timing[names[0]] += t1 - began
+        timing[names[1]] += t2 - t1
+        timing[names[2]] += t3 - t1
+        for bp, a, b, c in zip(chunk, hi, lo, up):
+            for name, image in zip(names, (a, b, c)):
+                rows[name].append(judge(np.asarray(image), bp.spec).passed)
+    print("| pipeline | judge accuracy | s/image |")
+    print("|---|---|---|")
+    for name, passes in rows.items():
+        print(f"| {name} | {rate(passes)} | {timing[name] / len(suite):.2f} |")
+    gap = np.mean(rows["cascade 32 -> 64"]) - np.mean(rows[names[0]])
+    print(f"cascade minus native: {gap:+.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
@@ -187,6 +231,7 @@ def main() -> None:
     bench_outpainting(editor, n, options)
     bench_img2img(editor, n, options)
     bench_super_resolution(min(n, 64))
+    bench_cascade(args.model, n)
 
 
 if __name__ == "__main__":

@@ -16,38 +16,52 @@ import io
 import json
 import socket
 import statistics
+import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
 from tempfile import TemporaryDirectory
 
 import httpx
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from atelier.serve.app import ServeSettings, create_app  # noqa: E402
-from atelier.serve.schemas import Limits  # noqa: E402
-
 PROMPTS = ["a red circle", "a blue square", "a green triangle", "two yellow circles",
            "a cyan square above a purple circle", "a red triangle on the left"]  # fmt: skip
 
 
-def start(settings: ServeSettings):
-    import uvicorn
-
+@contextmanager
+def serving(model: str, out: str, *, batching: bool, max_queue: int):
+    """``atelier serve`` in its own process, as a user runs it: the clients' HTTP handling never
+    competes with generation for this process's GIL. Yields the base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="error"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "atelier", "serve", "--port", str(port), "--model", model,
+           "--max-queue", str(max_queue), "-o", out]  # fmt: skip
+    cmd += [] if batching else ["--no-batching"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"atelier serve exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/v1/samplers", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("atelier serve did not start within 120 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def one_request(base: str, k: int, steps: int, timeout: float) -> tuple[float, bool, str]:
@@ -68,7 +82,7 @@ def one_request(base: str, k: int, steps: int, timeout: float) -> tuple[float, b
                 break
             if time.perf_counter() - began > timeout:
                 return time.perf_counter() - began, False, "timeout"
-            time.sleep(0.02)
+            time.sleep(0.05)
         latency = time.perf_counter() - began
         if view["status"] != "done":
             return latency, False, view.get("error") or view["status"]
@@ -80,18 +94,15 @@ def one_request(base: str, k: int, steps: int, timeout: float) -> tuple[float, b
 
 def run_setting(model: str, batching: bool, clients: int, requests: int, steps: int,
                 timeout: float) -> dict:  # fmt: skip
-    with TemporaryDirectory() as out:
-        settings = ServeSettings(model=model, output=Path(out), batching=batching,
-                                 limits=Limits(max_queue=64))  # fmt: skip
-        server, thread, base = start(settings)
+    with TemporaryDirectory() as out, serving(model, out, batching=batching, max_queue=64) as base:
+        # One warm-up request (model load, first-call allocations) outside the measurement.
+        one_request(base, requests, steps, timeout)
         began = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             results = list(
                 pool.map(lambda k: one_request(base, k, steps, timeout), range(requests))
             )
         wall = time.perf_counter() - began
-        server.should_exit = True
-        thread.join(timeout=10)
     latencies = sorted(r[0] for r in results)
     problems = [r[2] for r in results if not r[1]]
     return {
@@ -105,9 +116,7 @@ def run_setting(model: str, batching: bool, clients: int, requests: int, steps: 
 
 
 def overload(model: str, steps: int) -> dict:
-    with TemporaryDirectory() as out:
-        settings = ServeSettings(model=model, output=Path(out), limits=Limits(max_queue=4))
-        server, thread, base = start(settings)
+    with TemporaryDirectory() as out, serving(model, out, batching=True, max_queue=4) as base:
         codes = []
         with httpx.Client(base_url=base, timeout=30) as client:
             for k in range(20):
@@ -115,8 +124,6 @@ def overload(model: str, steps: int) -> dict:
                     "/v1/txt2img", json={"prompt": "a red circle", "seed": k, "steps": steps}
                 )
                 codes.append((r.status_code, r.headers.get("retry-after")))
-        server.should_exit = True
-        thread.join(timeout=30)
     return {
         "accepted": sum(c == 202 for c, _ in codes),
         "rejected_429": sum(c == 429 for c, _ in codes),

@@ -221,6 +221,15 @@ class Text2Image:
         mode = fixed_batch(lambda x: encode(x).mode(), self.rows)
         return self.latent_space.to_diffusion(mode(images.to(self.device)))
 
+    @torch.no_grad()
+    def preview(self, z: torch.Tensor) -> torch.Tensor:
+        """A progress preview of latents: decoded as they come, without ``decode``'s fixed-size
+        chunks (a preview need not be batch-invariant, and one image padded to ``rows`` would
+        cost a full chunk)."""
+        if self.autoencoder is None:
+            return z.clamp(-1, 1)
+        return self.autoencoder.decode(self.latent_space.from_diffusion(z)).clamp(-1, 1)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [-1, 1] (identity in pixel space)."""
         if self.autoencoder is None:

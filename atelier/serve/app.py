@@ -210,7 +210,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
 
     def previewer(pipe):
         def make(info) -> str:
-            small = pipe.decode(info.denoised[:1])[0]
+            small = pipe.preview(info.denoised[:1])[0]
             from atelier.data.base import tensor_to_pil
 
             return _png_base64(tensor_to_pil(small))

@@ -21,6 +21,7 @@ from torch import nn
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.losses import Weighting, diffusion_loss, training_noise
 from atelier.diffusion.parameterization import q_sample
+from atelier.eval.probes import word_sensitivity
 from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
 from atelier.shapes.judge import judge
@@ -131,7 +132,12 @@ class LatentDiffusionTask:
         ]
         if rows:
             Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
-        record = {"step": step, "judge_pass": float(np.mean(passed)), "n": len(passed)}
+        # Whether position words are read at all (eval/probes.py); sampling alone hides it.
+        words = word_sensitivity(self.pipeline())
+        record = {
+            "step": step, "judge_pass": float(np.mean(passed)), "n": len(passed),
+            "position_vs_colour": round(words.position_vs_colour, 4),
+        }  # fmt: skip
         with open(out_dir / "samples.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 

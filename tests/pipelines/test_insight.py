@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -80,3 +81,50 @@ def test_position_probe_counts_cells_and_seed_determination():
     assert good.in_asked_cell == 1.0 and good.seed_determined == 0.0 and good.images == 18
     bad = position_probe(Stubborn(), objects=("red circle",), seeds=(0, 1))
     assert bad.in_asked_cell == pytest.approx(1 / len(PHRASES)) and bad.seed_determined == 1.0
+
+
+def test_word_sensitivity_measures_how_far_one_word_moves_the_mean_x0():
+    from atelier.diffusion.config import DiffusionConfig
+    from atelier.eval.probes import word_sensitivity
+    from atelier.pipelines.text2image import Text2Image
+    from atelier.text.encoder import TextEmbedding
+
+    class Words(torch.nn.Module):
+        """States (B, 1, 3): [bottom right?, blue?, square?]."""
+
+        def encode(self, prompts):
+            flags = [[float("bottom right" in p), float("blue" in p), float("square" in p)]
+                     for p in prompts]  # fmt: skip
+            states = torch.tensor(flags)[:, None]
+            return TextEmbedding(
+                states, torch.ones(len(prompts), 1, dtype=torch.bool), states[:, 0]
+            )
+
+    class Painter(torch.nn.Module):
+        """Predicts x_0 directly: a unit square of the prompt's colour channel at its corner."""
+
+        def __init__(self, reads_position: bool):
+            super().__init__()
+            self.reads_position = reads_position
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t, context):
+            out = torch.zeros_like(x)
+            for i, (right, blue, square) in enumerate(context.states[:, 0].tolist()):
+                r = 2 if right and self.reads_position else 0
+                out[i, int(blue), r : r + 2, r : r + 2] = 2.0 if square else 1.0
+            return out
+
+    def pipe(reads_position):
+        return Text2Image(network=Painter(reads_position), text_encoder=Words(),
+                          diffusion=DiffusionConfig(prediction_type="sample"),
+                          latent_shape=(2, 4, 4))  # fmt: skip
+
+    good = word_sensitivity(pipe(True), seeds=range(3))
+    # Moving the 2x2 square of ones: 8 cells differ by 1; recolouring: 8 cells; 1 -> 2: 4 cells.
+    assert good.position == pytest.approx(8**0.5) and good.colour == pytest.approx(8**0.5)
+    assert good.shape == pytest.approx(2.0) and good.position_vs_colour == pytest.approx(1.0)
+    blind = word_sensitivity(pipe(False), seeds=range(3))
+    assert blind.position == 0.0 and blind.position_vs_colour == 0.0
+    with pytest.raises(ValueError, match="training step"):
+        word_sensitivity(pipe(True), t=5000)
