@@ -105,4 +105,11 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         page.wait_for_function("document.getElementById('status').textContent === 'cancelled'")
         assert page.locator(".card").count() == 2
         page.screenshot(path=str(SHOTS / "3-cancelled.png"))
+
+        # A request past a limit: the 422's validation errors are shown as a readable line.
+        page.fill("#steps", "150")
+        page.click("#generate")
+        page.wait_for_function("document.getElementById('status').className === 'error'")
+        shown = page.locator("#status").text_content()
+        assert shown.startswith("steps: ") and "100" in shown and "{" not in shown
         browser.close()
