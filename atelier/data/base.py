@@ -30,7 +30,8 @@ def array_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {pixels.dtype} {pixels.shape}")
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 127.5 - 1.0
+    # A copy: arrays from PIL are read-only, which torch.from_numpy warns about.
+    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
 def tensor_to_array(image: torch.Tensor) -> np.ndarray:

@@ -269,3 +269,49 @@ def test_the_servers_own_limits_apply(model_dir, tmp_path):
         r = client.post("/v1/img2img", json={"prompt": "a", "image": image})
         assert r.status_code == 422 and "over the limit of 100 pixels" in r.text
         assert client.post("/v1/txt2img", json={"prompt": "a", "steps": 5}).status_code == 202
+
+
+def test_upscale_endpoint_returns_the_doubled_image(model_dir, tmp_path, monkeypatch):
+    from atelier.models.unet import UNet
+    from atelier.pipelines.text2image import SamplingOptions
+    from atelier.pipelines.upscale import UpscalerConfig, save_upscaler
+    from tests.pipelines.test_cascade import TINY_UNET
+
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
+    fast = SamplingOptions(steps=2, guidance=1.0, sampler="euler")
+    config = UpscalerConfig("shapes-sr-32-64", 32, 64, TINY_UNET, defaults=fast)
+    save_upscaler(UNet(TINY_UNET), config, tmp_path / "home" / "models" / "shapes-sr-32-64",
+                  card="# sr\n")  # fmt: skip
+    image = Image.new("RGB", (32, 32), (220, 40, 40))
+    with make_client(model_dir, tmp_path) as client:
+        r = client.post("/v1/upscale", json={"image": png_b64(image), "seed": 5})
+        assert r.status_code == 202, r.text
+        view = wait(client, r.json()["id"])
+        assert view["status"] == "done", view
+        png = client.get(view["images"][0]["url"]).content
+        assert Image.open(io.BytesIO(png)).size == (64, 64)
+        assert "Mode: upscale" in view["images"][0]["parameters"]
+
+
+def test_a_job_past_its_time_limit_fails_with_a_message(model_dir, tmp_path):
+    limits = Limits(job_timeout_s=0.2)
+    with make_client(model_dir, tmp_path, limits=limits) as client:
+        r = client.post("/v1/txt2img", json={"prompt": "a", "steps": 100, "n": 8})
+        view = wait(client, r.json()["id"])
+        assert view["status"] == "failed" and "timed out after" in view["error"]
+        # The server goes on serving.
+        r = client.post("/v1/txt2img", json={"prompt": "a", "steps": 1})
+        assert wait(client, r.json()["id"])["status"] == "done"
+
+
+def test_cors_is_off_by_default_and_allows_only_configured_origins(model_dir, tmp_path):
+    pre = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    with make_client(model_dir, tmp_path) as client:
+        r = client.get("/v1/samplers", headers={"Origin": "https://example.org"})
+        assert "access-control-allow-origin" not in r.headers
+    with make_client(model_dir, tmp_path, cors_origins=("https://example.org",)) as client:
+        r = client.options("/v1/txt2img", headers=pre)
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://example.org"
+        r = client.options("/v1/txt2img", headers={**pre, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
