@@ -16,14 +16,12 @@ import numpy as np
 from PIL import Image
 
 from atelier.pipelines.metadata import GenerationParams, save_png
-from atelier.pipelines.model_folder import load_model, resolve
+from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model, resolve
 from atelier.shapes.bench import BenchPrompt, load_suite
 from atelier.shapes.floor import degrade
 from atelier.shapes.judge import judge
 from atelier.shapes.render import render
 from atelier.shapes.scene import realize
-
-DEFAULT_MODEL = "shapes-ldm"
 
 
 def demo_prompts() -> list[BenchPrompt]:

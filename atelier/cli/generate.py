@@ -15,11 +15,9 @@ from tqdm import tqdm
 from atelier.cli.errors import fail
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.pipelines.metadata import GenerationParams, read_params, save_png
-from atelier.pipelines.model_folder import Model, load_model
+from atelier.pipelines.model_folder import DEFAULT_MODEL, Model, load_model
 from atelier.pipelines.text2image import SamplingOptions
 from atelier.text.window import PromptTruncatedWarning
-
-DEFAULT_MODEL = "shapes-ldm"
 
 
 def read_prompts(path: Path) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from atelier.cli.errors import fail
+from atelier.pipelines.model_folder import DEFAULT_MODEL
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -16,7 +17,7 @@ def serve(
         "127.0.0.1", "--host", help="Interface to bind (loopback by default)."
     ),
     port: int = typer.Option(7860, "--port"),
-    model: str = typer.Option("shapes-ldm", "--model", help="Default model name or folder."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Default model name or folder."),
     token: str = typer.Option(None, "--token", help="Require 'Authorization: Bearer TOKEN'."),
     max_queue: int = typer.Option(16, "--max-queue", help="Waiting jobs before 429."),
     timeout: float = typer.Option(300.0, "--timeout", help="Per-job time limit in seconds."),

@@ -39,6 +39,8 @@ from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
 
 SHIPPED = Path(str(resources.files("atelier"))) / "weights"
+# The text-to-image model every command, the demo and the server use unless told otherwise.
+DEFAULT_MODEL = "shapes-ldm"
 
 
 def model_dirs() -> tuple[Path, ...]:

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
-from atelier.pipelines.model_folder import Model, load_model, model_dirs
+from atelier.pipelines.model_folder import DEFAULT_MODEL, Model, load_model, model_dirs
 from atelier.serve.jobs import Job, JobQueue, QueueFull
 from atelier.serve.schemas import (
     ErrorBody,
@@ -56,7 +56,7 @@ IMAGE_NAME = re.compile(r"^[0-9a-f]{16}-[0-9]{2}\.png$")
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str = "shapes-ldm"
+    model: str = DEFAULT_MODEL
     output: Path = Path("out/serve")
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
