@@ -84,6 +84,10 @@ def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
     return torch.cumprod(1 - betas.double(), 0)
 
 
+# The VE noise level standing in for a zero-terminal-SNR schedule's infinite sigma_T (below).
+ZERO_SNR_SIGMA = ((1 - 2.0**-24) / 2.0**-24) ** 0.5
+
+
 def sigmas_from_alphas_cumprod(abar: torch.Tensor) -> torch.Tensor:
     """VE noise levels sigma_t = sqrt((1 - abar_t) / abar_t)."""
     abar = abar.double()

@@ -59,9 +59,9 @@ def parse_axis(text: str) -> Axis:
     return Axis(name, tuple(values))
 
 
-def nfe(options: SamplingOptions) -> int:
+def nfe(options: SamplingOptions, *, zero_terminal_snr: bool = False) -> int:
     """Network evaluations per image (classifier-free guidance batches its two passes as one)."""
-    return network_evaluations(options.sampler, options.steps)
+    return network_evaluations(options.sampler, options.steps, zero_terminal_snr=zero_terminal_snr)
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ def run_sweep(
     if not seeds:
         raise ValueError("a sweep needs at least one seed")
     cells = []
+    ztsnr = pipe.diffusion.zero_terminal_snr
     for combo in itertools.product(*(a.values for a in axes)):
         settings = dict(zip(names, combo))
         options = replace(base, **settings)
@@ -122,7 +123,8 @@ def run_sweep(
             seconds += sec / len(seeds)
         table = summarize(results)
         cells.append(
-            Cell(settings, options, nfe(options), seconds, dict(table["overall"]),
+            Cell(settings, options, nfe(options, zero_terminal_snr=ztsnr), seconds,
+                 dict(table["overall"]),
                  {c: dict(v) for c, v in table.items()}, tuple(results), tuple(kept))
         )  # fmt: skip
     return cells

@@ -49,11 +49,14 @@ SAMPLERS: dict[str, Sampler] = {
 STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
 
 
-def network_evaluations(name: str, steps: int) -> int:
+def network_evaluations(name: str, steps: int, *, zero_terminal_snr: bool = False) -> int:
     """Denoiser calls per image for ``steps`` steps of ``name`` (tested against a counter):
-    Heun makes two per step but one on the last, to sigma 0; the others one per step."""
+    Heun makes two per step but one on the last, to sigma 0, and one on the first out of a
+    zero-terminal-SNR schedule's infinite level; the others one per step."""
     get_sampler(name)
-    return 2 * steps - 1 if name == "heun" else steps
+    if name != "heun":
+        return steps
+    return 2 * steps - 1 - (1 if zero_terminal_snr and steps > 1 else 0)
 
 
 def get_sampler(name: str) -> Sampler:

@@ -7,6 +7,11 @@ sigma_{i+1} takes an Euler step to x' and averages the slopes at both ends:
     x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (d(x_i, sigma_i) + d(x', sigma_{i+1})) / 2,
 
 two denoiser calls per step, except into sigma = 0, where d is undefined and the step stays Euler.
+
+A step out of a zero-terminal-SNR schedule's first level (sigma_0 ~ 4096, standing in for
+infinity) is Euler too: there the trapezoid weighs the slope at sigma_1 by sigma_0 / (2 sigma_1),
+hundreds of times, and a guided denoiser's inconsistency between the two levels with it. On the
+shipped model, Heun with 10 trailing steps passed 2% of shapes-bench prompts instead of ~45%.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from atelier.diffusion.denoiser import Denoiser
 from atelier.diffusion.plan import SamplingPlan
 from atelier.diffusion.samplers.base import Callback, Generators, StepInfo, check_inputs, sigma_at
+from atelier.diffusion.schedules import ZERO_SNR_SIGMA
 
 
 @torch.no_grad()
@@ -37,7 +43,7 @@ def sample_heun(
         denoised = denoiser(x, sigma, t)
         d = (x - denoised) / sigma.to(x.dtype)
         x_euler = x + d * dt
-        if sigma_next == 0:
+        if sigma_next == 0 or plan.sigmas[i] >= ZERO_SNR_SIGMA:
             x = x_euler
         else:
             # The planned timestep of sigma_{i+1} where there is one (diffusers evaluates there);
