@@ -1,6 +1,6 @@
 """``make demo``: generate a seen and a held-out shapes-bench prompt per category; judge them.
 
-With the shipped default model (``atelier/weights/shapes-ldm``) the images are generated from
+With the shipped default model (``atelier/weights/shapes-ldm-minilm``) the images are generated from
 text; each is judged against its prompt, and all are tiled into ``out/demo/grid.png`` beside one
 PNG per prompt (each carrying its generation parameters). Without a trained model, the demo
 renders the prompts exactly instead, so the world and its judge can still be seen.

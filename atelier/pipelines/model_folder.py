@@ -39,8 +39,10 @@ from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
 
 SHIPPED = Path(str(resources.files("atelier"))) / "weights"
-# The text-to-image model every command, the demo and the server use unless told otherwise.
-DEFAULT_MODEL = "shapes-ldm"
+# The text-to-image model every command, the demo and the server use unless told otherwise: the
+# frozen-MiniLM variant, which reads position words (shapes-ldm, the trainable-encoder variant,
+# does not; see its model card).
+DEFAULT_MODEL = "shapes-ldm-minilm"
 
 
 def model_dirs() -> tuple[Path, ...]:
