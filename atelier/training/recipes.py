@@ -186,10 +186,11 @@ def _shapes_features() -> Recipe:
 
 
 def _shapes_ldm_inpaint() -> Recipe:
-    # Stable Diffusion inpainting: the base model fine-tuned with 5 extra input channels.
+    # Stable Diffusion inpainting: the default model fine-tuned with 5 extra input channels.
+    base = _shapes_ldm_minilm()
     return replace(
-        _shapes_ldm(), name="shapes-ldm-inpaint", init_from="shapes-ldm", inpainting=True,
-        unet=replace(_UNET, in_channels=9),
+        base, name="shapes-ldm-inpaint", init_from="shapes-ldm-minilm", inpainting=True,
+        unet=replace(base.unet, in_channels=9),
         train=replace(_LDM_TRAIN, max_steps=1500, warmup_steps=100, lr=3e-4, ema_start=300),
     )  # fmt: skip
 
