@@ -63,6 +63,7 @@ class Recipe:
     inpainting: bool = False  # train with masks: the UNet takes 2 C + 1 input channels
     upscale_from: int | None = None  # super-resolution: the low resolution (high = data's)
     max_aug: int = 250  # super-resolution: the highest noise-augmentation level in training
+    sr_crop: int | None = None  # super-resolution: train on random crops of this many px
     text_encoder: TextEncoderConfig | None = None
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     objective: LDMObjective = field(default_factory=LDMObjective)
@@ -200,10 +201,12 @@ def _shapes_sr(low: int, high: int) -> Callable[[], Recipe]:
         return Recipe(
             name=f"shapes-sr-{low}-{high}", kind="upscaler", data=ShapesData(resolution=high),
             train=replace(_LDM_TRAIN, max_steps=3000, batch_size=32, sample_every=None),
+            # Imagen's super-resolution recipe: no self-attention, trained on crops (here half
+            # the side, a quarter of the pixels), sampled on whole images.
             unet=UNetConfig(in_channels=6, out_channels=3, block_channels=(32, 64, 128),
-                            layers_per_block=1, attention_levels=(False, False, True), heads=4,
+                            layers_per_block=1, attention_levels=(False, False, False), heads=4,
                             context_dim=None, groups=32, noise_level_conditioning=True),
-            diffusion=_DIFFUSION, objective=_OBJECTIVE, upscale_from=low,
+            diffusion=_DIFFUSION, objective=_OBJECTIVE, upscale_from=low, sr_crop=high // 2,
         )  # fmt: skip
 
     return recipe

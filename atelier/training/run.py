@@ -357,8 +357,10 @@ def run_upscaler(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
     data = _images(recipe, None)
     torch.manual_seed(recipe.train.seed)
     unet = UNet(recipe.unet)
-    task = SuperResolutionTask(unet, recipe.diffusion, low=low, max_aug=recipe.max_aug,
-                               weighting=recipe.objective.weighting)  # fmt: skip
+    task = SuperResolutionTask(
+        unet, recipe.diffusion, low=low, max_aug=recipe.max_aug,
+        weighting=recipe.objective.weighting, crop=recipe.sr_crop,
+    )  # fmt: skip
     ledger = CPULedger()
     train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
     total = ledger.total

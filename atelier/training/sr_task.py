@@ -6,6 +6,11 @@ image upsampled to S (bicubic), concatenated to its input. Noise conditioning au
 random level s ~ U{0, ..., max_aug}, z_s = sqrt(abar_s) up + sqrt(1 - abar_s) eps', and the
 network is told s. A cascade is then robust to the artefacts of the stage below; at sampling
 time a fixed small s is used.
+
+Like Imagen's super-resolution models, the network can train on random crops (``crop`` px) of
+the high-resolution image and its conditioning, cut after degrading the whole image; a
+convolutional UNet without self-attention then samples whole images of any size. A 32 px crop
+of a 64 px image costs a quarter of the full step.
 """
 
 from __future__ import annotations
@@ -34,10 +39,17 @@ class SuperResolutionTask:
         low: int,
         max_aug: int = 250,
         weighting: Weighting = "uniform",
+        crop: int | None = None,
     ) -> None:
         if unet.config.in_channels != 6 or not unet.config.noise_level_conditioning:
             raise ValueError("a super-resolution UNet takes 6 input channels and a noise level")
-        self.unet, self.diffusion, self.low = unet, diffusion, low
+        if crop is not None and any(unet.config.attention_levels):
+            raise ValueError(
+                "training on crops needs a UNet without self-attention (attention would see "
+                "only the crop, then the whole image at sampling time); set attention_levels "
+                "all false or crop=None"
+            )
+        self.unet, self.diffusion, self.low, self.crop = unet, diffusion, low, crop
         self.max_aug, self.weighting = max_aug, weighting
         self.abar = diffusion.alphas_cumprod()
 
@@ -50,6 +62,8 @@ class SuperResolutionTask:
         hi, _ = batch
         b, size = hi.shape[0], hi.shape[-1]
         up = upsample(degrade(hi, self.low), size)
+        if self.crop is not None and self.crop < size:
+            hi, up = self._crop(hi, up, size)
         level = torch.randint(0, self.max_aug + 1, (b,), device=hi.device)
         cond = augment(up, level, self.abar)
         t = torch.randint(0, self.diffusion.n_train, (b,), device=hi.device)
@@ -62,3 +76,17 @@ class SuperResolutionTask:
             reduction="none",
         )  # fmt: skip
         return per_image.mean(), {"t": t.detach().cpu(), "loss": per_image.detach().cpu()}
+
+    def _crop(
+        self, hi: torch.Tensor, up: torch.Tensor, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random window of each image and its conditioning, at offsets on the
+        low-resolution pixel grid (so every crop sees the upsampling kernel in the same phase)."""
+        step = size // self.low
+        positions = (size - self.crop) // step + 1
+        ys = torch.randint(0, positions, (hi.shape[0],)) * step
+        xs = torch.randint(0, positions, (hi.shape[0],)) * step
+        c = self.crop
+        hi = torch.stack([h[:, y : y + c, x : x + c] for h, y, x in zip(hi, ys, xs)])
+        up = torch.stack([u[:, y : y + c, x : x + c] for u, y, x in zip(up, ys, xs)])
+        return hi, up

@@ -1,5 +1,7 @@
 """Super-resolution: conditioning augmentation, the task, a tiny run end to end, the command."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,29 @@ def test_degrade_upsample_and_augmentation_levels():
     out = augment(up, torch.tensor([0, 900]), abar, noise=noise)
     torch.testing.assert_close(out[0], up[0])  # level 0 leaves the image clean
     assert (out[1] - up[1]).abs().mean() > 0.3
+
+
+def test_crops_cut_the_same_window_of_image_and_conditioning():
+    no_attention = UNetConfig(in_channels=6, out_channels=3, block_channels=(8, 16), groups=4,
+                              attention_levels=(False, False), context_dim=None,
+                              noise_level_conditioning=True)  # fmt: skip
+    task = SuperResolutionTask(UNet(no_attention), DiffusionConfig(), low=8, crop=8)
+    hi = torch.rand(3, 3, 16, 16) * 2 - 1
+    up = hi.flip(-1)  # any conditioning: the window must be the same in both
+    torch.manual_seed(0)
+    a, b = task._crop(hi, up, 16)
+    assert a.shape == b.shape == (3, 3, 8, 8)
+    for k in range(3):
+        (y, x), = {(y, x) for y in range(0, 9, 2) for x in range(0, 9, 2)
+                   if torch.equal(hi[k, :, y : y + 8, x : x + 8], a[k])}  # fmt: skip
+        assert torch.equal(up[k, :, y : y + 8, x : x + 8], b[k])
+    seen = {task._crop(hi, up, 16)[0][0].sum().item() for _ in range(20)}
+    assert len(seen) > 1  # the window moves
+    loss, _ = task.loss((hi, ["x"] * 3), 0)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="without self-attention"):
+        attending = dataclasses.replace(TINY_UNET, attention_levels=(False, True))
+        SuperResolutionTask(UNet(attending), DiffusionConfig(), low=8, crop=8)
 
 
 def test_task_loss_and_its_input_checks():
