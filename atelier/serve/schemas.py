@@ -63,10 +63,10 @@ def limit_problems(req: BaseModel, limits: Limits) -> list[dict]:
     for field in ("image", "mask"):
         data = getattr(req, field, None)
         if data is not None:
-            try:
-                decode_image(data, what=field, max_pixels=limits.max_pixels)
-            except ValueError as err:
-                problem(field, str(err))
+            # The validators decoded it already; the server's pixel limit needs only its size.
+            w, h = image_size(data, what=field)
+            if w * h > limits.max_pixels:
+                problem(field, f"{field} is {w}x{h}, over the limit of {limits.max_pixels} pixels")
     return problems
 
 
@@ -88,22 +88,33 @@ class Txt2ImgRequest(_Request):
     size: int | None = Field(None, ge=16, le=256, multiple_of=16)
 
 
-def decode_image(
-    data: str, *, what: str = "image", max_pixels: int = LIMITS.max_pixels
-) -> Image.Image:
-    """A base64 image string -> PIL image, its pixel count checked before decoding."""
+def _open(data: str, what: str) -> Image.Image:
+    """A base64 image string -> an unloaded PIL image (only its header has been read)."""
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} must be base64-encoded image bytes") from None
     try:
-        image = Image.open(io.BytesIO(raw))
-        w, h = image.size
-        if w * h > max_pixels:
-            raise ValueError(f"{what} is {w}x{h}, over the limit of {max_pixels} pixels")
+        return Image.open(io.BytesIO(raw))
+    except Exception as err:  # PIL raises many types for bad bytes
+        raise ValueError(f"{what} is not a readable image ({type(err).__name__})") from None
+
+
+def image_size(data: str, *, what: str = "image") -> tuple[int, int]:
+    """(width, height) of a base64 image from its header, without decoding its pixels."""
+    return _open(data, what).size
+
+
+def decode_image(
+    data: str, *, what: str = "image", max_pixels: int = LIMITS.max_pixels
+) -> Image.Image:
+    """A base64 image string -> PIL image, its pixel count checked before decoding."""
+    image = _open(data, what)
+    w, h = image.size
+    if w * h > max_pixels:
+        raise ValueError(f"{what} is {w}x{h}, over the limit of {max_pixels} pixels")
+    try:
         image.load()
-    except ValueError:
-        raise
     except Exception as err:  # PIL raises many types for bad bytes
         raise ValueError(f"{what} is not a readable image ({type(err).__name__})") from None
     return image
@@ -146,11 +157,10 @@ class InpaintRequest(_ImageRequest):
 
     @model_validator(mode="after")
     def _same_size(self) -> InpaintRequest:
-        image, mask = decode_image(self.image), decode_image(self.mask, what="mask")
-        if image.size != mask.size:
+        (iw, ih), (mw, mh) = image_size(self.image), image_size(self.mask, what="mask")
+        if (iw, ih) != (mw, mh):
             raise ValueError(
-                f"the mask is {mask.width}x{mask.height} but the image is "
-                f"{image.width}x{image.height}; send a mask of the image's size"
+                f"the mask is {mw}x{mh} but the image is {iw}x{ih}; send a mask of the image's size"
             )
         return self
 
