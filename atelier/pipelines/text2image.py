@@ -228,11 +228,13 @@ class Text2Image:
         cost a full chunk)."""
         if self.autoencoder is None:
             return z.clamp(-1, 1)
-        return self.autoencoder.decode(self.latent_space.from_diffusion(z)).clamp(-1, 1)
+        return self._to_pixels(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [-1, 1] (identity in pixel space)."""
         if self.autoencoder is None:
             return z.clamp(-1, 1)
-        decode = fixed_batch(self.autoencoder.decode, self.rows)
-        return decode(self.latent_space.from_diffusion(z)).clamp(-1, 1)
+        return fixed_batch(self._to_pixels, self.rows)(z)
+
+    def _to_pixels(self, z: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decode(self.latent_space.from_diffusion(z)).clamp(-1, 1)

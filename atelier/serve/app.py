@@ -162,8 +162,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     bearer = HTTPBearer(auto_error=False)
 
     def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if settings.token is None:
-            return
+        # Attached only when a token is set (``guarded`` below).
         given = credentials.credentials if credentials is not None else ""
         if not secrets.compare_digest(given.encode(), settings.token.encode()):
             raise HTTPException(

@@ -117,7 +117,8 @@ class LatentDiffusionTask:
         if not self.sample_prompts:
             return
         # The loop sets eval mode, swaps EMA weights in and restores both afterwards.
-        images = self.pipeline()(
+        pipe = self.pipeline()
+        images = pipe(
             self.sample_prompts, seeds=range(len(self.sample_prompts)), options=self.sample_options
         )
         passed = [
@@ -133,7 +134,7 @@ class LatentDiffusionTask:
         if rows:
             Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
         # Whether position words are read at all (eval/probes.py); sampling alone hides it.
-        words = word_sensitivity(self.pipeline())
+        words = word_sensitivity(pipe)
         record = {
             "step": step, "judge_pass": float(np.mean(passed)), "n": len(passed),
             "position_vs_colour": round(words.position_vs_colour, 4),
