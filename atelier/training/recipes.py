@@ -154,10 +154,14 @@ def _shapes_ldm_minilm() -> Recipe:
 
 
 def _shapes_pixel() -> Recipe:
-    return Recipe(
-        name="shapes-pixel", kind="pixel", train=_LDM_TRAIN, data=ShapesData(resolution=32),
-        unet=replace(_UNET, in_channels=3, out_channels=3), text_encoder=_TEXT_TRAINABLE,
-        diffusion=_DIFFUSION, objective=_OBJECTIVE,
+    # The default model's UNet and frozen MiniLM encoder, in pixel space at 32 px, so that the
+    # comparison isolates the space (and the cascade 32 -> 64 starts from the same text model).
+    # 2.3 s per batch-64 step on one core (measured): 2000 steps, about 1.3 CPU-hours.
+    base = _shapes_ldm_minilm()
+    return replace(
+        base, name="shapes-pixel", kind="pixel", data=ShapesData(resolution=32),
+        unet=replace(base.unet, in_channels=3, out_channels=3),
+        train=replace(_LDM_TRAIN, max_steps=2000, ema_start=600),
     )  # fmt: skip
 
 
