@@ -1,6 +1,6 @@
 """Editing benchmark: inpainting, outpainting, img2img, super-resolution and the cascade.
 
-    .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm] [--quick]
+    .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm-minilm] [--quick]
 
 Every case starts from a fresh render of the shapes world (seeds no training set uses) and is
 scored by the project's judge, so each figure is a success rate with a 95% interval:
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from atelier.eval.shapes_bench import bootstrap  # noqa: E402
 from atelier.pipelines.editing import Editor  # noqa: E402
 from atelier.pipelines.masks import prepare_mask  # noqa: E402
-from atelier.pipelines.model_folder import load_model  # noqa: E402
+from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model  # noqa: E402
 from atelier.shapes.caption import phrase  # noqa: E402
 from atelier.shapes.judge import detect, judge  # noqa: E402
 from atelier.shapes.render import render  # noqa: E402
@@ -212,7 +212,7 @@ def bench_cascade(native_name: str, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--model", default="shapes-ldm")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--quick", action="store_true", help="n = 12, for a smoke run")
     args = parser.parse_args()
     n = 12 if args.quick else args.n
