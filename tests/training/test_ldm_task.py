@@ -1,5 +1,6 @@
 """The latent-diffusion task: a tiny model overfits a handful of images; export and reload."""
 
+import numpy as np
 import torch
 
 from atelier.data.shapes import ShapesDataset
@@ -82,3 +83,31 @@ def test_random_keep_masks_mix_every_kind_of_edit():
     assert 0.05 < (painted == 1).float().mean() < 0.2  # about 10% are text-to-image
     assert (painted == 0).sum() == 0  # every mask paints something
     assert ((painted > 0) & (painted < 1)).float().mean() > 0.8
+
+
+def test_object_masks_cover_the_cells_the_latents_show_objects_in():
+    """The shipped VAE's latents of rendered scenes: occupied_cells finds exactly the cells that
+    hold objects, and the object masks paint one of them."""
+    from atelier.data.base import array_to_tensor
+    from atelier.pipelines.model_folder import load_model
+    from atelier.shapes.render import render
+    from atelier.shapes.scene import sample_scene
+    from atelier.training.ldm import occupied_cells, random_keep_masks
+
+    rng = np.random.default_rng(5)
+    scenes = [sample_scene(rng, split="train") for _ in range(32)]
+    pipe = load_model("shapes-ldm-minilm").pipeline()
+    z = pipe.encode(torch.stack([array_to_tensor(render(s, 64)) for s in scenes]))
+    found = occupied_cells(z)
+    truth = torch.zeros_like(found)
+    for i, s in enumerate(scenes):
+        for o in s.spec().objects:
+            truth[i, o.cell[0] * 3 + o.cell[1]] = True
+    assert torch.equal(found, truth)
+
+    torch.manual_seed(0)
+    occupied = torch.zeros(400, 9, dtype=torch.bool)
+    occupied[:, 4] = True  # every image has one object, in the centre
+    keep = random_keep_masks(400, 16, 16, occupied=occupied)
+    centre_only = (keep[:, 0, 5:10, 5:10] == 0).all((1, 2)) & (keep.mean((1, 2, 3)) > 0.85)
+    assert 0.2 < centre_only.float().mean() < 0.4  # the object masks (25%) and a few others
