@@ -181,7 +181,7 @@ def _cpu_hours_in_card(folder: Path) -> float | None:
     card = folder / "README.md"
     if not card.is_file():
         return None
-    match = re.search(r"Training CPU time: ([0-9.]+) h", card.read_text())
+    match = re.search(r"Training CPU time: (?:about )?([0-9.]+) h", card.read_text())
     return float(match.group(1)) if match else None
 
 
@@ -189,7 +189,12 @@ def _cost(recipe: Recipe, total_cpu: float) -> str:
     """The training cost of a latent model including the autoencoder it decodes through."""
     hours = total_cpu / 3600
     lines = [f"## Training cost\n\n- {recipe.name} (UNet and text encoder): {hours:.2f} CPU-h"]
-    if recipe.kind == "ldm":
+    if recipe.init_from is not None:
+        base_hours = _cpu_hours_in_card(resolve(recipe.init_from))
+        if base_hours is not None:  # the model it fine-tunes, autoencoder included
+            lines.append(f"- the model it fine-tunes, {recipe.init_from}: {base_hours:.2f} CPU-h")
+            lines.append(f"- in all: {hours + base_hours:.2f} CPU-h")
+    elif recipe.kind == "ldm":
         vae_hours = _cpu_hours_in_card(resolve(recipe.vae_model))
         if vae_hours is not None:
             lines.append(f"- its autoencoder {recipe.vae_model}: {vae_hours:.2f} CPU-h")
