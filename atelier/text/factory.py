@@ -21,7 +21,8 @@ class TextEncoderConfig:
 
     ``kind="transformer"``: a :class:`TrainableTextEncoder` of the given ``width``, ``layers``,
     ``heads``, ``mlp_ratio`` and ``dropout`` over a trained BPE tokenizer.
-    ``kind="minilm"``: the frozen :class:`MiniLMTextEncoder`, caching up to ``cache_size`` prompts.
+    ``kind="minilm"``: the frozen :class:`MiniLMTextEncoder`, caching up to ``cache_size`` prompts,
+    its states taken from ``hidden_layer`` (-1 the last, -2 the penultimate, 0 the embeddings).
     ``max_length`` is the token window T of either.
     """
 
@@ -33,6 +34,7 @@ class TextEncoderConfig:
     mlp_ratio: int = 4
     dropout: float = 0.0
     cache_size: int = 256
+    hidden_layer: int = -1
 
 
 def build_text_encoder(
@@ -56,7 +58,8 @@ def build_text_encoder(
     if config.kind == "minilm":
         if tokenizer is not None:
             raise ValueError("kind 'minilm' brings its own tokenizer; do not pass one")
-        return MiniLMTextEncoder(max_length=config.max_length, cache_size=config.cache_size)
+        return MiniLMTextEncoder(max_length=config.max_length, cache_size=config.cache_size,
+                                 hidden_layer=config.hidden_layer)  # fmt: skip
     raise ValueError(
         f"unknown text encoder kind {config.kind!r}; valid: {', '.join(TEXT_ENCODER_KINDS)}"
     )

