@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from atelier.diffusion.denoiser import Denoiser
 from atelier.diffusion.parameterization import q_sample
 
 
@@ -36,3 +37,26 @@ def augment(
     noised = q_sample(up, a, noise)
     keep = (level == 0).view(-1, 1, 1, 1)
     return torch.where(keep, up, noised)
+
+
+def project_to_low(x0: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """The image nearest ``x0`` (B, 3, S, S) whose ``degrade`` is exactly ``lo`` (B, 3, s, s):
+    add each low-resolution pixel's residual to its whole block (DDNM's range-space correction,
+    Wang et al. 2022, for the area-average degradation). High frequencies stay the model's; the
+    block means, colour included, become the input's."""
+    factor = x0.shape[-1] // lo.shape[-1]
+    if x0.shape[-1] != lo.shape[-1] * factor or x0.shape[-2] != lo.shape[-2] * factor:
+        raise ValueError(f"{tuple(x0.shape)} is not a whole multiple of {tuple(lo.shape)}")
+    residual = lo.to(x0) - degrade(x0, lo.shape[-1])
+    return x0 + F.interpolate(residual, scale_factor=factor, mode="nearest")
+
+
+def consistent_with(denoiser: Denoiser, lo: torch.Tensor) -> Denoiser:
+    """Wrap a denoiser so that every x_0 estimate is projected onto the images that degrade to
+    ``lo``: a sampler that ends on an x_0 estimate then returns an image whose area average is
+    the low-resolution input, exactly."""
+
+    def wrapped(x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return project_to_low(denoiser(x, sigma, t), lo)
+
+    return wrapped

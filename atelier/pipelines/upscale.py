@@ -28,7 +28,7 @@ from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.denoiser import VPDenoiser
 from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers import StepInfo, get_sampler
-from atelier.diffusion.super_resolution import augment, upsample
+from atelier.diffusion.super_resolution import augment, consistent_with, project_to_low, upsample
 from atelier.models.unet import UNet, UNetConfig
 from atelier.pipelines.fixed_batch import fixed_batch
 from atelier.pipelines.model_folder import build_config, load_weights, read_folder_config
@@ -46,8 +46,16 @@ class UpscalerConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     max_aug: int = 250
     inference_aug: int = 50
+    # Project every x_0 estimate onto the images whose area average is the input (DDNM): without
+    # it, 20 steps left a colour cast of up to 12/255 on whole images (PSNR 28.3 dB, below
+    # bicubic's 30.8, on shapes-sr-32-64).
+    consistency: bool = True
+    # "linspace" ends at t = 0; "trailing" (text-to-image's default) ends at t = T / steps, and
+    # its last jump to x_0 left grain of about 7/255 in flat areas (SSIM 0.70 against 0.97).
     defaults: SamplingOptions = field(
-        default_factory=lambda: SamplingOptions(steps=20, guidance=1.0, sampler="dpmpp_2m")
+        default_factory=lambda: SamplingOptions(
+            steps=20, guidance=1.0, sampler="dpmpp_2m", spacing="linspace"
+        )
     )
 
     def __post_init__(self) -> None:
@@ -99,6 +107,8 @@ class Upscaler:
             return net(torch.cat([x_t, cond], 1), t, level.to(x_t.dtype))
 
         denoiser = VPDenoiser(model, c.diffusion.prediction_type)
+        if c.consistency:
+            denoiser = consistent_with(denoiser, lo.to(device))
         plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)
         noise = torch.stack([torch.randn((3, c.high, c.high), generator=g) for g in gens])
         x = get_sampler(options.sampler)(
@@ -155,6 +165,8 @@ def upscaler_scores(
                          for im in upscaler(lo_images, seeds=range(n))])  # fmt: skip
     lo_q = torch.stack([array_to_tensor(np.asarray(im)) for im in lo_images])
     bicubic = upsample(lo_q, c.high)
+    # Bicubic made consistent with the input the same way: the projection alone, no model.
+    projected = project_to_low(bicubic, lo_q).clamp(-1, 1)
 
     def unit(x: torch.Tensor) -> torch.Tensor:
         return (x + 1) / 2
@@ -164,6 +176,8 @@ def upscaler_scores(
                                float(ssim(unit(model), unit(hi)).mean())),
         "bicubic": (float(psnr(unit(bicubic), unit(hi)).mean()),
                     float(ssim(unit(bicubic), unit(hi)).mean())),
+        "bicubic + projection": (float(psnr(unit(projected), unit(hi)).mean()),
+                                 float(ssim(unit(projected), unit(hi)).mean())),
     }  # fmt: skip
 
 

@@ -10,7 +10,13 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.diffusion.config import DiffusionConfig
-from atelier.diffusion.super_resolution import augment, degrade, upsample
+from atelier.diffusion.super_resolution import (
+    augment,
+    consistent_with,
+    degrade,
+    project_to_low,
+    upsample,
+)
 from atelier.models.unet import UNet, UNetConfig
 from atelier.pipelines.metadata import read_params
 from atelier.training.sr_task import SuperResolutionTask
@@ -71,6 +77,22 @@ def test_task_loss_and_its_input_checks():
         UNet(TINY_UNET)(torch.zeros(1, 6, 16, 16), torch.zeros(1))
 
 
+def test_projection_makes_the_area_average_the_input_and_keeps_the_detail():
+    g = torch.Generator().manual_seed(0)
+    x0, lo = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    out = project_to_low(x0, lo)
+    torch.testing.assert_close(degrade(out, 8), lo)
+    # Within each 2 x 2 block the differences between pixels (the detail) are x0's.
+    torch.testing.assert_close(
+        out[..., ::2, :] - out[..., 1::2, :], x0[..., ::2, :] - x0[..., 1::2, :]
+    )
+    torch.testing.assert_close(project_to_low(out, lo), out)  # a projection: idempotent
+    with pytest.raises(ValueError, match="not a whole multiple"):
+        project_to_low(torch.zeros(1, 3, 15, 15), lo[:1])
+    wrapped = consistent_with(lambda x, sigma, t: x * 0.5, lo)
+    torch.testing.assert_close(degrade(wrapped(x0, torch.ones(2), torch.zeros(2)), 8), lo)
+
+
 def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
     tiny = ["data.n=16", "train.batch_size=4", "train.max_steps=2", "train.warmup_steps=0",
@@ -80,8 +102,9 @@ def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     card = (tmp_path / "models" / "shapes-sr-32-64" / "README.md").read_text()
     assert "bicubic: PSNR" in card and "diffusion upscaler: PSNR" in card
+    assert "bicubic + projection: PSNR" in card
     small = tmp_path / "small.png"
-    Image.new("RGB", (32, 32), (255, 0, 0)).save(small)
+    Image.new("RGB", (32, 32), (150, 90, 120)).save(small)
     out = CliRunner().invoke(
         app, ["upscale", str(small), "--steps", "2", "-o", str(tmp_path / "o")]
     )
@@ -92,4 +115,9 @@ def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
     Image.new("RGB", (40, 40)).save(wrong)
     bad = CliRunner().invoke(app, ["upscale", str(wrong)])
     assert bad.exit_code == 2 and "takes 32x32 images" in bad.output
-    assert np.isfinite(np.asarray(Image.open(path), dtype=float)).all()
+    upscaled = np.asarray(Image.open(path), dtype=float)
+    assert np.isfinite(upscaled).all()
+    # The projection holds each 2 x 2 block's mean to the input's colour (up to clamping and 8
+    # bits) even from a 2-step model.
+    blocks = upscaled.reshape(32, 2, 32, 2, 3).mean((1, 3))
+    assert np.abs(blocks - [150, 90, 120]).mean() < 1
