@@ -118,10 +118,18 @@ class Upscaler:
         return [tensor_to_pil(img) for img in x.clamp(-1, 1)]
 
 
-def save_upscaler(unet: UNet, config: UpscalerConfig, folder: str | Path, *, card: str) -> Path:
+def save_upscaler(
+    unet: UNet,
+    config: UpscalerConfig,
+    folder: str | Path,
+    *,
+    card: str,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write the upscaler folder; ``dtype=torch.float16`` halves it (loading casts back)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
+    state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in unet.state_dict().items()}
     write_atomic(out / "unet.safetensors", save(state))
     write_atomic(out / "README.md", card)
     write_atomic(

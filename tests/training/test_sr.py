@@ -103,6 +103,20 @@ def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
     card = (tmp_path / "models" / "shapes-sr-32-64" / "README.md").read_text()
     assert "bicubic: PSNR" in card and "diffusion upscaler: PSNR" in card
     assert "bicubic + projection: PSNR" in card
+    # Shipping it: export writes a float16 folder that loads and upscales like the original.
+    half = tmp_path / "half"
+    exported = CliRunner().invoke(app, ["export", "shapes-sr-32-64", "-o", str(half), "--half"])
+    assert exported.exit_code == 0, exported.output
+    from safetensors.torch import load_file
+
+    from atelier.pipelines.upscale import load_upscaler
+
+    assert {v.dtype for v in load_file(str(half / "unet.safetensors")).values()} == {torch.float16}
+    assert (half / "README.md").read_text() == card
+    lo = [Image.new("RGB", (32, 32), (150, 90, 120))]
+    a = np.asarray(load_upscaler(half)(lo, seeds=[0])[0], dtype=float)
+    b = np.asarray(load_upscaler("shapes-sr-32-64")(lo, seeds=[0])[0], dtype=float)
+    assert np.abs(a - b).mean() < 1.0
     small = tmp_path / "small.png"
     Image.new("RGB", (32, 32), (150, 90, 120)).save(small)
     out = CliRunner().invoke(
