@@ -200,7 +200,9 @@ def cascade_stages(sizes: Sequence[int]) -> list[Upscaler]:
             stages.append(load_upscaler(f"shapes-sr-{a}-{b}"))
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"no upscaler from {a} to {b} px: train it with `atelier train shapes-sr-{a}-{b}`"
+                f"no upscaler from {a} to {b} px (a model named shapes-sr-{a}-{b}): train it "
+                f"with `atelier train shapes-sr-{a}-{b}` if that recipe exists (`atelier train "
+                f"--help` lists them), or cascade through sizes that have upscalers"
             ) from None
     return stages
 

@@ -33,8 +33,8 @@ def test_hires_fix_and_cascade_through_generate_and_replay(tiny_model_dir, tmp_p
     replay = runner.invoke(app, ["replay", str(path)])
     assert replay.exit_code == 0 and "pixels match" in replay.output
     missing = runner.invoke(app, ["generate", "x", "--model", str(tiny_model_dir),
-                                  "--cascade", "32,64,128"])  # fmt: skip
-    assert missing.exit_code == 2 and "atelier train shapes-sr-64-128" in missing.output
+                                  "--cascade", "32,64,256"])  # fmt: skip
+    assert missing.exit_code == 2 and "no upscaler from 64 to 256 px" in missing.output
     wrong = runner.invoke(
         app, ["generate", "x", "--model", str(tiny_model_dir), "--cascade", "64,128"]
     )

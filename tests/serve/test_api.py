@@ -252,8 +252,8 @@ def test_editing_endpoints(model_dir, tmp_path):
             view = wait(client, r.json()["id"])
             assert view["status"] == "done", view
             assert f"Mode: {kind}" in view["images"][0]["parameters"]
-        r = client.post("/v1/upscale", json={"image": png_b64(image)})
-        assert r.status_code == 404 and "shapes-sr-32-64" in r.text
+        r = client.post("/v1/upscale", json={"image": png_b64(image), "model": "no-such-sr"})
+        assert r.status_code == 404 and "no-such-sr" in r.text
 
 
 def test_the_servers_own_limits_apply(model_dir, tmp_path):
