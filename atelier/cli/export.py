@@ -4,23 +4,23 @@ folder, optionally as float16 and with new default sampling settings (a sweep's 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 import typer
 
 from atelier.cli.errors import fail
-from atelier.pipelines.model_folder import load_model, resolve, save_model
+from atelier.pipelines.model_folder import load_model, read_folder_config, save_model
 from atelier.pipelines.upscale import KIND as UPSCALER
 from atelier.pipelines.upscale import load_upscaler, save_upscaler
 
 
-def _kind(model: str) -> str | None:
-    """The ``kind`` a model folder's config.json declares (None if it cannot be read)."""
+def _upscaler_folder(model: str) -> Path | None:
+    """``model``'s folder if its config.json declares an upscaler, else None (load_model then
+    reports whatever is wrong with it)."""
     try:
-        return json.loads((resolve(model) / "config.json").read_text()).get("kind")
-    except (FileNotFoundError, OSError, ValueError, AttributeError):
+        return read_folder_config(model, UPSCALER)[0]
+    except (FileNotFoundError, ValueError):
         return None
 
 
@@ -33,14 +33,15 @@ def export(
     guidance: float = typer.Option(None, "--guidance", help="New default CFG scale."),
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
-    if _kind(model) == UPSCALER:
+    folder = _upscaler_folder(model)
+    if folder is not None:
         if sampler or steps or guidance is not None:
             raise fail("an upscaler's sampling defaults are set in its config, not by export")
         try:
-            upscaler = load_upscaler(model)
+            upscaler = load_upscaler(folder)
         except (FileNotFoundError, ValueError) as err:
             raise fail(str(err)) from None
-        card = (resolve(model) / "README.md").read_text()
+        card = (folder / "README.md").read_text()
         dtype = torch.float16 if half else torch.float32
         typer.echo(str(save_upscaler(upscaler.unet, upscaler.config, output, card=card,
                                      dtype=dtype)))  # fmt: skip
