@@ -144,8 +144,9 @@ class LatentDiffusionTask:
 
 
 # A cell holds an object when the mean distance of its centre's latents from the image's median
-# latent (the background) exceeds this. Measured on shapes-vae latents in the diffusion space:
-# occupied cells 1.68 to 3.8 (median 3.76), empty ones at most 0.90.
+# latent (the background) exceeds this. Measured on shapes-vae latents in the diffusion space,
+# 256 scenes: occupied cells 1.52 to 9.74 (median 3.87), empty ones at most 0.96; every cell
+# classified right. 2.2 ms per batch of 64, beside a training step of about 1.2 s.
 OCCUPIED_CELL_THRESHOLD = 1.3
 
 
