@@ -1,5 +1,6 @@
-"""``atelier export MODEL -o DIR [--half] [--sampler S --steps K --guidance W]``: copy a model
-folder, optionally as float16 and with new default sampling settings (a sweep's choice)."""
+"""``atelier export MODEL -o DIR [--half] [--name N] [--sampler S --steps K --guidance W]``: copy a
+model folder, optionally as float16, under a new name (an A/B arm promoted to the shipped name),
+and with new default sampling settings (a sweep's choice)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def _upscaler_folder(model: str) -> Path | None:
         return None
 
 
+def _renamed(card: str, old: str, new: str | None) -> str:
+    """``card`` with its title line naming ``new`` (the rest, e.g. the training command that made
+    the weights under the old name, stays as written)."""
+    title = f"# {old}\n"
+    if new and card.startswith(title):
+        return f"# {new}\n" + card[len(title):]
+    return card
+
+
 def export(
     model: str = typer.Argument(..., help="Model name or folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder to write."),
@@ -31,6 +41,7 @@ def export(
     sampler: str = typer.Option(None, "--sampler", help="New default sampler."),
     steps: int = typer.Option(None, "--steps", help="New default step count."),
     guidance: float = typer.Option(None, "--guidance", help="New default CFG scale."),
+    name: str = typer.Option(None, "--name", help="New model name (config and card title)."),
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     folder = _upscaler_folder(model)
@@ -41,10 +52,10 @@ def export(
             upscaler = load_upscaler(folder)
         except (FileNotFoundError, ValueError) as err:
             raise fail(str(err)) from None
-        card = (folder / "README.md").read_text()
+        card = _renamed((folder / "README.md").read_text(), upscaler.config.name, name)
+        config = dataclasses.replace(upscaler.config, name=name or upscaler.config.name)
         dtype = torch.float16 if half else torch.float32
-        typer.echo(str(save_upscaler(upscaler.unet, upscaler.config, output, card=card,
-                                     dtype=dtype)))  # fmt: skip
+        typer.echo(str(save_upscaler(upscaler.unet, config, output, card=card, dtype=dtype)))
         return
     try:
         loaded = load_model(model)
@@ -57,7 +68,9 @@ def export(
         )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
-    loaded.config = dataclasses.replace(loaded.config, defaults=defaults)
     card = (loaded.path / "README.md").read_text() if loaded.path else f"# {loaded.config.name}\n"
+    card = _renamed(card, loaded.config.name, name)
+    loaded.config = dataclasses.replace(loaded.config, defaults=defaults,
+                                        name=name or loaded.config.name)  # fmt: skip
     path = save_model(loaded, output, card=card, dtype=torch.float16 if half else torch.float32)
     typer.echo(str(path))

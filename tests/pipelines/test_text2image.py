@@ -98,11 +98,15 @@ def test_half_precision_export_loads_and_generates(tiny_model_dir, tmp_path):
     assert image.size == (32, 32)
     again = CliRunner().invoke(
         app, ["export", str(tiny_model_dir), "-o", str(tmp_path / "d"), "--sampler", "heun",
-              "--steps", "7", "--guidance", "4.5"],
+              "--steps", "7", "--guidance", "4.5", "--name", "promoted"],
     )  # fmt: skip
     assert again.exit_code == 0, again.output
-    defaults = load_model(tmp_path / "d").config.defaults
+    renamed = load_model(tmp_path / "d")
+    defaults = renamed.config.defaults
     assert (defaults.sampler, defaults.steps, defaults.guidance) == ("heun", 7, 4.5)
+    assert renamed.config.name == "promoted"
+    card = (tmp_path / "d" / "README.md").read_text()
+    assert card.startswith("# promoted\n"), card[:80]
     bad = CliRunner().invoke(app, ["export", str(tiny_model_dir), "-o", str(tmp_path / "e"),
                                    "--sampler", "magic"])  # fmt: skip
     assert bad.exit_code == 2 and "unknown sampler" in bad.output
