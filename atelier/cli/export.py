@@ -30,7 +30,7 @@ def _renamed(card: str, old: str, new: str | None) -> str:
     the weights under the old name, stays as written)."""
     title = f"# {old}\n"
     if new and card.startswith(title):
-        return f"# {new}\n" + card[len(title):]
+        return f"# {new}\n" + card[len(title) :]
     return card
 
 
