@@ -1,6 +1,7 @@
 """Editing benchmark: inpainting, outpainting, img2img, super-resolution and the cascade.
 
     .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm-minilm] [--quick]
+        [--only inpaint,outpaint,img2img,sr,cascade]
 
 Every case starts from a fresh render of the shapes world (seeds no training set uses) and is
 scored by the project's judge, so each figure is a success rate with a 95% interval:
@@ -209,12 +210,23 @@ def bench_cascade(native_name: str, n: int) -> None:
     print(f"cascade minus native: {gap:+.3f}")
 
 
+SECTIONS = ("inpaint", "outpaint", "img2img", "sr", "cascade")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--quick", action="store_true", help="n = 12, for a smoke run")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of: {','.join(SECTIONS)}",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if unknown := only - set(SECTIONS):
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {','.join(SECTIONS)}")
     n = 12 if args.quick else args.n
     loaded = load_model(args.model)
     options = loaded.config.defaults
@@ -227,11 +239,16 @@ def main() -> None:
         print("note: no shapes-ldm-inpaint model; the trained method is skipped")
     print(f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps, "
           f"CFG {options.guidance}, n = {n} per case")  # fmt: skip
-    bench_inpainting(editors, n, options)
-    bench_outpainting(editor, n, options)
-    bench_img2img(editor, n, options)
-    bench_super_resolution(min(n, 64))
-    bench_cascade(args.model, n)
+    if "inpaint" in only:
+        bench_inpainting(editors, n, options)
+    if "outpaint" in only:
+        bench_outpainting(editor, n, options)
+    if "img2img" in only:
+        bench_img2img(editor, n, options)
+    if "sr" in only:
+        bench_super_resolution(min(n, 64))
+    if "cascade" in only:
+        bench_cascade(args.model, n)
 
 
 if __name__ == "__main__":
