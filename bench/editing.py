@@ -1,7 +1,7 @@
 """Editing benchmark: inpainting, outpainting, img2img, super-resolution and the cascade.
 
     .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm-minilm] [--quick]
-        [--only inpaint,outpaint,img2img,sr,cascade]
+        [--only inpaint,outpaint,img2img,sr,cascade] [--sampler NAME] [--steps K]
 
 Every case starts from a fresh render of the shapes world (seeds no training set uses) and is
 scored by the project's judge, so each figure is a success rate with a 95% interval:
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +167,7 @@ def bench_super_resolution(n: int) -> None:
             print(f"{low}->{high} {name}: {p:.2f} / {s:.4f}")
 
 
-def bench_cascade(native_name: str, n: int) -> None:
+def bench_cascade(native_name: str, native, n: int) -> None:
     """Imagen's question: does generating small and upscaling keep the content? The same seen
     shapes-bench prompts and seeds through shapes-pixel (32 px) + shapes-sr-32-64, beside the
     32 px base alone and the native 64 px model, all judged by the same judge."""
@@ -181,7 +182,6 @@ def bench_cascade(native_name: str, n: int) -> None:
         return
     suite = [bp for bp in load_suite() if bp.split == "seen"]
     suite = [suite[i] for i in np.random.default_rng(SEED + 3).permutation(len(suite))[:n]]
-    native = load_model(native_name)
     rows = {"native 64 px (" + native_name + ")": [], "base 32 px (shapes-pixel)": [],
             "cascade 32 -> 64": []}  # fmt: skip
     timing = dict.fromkeys(rows, 0.0)
@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--quick", action="store_true", help="n = 12, for a smoke run")
+    parser.add_argument("--sampler", help="sampler for the edits (default: the model's)")
+    parser.add_argument("--steps", type=int, help="steps for the edits (default: the model's)")
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
@@ -230,6 +232,8 @@ def main() -> None:
     n = 12 if args.quick else args.n
     loaded = load_model(args.model)
     options = loaded.config.defaults
+    options = replace(options, sampler=args.sampler or options.sampler,
+                      steps=args.steps or options.steps)  # fmt: skip
     editor = Editor(loaded.pipeline())
     editors = {f"masked ({args.model})": (editor, "masked")}
     try:
@@ -248,7 +252,7 @@ def main() -> None:
     if "sr" in only:
         bench_super_resolution(min(n, 64))
     if "cascade" in only:
-        bench_cascade(args.model, n)
+        bench_cascade(args.model, loaded, n)
 
 
 if __name__ == "__main__":
