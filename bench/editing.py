@@ -14,7 +14,8 @@ scored by the project's judge, so each figure is a success rate with a 95% inter
    asked for one more object "on the right"; success = that object is found in the new strip.
    And the original area's mean absolute change.
 3. img2img: strength 0.3 under the source caption (the judge should still pass it), strength
-   0.8 under a new caption with other colours (the judge should pass the new caption).
+   0.8 under a new caption with other colours (the judge should pass the new caption). Without
+   --sampler it takes the model's sampler made deterministic, as `atelier img2img` does.
 4. Super-resolution: PSNR and SSIM of each installed upscaler against the true render, beside
    bicubic; and judge accuracy of the 32 -> 64 cascade (shapes-pixel + shapes-sr-32-64) beside
    the native 64 px model.
@@ -34,7 +35,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atelier.eval.shapes_bench import bootstrap  # noqa: E402
-from atelier.pipelines.editing import Editor  # noqa: E402
+from atelier.pipelines.editing import Editor, source_keeping  # noqa: E402
 from atelier.pipelines.masks import prepare_mask  # noqa: E402
 from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model  # noqa: E402
 from atelier.shapes.caption import phrase  # noqa: E402
@@ -234,21 +235,25 @@ def main() -> None:
     options = loaded.config.defaults
     options = replace(options, sampler=args.sampler or options.sampler,
                       steps=args.steps or options.steps)  # fmt: skip
+    # img2img keeps its source: the model's sampler made deterministic, as `atelier img2img` does.
+    edit_options = options if args.sampler else source_keeping(options)
     editor = Editor(loaded.pipeline())
-    editors = {f"masked ({args.model})": (editor, "masked")}
-    try:
-        inpainter = load_model("shapes-ldm-inpaint")
-        editors["trained (shapes-ldm-inpaint)"] = (Editor(inpainter.pipeline()), "trained")
-    except FileNotFoundError:
-        print("note: no shapes-ldm-inpaint model; the trained method is skipped")
-    print(f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps, "
-          f"CFG {options.guidance}, n = {n} per case")  # fmt: skip
+    print(
+        f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps "
+        f"(img2img: {edit_options.sampler}), CFG {options.guidance}, n = {n} per case"
+    )
     if "inpaint" in only:
+        editors = {f"masked ({args.model})": (editor, "masked")}
+        try:
+            inpainter = load_model("shapes-ldm-inpaint")
+            editors["trained (shapes-ldm-inpaint)"] = (Editor(inpainter.pipeline()), "trained")
+        except FileNotFoundError:
+            print("note: no shapes-ldm-inpaint model; the trained method is skipped")
         bench_inpainting(editors, n, options)
     if "outpaint" in only:
         bench_outpainting(editor, n, options)
     if "img2img" in only:
-        bench_img2img(editor, n, options)
+        bench_img2img(editor, n, edit_options)
     if "sr" in only:
         bench_super_resolution(min(n, 64))
     if "cascade" in only:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from atelier.cli.errors import fail, open_image
 from atelier.cli.generate import DEFAULT_MODEL, _load
-from atelier.pipelines.editing import Editor
+from atelier.pipelines.editing import Editor, source_keeping
 from atelier.pipelines.metadata import GenerationParams, save_png
 from atelier.pipelines.model_folder import Model
 from atelier.pipelines.text2image import SamplingOptions
@@ -23,7 +23,10 @@ MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
 SEED = typer.Option(0, "--seed", help="Seed of the first image; each next image +1.")
 STEPS = typer.Option(None, "--steps", help="Sampler steps (default: the model's).")
 GUIDANCE = typer.Option(None, "--guidance", help="CFG scale (default: the model's).")
-SAMPLER = typer.Option(None, "--sampler", help="Sampler (default: the model's).")
+SAMPLER = typer.Option(
+    None, "--sampler",
+    help="Sampler (default: the model's; img2img and variations take its deterministic form).",
+)  # fmt: skip
 OUTPUT = typer.Option(Path("out/edit"), "-o", "--output", help="Output folder.")
 
 
@@ -38,14 +41,20 @@ def _open_mask(path: Path) -> Image.Image:
         raise fail(f"cannot read the mask {path} ({err})") from None
 
 
-def _editor(model: str, steps, guidance, sampler) -> tuple[Model, SamplingOptions, Editor]:
-    """The model, its sampling options with the command's overrides, and an editor on it."""
+def _editor(
+    model: str, steps, guidance, sampler, *, keeps_source: bool = False
+) -> tuple[Model, SamplingOptions, Editor]:
+    """The model, its sampling options with the command's overrides, and an editor on it.
+    ``keeps_source`` (img2img, variations): the model's sampler made deterministic."""
     loaded = _load(model)
-    return loaded, _options(loaded, steps, guidance, sampler), Editor(loaded.pipeline())
+    options = _options(loaded, steps, guidance, sampler, keeps_source=keeps_source)
+    return loaded, options, Editor(loaded.pipeline())
 
 
-def _options(loaded: Model, steps, guidance, sampler) -> SamplingOptions:
+def _options(loaded: Model, steps, guidance, sampler, *, keeps_source: bool) -> SamplingOptions:
     d = loaded.config.defaults
+    if keeps_source:
+        d = source_keeping(d)
     try:
         return replace(
             d,
@@ -86,7 +95,7 @@ def img2img(
 ) -> None:  # fmt: skip
     """Redraw an image under a prompt (SDEdit)."""
     source = open_image(image)
-    loaded, options, editor = _editor(model, steps, guidance, sampler)
+    loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     seeds = [seed + k for k in range(max(n, 1))]
     images = _run(lambda: editor.img2img([source] * len(seeds), [prompt] * len(seeds),
                                          seeds=seeds, strength=strength,
@@ -152,7 +161,7 @@ def variations(
 ) -> None:  # fmt: skip
     """The same content with new details: encode, partly noise, resample."""
     source = open_image(image)
-    loaded, options, editor = _editor(model, steps, guidance, sampler)
+    loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     images = _run(lambda: editor.variations(source, n, seed=seed, prompt=prompt,
                                             strength=strength, options=options))  # fmt: skip
     seeds = [seed + k for k in range(len(images))]

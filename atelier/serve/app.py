@@ -198,8 +198,12 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             )
         return out
 
-    def options_for(loaded: Model, req) -> Any:
+    def options_for(loaded: Model, req, *, keeps_source: bool = False) -> Any:
         d = loaded.config.defaults
+        if keeps_source:  # img2img: the model's sampler without its per-step noise
+            from atelier.pipelines.editing import source_keeping
+
+            d = source_keeping(d)
         return replace(
             d,
             steps=req.steps or d.steps,
@@ -278,7 +282,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
                 )
             ]
         loaded = models.get(req.model or settings.model)
-        options = options_for(loaded, req)
+        options = options_for(loaded, req, keeps_source=job.kind == "img2img")
         editor = Editor(loaded.pipeline())
         preview = previewer(editor.pipe)
 

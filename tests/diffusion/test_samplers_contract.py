@@ -6,9 +6,12 @@ import torch
 from atelier.diffusion.analytic import ring_mixture
 from atelier.diffusion.plan import make_plan, start_step_for_strength
 from atelier.diffusion.samplers import (
+    DETERMINISTIC_COUNTERPART,
     SAMPLER_NAMES,
     SAMPLERS,
+    STOCHASTIC,
     StepInfo,
+    deterministic,
     get_sampler,
     network_evaluations,
 )
@@ -56,6 +59,30 @@ def test_batch_equals_single_runs_bit_for_bit(name):
             generators=[torch.Generator().manual_seed(s + 7)],
         )
         assert torch.equal(batch[i : i + 1], single), f"{name}: image {i} differs"
+
+
+def test_each_stochastic_sampler_has_a_deterministic_counterpart():
+    assert set(DETERMINISTIC_COUNTERPART) == STOCHASTIC
+    for name in SAMPLER_NAMES:
+        counterpart = deterministic(name)
+        assert counterpart in SAMPLER_NAMES and counterpart not in STOCHASTIC
+        assert (counterpart == name) == (name not in STOCHASTIC)
+    with pytest.raises(ValueError, match="valid: ddpm"):
+        deterministic("nope")
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISTIC_COUNTERPART))
+def test_the_counterpart_adds_no_noise(name):
+    # Stochastic samplers draw from the generator; their counterparts must not depend on it.
+    plan = make_plan(ABAR, 8)
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * plan.init_noise_sigma
+
+    def run(sampler, seed):
+        generators = [torch.Generator().manual_seed(seed)]
+        return get_sampler(sampler)(smooth_denoiser, x, plan, generators=generators)
+
+    assert not torch.equal(run(name, 1), run(name, 2))
+    assert torch.equal(run(deterministic(name), 1), run(deterministic(name), 2))
 
 
 @pytest.mark.parametrize("name", NAMES)

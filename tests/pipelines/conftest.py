@@ -17,7 +17,7 @@ from atelier.text.tokenizer import train_bpe
 CAPTIONS = ["a red circle", "a blue square above a green triangle", "three yellow circles"] * 4
 
 
-def tiny_model(seed: int = 0) -> Model:
+def tiny_model(seed: int = 0, sampler: str = "euler") -> Model:
     torch.manual_seed(seed)
     text_config = TextEncoderConfig(kind="transformer", max_length=12, width=16, layers=1, heads=2)
     text_encoder = build_text_encoder(text_config, tokenizer=train_bpe(CAPTIONS, vocab_size=300))
@@ -39,7 +39,7 @@ def tiny_model(seed: int = 0) -> Model:
         latent_scale=0.5,
         latent_mean=(0.1, -0.2, 0.3, 0.0),
         latent_std=(1.0, 2.0, 0.5, 1.5),
-        defaults=SamplingOptions(steps=4, guidance=2.0, sampler="euler"),
+        defaults=SamplingOptions(steps=4, guidance=2.0, sampler=sampler),
     )
     return Model(
         config, UNet(config.unet).eval(), text_encoder.eval(), AutoencoderKL(config.vae).eval()
@@ -50,6 +50,14 @@ def tiny_model(seed: int = 0) -> Model:
 def tiny_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(tiny_model(), folder, card="# tiny\nRandom weights, for tests.\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stochastic_model_dir(tmp_path_factory):
+    """The tiny model with a stochastic default sampler, as the shipped default has."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-sde"
+    save_model(tiny_model(sampler="dpmpp_2m_sde"), folder, card="# tiny-sde\n")
     return folder
 
 

@@ -53,6 +53,27 @@ def test_each_command_writes_pngs_with_its_mode(tiny_model_dir, tmp_path):
     assert replay.exit_code == 2 and "needs its source image" in replay.output
 
 
+def test_img2img_and_variations_default_to_the_deterministic_form_of_the_sampler(
+    stochastic_model_dir, tmp_path
+):
+    # The model's default is dpmpp_2m_sde; edits that keep their source take dpmpp_2m (fresh
+    # noise at every step would wash the source out), edits that draw new content keep it, and
+    # an explicit --sampler always wins.
+    src = write(tmp_path, "src.png", scene())
+    cases = [
+        (["img2img", src, "a red circle", "--strength", "0.5"], "dpmpp_2m"),
+        (["variations", src, "-n", "1"], "dpmpp_2m"),
+        (["img2img", src, "a red circle", "--sampler", "euler_ancestral"], "euler_ancestral"),
+        (["outpaint", src, "a red circle", "--right", "16"], "dpmpp_2m_sde"),
+    ]
+    for k, (args, sampler) in enumerate(cases):
+        out = tmp_path / f"case{k}"
+        result = run(*args, "--model", stochastic_model_dir, "--steps", "2", "-o", out)
+        assert result.exit_code == 0, result.output
+        params = read_params(next(out.glob("*.png")))
+        assert params.sampler == sampler, (args[0], params.sampler)
+
+
 def test_bad_inputs_exit_2_with_the_fix(tiny_model_dir, tmp_path):
     src = write(tmp_path, "src.png", scene())
     small = write(tmp_path, "small.png", Image.new("L", (16, 16), 255))

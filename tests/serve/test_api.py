@@ -256,6 +256,23 @@ def test_editing_endpoints(model_dir, tmp_path):
         assert r.status_code == 404 and "no-such-sr" in r.text
 
 
+def test_img2img_takes_the_deterministic_form_of_a_stochastic_default(tmp_path):
+    folder = tmp_path / "tiny-sde"
+    save_model(tiny_model(sampler="dpmpp_2m_sde"), folder, card="# tiny-sde\n")
+    image = png_b64(Image.new("RGB", (32, 32), (255, 255, 255)))
+    with make_client(folder, tmp_path) as client:
+        for kind, body, sampler in [
+            ("txt2img", {}, "DPM++ 2M SDE"),
+            ("img2img", {"image": image, "strength": 0.5}, "DPM++ 2M"),
+            ("img2img", {"image": image, "sampler": "euler_ancestral"}, "Euler a"),
+        ]:
+            r = client.post(f"/v1/{kind}", json={"prompt": "a red circle", "steps": 2, **body})
+            assert r.status_code == 202, r.text
+            view = wait(client, r.json()["id"])
+            assert view["status"] == "done", view
+            assert f"Sampler: {sampler}," in view["images"][0]["parameters"]
+
+
 def test_the_servers_own_limits_apply(model_dir, tmp_path):
     strict = Limits(max_steps=5, max_batch=2, max_prompt_chars=10, max_pixels=100)
     with make_client(model_dir, tmp_path, limits=strict) as client:

@@ -73,6 +73,8 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         card.wait_for(timeout=60_000)
         params = card.locator("pre.parameters").inner_text()
         assert "a red circle above a blue square" in params and "Seed: 7" in params
+        # Left empty, the sampler and guidance are the model's own (the tiny model's: Euler, 2.0).
+        assert "Steps: 3, Sampler: Euler, CFG scale: 2.0," in params
         assert card.locator("img").evaluate("img => img.naturalWidth") == 32
         page.screenshot(path=str(SHOTS / "1-generated.png"))
 

@@ -47,6 +47,19 @@ SAMPLERS: dict[str, Sampler] = {
     "unipc": sample_unipc,
 }
 STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
+# Each stochastic sampler's deterministic (ODE) counterpart: the same solver without the fresh
+# noise it adds at every step (DDIM is DDPM with eta 0).
+DETERMINISTIC_COUNTERPART: dict[str, str] = {
+    "ddpm": "ddim",
+    "euler_ancestral": "euler",
+    "dpmpp_2m_sde": "dpmpp_2m",
+}
+
+
+def deterministic(name: str) -> str:
+    """``name`` if it adds no noise while sampling, else its deterministic counterpart."""
+    get_sampler(name)
+    return DETERMINISTIC_COUNTERPART.get(name, name)
 
 
 def network_evaluations(name: str, steps: int, *, zero_terminal_snr: bool = False) -> int:
@@ -69,10 +82,12 @@ def get_sampler(name: str) -> Sampler:
 __all__ = [
     "SAMPLERS",
     "SAMPLER_NAMES",
+    "DETERMINISTIC_COUNTERPART",
     "STOCHASTIC",
     "Sampler",
     "SamplerName",
     "StepInfo",
+    "deterministic",
     "get_sampler",
     "network_evaluations",
 ]
