@@ -41,12 +41,15 @@ def export(
     sampler: str = typer.Option(None, "--sampler", help="New default sampler."),
     steps: int = typer.Option(None, "--steps", help="New default step count."),
     guidance: float = typer.Option(None, "--guidance", help="New default CFG scale."),
+    guidance_rescale: float = typer.Option(
+        None, "--guidance-rescale", help="New default CFG rescale phi."
+    ),
     name: str = typer.Option(None, "--name", help="New model name (config and card title)."),
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     folder = _upscaler_folder(model)
     if folder is not None:
-        if sampler or steps or guidance is not None:
+        if sampler or steps or guidance is not None or guidance_rescale is not None:
             raise fail("an upscaler's sampling defaults are set in its config, not by export")
         try:
             upscaler = load_upscaler(folder)
@@ -65,6 +68,7 @@ def export(
             sampler=sampler or d.sampler,
             steps=steps or d.steps,
             guidance=d.guidance if guidance is None else guidance,
+            guidance_rescale=d.guidance_rescale if guidance_rescale is None else guidance_rescale,
         )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None

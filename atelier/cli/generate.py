@@ -123,6 +123,9 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Seed of the first image; each next image +1."),
     steps: int = typer.Option(None, "--steps", help="Sampler steps (default: the model's)."),
     guidance: float = typer.Option(None, "--guidance", help="CFG scale (default: the model's)."),
+    guidance_rescale: float = typer.Option(
+        None, "--guidance-rescale", help="CFG rescale phi in [0, 1] (default: the model's)."
+    ),
     sampler: str = typer.Option(None, "--sampler", help=f"One of {', '.join(SAMPLER_NAMES)}."),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     size: int = typer.Option(None, "--size", help="Image side in pixels (default: the model's)."),
@@ -149,6 +152,9 @@ def generate(
             steps=defaults.steps if steps is None else steps,
             guidance=defaults.guidance if guidance is None else guidance,
             sampler=defaults.sampler if sampler is None else sampler,
+            guidance_rescale=(
+                defaults.guidance_rescale if guidance_rescale is None else guidance_rescale
+            ),
         )
     except ValueError as err:
         raise fail(str(err)) from None
@@ -233,6 +239,7 @@ def replay(image: Path = typer.Argument(..., help="A PNG written by atelier gene
         sampler=params.sampler,
         spacing=params.extra.get("spacing", "trailing"),
         karras=bool(params.extra.get("karras", False)),
+        guidance_rescale=float(params.extra.get("guidance_rescale", 0.0)),
     )
     again = np.asarray(render(loaded, params, options), dtype=np.int16)
     with Image.open(image) as img:

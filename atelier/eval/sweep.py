@@ -22,7 +22,7 @@ from atelier.eval.shapes_bench import Accuracy, Judged, generate_and_judge, summ
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
 from atelier.shapes.bench import BenchPrompt
 
-AXIS_FIELDS = ("guidance", "steps", "sampler", "spacing", "karras")
+AXIS_FIELDS = ("guidance", "steps", "sampler", "spacing", "karras", "guidance_rescale")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def parse_axis(text: str) -> Axis:
     values: list[Any] = []
     for item in (v.strip() for v in raw.split(",")):
         try:
-            if name == "guidance":
+            if name in ("guidance", "guidance_rescale"):
                 values.append(float(item))
             elif name == "steps":
                 values.append(int(item))

@@ -65,12 +65,17 @@ class GenerationParams:
         extra: dict[str, Any] | None = None,
     ) -> GenerationParams:
         """The parameters of ``image`` made with ``options`` (a ``SamplingOptions``): steps,
-        guidance, sampler, spacing and Karras flag from them, the size from the image."""
+        guidance, sampler, spacing and Karras flag from them (and the guidance rescale if any),
+        the size from the image."""
+        rescale = getattr(options, "guidance_rescale", 0.0)
+        settings = {"spacing": options.spacing, "karras": options.karras}
+        if rescale:
+            settings["guidance_rescale"] = rescale
         return cls(
             prompt=prompt, seed=seed, steps=options.steps, guidance=options.guidance,
             sampler=options.sampler, width=image.width, height=image.height, model=model,
             model_hash=model_hash, negative_prompt=negative_prompt, mode=mode,
-            extra={"spacing": options.spacing, "karras": options.karras, **(extra or {})},
+            extra={**settings, **(extra or {})},
         )  # fmt: skip
 
     def to_json(self) -> str:

@@ -48,6 +48,8 @@ class SamplingOptions:
     sampler: str = "dpmpp_2m"
     spacing: TimestepSpacing = "trailing"
     karras: bool = False
+    # phi of guidance rescale (Lin et al. 2024), diffusers' ``guidance_rescale``: 0 = plain CFG.
+    guidance_rescale: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -55,6 +57,8 @@ class SamplingOptions:
         if not math.isfinite(self.guidance):
             raise ValueError(f"guidance must be a finite number, got {self.guidance!r}")
         get_sampler(self.sampler)  # raises naming the valid samplers
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be in [0, 1], got {self.guidance_rescale!r}")
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,9 @@ class Text2Image:
             net = fixed_batch(_with_inputs(self.network), self.rows)
         else:
             net = fixed_batch(self.network, self.rows)
-        model = classifier_free_guidance(net, cond, uncond, options.guidance)
+        model = classifier_free_guidance(
+            net, cond, uncond, options.guidance, rescale=options.guidance_rescale
+        )
         denoiser: Denoiser = VPDenoiser(model, self.diffusion.prediction_type)
         if wrap is not None:
             denoiser = wrap(denoiser)

@@ -208,6 +208,9 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             d,
             steps=req.steps or d.steps,
             guidance=d.guidance if req.guidance is None else req.guidance,
+            guidance_rescale=(
+                d.guidance_rescale if req.guidance_rescale is None else req.guidance_rescale
+            ),
             sampler=req.sampler or d.sampler,
         )
 

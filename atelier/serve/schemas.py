@@ -78,6 +78,7 @@ class _Request(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="None picks one at random.")
     steps: int | None = Field(None, ge=1, le=LIMITS.max_steps)
     guidance: float | None = Field(None, ge=0.0, le=30.0)
+    guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="CFG rescale phi.")
     sampler: Literal[SAMPLER_NAMES] | None = None  # type: ignore[valid-type]
     model: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -72,6 +73,25 @@ def test_replay_reproduces_pixels(tiny_model_dir, tmp_path):
     save_png(img, tmp_path / "edited.png", read_params(path))
     edited = run("replay", tmp_path / "edited.png")
     assert edited.exit_code == 1 and "pixels differ" in edited.output
+
+
+def test_guidance_rescale_changes_pixels_is_recorded_and_replays(tiny_model_dir, tmp_path):
+    common = ["a blue square above a green triangle", "--seed", "3", "--steps", "4",
+              "--guidance", "6", "--model", tiny_model_dir]  # fmt: skip
+    plain = run("generate", *common, "-o", tmp_path / "plain").stdout.strip().splitlines()[-1]
+    result = run("generate", *common, "--guidance-rescale", "0.7", "-o", tmp_path / "rescaled")
+    assert result.exit_code == 0, result.output
+    rescaled = result.stdout.strip().splitlines()[-1]
+    assert read_params(rescaled).extra["guidance_rescale"] == 0.7
+    assert "guidance_rescale" not in read_params(plain).extra  # plain CFG writes nothing extra
+    assert parse_a1111(Image.open(rescaled).text["parameters"])["Guidance rescale"] == "0.7"
+    a = np.asarray(Image.open(plain), dtype=np.int16)
+    b = np.asarray(Image.open(rescaled), dtype=np.int16)
+    assert np.abs(a - b).max() > 0
+    again = run("replay", rescaled)
+    assert again.exit_code == 0 and "pixels match" in again.output, again.output
+    bad = run("generate", *common, "--guidance-rescale", "1.5")
+    assert bad.exit_code == 2 and "guidance_rescale must be in [0, 1]" in bad.output
 
 
 def test_prompts_files(tiny_model_dir, tmp_path):

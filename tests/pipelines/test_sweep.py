@@ -18,6 +18,9 @@ def test_axes_are_typed_and_validated():
     assert parse_axis("steps= 5, 10").values == (5, 10)
     assert parse_axis("karras=true,0").values == (True, False)
     assert parse_axis("sampler=euler,heun").values == ("euler", "heun")
+    assert parse_axis("guidance_rescale=0,0.7").values == (0.0, 0.7)
+    with pytest.raises(ValueError, match=r"guidance_rescale must be in \[0, 1\]"):
+        parse_axis("guidance_rescale=2")
     with pytest.raises(ValueError, match="sweepable"):
         parse_axis("seed=1,2")
     with pytest.raises(ValueError, match="name=v1,v2"):

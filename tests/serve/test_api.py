@@ -256,7 +256,7 @@ def test_editing_endpoints(model_dir, tmp_path):
         assert r.status_code == 404 and "no-such-sr" in r.text
 
 
-def test_img2img_takes_the_deterministic_form_of_a_stochastic_default(tmp_path):
+def test_img2img_takes_the_deterministic_form_and_rescale_is_recorded(tmp_path):
     folder = tmp_path / "tiny-sde"
     save_model(tiny_model(sampler="dpmpp_2m_sde"), folder, card="# tiny-sde\n")
     image = png_b64(Image.new("RGB", (32, 32), (255, 255, 255)))
@@ -265,12 +265,19 @@ def test_img2img_takes_the_deterministic_form_of_a_stochastic_default(tmp_path):
             ("txt2img", {}, "DPM++ 2M SDE"),
             ("img2img", {"image": image, "strength": 0.5}, "DPM++ 2M"),
             ("img2img", {"image": image, "sampler": "euler_ancestral"}, "Euler a"),
+            ("txt2img", {"guidance_rescale": 0.7}, "DPM++ 2M SDE"),
         ]:
             r = client.post(f"/v1/{kind}", json={"prompt": "a red circle", "steps": 2, **body})
             assert r.status_code == 202, r.text
             view = wait(client, r.json()["id"])
             assert view["status"] == "done", view
             assert f"Sampler: {sampler}," in view["images"][0]["parameters"]
+            rescale = body.get("guidance_rescale")
+            assert (f"Guidance rescale: {rescale}" in view["images"][0]["parameters"]) == bool(
+                rescale
+            )
+        r = client.post("/v1/txt2img", json={"prompt": "a", "guidance_rescale": 1.5})
+        assert r.status_code == 422 and "guidance_rescale" in r.text
 
 
 def test_the_servers_own_limits_apply(model_dir, tmp_path):
