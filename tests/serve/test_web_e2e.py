@@ -93,9 +93,11 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         )
         assert painted > 20
         page.fill("#prompt", "a red circle and a green triangle")
+        page.fill("#rescale", "0.5")
         page.click("#generate")
         page.locator(".card").nth(1).wait_for(timeout=60_000)
-        assert "Mode: inpaint" in page.locator(".card pre.parameters").first.inner_text()
+        inpainted = page.locator(".card pre.parameters").first.inner_text()
+        assert "Mode: inpaint" in inpainted and "Guidance rescale: 0.5" in inpainted
         page.screenshot(path=str(SHOTS / "2-inpainted.png"))
 
         # Cancel a long job while it runs.
