@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -233,8 +232,7 @@ def main() -> None:
     n = 12 if args.quick else args.n
     loaded = load_model(args.model)
     options = loaded.config.defaults
-    options = replace(options, sampler=args.sampler or options.sampler,
-                      steps=args.steps or options.steps)  # fmt: skip
+    options = options.overridden(sampler=args.sampler, steps=args.steps)
     # img2img keeps its source: the model's sampler made deterministic, as `atelier img2img` does.
     edit_options = options if args.sampler else source_keeping(options)
     editor = Editor(loaded.pipeline())

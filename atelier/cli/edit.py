@@ -6,7 +6,6 @@ settings) and the exact JSON chunk, and prints each path on its own line.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -56,12 +55,7 @@ def _options(loaded: Model, steps, guidance, sampler, *, keeps_source: bool) -> 
     if keeps_source:
         d = source_keeping(d)
     try:
-        return replace(
-            d,
-            steps=d.steps if steps is None else steps,
-            guidance=d.guidance if guidance is None else guidance,
-            sampler=d.sampler if sampler is None else sampler,
-        )
+        return d.overridden(steps=steps, guidance=guidance, sampler=sampler)
     except ValueError as err:
         raise fail(str(err)) from None
 
@@ -184,8 +178,7 @@ def upscale(
         raise fail(str(err)) from None
     c = upscaler.config
     try:
-        options = replace(c.defaults, steps=steps or c.defaults.steps,
-                          sampler=sampler or c.defaults.sampler)  # fmt: skip
+        options = c.defaults.overridden(steps=steps, sampler=sampler)
     except ValueError as err:
         raise fail(str(err)) from None
     result = _run(lambda: upscaler([source], seeds=[seed], options=options))[0]

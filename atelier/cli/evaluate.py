@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -75,6 +75,7 @@ def evaluate(
     sampler: str = typer.Option(None, "--sampler"),
     steps: int = typer.Option(None, "--steps"),
     guidance: float = typer.Option(None, "--guidance"),
+    guidance_rescale: float = typer.Option(None, "--guidance-rescale", help="CFG rescale phi."),
     limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
     output: Path = typer.Option(Path("out/eval"), "-o", "--output", help="Folder for the JSON."),
     card: bool = typer.Option(False, "--card", help="Write the scores into the model card."),
@@ -93,12 +94,8 @@ def evaluate(
     try:
         loaded = load_model(model)
         prompts = load_suite(None if suite == SUITE_NAME else suite)
-        d = loaded.config.defaults
-        options = replace(
-            d,
-            sampler=sampler or d.sampler,
-            steps=steps or d.steps,
-            guidance=d.guidance if guidance is None else guidance,
+        options = loaded.config.defaults.overridden(
+            sampler=sampler, steps=steps, guidance=guidance, guidance_rescale=guidance_rescale
         )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None

@@ -62,13 +62,8 @@ def export(
         return
     try:
         loaded = load_model(model)
-        d = loaded.config.defaults
-        defaults = dataclasses.replace(
-            d,
-            sampler=sampler or d.sampler,
-            steps=steps or d.steps,
-            guidance=d.guidance if guidance is None else guidance,
-            guidance_rescale=d.guidance_rescale if guidance_rescale is None else guidance_rescale,
+        defaults = loaded.config.defaults.overridden(
+            sampler=sampler, steps=steps, guidance=guidance, guidance_rescale=guidance_rescale
         )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None

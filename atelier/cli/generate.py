@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -147,14 +146,8 @@ def generate(
     loaded = _load(model)
     defaults = loaded.config.defaults
     try:
-        options = replace(
-            defaults,
-            steps=defaults.steps if steps is None else steps,
-            guidance=defaults.guidance if guidance is None else guidance,
-            sampler=defaults.sampler if sampler is None else sampler,
-            guidance_rescale=(
-                defaults.guidance_rescale if guidance_rescale is None else guidance_rescale
-            ),
+        options = defaults.overridden(
+            steps=steps, guidance=guidance, sampler=sampler, guidance_rescale=guidance_rescale
         )
     except ValueError as err:
         raise fail(str(err)) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -29,14 +28,8 @@ def explain(
     if not prompt.strip():
         raise fail("the prompt is empty; say what to draw")
     loaded = _load(model)
-    d = loaded.config.defaults
     try:
-        options = replace(
-            d,
-            steps=d.steps if steps is None else steps,
-            guidance=d.guidance if guidance is None else guidance,
-            sampler=d.sampler if sampler is None else sampler,
-        )
+        options = loaded.config.defaults.overridden(steps=steps, guidance=guidance, sampler=sampler)
     except ValueError as err:
         raise fail(str(err)) from None
     image, frames = reverse_process(loaded.pipeline(), prompt, seed=seed, options=options)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -59,6 +59,11 @@ class SamplingOptions:
         get_sampler(self.sampler)  # raises naming the valid samplers
         if not 0.0 <= self.guidance_rescale <= 1.0:
             raise ValueError(f"guidance_rescale must be in [0, 1], got {self.guidance_rescale!r}")
+
+    def overridden(self, **changes: Any) -> SamplingOptions:
+        """These options with every change that is not None (a command's unset flags are None);
+        raises ValueError naming a bad value."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True)

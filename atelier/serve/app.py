@@ -17,7 +17,7 @@ import re
 import secrets
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +204,11 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             from atelier.pipelines.editing import source_keeping
 
             d = source_keeping(d)
-        return replace(
-            d,
-            steps=req.steps or d.steps,
-            guidance=d.guidance if req.guidance is None else req.guidance,
-            guidance_rescale=(
-                d.guidance_rescale if req.guidance_rescale is None else req.guidance_rescale
-            ),
-            sampler=req.sampler or d.sampler,
+        return d.overridden(
+            steps=req.steps,
+            guidance=req.guidance,
+            guidance_rescale=req.guidance_rescale,
+            sampler=req.sampler,
         )
 
     def previewer(pipe):

@@ -110,3 +110,15 @@ def test_half_precision_export_loads_and_generates(tiny_model_dir, tmp_path):
     bad = CliRunner().invoke(app, ["export", str(tiny_model_dir), "-o", str(tmp_path / "e"),
                                    "--sampler", "magic"])  # fmt: skip
     assert bad.exit_code == 2 and "unknown sampler" in bad.output
+
+
+def test_overridden_applies_only_what_is_set_and_validates():
+    d = SamplingOptions(steps=40, guidance=3.0, sampler="dpmpp_2m_sde")
+    assert d.overridden(steps=None, guidance=None, sampler=None) == d
+    assert d.overridden(guidance=0.0, guidance_rescale=0.7) == SamplingOptions(
+        steps=40, guidance=0.0, sampler="dpmpp_2m_sde", guidance_rescale=0.7
+    )
+    with pytest.raises(ValueError, match="positive integer"):
+        d.overridden(steps=0)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        d.overridden(sampler="lms")
