@@ -8,7 +8,7 @@ from atelier import __version__
 from atelier.cli.clip import app as clip_app
 from atelier.cli.compare import compare
 from atelier.cli.edit import img2img, inpaint, outpaint, upscale, variations
-from atelier.cli.evaluate import evaluate
+from atelier.cli.evaluate import eval_diff, evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
 from atelier.cli.insight import explain, inspect
@@ -35,6 +35,7 @@ app.command()(variations)
 app.command()(upscale)
 app.command()(train)
 app.command("eval")(evaluate)
+app.command("eval-diff")(eval_diff)
 app.command()(sweep)
 app.command()(compare)
 app.command()(explain)

@@ -12,7 +12,14 @@ from atelier.atomic import write_atomic
 from atelier.cli.errors import fail
 from atelier.cli.generate import reranker_for
 from atelier.eval.report import clip_score_pair, distribution_metrics, eval_html, metrics_json
-from atelier.eval.shapes_bench import format_table, generate_and_judge, summarize, to_json
+from atelier.eval.shapes_bench import (
+    Judged,
+    format_table,
+    generate_and_judge,
+    paired_difference,
+    summarize,
+    to_json,
+)
 from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
@@ -134,7 +141,9 @@ def evaluate(
         "images": [asdict(r) for r in results],
     }
     ranked = f"-rerank{candidates}" if candidates > 1 else ""
-    stem = f"{loaded.config.name}-{options.sampler}-{options.steps}-g{options.guidance}{ranked}"
+    rescaled = f"-r{options.guidance_rescale}" if options.guidance_rescale else ""
+    stem = (f"{loaded.config.name}-{options.sampler}-{options.steps}-g{options.guidance}"
+            f"{rescaled}{ranked}")  # fmt: skip
     path = output / f"{stem}.json"
     write_atomic(path, json.dumps(report, indent=1))
     typer.echo(str(path))
@@ -155,3 +164,40 @@ def evaluate(
         )
         readme = loaded.path / "README.md"
         write_atomic(readme, replace_section(readme.read_text(), section))
+
+
+def _read_eval(path: Path) -> tuple[dict, list[Judged]]:
+    try:
+        report = json.loads(path.read_text())
+        images = [Judged(**{**r, "reasons": tuple(r["reasons"])}) for r in report["images"]]
+    except FileNotFoundError:
+        raise fail(f"no eval JSON at {path}; `atelier eval MODEL -o DIR` writes one") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        raise fail(f"{path} is not an `atelier eval` JSON (it needs an 'images' list)") from None
+    return report, images
+
+
+def _describe(report: dict) -> str:
+    o = report.get("options", {})
+    rescale = f", rescale {o['guidance_rescale']}" if o.get("guidance_rescale") else ""
+    return (f"{report.get('model')} ({o.get('sampler')} {o.get('steps')} steps, "
+            f"CFG {o.get('guidance')}{rescale})")  # fmt: skip
+
+
+def eval_diff(
+    before: Path = typer.Argument(..., help="Eval JSON of the baseline."),
+    after: Path = typer.Argument(..., help="Eval JSON of the candidate (same prompts, seeds)."),
+) -> None:
+    """Paired comparison of two evals: after minus before, per category and split, with 95%
+    bootstrap intervals over prompts."""
+    (a_report, a), (b_report, b) = _read_eval(before), _read_eval(after)
+    try:
+        table = paired_difference(a, b)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    typer.echo(f"before: {_describe(a_report)}\nafter:  {_describe(b_report)}")
+    rate_a, rate_b = (sum(r.passed for r in x) / len(x) for x in (a, b))
+    typer.echo(f"{len(a)} paired images; accuracy {rate_a:.3f} -> {rate_b:.3f}")
+    typer.echo(format_table(table, signed=True))
+    o = table["overall"]["all"]
+    typer.echo(f"overall difference {o.accuracy:+.3f} [{o.low:+.3f}, {o.high:+.3f}]")

@@ -76,7 +76,9 @@ def generate_and_judge(
     return out, (time.perf_counter() - began) / max(len(jobs), 1)
 
 
-def bootstrap(passes_by_prompt: list[list[bool]], *, n_boot: int = 2000, seed: int = 0) -> Accuracy:
+def bootstrap(
+    passes_by_prompt: list[list[bool]] | list[list[float]], *, n_boot: int = 2000, seed: int = 0
+) -> Accuracy:
     """Accuracy over prompts (each prompt's mean over its samples), resampling prompts."""
     per_prompt = np.array([np.mean(p) for p in passes_by_prompt])
     rng = np.random.default_rng(seed)
@@ -90,9 +92,9 @@ def bootstrap(passes_by_prompt: list[list[bool]], *, n_boot: int = 2000, seed: i
     )
 
 
-def summarize(results: Sequence[Judged]) -> dict[str, dict[str, Accuracy]]:
-    """``{category: {split: Accuracy}}`` plus ``overall`` per split and ``all``."""
-    groups: dict[tuple[str, str], dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+def _groups(results: Sequence[Judged], value: Callable[[Judged], float]):
+    """``{(category, split): {prompt id: [value, ...]}}`` with ``overall`` and ``all`` rows."""
+    groups: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
         for key in (
             (r.category, r.split),
@@ -100,22 +102,56 @@ def summarize(results: Sequence[Judged]) -> dict[str, dict[str, Accuracy]]:
             (r.category, "all"),
             ("overall", "all"),
         ):
-            groups[key][r.id].append(r.passed)
+            groups[key][r.id].append(value(r))
+    return groups
+
+
+def summarize(results: Sequence[Judged]) -> dict[str, dict[str, Accuracy]]:
+    """``{category: {split: Accuracy}}`` plus ``overall`` per split and ``all``."""
     table: dict[str, dict[str, Accuracy]] = defaultdict(dict)
-    for (category, split), by_prompt in groups.items():
+    for (category, split), by_prompt in _groups(results, lambda r: r.passed).items():
         table[category][split] = bootstrap(list(by_prompt.values()))
     return dict(table)
 
 
-def format_table(table: dict[str, dict[str, Accuracy]]) -> str:
-    """A plain-text table: accuracy [95% CI] per category and split."""
+def paired_difference(
+    before: Sequence[Judged], after: Sequence[Judged]
+) -> dict[str, dict[str, Accuracy]]:
+    """``after`` minus ``before``, image by image, on the same prompts and seeds: per category
+    and split, the mean difference in pass rate with a 95% bootstrap interval over prompts (a
+    paired test: each prompt's difficulty cancels). Raises ValueError unless both judged
+    exactly the same (prompt, seed) pairs."""
+    first = {(r.id, r.seed): r for r in before}
+    second = {(r.id, r.seed): r for r in after}
+    if len(first) != len(before) or len(second) != len(after):
+        raise ValueError("an eval lists the same prompt and seed twice")
+    if first.keys() != second.keys():
+        only = len(first.keys() - second.keys()), len(second.keys() - first.keys())
+        raise ValueError(
+            f"the evals judged different images ({only[0]} (prompt, seed) pairs only in the "
+            f"first, {only[1]} only in the second); compare evals with the same suite, "
+            "--samples and --seed"
+        )
+
+    def gain(r: Judged) -> float:
+        return float(second[(r.id, r.seed)].passed) - float(r.passed)
+
+    table: dict[str, dict[str, Accuracy]] = defaultdict(dict)
+    for (category, split), by_prompt in _groups(before, gain).items():
+        table[category][split] = bootstrap(list(by_prompt.values()))
+    return dict(table)
+
+
+def format_table(table: dict[str, dict[str, Accuracy]], *, signed: bool = False) -> str:
+    """A plain-text table: accuracy [95% CI] per category and split (``signed``: differences)."""
     lines = [f"{'category':<18} {'seen':>20} {'held_out':>20} {'all':>20}"]
     order = [c for c in table if c != "overall"] + ["overall"]
+    f = "+.2f" if signed else ".2f"
     for category in order:
         cells = []
         for split in ("seen", "held_out", "all"):
             a = table[category].get(split)
-            cells.append(f"{a.accuracy:.2f} [{a.low:.2f},{a.high:.2f}]" if a else "-")
+            cells.append(f"{a.accuracy:{f}} [{a.low:{f}},{a.high:{f}}]" if a else "-")
         lines.append(f"{category:<18} " + " ".join(f"{c:>20}" for c in cells))
     return "\n".join(lines)
 

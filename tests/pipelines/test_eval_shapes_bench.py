@@ -3,14 +3,16 @@
 import json
 
 import numpy as np
+import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from atelier.cli import app
-from atelier.eval.shapes_bench import Judged, bootstrap, summarize
+from atelier.eval.shapes_bench import Judged, bootstrap, paired_difference, summarize
 
 
-def judged(category, split, pid, passed):
-    return Judged(pid, "p", category, split, 0, passed, ())
+def judged(category, split, pid, passed, seed=0):
+    return Judged(pid, "p", category, split, seed, passed, ())
 
 
 def test_summary_groups_and_overall():
@@ -36,6 +38,75 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
     assert (large.high - large.low) < (small.high - small.low) / 5
     assert abs(large.accuracy - 0.7) < 0.03
     assert bootstrap([[True]] * 10).low == 1.0
+
+
+def test_paired_difference_is_per_prompt_and_matches_the_normal_interval():
+    # Prompt a: 0/2 -> 2/2 (+1); b: 1/2 -> 1/2 (0); c: 2/2 -> 1/2 (-0.5); mean +1/6.
+    before = [
+        judged("size", "seen", p, x, s)
+        for p, x, s in [
+            ("a", 0, 0),
+            ("a", 0, 1),
+            ("b", 1, 0),
+            ("b", 0, 1),
+            ("c", 1, 0),
+            ("c", 1, 1),
+        ]
+    ]
+    after = [
+        judged("size", "seen", p, x, s)
+        for p, x, s in [
+            ("a", 1, 1),
+            ("a", 1, 0),
+            ("b", 0, 0),
+            ("b", 1, 1),
+            ("c", 0, 0),
+            ("c", 1, 1),
+        ]
+    ]
+    table = paired_difference(before, after)
+    assert table["size"]["seen"].accuracy == table["overall"]["all"].accuracy
+    assert abs(table["overall"]["all"].accuracy - 1 / 6) < 1e-12
+    assert paired_difference(after, before)["overall"]["all"].accuracy == -1 / 6
+    # Many prompts: the percentile interval matches mean +- 1.96 standard errors (scipy).
+    rng = np.random.default_rng(1)
+    n = 3000
+    x, y = rng.random(n) < 0.5, rng.random(n) < 0.6
+    big = paired_difference(
+        [judged("c", "seen", str(i), bool(x[i])) for i in range(n)],
+        [judged("c", "seen", str(i), bool(y[i])) for i in range(n)],
+    )
+    d = y.astype(float) - x.astype(float)
+    half = 1.96 * stats.sem(d)
+    got = big["overall"]["all"]
+    assert abs(got.accuracy - d.mean()) < 1e-12
+    assert abs((got.high - got.low) / 2 - half) < 0.1 * half
+    with pytest.raises(ValueError, match="1 .prompt, seed. pairs only in the first"):
+        paired_difference(before, after[:-1])
+
+
+def test_eval_diff_command(tiny_model_dir, tmp_path):
+    def run_eval(out, *extra):
+        result = CliRunner().invoke(app, ["eval", str(tiny_model_dir), "--steps", "2", "-o",
+                                          str(out), "--no-metrics", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return next(x for x in result.stdout.splitlines() if x.endswith(".json"))
+
+    a = run_eval(tmp_path / "a", "--limit", "3")
+    b = run_eval(tmp_path / "b", "--limit", "3", "--guidance-rescale", "0.7")
+    assert "-r0.7" in b
+    result = CliRunner().invoke(app, ["eval-diff", a, b])
+    assert result.exit_code == 0, result.output
+    assert "3 paired images" in result.output and "rescale 0.7" in result.output
+    assert "overall difference" in result.output
+    short = run_eval(tmp_path / "c", "--limit", "2")
+    for args, message in [
+        ([a, short], "judged different images"),
+        ([a, str(tmp_path / "none.json")], "no eval JSON"),
+        ([a, str(tiny_model_dir / "config.json")], "not an `atelier eval` JSON"),
+    ]:
+        result = CliRunner().invoke(app, ["eval-diff", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_eval_command_writes_json(tiny_model_dir, tmp_path):
