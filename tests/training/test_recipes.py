@@ -64,11 +64,17 @@ def test_train_command_errors_are_clear():
     assert result.exit_code == 2 and "no field" in result.output
 
 
-def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_from():
-    # Read from the shipped default's card ("Training CPU time: 2.07 h in all").
+def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_from(tmp_path):
+    from dataclasses import replace
+
     from atelier.training.run import _cost
 
-    text = _cost(get_recipe("shapes-ldm-inpaint"), total_cpu=3600.0)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (base / "README.md").write_text("# base\n\n- Training CPU time: 2.07 h in all (below)\n")
+    recipe = replace(get_recipe("shapes-ldm-inpaint"), init_from=str(base))
+    text = _cost(recipe, total_cpu=3600.0)
     assert "shapes-ldm-inpaint (UNet and text encoder): 1.00 CPU-h" in text
-    assert "the model it fine-tunes, shapes-ldm-minilm: 2.07 CPU-h" in text
+    assert f"the model it fine-tunes, {base}: 2.07 CPU-h" in text
     assert "in all: 3.07 CPU-h" in text
