@@ -66,12 +66,23 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm self-attention, cross-attention to text (if any), then GEGLU feed-forward."""
+    """Pre-norm self-attention, cross-attention to text (if any), then GEGLU feed-forward.
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None) -> None:
+    ``only_cross=True`` makes the first attention a second cross-attention to the text (diffusers'
+    ``only_cross_attention``): no pixel-to-pixel attention, whose cost grows with the square of
+    the pixel count, so text can reach a high-resolution level cheaply. Unlike diffusers, that
+    first attention also honours the text's padding mask.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, context_dim: int | None, *, only_cross: bool = False
+    ) -> None:
         super().__init__()
+        if only_cross and context_dim is None:
+            raise ValueError("only_cross needs a context_dim: there is no text to attend to")
+        self.only_cross = only_cross
         self.norm1 = nn.LayerNorm(dim)
-        self.attn1 = Attention(dim, heads)
+        self.attn1 = Attention(dim, heads, context_dim if only_cross else None)
         self.norm2: nn.LayerNorm | None = None
         self.attn2: Attention | None = None
         if context_dim is not None:
@@ -83,7 +94,10 @@ class TransformerBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x))  # (B, N, C)
+        if self.only_cross:
+            x = x + self.attn1(self.norm1(x), context, mask)  # (B, N, C)
+        else:
+            x = x + self.attn1(self.norm1(x))
         if self.attn2 is not None:
             x = x + self.attn2(self.norm2(x), context, mask)
         return x + self.ff(self.norm3(x))
@@ -118,6 +132,7 @@ class SpatialTransformer(nn.Module):
         depth: int,
         groups: int,
         positions: bool = False,
+        only_cross: bool = False,
     ) -> None:
         super().__init__()
         self.position_embedding = nn.Linear(16, channels) if positions else None
@@ -128,7 +143,8 @@ class SpatialTransformer(nn.Module):
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList(
-            TransformerBlock(channels, heads, context_dim) for _ in range(depth)
+            TransformerBlock(channels, heads, context_dim, only_cross=only_cross)
+            for _ in range(depth)
         )
         self.proj_out = nn.Linear(channels, channels)
 

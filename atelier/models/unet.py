@@ -77,6 +77,10 @@ class UNetConfig:
     # Learned position embeddings at every transformer block's input (see SpatialTransformer):
     # lets cross-attention tie "top left" to the top-left tokens directly.
     attention_positions: bool = False
+    # Per level: its transformer blocks attend to the text twice instead of to themselves and
+    # then the text (diffusers' ``only_cross_attention``; the middle block keeps self-attention).
+    # Text reaches a high-resolution level at a fraction of self-attention's cost there.
+    cross_attention_only: tuple[bool, ...] | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -108,6 +112,20 @@ class UNetConfig:
                 f"attention_levels {self.attention_levels} needs one entry per level of "
                 f"block_channels {self.block_channels}"
             )
+        if self.cross_attention_only is not None:
+            object.__setattr__(self, "cross_attention_only", tuple(self.cross_attention_only))
+            if len(self.cross_attention_only) != len(self.block_channels):
+                raise ValueError(
+                    f"cross_attention_only {self.cross_attention_only} needs one entry per level "
+                    f"of block_channels {self.block_channels}"
+                )
+            if any(c and not a for c, a in zip(self.cross_attention_only, self.attention_levels)):
+                raise ValueError(
+                    f"cross_attention_only {self.cross_attention_only} sets a level that "
+                    f"attention_levels {self.attention_levels} leaves without attention"
+                )
+            if any(self.cross_attention_only) and self.context_dim is None:
+                raise ValueError("cross_attention_only needs context_dim: text to attend to")
         if (self.heads is None) == (self.head_dim is None):
             raise ValueError("give exactly one of heads and head_dim")
         # The middle block at the last level always attends.
@@ -298,7 +316,8 @@ class UNet(nn.Module):
             ResBlock, time_dim=time_dim, groups=config.groups, time_injection=config.time_injection
         )
 
-        def transformer(level: int) -> SpatialTransformer:
+        def transformer(level: int, *, mid: bool = False) -> SpatialTransformer:
+            only = config.cross_attention_only
             return SpatialTransformer(
                 widths[level],
                 heads=config.heads_at(level),
@@ -306,6 +325,7 @@ class UNet(nn.Module):
                 depth=config.transformer_depth,
                 groups=config.groups,
                 positions=config.attention_positions,
+                only_cross=bool(only and only[level] and not mid),
             )
 
         extra = 2 if config.coord_channels else 0
@@ -335,7 +355,7 @@ class UNet(nn.Module):
 
         self.mid_block = MidBlock(
             [resnet(widths[-1], widths[-1]), resnet(widths[-1], widths[-1])],
-            transformer(levels - 1),
+            transformer(levels - 1, mid=True),
         )
 
         # Each up block has one more resnet than its down block, to consume the downsample's skip

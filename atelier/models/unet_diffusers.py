@@ -71,6 +71,9 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict[str, Any]:
         "upcast_attention": False,
         "dropout": 0.0,
     }
+    if config.cross_attention_only is not None:
+        kwargs["only_cross_attention"] = tuple(config.cross_attention_only)
+        kwargs["mid_block_only_cross_attention"] = False
     if config.pooled_dim is not None:
         kwargs["class_embed_type"] = "projection"
         kwargs["projection_class_embeddings_input_dim"] = config.pooled_dim

@@ -12,6 +12,7 @@ from atelier.models import (
     state_dict_to_diffusers,
     unet_config_to_diffusers,
 )
+from atelier.models.attention import TransformerBlock
 from atelier.text.encoder import TextEmbedding
 
 TOL = 1e-5
@@ -40,6 +41,9 @@ VARIANT = UNetConfig(
     groups=8,
     time_injection="scale_shift",
 )
+# Text-only attention at levels 1 and 2 (diffusers' only_cross_attention); the middle block at
+# level 2 keeps its self-attention, as diffusers' UNetMidBlock2DCrossAttn does.
+CROSS_ONLY = replace(VARIANT, cross_attention_only=(False, True, True))
 
 
 def perturb(module: torch.nn.Module, seed: int) -> None:
@@ -80,8 +84,13 @@ def test_output_shape_and_dtype():
     assert out.dtype == x.dtype and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("config", [TINY, VARIANT], ids=["tiny", "variant"])
-@pytest.mark.parametrize("masked", [False, True], ids=["full-mask", "partial-mask"])
+@pytest.mark.parametrize(
+    "config, masked",
+    # diffusers' only_cross_attention ignores the text padding mask in its first attention (ours
+    # honours it), so the cross-only network is compared with every token visible.
+    [(TINY, False), (TINY, True), (VARIANT, False), (VARIANT, True), (CROSS_ONLY, False)],
+    ids=["tiny-full", "tiny-partial", "variant-full", "variant-partial", "cross-only-full"],
+)
 def test_parity_from_diffusers(config: UNetConfig, masked: bool):
     from diffusers import UNet2DConditionModel
 
@@ -98,7 +107,9 @@ def test_parity_from_diffusers(config: UNetConfig, masked: bool):
     assert (got - expected).abs().max().item() <= TOL
 
 
-@pytest.mark.parametrize("config", [TINY, VARIANT], ids=["tiny", "variant"])
+@pytest.mark.parametrize(
+    "config", [TINY, VARIANT, CROSS_ONLY], ids=["tiny", "variant", "cross-only"]
+)
 def test_parity_to_diffusers(config: UNetConfig):
     from diffusers import UNet2DConditionModel
 
@@ -142,10 +153,11 @@ def test_state_dict_round_trip_is_identity():
     assert list(back) == list(sd)
 
 
-def test_masked_tokens_do_not_change_output():
+@pytest.mark.parametrize("config", [TINY, CROSS_ONLY], ids=["tiny", "cross-only"])
+def test_masked_tokens_do_not_change_output(config):
     torch.manual_seed(5)
-    model = UNet(TINY).eval()
-    x, t, context = inputs(TINY, masked=True)
+    model = UNet(config).eval()
+    x, t, context = inputs(config, masked=True)
     noisy = context.states.clone()
     noisy[0, 2:] = 100.0 * torch.randn_like(noisy[0, 2:])
     changed = TextEmbedding(states=noisy, mask=context.mask, pooled=context.pooled)
@@ -154,6 +166,17 @@ def test_masked_tokens_do_not_change_output():
         # The visible tokens do matter, so the test above is not vacuous.
         noisy[0, 0] += 1.0
         assert not torch.equal(model(x, t, context), model(x, t, changed))
+
+
+def test_cross_attention_only_levels_have_no_self_attention():
+    model = UNet(CROSS_ONLY)
+    blocks = {n: m for n, m in model.named_modules() if isinstance(m, TransformerBlock)}
+    for name, block in blocks.items():
+        text_only = not name.startswith("mid_block")
+        assert block.only_cross == text_only, name
+        # A text-only first attention reads keys and values from the 16-wide text states.
+        assert block.attn1.to_k.in_features == (16 if text_only else block.attn1.to_q.in_features)
+    assert any(name.startswith("mid_block") for name in blocks)
 
 
 def test_unconditional_unet_takes_no_context():
@@ -178,6 +201,9 @@ def test_unconditional_unet_takes_no_context():
         {"layers_per_block": 0},
         {"context_dim": 0},
         {"time_injection": "film"},
+        {"cross_attention_only": (True,)},  # one entry per level
+        {"cross_attention_only": (False, True)},  # level 1 has no attention to make text-only
+        {"cross_attention_only": (True, False), "context_dim": None, "pooled_dim": None},
     ],
 )
 def test_bad_config_raises(changes):
