@@ -16,6 +16,7 @@ from atelier.eval.shapes_bench import (
     Judged,
     format_table,
     generate_and_judge,
+    miss_breakdown,
     paired_difference,
     summarize,
     to_json,
@@ -118,6 +119,7 @@ def evaluate(
     )  # fmt: skip
     table = summarize(results)
     typer.echo(format_table(table))
+    typer.echo(miss_breakdown(results))
     typer.echo(f"{seconds:.2f} s per image; {len(results)} images")
     measured, clip_score = (
         _metrics(images, [r.prompt for r in results], features, clip_model)
@@ -169,7 +171,10 @@ def evaluate(
 def _read_eval(path: Path) -> tuple[dict, list[Judged]]:
     try:
         report = json.loads(path.read_text())
-        images = [Judged(**{**r, "reasons": tuple(r["reasons"])}) for r in report["images"]]
+        images = [
+            Judged(**{**r, "reasons": tuple(r["reasons"]), "misses": tuple(r.get("misses", ()))})
+            for r in report["images"]
+        ]
     except FileNotFoundError:
         raise fail(f"no eval JSON at {path}; `atelier eval MODEL -o DIR` writes one") from None
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):

@@ -8,7 +8,7 @@ bootstrap confidence interval over prompts (Efron & Tibshirani 1993), beside the
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from atelier.pipelines.text2image import SamplingOptions, Text2Image
 from atelier.shapes.bench import BenchPrompt
-from atelier.shapes.judge import judge
+from atelier.shapes.judge import FoundObject, judge
+from atelier.shapes.world import SceneSpec
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Judged:
     seed: int
     passed: bool
     reasons: tuple[str, ...]
+    # What became of each asked object the image lacks (see :func:`missing_objects`).
+    misses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,42 @@ class Accuracy:
     low: float
     high: float
     images: int
+
+
+MISS_KINDS = ("wrong shape, borrowed", "wrong shape", "wrong colour", "absent")
+
+
+def missing_objects(spec: SceneSpec, found: Sequence[FoundObject]) -> tuple[str, ...]:
+    """For each asked (colour, shape) the image lacks, what was drawn instead, one of
+    :data:`MISS_KINDS`: an unasked object of the same colour and another shape (``"borrowed"``
+    when that shape is one the prompt asks for elsewhere: a binding error), of the same shape
+    and another colour, or nothing that explains it."""
+    want = Counter((o.color, o.shape) for o in spec.objects)
+    extra = Counter((o.color, o.shape) for o in found) - want
+    asked_shapes = {o.shape for o in spec.objects}
+    out = []
+    for (color, shape), n in sorted((want - Counter((o.color, o.shape) for o in found)).items()):
+        for _ in range(n):
+            same_colour = [k for k in extra if k[0] == color and k[1] != shape and extra[k] > 0]
+            same_shape = [k for k in extra if k[1] == shape and k[0] != color and extra[k] > 0]
+            if same_colour:
+                extra[same_colour[0]] -= 1
+                borrowed = same_colour[0][1] in asked_shapes
+                out.append(MISS_KINDS[0] if borrowed else MISS_KINDS[1])
+            elif same_shape:
+                extra[same_shape[0]] -= 1
+                out.append(MISS_KINDS[2])
+            else:
+                out.append(MISS_KINDS[3])
+    return tuple(out)
+
+
+def miss_breakdown(results: Sequence[Judged]) -> str:
+    """One line: how many asked objects were missing and what was drawn instead."""
+    counts = Counter(kind for r in results for kind in r.misses)
+    total = sum(counts.values())
+    parts = ", ".join(f"{kind} {counts[kind]}" for kind in MISS_KINDS)
+    return f"asked objects missing: {total} ({parts})"
 
 
 def generate_and_judge(
@@ -68,8 +107,9 @@ def generate_and_judge(
         for (bp, s), image in zip(chunk, images):
             verdict = judge(np.asarray(image), bp.spec)
             judged = Judged(
-                bp.id, bp.prompt, bp.category, bp.split, s, verdict.passed, tuple(verdict.reasons)
-            )
+                bp.id, bp.prompt, bp.category, bp.split, s, verdict.passed,
+                tuple(verdict.reasons), missing_objects(bp.spec, verdict.objects),
+            )  # fmt: skip
             out.append(judged)
             if on_image is not None:
                 on_image(judged, image)

@@ -1,6 +1,7 @@
 """shapes-bench scoring: summaries, bootstrap intervals, and the eval command on a tiny model."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,14 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from atelier.cli import app
-from atelier.eval.shapes_bench import Judged, bootstrap, paired_difference, summarize
+from atelier.eval.shapes_bench import (
+    Judged,
+    bootstrap,
+    miss_breakdown,
+    missing_objects,
+    paired_difference,
+    summarize,
+)
 
 
 def judged(category, split, pid, passed, seed=0):
@@ -109,6 +117,35 @@ def test_eval_diff_command(tiny_model_dir, tmp_path):
         assert result.exit_code == 2 and message in result.output, result.output
 
 
+def test_missing_objects_says_what_was_drawn_instead():
+    from atelier.shapes.judge import FoundObject
+    from atelier.shapes.world import ObjectSpec, SceneSpec
+
+    def found(color, shape):
+        return FoundObject(color, shape, "small", (1, 1), 0.2, 0.5, 0.5, 0.8, 0.0)
+
+    spec = SceneSpec((ObjectSpec("red", "circle"), ObjectSpec("blue", "square"),
+                      ObjectSpec("green", "triangle"), ObjectSpec("yellow", "circle")))  # fmt: skip
+    drawn = [
+        found("red", "square"),  # the red circle borrowed the blue square's shape
+        found("blue", "square"),
+        found("cyan", "triangle"),  # the green triangle came out cyan
+        # the yellow circle is absent
+    ]
+    # In (colour, shape) order: green triangle, red circle, yellow circle.
+    assert missing_objects(spec, drawn) == ("wrong colour", "wrong shape, borrowed", "absent")
+    # A shape the prompt never asks for is a plain shape error, not a borrowed one.
+    only = SceneSpec((ObjectSpec("red", "circle"),))
+    assert missing_objects(only, [found("red", "square")]) == ("wrong shape",)
+    assert missing_objects(only, [found("red", "circle")]) == ()
+    rows = [replace(judged("c", "seen", "a", False), misses=("wrong shape", "absent")),
+            replace(judged("c", "seen", "b", False), misses=("wrong shape",))]  # fmt: skip
+    assert miss_breakdown(rows) == (
+        "asked objects missing: 3 (wrong shape, borrowed 0, wrong shape 2, wrong colour 0, "
+        "absent 1)"
+    )
+
+
 def test_eval_command_writes_json(tiny_model_dir, tmp_path):
     result = CliRunner().invoke(
         app, ["eval", str(tiny_model_dir), "--limit", "3", "--steps", "2", "-o", str(tmp_path),
@@ -118,6 +155,8 @@ def test_eval_command_writes_json(tiny_model_dir, tmp_path):
     files = list(tmp_path.glob("*.json"))
     report = json.loads(files[0].read_text())
     assert len(report["images"]) == 3
+    assert all("misses" in image for image in report["images"])
+    assert "asked objects missing: " in result.output
     assert set(report["accuracy"]["overall"]) >= {"seen", "all"}
 
 
