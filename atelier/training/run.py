@@ -93,12 +93,21 @@ def _final_weights(run_dir: Path, name: str, module: torch.nn.Module) -> dict[st
 
 
 def _card(recipe: Recipe, total_cpu: float, body: str) -> str:
+    """The model card. A fine-tuned model's CPU time line states the sum with the model it
+    starts from, so that a model fine-tuned from it in turn counts the whole chain."""
     command = "atelier train " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "atelier train"
+    hours = total_cpu / 3600
+    origin, cpu = "from scratch", f"{hours:.2f} h (user + system, all sessions)"
+    if recipe.init_from is not None:
+        origin = f"from {recipe.init_from}"
+        base = _cpu_hours_in_card(resolve(recipe.init_from))
+        if base is not None:
+            cpu = (f"{hours + base:.2f} h in all ({hours:.2f} h for this run, {base:.2f} h for "
+                   f"{recipe.init_from}, which it fine-tunes)")  # fmt: skip
     return (
-        f"# {recipe.name}\n\nTrained by atelier from scratch on the shapes world.\n\n"
-        f"- Reproduce: `{command}`\n- Training CPU time: {total_cpu / 3600:.2f} h "
-        f"(user + system, all sessions)\n\n{body}\n\n## Recipe\n\n```json\n"
-        f"{json.dumps(asdict(recipe), indent=2, default=str)}\n```\n"
+        f"# {recipe.name}\n\nTrained by atelier {origin} on the shapes world.\n\n"
+        f"- Reproduce: `{command}`\n- Training CPU time: {cpu}\n\n{body}\n\n## Recipe\n\n"
+        f"```json\n{json.dumps(asdict(recipe), indent=2, default=str)}\n```\n"
     )
 
 

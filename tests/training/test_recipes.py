@@ -78,3 +78,14 @@ def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_fro
     assert "shapes-ldm-inpaint (UNet and text encoder): 1.00 CPU-h" in text
     assert f"the model it fine-tunes, {base}: 2.07 CPU-h" in text
     assert "in all: 3.07 CPU-h" in text
+    # The card's headline counts the chain, so a model fine-tuned from this one counts it too.
+    from atelier.training.run import _card, _cpu_hours_in_card
+
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "README.md").write_text(_card(recipe, 3600.0, text))
+    assert (
+        "Training CPU time: 3.07 h in all (1.00 h for this run, 2.07 h for"
+        in (child / "README.md").read_text()
+    )
+    assert _cpu_hours_in_card(child) == 3.07
