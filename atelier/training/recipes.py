@@ -145,7 +145,8 @@ def _shapes_ldm_minilm() -> Recipe:
     # MiniLM's penultimate layer ("CLIP skip 2"): a linear probe reads a noun's own colour from
     # it at 0.98, from the last layer (trained for the mean-pooled sentence vector) at 0.83. At
     # 5,000 steps the two layers tied on shapes-bench (0.39 vs 0.40 over 672 images; colour
-    # attribution +0.10, position -0.10); the shipped default uses it, resumed to 7,500 steps.
+    # attribution +0.10, position -0.10); the shipped default uses it: resumed to 7,500 steps,
+    # then continued to 11,500 (its card gives every command).
     return Recipe(
         name="shapes-ldm-minilm",
         kind="ldm",
