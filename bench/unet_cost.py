@@ -1,0 +1,84 @@
+"""Training-step cost of UNet variants of the default recipe, measured side by side in one run.
+
+    .venv/bin/python bench/unet_cost.py [--steps 5] [--batch 64] [--threads 1]
+
+Each variant is the ``shapes-ldm-minilm`` UNet on 16x16x4 latents with MiniLM-shaped text states
+(12 tokens of 384); a step is forward, v-style MSE, backward and an AdamW update. Prints the CPU
+seconds per step (process time, after one warm-up step) and the ratio to the default:
+
+- default: attention (self + cross) at the 8x8 and 4x4 levels only;
+- self + cross at 16x16 too;
+- text-only attention at 16x16 (``cross_attention_only``, diffusers' ``only_cross_attention``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atelier.models.unet import UNet, UNetConfig  # noqa: E402
+from atelier.text.encoder import TextEmbedding  # noqa: E402
+from atelier.training.recipes import get_recipe  # noqa: E402
+
+
+def step_cost(config: UNetConfig, *, batch: int, steps: int) -> tuple[float, int]:
+    """CPU seconds per training step and the parameter count."""
+    torch.manual_seed(0)
+    net = UNet(config)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.randn(batch, config.in_channels, 16, 16)
+    t = torch.randint(0, 1000, (batch,)).float()
+    context = TextEmbedding(
+        torch.randn(batch, 12, config.context_dim),
+        torch.ones(batch, 12, dtype=torch.bool),
+        torch.randn(batch, config.context_dim),
+    )
+    target = torch.randn(batch, config.out_channels, 16, 16)
+
+    def step() -> None:
+        loss = (net(x, t, context) - target).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    began = time.process_time()
+    for _ in range(steps):
+        step()
+    return (time.process_time() - began) / steps, sum(p.numel() for p in net.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    base = get_recipe("shapes-ldm-minilm").unet
+    variants = {
+        "default (attention at 8x8, 4x4)": base,
+        "+ self and cross attention at 16x16": replace(base, attention_levels=(True, True, True)),
+        "+ text-only attention at 16x16": replace(
+            base, attention_levels=(True, True, True), cross_attention_only=(True, False, False)
+        ),
+    }
+    print(f"# UNet training step, batch {args.batch}, 16x16x4 latents, {args.threads} thread(s), "
+          f"mean of {args.steps} steps\n")  # fmt: skip
+    print("| variant | parameters | CPU-s / step | ratio |\n|---|---|---|---|")
+    reference = None
+    for name, config in variants.items():
+        seconds, params = step_cost(config, batch=args.batch, steps=args.steps)
+        reference = reference or seconds
+        print(f"| {name} | {params / 1e6:.2f} M | {seconds:.3f} | {seconds / reference:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
