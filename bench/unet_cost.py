@@ -9,6 +9,9 @@ seconds per step (process time, after one warm-up step) and the ratio to the def
 - default: attention (self + cross) at the 8x8 and 4x4 levels only;
 - self + cross at 16x16 too;
 - text-only attention at 16x16 (``cross_attention_only``, diffusers' ``only_cross_attention``).
+
+Beside them, what a batch of 64 training captions costs the frozen MiniLM encoder (penultimate
+layer, the recipe's) when they are not cached: the price of the first pass over the captions.
 """
 
 from __future__ import annotations
@@ -55,6 +58,22 @@ def step_cost(config: UNetConfig, *, batch: int, steps: int) -> tuple[float, int
     return (time.process_time() - began) / steps, sum(p.numel() for p in net.parameters())
 
 
+def caption_cost(*, batch: int, steps: int) -> float:
+    """CPU seconds for MiniLM to encode ``batch`` fresh training captions (no cache)."""
+    from atelier.data.shapes import ShapesDataset
+    from atelier.text.factory import build_text_encoder
+
+    recipe = get_recipe("shapes-ldm-minilm")
+    encoder = build_text_encoder(replace(recipe.text_encoder, cache_size=0))
+    data = ShapesDataset(batch * (steps + 1), resolution=32, seed=5, split="train")
+    captions = [data.example(i)[1] for i in range(len(data))]
+    encoder.encode(captions[:batch])  # warm-up
+    began = time.process_time()
+    for k in range(1, steps + 1):
+        encoder.encode(captions[k * batch : (k + 1) * batch])
+    return (time.process_time() - began) / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
@@ -78,6 +97,9 @@ def main() -> None:
         seconds, params = step_cost(config, batch=args.batch, steps=args.steps)
         reference = reference or seconds
         print(f"| {name} | {params / 1e6:.2f} M | {seconds:.3f} | {seconds / reference:.2f} |")
+    seconds = caption_cost(batch=args.batch, steps=args.steps)
+    print(f"| MiniLM encoding {args.batch} uncached captions | frozen | {seconds:.3f} | "
+          f"{seconds / reference:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -56,10 +56,11 @@ def missing_objects(spec: SceneSpec, found: Sequence[FoundObject]) -> tuple[str,
     when that shape is one the prompt asks for elsewhere: a binding error), of the same shape
     and another colour, or nothing that explains it."""
     want = Counter((o.color, o.shape) for o in spec.objects)
-    extra = Counter((o.color, o.shape) for o in found) - want
+    have = Counter((o.color, o.shape) for o in found)
+    extra = have - want
     asked_shapes = {o.shape for o in spec.objects}
     out = []
-    for (color, shape), n in sorted((want - Counter((o.color, o.shape) for o in found)).items()):
+    for (color, shape), n in sorted((want - have).items()):
         for _ in range(n):
             same_colour = [k for k in extra if k[0] == color and k[1] != shape and extra[k] > 0]
             same_shape = [k for k in extra if k[1] == shape and k[0] != color and extra[k] > 0]

@@ -67,10 +67,9 @@ class GenerationParams:
         """The parameters of ``image`` made with ``options`` (a ``SamplingOptions``): steps,
         guidance, sampler, spacing and Karras flag from them (and the guidance rescale if any),
         the size from the image."""
-        rescale = getattr(options, "guidance_rescale", 0.0)
         settings = {"spacing": options.spacing, "karras": options.karras}
-        if rescale:
-            settings["guidance_rescale"] = rescale
+        if options.guidance_rescale:
+            settings["guidance_rescale"] = options.guidance_rescale
         return cls(
             prompt=prompt, seed=seed, steps=options.steps, guidance=options.guidance,
             sampler=options.sampler, width=image.width, height=image.height, model=model,

@@ -92,18 +92,11 @@ def _final_weights(run_dir: Path, name: str, module: torch.nn.Module) -> dict[st
     return weights
 
 
-def _card(recipe: Recipe, total_cpu: float, body: str) -> str:
-    """The model card. A fine-tuned model's CPU time line states the sum with the model it
-    starts from, so that a model fine-tuned from it in turn counts the whole chain."""
+def _card(recipe: Recipe, total_cpu: float, body: str, *, cpu: str | None = None) -> str:
+    """The model card. ``cpu`` replaces the CPU time line (see :func:`_cost`)."""
     command = "atelier train " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "atelier train"
-    hours = total_cpu / 3600
-    origin, cpu = "from scratch", f"{hours:.2f} h (user + system, all sessions)"
-    if recipe.init_from is not None:
-        origin = f"from {recipe.init_from}"
-        base = _cpu_hours_in_card(resolve(recipe.init_from))
-        if base is not None:
-            cpu = (f"{hours + base:.2f} h in all ({hours:.2f} h for this run, {base:.2f} h for "
-                   f"{recipe.init_from}, which it fine-tunes)")  # fmt: skip
+    origin = "from scratch" if recipe.init_from is None else f"from {recipe.init_from}"
+    cpu = cpu or f"{total_cpu / 3600:.2f} h (user + system, all sessions)"
     return (
         f"# {recipe.name}\n\nTrained by atelier {origin} on the shapes world.\n\n"
         f"- Reproduce: `{command}`\n- Training CPU time: {cpu}\n\n{body}\n\n## Recipe\n\n"
@@ -194,21 +187,27 @@ def _cpu_hours_in_card(folder: Path) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _cost(recipe: Recipe, total_cpu: float) -> str:
-    """The training cost of a latent model including the autoencoder it decodes through."""
+def _cost(recipe: Recipe, total_cpu: float) -> tuple[str, str | None]:
+    """The training cost of a diffusion model with what it stands on: the model it fine-tunes
+    (whose card already counts its own autoencoder), else the autoencoder of a latent model.
+    Returns the card's cost section and its CPU time line, which states the sum, so that a
+    model fine-tuned from this one in turn counts the whole chain."""
     hours = total_cpu / 3600
     lines = [f"## Training cost\n\n- {recipe.name} (UNet and text encoder): {hours:.2f} CPU-h"]
     if recipe.init_from is not None:
-        base_hours = _cpu_hours_in_card(resolve(recipe.init_from))
-        if base_hours is not None:  # the model it fine-tunes, autoencoder included
-            lines.append(f"- the model it fine-tunes, {recipe.init_from}: {base_hours:.2f} CPU-h")
-            lines.append(f"- in all: {hours + base_hours:.2f} CPU-h")
+        base, what = recipe.init_from, f"the model it fine-tunes, {recipe.init_from}"
     elif recipe.kind == "ldm":
-        vae_hours = _cpu_hours_in_card(resolve(recipe.vae_model))
-        if vae_hours is not None:
-            lines.append(f"- its autoencoder {recipe.vae_model}: {vae_hours:.2f} CPU-h")
-            lines.append(f"- in all: {hours + vae_hours:.2f} CPU-h")
-    return "\n".join(lines)
+        base, what = recipe.vae_model, f"its autoencoder {recipe.vae_model}"
+    else:
+        return lines[0], None
+    base_hours = _cpu_hours_in_card(resolve(base))
+    if base_hours is None:
+        return lines[0], None
+    lines.append(f"- {what}: {base_hours:.2f} CPU-h")
+    lines.append(f"- in all: {hours + base_hours:.2f} CPU-h")
+    headline = (f"{hours + base_hours:.2f} h in all ({hours:.2f} h for this run, "
+                f"{base_hours:.2f} h for {what})")  # fmt: skip
+    return "\n".join(lines), headline
 
 
 def _init_from(recipe: Recipe, unet: UNet, space: LatentSpace):
@@ -306,10 +305,11 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         defaults=recipe.sampling,
     )  # fmt: skip
     model = Model(config, unet.eval(), text_encoder.eval(), vae)
+    cost, headline = _cost(recipe, total)
     out = save_model(
         model,
         run_dir / "model",
-        card=_card(recipe, total, _cost(recipe, total) + _METRICS_TODO),
+        card=_card(recipe, total, cost + _METRICS_TODO, cpu=headline),
     )
     return _install(out, recipe.name)
 

@@ -49,29 +49,14 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_n():
 
 
 def test_paired_difference_is_per_prompt_and_matches_the_normal_interval():
-    # Prompt a: 0/2 -> 2/2 (+1); b: 1/2 -> 1/2 (0); c: 2/2 -> 1/2 (-0.5); mean +1/6.
-    before = [
-        judged("size", "seen", p, x, s)
-        for p, x, s in [
-            ("a", 0, 0),
-            ("a", 0, 1),
-            ("b", 1, 0),
-            ("b", 0, 1),
-            ("c", 1, 0),
-            ("c", 1, 1),
-        ]
-    ]
-    after = [
-        judged("size", "seen", p, x, s)
-        for p, x, s in [
-            ("a", 1, 1),
-            ("a", 1, 0),
-            ("b", 0, 0),
-            ("b", 1, 1),
-            ("c", 0, 0),
-            ("c", 1, 1),
-        ]
-    ]
+    def runs(**passes):  # prompt id -> pass (1) or fail (0) for seeds 0, 1, ...
+        return [judged("size", "seen", p, bool(int(x)), s)
+                for p, xs in passes.items() for s, x in enumerate(xs)]  # fmt: skip
+
+    # Prompt a: 0/2 -> 2/2 (+1); b: 1/2 -> 1/2 (0); c: 2/2 -> 1/2 (-0.5); mean +1/6. The pairs
+    # are matched by (prompt, seed), not by order.
+    before = runs(a="00", b="10", c="11")
+    after = runs(a="11", b="01", c="01")[::-1]
     table = paired_difference(before, after)
     assert table["size"]["seen"].accuracy == table["overall"]["all"].accuracy
     assert abs(table["overall"]["all"].accuracy - 1 / 6) < 1e-12

@@ -74,7 +74,7 @@ def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_fro
     (base / "config.json").write_text("{}")
     (base / "README.md").write_text("# base\n\n- Training CPU time: 2.07 h in all (below)\n")
     recipe = replace(get_recipe("shapes-ldm-inpaint"), init_from=str(base))
-    text = _cost(recipe, total_cpu=3600.0)
+    text, headline = _cost(recipe, total_cpu=3600.0)
     assert "shapes-ldm-inpaint (UNet and text encoder): 1.00 CPU-h" in text
     assert f"the model it fine-tunes, {base}: 2.07 CPU-h" in text
     assert "in all: 3.07 CPU-h" in text
@@ -83,9 +83,9 @@ def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_fro
 
     child = tmp_path / "child"
     child.mkdir()
-    (child / "README.md").write_text(_card(recipe, 3600.0, text))
+    (child / "README.md").write_text(_card(recipe, 3600.0, text, cpu=headline))
     assert (
-        "Training CPU time: 3.07 h in all (1.00 h for this run, 2.07 h for"
+        "Training CPU time: 3.07 h in all (1.00 h for this run, 2.07 h for the model it "
         in (child / "README.md").read_text()
     )
     assert _cpu_hours_in_card(child) == 3.07

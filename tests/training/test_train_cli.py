@@ -63,6 +63,9 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     vae_hours = float(vae_card.split("Training CPU time: ")[1].split(" h")[0])
     ldm_hours = sum(cpu) / 3600
     assert f"in all: {ldm_hours + vae_hours:.2f} CPU-h" in card
+    # ... and says so in its headline, which a fine-tune of it reads (below).
+    ldm_total = f"{ldm_hours + vae_hours:.2f}"
+    assert f"Training CPU time: {ldm_total} h in all" in card
     # Per-channel latent statistics were measured and stored (diffusers' latents_mean/std).
     assert model.config.latent_std is not None and len(model.config.latent_std) == 4
 
@@ -72,6 +75,8 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
         "init_from=shapes-ldm", "text_encoder.kind=transformer")  # fmt: skip
     inpainter = load_model("shapes-ldm-inpaint")
     assert inpainter.unet.config.in_channels == 9
+    inpaint_card = (inpainter.path / "README.md").read_text()
+    assert f"{ldm_total} h for the model it fine-tunes, shapes-ldm)" in inpaint_card
     base_w = model.unet.conv_in.weight.detach()
     first = inpainter.unet.conv_in.weight.detach()
     # The base's latent and coordinate weights carry over (one step away); new channels start

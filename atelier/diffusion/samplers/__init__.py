@@ -46,7 +46,6 @@ SAMPLERS: dict[str, Sampler] = {
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "unipc": sample_unipc,
 }
-STOCHASTIC: frozenset[str] = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
 # Each stochastic sampler's deterministic (ODE) counterpart: the same solver without the fresh
 # noise it adds at every step (DDIM is DDPM with eta 0).
 DETERMINISTIC_COUNTERPART: dict[str, str] = {
@@ -54,6 +53,7 @@ DETERMINISTIC_COUNTERPART: dict[str, str] = {
     "euler_ancestral": "euler",
     "dpmpp_2m_sde": "dpmpp_2m",
 }
+STOCHASTIC: frozenset[str] = frozenset(DETERMINISTIC_COUNTERPART)
 
 
 def deterministic(name: str) -> str:
