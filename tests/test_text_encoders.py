@@ -3,6 +3,7 @@
 import copy
 import itertools
 import os
+from dataclasses import replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -289,3 +290,41 @@ def test_load_refuses_a_folder_of_another_kind(trainable, tmp_path):
     config.write_text(config.read_text().replace('"transformer"', '"minilm"'))
     with pytest.raises(ValueError, match="expected 'transformer'"):
         TrainableTextEncoder.load(tmp_path)
+
+
+def test_text_states_preloaded_from_disk_equal_live_encoding(tmp_path, monkeypatch):
+    from atelier.text.state_cache import preload_text_states
+
+    config = TextEncoderConfig(kind="minilm", max_length=32, cache_size=8, hidden_layer=-2)
+    prompts = ["", "a red circle", "two blue squares left of a green triangle", "a red circle"]
+    live = build_text_encoder(config).encode(prompts)  # no cache involved: encoded in one batch
+    writer = build_text_encoder(config)
+    assert preload_text_states(writer, prompts, tmp_path, batch_size=2, progress=False) == 3
+    (file,) = tmp_path.glob("text-*-l-2-t32-*.safetensors")
+    reader = build_text_encoder(config)
+
+    def no_bert(prompts):
+        raise AssertionError(f"BERT ran on {prompts}")
+
+    monkeypatch.setattr(reader, "_run", no_bert)
+    assert preload_text_states(reader, prompts, tmp_path, progress=False) == 0
+    for encoder in (writer, reader):
+        monkeypatch.setattr(encoder, "_run", no_bert)
+        out = encoder.encode(prompts)
+        assert torch.equal(out.mask, live.mask)
+        # Masked rows are never attended to and are not stored; every other number matches.
+        assert torch.allclose(out.states[out.mask], live.states[live.mask], atol=1e-5)
+        assert not out.states[~out.mask].any()
+        assert torch.allclose(out.pooled, live.pooled, atol=1e-6)
+    # Another layer is another file; a cache too small for the prompts is a clear error.
+    other = build_text_encoder(replace(config, hidden_layer=-1))
+    preload_text_states(other, prompts, tmp_path, progress=False)
+    assert len(list(tmp_path.glob("text-*.safetensors"))) == 2
+    small = build_text_encoder(replace(config, cache_size=2))
+    with pytest.raises(ValueError, match="cache_size to at least 3"):
+        preload_text_states(small, prompts, tmp_path, progress=False)
+    # A damaged file names itself and the fix, and is left for the user to delete.
+    file.write_bytes(file.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot be read.*delete it"):
+        preload_text_states(build_text_encoder(config), prompts, tmp_path, progress=False)
+    assert file.stat().st_size == 100

@@ -10,6 +10,7 @@ classifier-free guidance. Two encoders implement :class:`TextEncoder`:
 - ``encoder.py``: :class:`TextEncoder` and :class:`TextEmbedding`, the contract
 - ``trainable.py``: :class:`TrainableTextEncoder`, tokenizer + transformer, saved as a folder
 - ``minilm.py``: :class:`MiniLMTextEncoder`, frozen all-MiniLM-L6-v2 with an LRU prompt cache
+- ``state_cache.py``: :func:`preload_text_states`, training captions' frozen states on disk
 - ``factory.py``: :class:`TextEncoderConfig` and :func:`build_text_encoder`
 """
 

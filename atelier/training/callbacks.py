@@ -157,7 +157,10 @@ class CPULedger(Callback):
 
     FILE = "cpu_seconds.json"
 
-    def __init__(self) -> None:
+    def __init__(self, *, preparation: float = 0.0) -> None:
+        # CPU seconds this process spent preparing the run before training began (encoding
+        # captions with a frozen text encoder): counted in this session's entry.
+        self._preparation = preparation
         self._start = 0.0
         self._path: Path | None = None
         self._sessions: list[float] = []
@@ -179,7 +182,8 @@ class CPULedger(Callback):
         if self._path is None:
             return
         # Milliseconds: a one-step resume of a tiny model can take under 0.05 CPU-s.
-        self._sessions[-1] = round(process_cpu_seconds() - self._start, 3)
+        spent = process_cpu_seconds() - self._start + self._preparation
+        self._sessions[-1] = round(spent, 3)
         write_atomic(self._path, json.dumps(self._sessions))
 
     @property

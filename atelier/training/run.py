@@ -39,8 +39,10 @@ from atelier.pipelines.model_folder import Model, ModelConfig, resolve, save_mod
 from atelier.pipelines.upscale import Upscaler, UpscalerConfig, save_upscaler, upscaler_scores
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import build_text_encoder
+from atelier.text.minilm import MiniLMTextEncoder
+from atelier.text.state_cache import preload_text_states
 from atelier.text.tokenizer import train_bpe
-from atelier.training.callbacks import CPULedger, TimestepLossLogger
+from atelier.training.callbacks import CPULedger, TimestepLossLogger, process_cpu_seconds
 from atelier.training.checkpoint import latest_good_checkpoint, tensors_with_prefix
 from atelier.training.clip_task import CLIPTask
 from atelier.training.features_task import CellTargets, FeatureNetTask
@@ -279,13 +281,18 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
             f"encoder's width {text_encoder.dim}"
         )
     prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+    # The data preparation this process does (text states not yet on disk) counts as training.
+    before = process_cpu_seconds()
+    if isinstance(text_encoder, MiniLMTextEncoder):
+        captions = data.captions if isinstance(data, LatentDataset) else _captions(images)
+        preload_text_states(text_encoder, ["", *captions, *prompts], home() / "data")
     task_class = InpaintingTask if recipe.inpainting else LatentDiffusionTask
     task = task_class(
         unet=unet, text_encoder=text_encoder, diffusion=recipe.diffusion,
         objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_space=space,
         sample_prompts=prompts, sample_options=recipe.sampling,
     )  # fmt: skip
-    ledger = CPULedger()
+    ledger = CPULedger(preparation=process_cpu_seconds() - before)
     train(
         task,
         data,

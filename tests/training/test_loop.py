@@ -177,3 +177,15 @@ def test_cpu_ledger_counts_each_session_and_survives_a_kill(tmp_path):
     killed.on_checkpoint(4, tmp_path / "x")
     after = json.loads((tmp_path / "cpu_seconds.json").read_text())
     assert len(after) == 2 and after[0] == first[0] and after[1] > 0
+
+
+def test_cpu_ledger_counts_the_preparation_before_training(tmp_path):
+    import json
+
+    from atelier.training.callbacks import CPULedger
+
+    ledger = CPULedger(preparation=2.5)  # e.g. captions a frozen encoder read before step 0
+    config = small_config(max_steps=2, checkpoint_every=1)
+    train(RegressionTask(sleep=0.0), RegressionData(), config, run_dir=tmp_path, callbacks=[ledger])
+    (entry,) = json.loads((tmp_path / "cpu_seconds.json").read_text())
+    assert 2.5 <= entry < 2.5 + 5 and ledger.total == entry

@@ -105,3 +105,27 @@ def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
     run("shapes-vae", *TINY, *TINY_VAE, "train.max_steps=1")
     result = CliRunner().invoke(app, ["train", "shapes-vae", *TINY, *TINY_VAE, "train.max_steps=1"])
     assert result.exit_code != 0
+
+
+def test_frozen_text_states_are_read_once_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    tiny_pixel = [
+        "unet.block_channels=[16,32]",
+        "unet.groups=8",
+        "unet.attention_levels=[false,true]",
+    ]
+    run("shapes-pixel", *TINY, *tiny_pixel, "train.max_steps=1")
+    (states,) = (tmp_path / "data").glob("text-*.safetensors")
+    written = states.stat().st_mtime_ns
+    from atelier.text.minilm import MiniLMTextEncoder
+
+    def no_bert(self, prompts):
+        raise AssertionError(f"MiniLM ran on {prompts}")
+
+    monkeypatch.setattr(MiniLMTextEncoder, "_run", no_bert)
+    run("shapes-pixel", *TINY, *tiny_pixel, "train.max_steps=2", "--resume")
+    # The resumed process took every caption's states from the file: MiniLM never ran.
+    assert list((tmp_path / "data").glob("text-*.safetensors")) == [states]
+    assert states.stat().st_mtime_ns == written
+    cpu = json.loads((tmp_path / "runs" / "shapes-pixel" / "cpu_seconds.json").read_text())
+    assert len(cpu) == 2 and all(s > 0 for s in cpu)
