@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench bench-editing bench-serve bench-unet clean browser
+.PHONY: setup demo test lint bench bench-editing bench-serve bench-unet bench-composable clean browser
 
 setup: $(STAMP)
 
@@ -41,6 +41,9 @@ bench-editing: $(STAMP)
 
 bench-unet: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) bench/unet_cost.py --steps 10
+
+bench-composable: $(STAMP)
+	$(PY) bench/composable.py --guidance 3,2,1.5
 
 bench-serve: $(STAMP)
 	$(PY) bench/serve_load.py

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from atelier.cli.errors import fail
 from atelier.diffusion.samplers import SAMPLER_NAMES
+from atelier.pipelines.composable import split_and
 from atelier.pipelines.metadata import GenerationParams, read_params, save_png
 from atelier.pipelines.model_folder import DEFAULT_MODEL, Model, load_model
 from atelier.pipelines.text2image import SamplingOptions
@@ -143,6 +144,11 @@ def generate(
     if n < 1 or batch < 1:
         raise fail("-n and --batch must be at least 1")
     prompts = [prompt] if prompt is not None else read_prompts(prompts_file)
+    try:
+        for p in prompts:
+            split_and(p)  # AUTOMATIC1111's AND: every sub-prompt must hold text
+    except ValueError as err:
+        raise fail(str(err)) from None
     loaded = _load(model)
     defaults = loaded.config.defaults
     try:

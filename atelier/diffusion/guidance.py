@@ -26,22 +26,27 @@ CondNet = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def concat_cond(a: Any, b: Any) -> Any:
-    """Stack two conditionings of equal batch along dim 0: tensors directly, dataclasses by field.
+def concat_cond(a: Any, b: Any, *, paired: bool = True) -> Any:
+    """Stack two conditionings along dim 0: tensors directly, dataclasses by field.
 
     Fields that are ``None`` in both stay ``None``; nested dataclasses recurse. This is what lets
-    one network call serve both halves of classifier-free guidance.
+    one network call serve both halves of classifier-free guidance. ``paired`` requires equal
+    batches (one unconditional row per conditional one); a composition has more conditional rows.
     """
     if a is None and b is None:
         return None
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        if a.shape[:1] != b.shape[:1]:
+        if paired and a.shape[:1] != b.shape[:1]:
             raise ValueError(f"cannot pair a batch of {a.shape[0]} with one of {b.shape[0]}")
         return torch.cat([a, b])
     if dataclasses.is_dataclass(a) and not isinstance(a, type) and type(a) is type(b):
         fields = [f.name for f in dataclasses.fields(a) if f.init]
         return dataclasses.replace(
-            a, **{name: concat_cond(getattr(a, name), getattr(b, name)) for name in fields}
+            a,
+            **{
+                name: concat_cond(getattr(a, name), getattr(b, name), paired=paired)
+                for name in fields
+            },
         )
     raise TypeError(
         "conditionings must both be tensors, both None or both the same dataclass; "
@@ -72,6 +77,32 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> to
     return guided * (phi * ratio + (1 - phi))
 
 
+@dataclasses.dataclass(frozen=True)
+class Composition:
+    """Composable diffusion (Liu et al. 2022): several conditional rows guide one image.
+
+    Row k of the conditional batch belongs to image ``image[k]`` (K,) with weight ``weight[k]``
+    (K,), and with s the guidance scale
+
+        out_b = eps_u,b + s * sum over k with image[k] = b of weight[k] (eps_c,k - eps_u,b),
+
+    the conjunction of the rows' concepts (AUTOMATIC1111's ``AND``). One row of weight 1 per
+    image is plain classifier-free guidance; a negative weight steers away from its row.
+    """
+
+    image: torch.Tensor
+    weight: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 1 or self.image.shape != self.weight.shape:
+            raise ValueError(
+                f"a composition needs one image index and one weight per row, got shapes "
+                f"{tuple(self.image.shape)} and {tuple(self.weight.shape)}"
+            )
+        if not torch.isfinite(self.weight).all():
+            raise ValueError(f"composition weights must be finite, got {self.weight.tolist()}")
+
+
 def classifier_free_guidance(
     net: CondNet,
     cond: Any,
@@ -80,6 +111,7 @@ def classifier_free_guidance(
     *,
     rescale: float = 0.0,
     interval: tuple[float, float] | None = None,
+    composition: Composition | None = None,
 ) -> ModelFn:
     """Classifier-free guidance (Ho & Salimans 2022) as a model ``(x_t, t) -> output``.
 
@@ -97,6 +129,10 @@ def classifier_free_guidance(
     (Kynkäänniemi et al. 2024); elsewhere the output is the conditional one, and a step with no
     image inside calls the network on the conditional half only. The paper states intervals in
     sigma; ``SamplingPlan.t_of`` converts, as t grows with sigma.
+
+    With a ``composition``, ``cond`` holds its K rows and ``uncond`` one row per image; the
+    network sees the K + B rows in one call, and what stands for the conditional output
+    (outside the interval, and the reference of ``rescale``) is the composition at s = 1.
     """
     _check_scale(scale)
     _check_phi(rescale)
@@ -104,6 +140,8 @@ def classifier_free_guidance(
         lo, hi = interval
         if not lo <= hi:
             raise ValueError(f"guidance interval needs lo <= hi, got ({lo}, {hi})")
+    if composition is not None:
+        return _composed_guidance(net, cond, uncond, scale, rescale, interval, composition)
     pair = concat_cond(cond, uncond)
 
     def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -118,6 +156,40 @@ def classifier_free_guidance(
         if rescale > 0:
             guided = rescale_guidance(guided, out_c, rescale)
         return torch.where(inside.reshape(-1, *([1] * (guided.ndim - 1))), guided, out_c)
+
+    return model
+
+
+def _composed_guidance(
+    net: CondNet,
+    cond: Any,
+    uncond: Any,
+    scale: float,
+    rescale: float,
+    interval: tuple[float, float] | None,
+    composition: Composition,
+) -> ModelFn:
+    pair = concat_cond(cond, uncond, paired=False)
+    rows = composition.image.long()  # (K,)
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = per_image(t, x_t)
+        b, k = x_t.shape[0], rows.shape[0]
+        if k and not 0 <= int(rows.min()) <= int(rows.max()) < b:
+            raise ValueError(f"composition rows name images outside a batch of {b}")
+        index = rows.to(x_t.device)
+        out = net(torch.cat([x_t[index], x_t]), torch.cat([t[index], t]), pair)
+        out_c, out_u = out[:k], out[k:]  # (K, ...), (B, ...)
+        weight = broadcast(composition.weight.to(out), out_c)  # (K, 1, ...)
+        delta = torch.zeros_like(out_u).index_add_(0, index, weight * (out_c - out_u[index]))
+        composed = out_u + delta  # the composition at s = 1
+        guided = out_u + scale * delta
+        if rescale > 0:
+            guided = rescale_guidance(guided, composed, rescale)
+        if interval is None:
+            return guided
+        inside = (t >= interval[0]) & (t <= interval[1])  # (B,)
+        return torch.where(inside.reshape(-1, *([1] * (guided.ndim - 1))), guided, composed)
 
     return model
 

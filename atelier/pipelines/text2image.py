@@ -27,6 +27,7 @@ from atelier.diffusion.plan import make_plan, start_step_for_strength
 from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.schedules import TimestepSpacing
 from atelier.models.latent_space import LatentSpace
+from atelier.pipelines.composable import compose
 from atelier.pipelines.fixed_batch import fixed_batch
 from atelier.text.encoder import TextEmbedding, TextEncoder
 
@@ -172,6 +173,7 @@ class Text2Image:
         the level of the first step that ``start.strength`` keeps, with each image's own noise.
         ``wrap`` wraps the denoiser (masked inpainting replaces its known region's x_0).
         ``resample=(jump, count)`` runs RePaint's resampling jumps (``diffusion/inpainting.py``).
+        A prompt with ``AND`` is composed of its sub-prompts (``pipelines/composable.py``).
         ``extra`` (B, E, h, w) is concatenated to the network's input at every step, for
         networks trained with extra input channels (Stable Diffusion inpainting: mask and
         masked latents). ``size`` (h, w) samples latents of another size than the model's
@@ -181,17 +183,20 @@ class Text2Image:
             raise TypeError("prompts must be a list of strings, not one string")
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
-        cond = self.text_encoder.encode(list(prompts))
+        texts, composition = compose(prompts)  # AUTOMATIC1111's AND: composable diffusion
+        cond = self.text_encoder.encode(texts)
         uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
 
         if extra is not None:
-            cond, uncond = WithInputs(cond, extra), WithInputs(uncond, extra)
+            rows = extra if composition is None else extra[composition.image.to(extra.device)]
+            cond, uncond = WithInputs(cond, rows), WithInputs(uncond, extra)
             net = fixed_batch(_with_inputs(self.network), self.rows)
         else:
             net = fixed_batch(self.network, self.rows)
         model = classifier_free_guidance(
-            net, cond, uncond, options.guidance, rescale=options.guidance_rescale
-        )
+            net, cond, uncond, options.guidance, rescale=options.guidance_rescale,
+            composition=composition,
+        )  # fmt: skip
         denoiser: Denoiser = VPDenoiser(model, self.diffusion.prediction_type)
         if wrap is not None:
             denoiser = wrap(denoiser)

@@ -17,6 +17,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
+from atelier.pipelines.composable import split_and
 
 # The OpenAPI string format of image fields: base64 bytes that PIL decodes (schema checkers such
 # as schemathesis register a strategy for it).
@@ -81,6 +82,12 @@ class _Request(BaseModel):
     guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="CFG rescale phi.")
     sampler: Literal[SAMPLER_NAMES] | None = None  # type: ignore[valid-type]
     model: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    @field_validator("prompt")
+    @classmethod
+    def _sub_prompts(cls, v: str) -> str:
+        split_and(v)  # AUTOMATIC1111's AND: every sub-prompt must hold text
+        return v
 
 
 class Txt2ImgRequest(_Request):

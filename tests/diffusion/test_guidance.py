@@ -9,6 +9,7 @@ from diffusers import DDPMScheduler
 
 from atelier.diffusion.denoiser import VPDenoiser
 from atelier.diffusion.guidance import (
+    Composition,
     classifier_free_guidance,
     classifier_guidance,
     concat_cond,
@@ -286,3 +287,58 @@ def test_percentile_outside_unit_interval_is_rejected(p):
 def test_s_max_below_one_is_rejected():
     with pytest.raises(ValueError, match="at least 1"):
         dynamic_threshold(fixed_x0(torch.zeros(1)), 0.99, s_max=0.5)
+
+
+# Composable diffusion ---------------------------------------------------------------------------
+
+
+def rows_of(emb: TextEmbedding, index: list[int]) -> TextEmbedding:
+    return TextEmbedding(emb.states[index], emb.mask[index], emb.pooled[index])
+
+
+def test_one_row_per_image_of_weight_one_is_plain_cfg_bit_for_bit():
+    cond, uncond = embedding(1), embedding(2)
+    x, t = inputs()
+    plain = classifier_free_guidance(toy_net, cond, uncond, 4.0, rescale=0.5)(x, t)
+    single = Composition(torch.arange(B), torch.ones(B))
+    composed = classifier_free_guidance(
+        toy_net, cond, uncond, 4.0, rescale=0.5, composition=single
+    )(x, t)
+    assert torch.equal(plain, composed)
+
+
+def test_composition_is_one_call_of_the_weighted_sum():
+    # Image 0 composes rows 0 and 1 (weights 1 and 0.5), image 1 row 2 alone, image 2 rows 3
+    # and 4 (weights 1 and -0.5: a negative weight steers away).
+    many, uncond = embedding(3, batch=5), embedding(2)
+    composition = Composition(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 0.5, 1, 1, -0.5]))
+    spy, (x, t), s = Spy(toy_net), inputs(), 6.0
+    out = classifier_free_guidance(spy, many, uncond, s, composition=composition)(x, t)
+    assert spy.batches == [5 + B]
+    eps_u = toy_net(x, t, uncond)
+    expected = []
+    for b, parts in enumerate([[(0, 1.0), (1, 0.5)], [(2, 1.0)], [(3, 1.0), (4, -0.5)]]):
+        total = torch.zeros_like(eps_u[b])
+        for k, w in parts:
+            eps_k = toy_net(x[[b]], t[[b]], rows_of(many, [k]))[0]
+            total = total + w * (eps_k - eps_u[b])
+        expected.append(eps_u[b] + s * total)
+    torch.testing.assert_close(out, torch.stack(expected), rtol=1e-5, atol=1e-5)
+    # Outside a guidance interval an image gets the composition at s = 1.
+    at_one = classifier_free_guidance(toy_net, many, uncond, 1.0, composition=composition)(x, t)
+    windowed = classifier_free_guidance(
+        toy_net, many, uncond, s, interval=(0.0, 500.0), composition=composition
+    )(x, t)
+    assert torch.equal(windowed[:2], out[:2]) and torch.equal(windowed[2], at_one[2])
+
+
+def test_bad_compositions_are_clear():
+    with pytest.raises(ValueError, match="one image index and one weight per row"):
+        Composition(torch.tensor([0, 1]), torch.ones(3))
+    with pytest.raises(ValueError, match="must be finite"):
+        Composition(torch.tensor([0]), torch.tensor([math.nan]))
+    far = Composition(torch.tensor([0, 5]), torch.ones(2))
+    x, t = inputs()
+    with pytest.raises(ValueError, match="outside a batch of 3"):
+        classifier_free_guidance(toy_net, embedding(1, batch=2), embedding(2), 3.0,
+                                 composition=far)(x, t)  # fmt: skip

@@ -130,3 +130,16 @@ def test_other_size_and_truncation_warning(tiny_model_dir, tmp_path):
     assert "truncat" in result.output.lower()
     path = [x for x in result.stdout.splitlines() if x.endswith(".png")][0]
     assert Image.open(path).size == (48, 48)
+
+
+def test_a_composed_prompt_is_recorded_as_typed_and_replays(tiny_model_dir, tmp_path):
+    prompt = "a red circle AND a blue square :0.5"
+    result = run("generate", prompt, "--seed", "4", "--steps", "3", "--model", tiny_model_dir,
+                 "-o", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    path = result.stdout.strip().splitlines()[-1]
+    assert parse_a1111(Image.open(path).text["parameters"])["prompt"] == prompt
+    again = run("replay", path)
+    assert again.exit_code == 0 and "pixels match" in again.output, again.output
+    bad = run("generate", "a red circle AND", "--model", tiny_model_dir, "-o", tmp_path)
+    assert bad.exit_code == 2 and "empty sub-prompt around AND" in bad.output

@@ -94,6 +94,7 @@ def test_txt2img_round_trip_with_parameters(model_dir, tmp_path):
         ({"prompt": "a", "size": 40}, "size"),
         ({"prompt": "a", "model": "../etc"}, "model"),
         ({"prompt": "a", "surprise": 1}, "surprise"),
+        ({"prompt": "a red circle AND"}, "empty sub-prompt around AND"),
     ],
 )
 def test_limits_are_422_naming_the_field(model_dir, tmp_path, body, field):

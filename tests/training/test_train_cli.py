@@ -98,6 +98,11 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     out = editor.inpaint([canvas], [mask], ["a red circle"], seeds=[0], method="trained",
                          options=SamplingOptions(steps=2))[0]  # fmt: skip
     assert np.asarray(out)[40:, 40:].min() == 255  # outside the mask: the white canvas
+    # A composed prompt (AND) feeds every sub-prompt's row the image's mask and masked latents.
+    composed = editor.inpaint([canvas], [mask], ["a red circle AND a blue square :0.5"], seeds=[0],
+                              method="trained", options=SamplingOptions(steps=2))[0]  # fmt: skip
+    assert np.asarray(composed)[40:, 40:].min() == 255
+    assert not np.array_equal(np.asarray(composed), np.asarray(out))
 
 
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
