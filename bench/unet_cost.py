@@ -8,7 +8,8 @@ seconds per step (process time, after one warm-up step) and the ratio to the def
 
 - default: attention (self + cross) at the 8x8 and 4x4 levels only;
 - self + cross at 16x16 too;
-- text-only attention at 16x16 (``cross_attention_only``, diffusers' ``only_cross_attention``).
+- text-only attention at 16x16 (``cross_attention_only``, diffusers' ``only_cross_attention``);
+- two transformer layers where there is attention (``transformer_depth=2``).
 
 Beside them, what a batch of 64 training captions costs the frozen MiniLM encoder (penultimate
 layer, the recipe's) when they are not cached: the price of the first pass over the captions.
@@ -88,6 +89,7 @@ def main() -> None:
         "+ text-only attention at 16x16": replace(
             base, attention_levels=(True, True, True), cross_attention_only=(True, False, False)
         ),
+        "+ a second transformer layer (depth 2)": replace(base, transformer_depth=2),
     }
     print(f"# UNet training step, batch {args.batch}, 16x16x4 latents, {args.threads} thread(s), "
           f"mean of {args.steps} steps\n")  # fmt: skip
