@@ -12,7 +12,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -212,6 +212,23 @@ def _cost(recipe: Recipe, total_cpu: float) -> tuple[str, str | None]:
     return "\n".join(lines), headline
 
 
+def _with_base_architecture(recipe: Recipe) -> Recipe:
+    """A fine-tune keeps its base model's UNet architecture, as diffusers' training scripts
+    load the pretrained config; only ``in_channels`` stays the recipe's (inpainting adds
+    inputs). Says which of the recipe's UNet settings the base's replaced."""
+    base = ModelConfig.from_json((resolve(recipe.init_from) / "config.json").read_text())
+    unet = replace(base.unet, in_channels=recipe.unet.in_channels)
+    changed = [
+        f"unet.{f.name}={getattr(unet, f.name)}"
+        for f in fields(unet)
+        if getattr(unet, f.name) != getattr(recipe.unet, f.name)
+    ]
+    if changed:
+        kept = ", ".join(changed)
+        print(f"fine-tuning {recipe.init_from} keeps its UNet: {kept}", file=sys.stderr)
+    return replace(recipe, unet=unet)
+
+
 def _init_from(recipe: Recipe, unet: UNet, space: LatentSpace):
     """Start from a trained model (Stable Diffusion inpainting starts from the base model):
     load its UNet weights into ``unet``, with zero weights for any extra input channels, and
@@ -407,6 +424,8 @@ def run_recipe(
     """Train ``recipe`` into ``out`` (default: under ~/.cache/atelier/runs); return its model."""
     run_dir = out if out is not None else home() / "runs" / recipe.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    if recipe.init_from is not None and recipe.kind in ("ldm", "pixel"):
+        recipe = _with_base_architecture(recipe)
     write_atomic(run_dir / "recipe.json", json.dumps(asdict(recipe), indent=2, default=str))
     began = time.time()
     if recipe.kind == "vae":

@@ -75,6 +75,8 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
         "init_from=shapes-ldm", "text_encoder.kind=transformer")  # fmt: skip
     inpainter = load_model("shapes-ldm-inpaint")
     assert inpainter.unet.config.in_channels == 9
+    # The fine-tune kept its base's one transformer layer (the default recipe's UNet has two).
+    assert inpainter.unet.config.transformer_depth == model.unet.config.transformer_depth == 1
     inpaint_card = (inpainter.path / "README.md").read_text()
     assert f"{ldm_total} h for the model it fine-tunes, shapes-ldm)" in inpaint_card
     base_w = model.unet.conv_in.weight.detach()
