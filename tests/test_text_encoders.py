@@ -306,10 +306,10 @@ def test_text_states_preloaded_from_disk_equal_live_encoding(tmp_path, monkeypat
     def no_bert(prompts):
         raise AssertionError(f"BERT ran on {prompts}")
 
-    monkeypatch.setattr(reader, "_run", no_bert)
+    monkeypatch.setattr(reader, "encode_uncached", no_bert)
     assert preload_text_states(reader, prompts, tmp_path, progress=False) == 0
     for encoder in (writer, reader):
-        monkeypatch.setattr(encoder, "_run", no_bert)
+        monkeypatch.setattr(encoder, "encode_uncached", no_bert)
         out = encoder.encode(prompts)
         assert torch.equal(out.mask, live.mask)
         # Masked rows are never attended to and are not stored; every other number matches.

@@ -79,7 +79,7 @@ class MiniLMTextEncoder(TextEncoder):
         found = {prompt: self.cache.get(prompt) for prompt in dict.fromkeys(prompts)}
         missing = [prompt for prompt, rows in found.items() if rows is None]
         if missing:
-            states, mask, pooled = self._run(missing)
+            states, mask, pooled = self.encode_uncached(missing)
             for i, prompt in enumerate(missing):
                 # Clones, so a cached prompt does not pin its whole batch's storage.
                 rows = (states[i].clone(), mask[i].clone(), pooled[i].clone())
@@ -90,7 +90,11 @@ class MiniLMTextEncoder(TextEncoder):
         states, mask, pooled = (torch.stack(parts) for parts in zip(*ordered, strict=True))
         return states, mask, pooled  # (B, T, D), (B, T), (B, D)
 
-    def _run(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @torch.no_grad()
+    def encode_uncached(
+        self, prompts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """BERT on ``prompts``, not the cache: states (B, T, D), mask (B, T), pooled (B, D)."""
         batch = encode_window(
             self.tokenizer,
             prompts,

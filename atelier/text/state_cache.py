@@ -66,7 +66,7 @@ def preload_text_states(
     for start in tqdm(
         range(0, len(unique), batch_size), desc="encoding captions", disable=not progress
     ):
-        states, mask, batch_pooled = encoder._run(unique[start : start + batch_size])
+        states, mask, batch_pooled = encoder.encode_uncached(unique[start : start + batch_size])
         for i in range(len(states)):
             n = int(mask[i].sum())  # the window layout keeps the valid rows first
             kept.append(states[i, :n].cpu())

@@ -129,7 +129,7 @@ def test_frozen_text_states_are_read_once_per_machine(tmp_path, monkeypatch):
     def no_bert(self, prompts):
         raise AssertionError(f"MiniLM ran on {prompts}")
 
-    monkeypatch.setattr(MiniLMTextEncoder, "_run", no_bert)
+    monkeypatch.setattr(MiniLMTextEncoder, "encode_uncached", no_bert)
     run("shapes-pixel", *TINY, *tiny_pixel, "train.max_steps=2", "--resume")
     # The resumed process took every caption's states from the file: MiniLM never ran.
     assert list((tmp_path / "data").glob("text-*.safetensors")) == [states]
