@@ -92,6 +92,7 @@ class Composition:
 
     image: torch.Tensor
     weight: torch.Tensor
+    images: int  # B, the batch the rows belong to
 
     def __post_init__(self) -> None:
         if self.image.ndim != 1 or self.image.shape != self.weight.shape:
@@ -101,6 +102,11 @@ class Composition:
             )
         if not torch.isfinite(self.weight).all():
             raise ValueError(f"composition weights must be finite, got {self.weight.tolist()}")
+        if (
+            len(self.image)
+            and not 0 <= int(self.image.min()) <= int(self.image.max()) < self.images
+        ):
+            raise ValueError(f"composition rows name images outside a batch of {self.images}")
 
 
 def classifier_free_guidance(
@@ -174,10 +180,11 @@ def _composed_guidance(
 
     def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = per_image(t, x_t)
-        b, k = x_t.shape[0], rows.shape[0]
-        if k and not 0 <= int(rows.min()) <= int(rows.max()) < b:
-            raise ValueError(f"composition rows name images outside a batch of {b}")
-        index = rows.to(x_t.device)
+        if x_t.shape[0] != composition.images:
+            raise ValueError(
+                f"a composition of {composition.images} images guides a batch of {x_t.shape[0]}"
+            )
+        k, index = rows.shape[0], rows.to(x_t.device)
         out = net(torch.cat([x_t[index], x_t]), torch.cat([t[index], t]), pair)
         out_c, out_u = out[:k], out[k:]  # (K, ...), (B, ...)
         weight = broadcast(composition.weight.to(out), out_c)  # (K, 1, ...)

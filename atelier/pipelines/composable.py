@@ -47,4 +47,4 @@ def compose(prompts: Sequence[str]) -> tuple[list[str], Composition | None]:
     texts = [text for parts in split for text, _ in parts]
     image = torch.tensor([i for i, parts in enumerate(split) for _ in parts])
     weight = torch.tensor([w for parts in split for _, w in parts], dtype=torch.float32)
-    return texts, Composition(image, weight)
+    return texts, Composition(image, weight, images=len(prompts))

@@ -300,7 +300,7 @@ def test_one_row_per_image_of_weight_one_is_plain_cfg_bit_for_bit():
     cond, uncond = embedding(1), embedding(2)
     x, t = inputs()
     plain = classifier_free_guidance(toy_net, cond, uncond, 4.0, rescale=0.5)(x, t)
-    single = Composition(torch.arange(B), torch.ones(B))
+    single = Composition(torch.arange(B), torch.ones(B), images=B)
     composed = classifier_free_guidance(
         toy_net, cond, uncond, 4.0, rescale=0.5, composition=single
     )(x, t)
@@ -311,7 +311,9 @@ def test_composition_is_one_call_of_the_weighted_sum():
     # Image 0 composes rows 0 and 1 (weights 1 and 0.5), image 1 row 2 alone, image 2 rows 3
     # and 4 (weights 1 and -0.5: a negative weight steers away).
     many, uncond = embedding(3, batch=5), embedding(2)
-    composition = Composition(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 0.5, 1, 1, -0.5]))
+    composition = Composition(
+        torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 0.5, 1, 1, -0.5]), images=B
+    )
     spy, (x, t), s = Spy(toy_net), inputs(), 6.0
     out = classifier_free_guidance(spy, many, uncond, s, composition=composition)(x, t)
     assert spy.batches == [5 + B]
@@ -334,11 +336,13 @@ def test_composition_is_one_call_of_the_weighted_sum():
 
 def test_bad_compositions_are_clear():
     with pytest.raises(ValueError, match="one image index and one weight per row"):
-        Composition(torch.tensor([0, 1]), torch.ones(3))
+        Composition(torch.tensor([0, 1]), torch.ones(3), images=2)
     with pytest.raises(ValueError, match="must be finite"):
-        Composition(torch.tensor([0]), torch.tensor([math.nan]))
-    far = Composition(torch.tensor([0, 5]), torch.ones(2))
-    x, t = inputs()
+        Composition(torch.tensor([0]), torch.tensor([math.nan]), images=1)
     with pytest.raises(ValueError, match="outside a batch of 3"):
+        Composition(torch.tensor([0, 5]), torch.ones(2), images=3)
+    two = Composition(torch.tensor([0, 1]), torch.ones(2), images=2)
+    x, t = inputs()
+    with pytest.raises(ValueError, match="a composition of 2 images guides a batch of 3"):
         classifier_free_guidance(toy_net, embedding(1, batch=2), embedding(2), 3.0,
-                                 composition=far)(x, t)  # fmt: skip
+                                 composition=two)(x, t)  # fmt: skip
