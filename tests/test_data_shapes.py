@@ -69,3 +69,12 @@ def test_exported_dataset_reads_back_through_imagefolder(tmp_path):
         b, tb = source[i]
         assert ta == tb and torch.equal(a, b)
     assert np.isclose(folder[0][0].mean().item(), source[0][0].mean().item())
+
+
+def test_captions_list_matches_the_items(tmp_path):
+    from atelier.training.run import _captions
+
+    cached = ShapesDataset(6, resolution=32, seed=3, cache_dir=tmp_path, progress=False)
+    assert cached.captions == [cached[i][1] for i in range(6)] == _captions(cached)
+    plain = ShapesDataset(6, resolution=32, seed=3)
+    assert plain.captions is None and _captions(plain) == cached.captions

@@ -72,6 +72,11 @@ class ShapesDataset:
             raise IndexError(f"index {index} out of range for {self.n} images")
         return sample_scene(np.random.default_rng([self.seed, index]), split=self.split).spec()
 
+    @property
+    def captions(self) -> list[str] | None:
+        """Every item's caption when the render cache is loaded (else None)."""
+        return self._captions
+
     def __len__(self) -> int:
         return self.n
 

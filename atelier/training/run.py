@@ -287,8 +287,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     else:
         tokenizer = None
         if recipe.text_encoder.kind == "transformer":
-            captions = data.captions if isinstance(data, LatentDataset) else _captions(images)
-            tokenizer = train_bpe(captions, vocab_size=recipe.bpe_vocab)
+            tokenizer = train_bpe(_captions(data), vocab_size=recipe.bpe_vocab)
         torch.manual_seed(recipe.train.seed)
         text_encoder = build_text_encoder(recipe.text_encoder, tokenizer=tokenizer)
         unet = UNet(recipe.unet)
@@ -301,8 +300,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     # The data preparation this process does (text states not yet on disk) counts as training.
     before = process_cpu_seconds()
     if isinstance(text_encoder, MiniLMTextEncoder):
-        captions = data.captions if isinstance(data, LatentDataset) else _captions(images)
-        preload_text_states(text_encoder, ["", *captions, *prompts], home() / "data")
+        preload_text_states(text_encoder, ["", *_captions(data), *prompts], home() / "data")
     task_class = InpaintingTask if recipe.inpainting else LatentDiffusionTask
     task = task_class(
         unet=unet, text_encoder=text_encoder, diffusion=recipe.diffusion,
@@ -414,8 +412,11 @@ def run_upscaler(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
     return _install(out, recipe.name)
 
 
-def _captions(images: CaptionedImages) -> list[str]:
-    return [images[i][1] for i in range(len(images))]
+def _captions(data: CaptionedImages | LatentDataset) -> list[str]:
+    """Every item's caption: the list a dataset keeps (latents, rendered shapes), else each
+    item's second half."""
+    kept = getattr(data, "captions", None)
+    return list(kept) if kept is not None else [data[i][1] for i in range(len(data))]
 
 
 def run_recipe(
