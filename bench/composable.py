@@ -50,10 +50,9 @@ def main() -> None:
           f"{options.steps} steps; plain CFG {options.guidance}")  # fmt: skip
 
     def run(prompts, arm_options):
-        results, per_image = generate_and_judge(
+        return generate_and_judge(
             pipe, prompts, options=arm_options, samples=args.samples, progress=False
         )
-        return results, per_image
 
     plain, seconds = run(suite, options)
     rows = [("plain", plain, None, seconds)]
