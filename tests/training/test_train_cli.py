@@ -105,6 +105,11 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
                               method="trained", options=SamplingOptions(steps=2))[0]  # fmt: skip
     assert np.asarray(composed)[40:, 40:].min() == 255
     assert not np.array_equal(np.asarray(composed), np.asarray(out))
+    # Outpainting with an inpainting model paints through its own inputs (masked sampling would
+    # refuse it) and keeps the original pixels.
+    grown = editor.outpaint(canvas, "a red circle on the right", seed=0, right=32,
+                            options=SamplingOptions(steps=2))  # fmt: skip
+    assert grown.size == (96, 64) and np.asarray(grown)[:, :64].min() == 255
 
 
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
