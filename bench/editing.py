@@ -1,7 +1,7 @@
 """Editing benchmark: inpainting, outpainting, img2img, super-resolution and the cascade.
 
     .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm-minilm] [--quick]
-        [--only inpaint,outpaint,img2img,sr,cascade] [--sampler NAME] [--steps K]
+        [--only inpaint,outpaint,img2img,sr,cascade] [--sampler NAME] [--steps K] [--guidance W]
 
 Every case starts from a fresh render of the shapes world (seeds no training set uses) and is
 scored by the project's judge, so each figure is a success rate with a 95% interval:
@@ -12,7 +12,7 @@ scored by the project's judge, so each figure is a success rate with a 95% inter
    sampling with the text-to-image model, and the trained inpainting model if installed.
 2. Outpainting: a scene whose objects sit in the left two columns, extended 32 px to the right,
    asked for one more object "on the right"; success = that object is found in the new strip.
-   And the original area's mean absolute change.
+   And the original area's mean absolute change. Both methods, as for inpainting.
 3. img2img: strength 0.3 under the source caption (the judge should still pass it), strength
    0.8 under a new caption with other colours (the judge should pass the new caption). Without
    --sampler it takes the model's sampler made deterministic, as `atelier img2img` does.
@@ -105,29 +105,31 @@ def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options) ->
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} | {sec:.2f} |")
 
 
-def bench_outpainting(editor: Editor, n: int, options) -> None:
-    rng = np.random.default_rng(SEED + 1)
-    passes, changes = [], []
-    while len(passes) < n:
-        scene = sample_scene(rng, split="train")
-        if any(o.cell[1] == 2 for o in scene.spec().objects) or len(scene.objects) > 2:
-            continue
-        color, shape = SEEN_PAIRS[int(rng.integers(len(SEEN_PAIRS)))]
-        prompt = phrase(scene.spec(with_cells=False), rng, plain=True)
-        prompt += f" and a {color} {shape} on the right"
-        image = Image.fromarray(render(scene, SIZE))
-        out = editor.outpaint(image, prompt, seed=len(passes), right=32, feather=1.5,
-                              options=options)  # fmt: skip
-        found = [o for o in detect(np.asarray(out)) if (o.color, o.shape) == (color, shape)
-                 and o.cx * out.width > SIZE]  # fmt: skip
-        passes.append(bool(found))
-        delta = np.abs(
-            np.asarray(out, float)[:, : SIZE - 4] - np.asarray(image, float)[:, : SIZE - 4]
-        )
-        changes.append(float(delta.mean()))
+def bench_outpainting(editors: dict[str, Editor], n: int, options) -> None:
     print("\n## Outpainting: 32 px to the right, one object asked for there")
-    print(f"object found in the new strip: {rate(passes)}; original area change "
-          f"{np.mean(changes):.3f}/255")  # fmt: skip
+    print("| method | object found in the new strip | original area change (1/255) |")
+    print("|---|---|---|")
+    for name, editor in editors.items():
+        rng = np.random.default_rng(SEED + 1)
+        passes, changes = [], []
+        while len(passes) < n:
+            scene = sample_scene(rng, split="train")
+            if any(o.cell[1] == 2 for o in scene.spec().objects) or len(scene.objects) > 2:
+                continue
+            color, shape = SEEN_PAIRS[int(rng.integers(len(SEEN_PAIRS)))]
+            prompt = phrase(scene.spec(with_cells=False), rng, plain=True)
+            prompt += f" and a {color} {shape} on the right"
+            image = Image.fromarray(render(scene, SIZE))
+            out = editor.outpaint(image, prompt, seed=len(passes), right=32, feather=1.5,
+                                  options=options)  # fmt: skip
+            found = [o for o in detect(np.asarray(out)) if (o.color, o.shape) == (color, shape)
+                     and o.cx * out.width > SIZE]  # fmt: skip
+            passes.append(bool(found))
+            delta = np.abs(
+                np.asarray(out, float)[:, : SIZE - 4] - np.asarray(image, float)[:, : SIZE - 4]
+            )
+            changes.append(float(delta.mean()))
+        print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} |")
 
 
 def bench_img2img(editor: Editor, n: int, options) -> None:
@@ -220,6 +222,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="n = 12, for a smoke run")
     parser.add_argument("--sampler", help="sampler for the edits (default: the model's)")
     parser.add_argument("--steps", type=int, help="steps for the edits (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="CFG scale (default: the model's)")
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
@@ -232,7 +235,7 @@ def main() -> None:
     n = 12 if args.quick else args.n
     loaded = load_model(args.model)
     options = loaded.config.defaults
-    options = options.overridden(sampler=args.sampler, steps=args.steps)
+    options = options.overridden(sampler=args.sampler, steps=args.steps, guidance=args.guidance)
     # img2img keeps its source: the model's sampler made deterministic, as `atelier img2img` does.
     edit_options = options if args.sampler else source_keeping(options)
     editor = Editor(loaded.pipeline())
@@ -240,16 +243,22 @@ def main() -> None:
         f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps "
         f"(img2img: {edit_options.sampler}), CFG {options.guidance}, n = {n} per case"
     )
-    if "inpaint" in only:
-        editors = {f"masked ({args.model})": (editor, "masked")}
+    inpainter = None
+    if only & {"inpaint", "outpaint"}:
         try:
-            inpainter = load_model("shapes-ldm-inpaint")
-            editors["trained (shapes-ldm-inpaint)"] = (Editor(inpainter.pipeline()), "trained")
+            inpainter = Editor(load_model("shapes-ldm-inpaint").pipeline())
         except FileNotFoundError:
             print("note: no shapes-ldm-inpaint model; the trained method is skipped")
+    if "inpaint" in only:
+        editors = {f"masked ({args.model})": (editor, "masked")}
+        if inpainter is not None:
+            editors["trained (shapes-ldm-inpaint)"] = (inpainter, "trained")
         bench_inpainting(editors, n, options)
     if "outpaint" in only:
-        bench_outpainting(editor, n, options)
+        outpainters = {f"masked ({args.model})": editor}
+        if inpainter is not None:
+            outpainters["trained (shapes-ldm-inpaint)"] = inpainter
+        bench_outpainting(outpainters, n, options)
     if "img2img" in only:
         bench_img2img(editor, n, edit_options)
     if "sr" in only:
