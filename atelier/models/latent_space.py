@@ -64,6 +64,21 @@ class LatentSpace:
         mean, std = self._stats(z)
         return z * std / self.scale + mean
 
+    def matches(self, other: LatentSpace, *, tolerance: float = 0.01) -> bool:
+        """The same normalisation up to ``tolerance`` (in units of each channel's std): the
+        statistics of one dataset's latents, measured on two machines, differ in their last
+        digits, because the autoencoder's convolutions round differently on different CPUs."""
+        if self.scale != other.scale or (self.mean is None) != (other.mean is None):
+            return False
+        if self.mean is None:
+            return True
+        if len(self.mean) != len(other.mean):
+            return False
+        return all(
+            abs(m - n) <= tolerance * s and abs(s - t) <= tolerance * s
+            for m, n, s, t in zip(self.mean, other.mean, self.std, other.std, strict=True)
+        )
+
     @classmethod
     def measure(cls, latents: torch.Tensor, *, scale: float = 1.0) -> LatentSpace:
         """Per-channel mean and std of ``latents`` (N, C, h, w), so that the result has zero

@@ -31,8 +31,7 @@ def text_state_key(encoder: MiniLMTextEncoder, prompts: list[str]) -> str:
     names = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:12]
     phrases = "-phrases" if encoder.phrases else ""
     return (
-        f"text-{weights}-l{encoder.hidden_layer}-t{encoder.max_length}{phrases}-{names}"
-        ".safetensors"
+        f"text-{weights}-l{encoder.hidden_layer}-t{encoder.max_length}{phrases}-{names}.safetensors"
     )
 
 

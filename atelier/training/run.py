@@ -229,6 +229,19 @@ def _with_base_architecture(recipe: Recipe) -> Recipe:
     return replace(recipe, unet=unet)
 
 
+def _base_space(recipe: Recipe, measured: LatentSpace) -> LatentSpace:
+    """The latent space of the model a fine-tune starts from, if this data's latents
+    (``measured``) are in it up to rounding; else a clear error."""
+    base = ModelConfig.from_json((resolve(recipe.init_from) / "config.json").read_text())
+    if not base.latent_space.matches(measured):
+        raise ValueError(
+            f"{recipe.init_from} was trained on another latent space (its latent mean and std "
+            f"{base.latent_space.mean}, {base.latent_space.std}; this data's {measured.mean}, "
+            f"{measured.std}): fine-tune it with the autoencoder and data it was trained on"
+        )
+    return base.latent_space
+
+
 def _init_from(recipe: Recipe, unet: UNet, space: LatentSpace):
     """Start from a trained model (Stable Diffusion inpainting starts from the base model):
     load its UNet weights into ``unet``, with zero weights for any extra input channels, and
@@ -268,6 +281,9 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         if recipe.latent_norm == "per_channel":
             # The cache holds z * scale; measure the raw latents' channel statistics.
             space = LatentSpace.measure(data.latents / scale)
+            if recipe.init_from is not None:
+                # A fine-tune keeps its base's normalisation, which this data must match.
+                space = _base_space(recipe, space)
             data.latents = space.to_diffusion(data.latents / scale).float()
         else:
             space = LatentSpace(scale)

@@ -45,3 +45,16 @@ def test_bad_latent_spaces_are_named():
         LatentSpace(1.0, (0.0, 0.0), (1.0, 1.0)).to_diffusion(torch.zeros(1, 4, 2, 2))
     with pytest.raises(ValueError, match="no spread"):
         LatentSpace.measure(torch.ones(4, 2, 3, 3))
+
+
+def test_matches_allows_rounding_but_not_another_space():
+    torch.manual_seed(0)
+    z = torch.randn(64, 4, 8, 8) * torch.tensor([1.0, 2.0, 0.5, 3.0]).view(1, 4, 1, 1)
+    here = LatentSpace.measure(z)
+    # The same latents as another CPU's convolutions might round them.
+    there = LatentSpace.measure(z + 1e-6 * torch.randn_like(z))
+    assert here != there and here.matches(there) and there.matches(here)
+    assert not here.matches(LatentSpace.measure(z * 1.1))  # another autoencoder's spread
+    assert not here.matches(LatentSpace.measure(z + 0.1))
+    assert not here.matches(LatentSpace(1.0)) and LatentSpace(0.5).matches(LatentSpace(0.5))
+    assert not LatentSpace(0.5).matches(LatentSpace(0.18215))
