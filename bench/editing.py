@@ -224,6 +224,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="steps for the edits (default: the model's)")
     parser.add_argument("--guidance", type=float, help="CFG scale (default: the model's)")
     parser.add_argument(
+        "--inpainter",
+        default="shapes-ldm-inpaint",
+        help="the trained inpainting model for method 'trained' (default: shapes-ldm-inpaint)",
+    )
+    parser.add_argument(
+        "--methods",
+        default="masked,trained",
+        help="inpainting/outpainting methods to run, of: masked,trained",
+    )
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run, of: {','.join(SECTIONS)}",
@@ -232,6 +242,9 @@ def main() -> None:
     only = set(args.only.split(","))
     if unknown := only - set(SECTIONS):
         parser.error(f"unknown section(s) {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    methods = set(args.methods.split(","))
+    if unknown := methods - {"masked", "trained"}:
+        parser.error(f"unknown method(s) {sorted(unknown)}; choose from masked,trained")
     n = 12 if args.quick else args.n
     loaded = load_model(args.model)
     options = loaded.config.defaults
@@ -244,21 +257,19 @@ def main() -> None:
         f"(img2img: {edit_options.sampler}), CFG {options.guidance}, n = {n} per case"
     )
     inpainter = None
-    if only & {"inpaint", "outpaint"}:
+    if only & {"inpaint", "outpaint"} and "trained" in methods:
         try:
-            inpainter = Editor(load_model("shapes-ldm-inpaint").pipeline())
+            inpainter = Editor(load_model(args.inpainter).pipeline())
         except FileNotFoundError:
-            print("note: no shapes-ldm-inpaint model; the trained method is skipped")
+            print(f"note: no {args.inpainter} model; the trained method is skipped")
+    masked = {f"masked ({args.model})": editor} if "masked" in methods else {}
+    trained = {f"trained ({args.inpainter})": inpainter} if inpainter is not None else {}
     if "inpaint" in only:
-        editors = {f"masked ({args.model})": (editor, "masked")}
-        if inpainter is not None:
-            editors["trained (shapes-ldm-inpaint)"] = (inpainter, "trained")
+        editors = {name: (e, "masked") for name, e in masked.items()}
+        editors |= {name: (e, "trained") for name, e in trained.items()}
         bench_inpainting(editors, n, options)
     if "outpaint" in only:
-        outpainters = {f"masked ({args.model})": editor}
-        if inpainter is not None:
-            outpainters["trained (shapes-ldm-inpaint)"] = inpainter
-        bench_outpainting(outpainters, n, options)
+        bench_outpainting(masked | trained, n, options)
     if "img2img" in only:
         bench_img2img(editor, n, edit_options)
     if "sr" in only:
