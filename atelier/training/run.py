@@ -231,7 +231,8 @@ def _with_base_architecture(recipe: Recipe) -> Recipe:
 
 def _base_space(recipe: Recipe, measured: LatentSpace) -> LatentSpace:
     """The latent space of the model a fine-tune starts from, if this data's latents
-    (``measured``) are in it up to rounding; else a clear error."""
+    (``measured``) are in it up to rounding; else a clear error. The one check of a base's
+    space, for every latent normalisation and for pixel space."""
     base = ModelConfig.from_json((resolve(recipe.init_from) / "config.json").read_text())
     if not base.latent_space.matches(measured):
         raise ValueError(
@@ -242,15 +243,13 @@ def _base_space(recipe: Recipe, measured: LatentSpace) -> LatentSpace:
     return base.latent_space
 
 
-def _init_from(recipe: Recipe, unet: UNet, space: LatentSpace):
+def _init_from(recipe: Recipe, unet: UNet):
     """Start from a trained model (Stable Diffusion inpainting starts from the base model):
     load its UNet weights into ``unet``, with zero weights for any extra input channels, and
     return its text encoder (with its own tokenizer)."""
     from atelier.pipelines.model_folder import load_model
 
     base = load_model(recipe.init_from)
-    if base.config.latent_space != space:
-        raise ValueError(f"{recipe.init_from} was trained on another latent space")
     state = base.unet.state_dict()
     weight = state["conv_in.weight"]
     target = unet.conv_in.weight
@@ -281,12 +280,13 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         if recipe.latent_norm == "per_channel":
             # The cache holds z * scale; measure the raw latents' channel statistics.
             space = LatentSpace.measure(data.latents / scale)
-            if recipe.init_from is not None:
-                # A fine-tune keeps its base's normalisation, which this data must match.
-                space = _base_space(recipe, space)
-            data.latents = space.to_diffusion(data.latents / scale).float()
         else:
             space = LatentSpace(scale)
+        if recipe.init_from is not None:
+            # A fine-tune keeps its base's normalisation, which this data must match.
+            space = _base_space(recipe, space)
+        if recipe.latent_norm == "per_channel":
+            data.latents = space.to_diffusion(data.latents / scale).float()
         factor = vae.config.downsampling_factor
         latent_shape = (
             vae.config.latent_channels,
@@ -295,11 +295,11 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         )
     else:
         data, latent_shape = images, (3, recipe.data.resolution, recipe.data.resolution)
-        space = LatentSpace()
+        space = LatentSpace() if recipe.init_from is None else _base_space(recipe, LatentSpace())
     if recipe.init_from is not None:
         torch.manual_seed(recipe.train.seed)
         unet = UNet(recipe.unet)
-        text_encoder = _init_from(recipe, unet, space)
+        text_encoder = _init_from(recipe, unet)
     else:
         tokenizer = None
         if recipe.text_encoder.kind == "transformer":
