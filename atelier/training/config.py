@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-Autocast = Literal["off", "bf16"]
+# "auto": bf16 where the device computes it natively, else fp32 (training/precision.py).
+Autocast = Literal["off", "bf16", "auto"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 LRSchedule = Literal["constant", "cosine"]
 LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)

@@ -37,6 +37,7 @@ from atelier.training.checkpoint import (
 )
 from atelier.training.config import TrainConfig
 from atelier.training.ema import EMA
+from atelier.training.precision import use_bf16
 from atelier.training.task import SamplingTask, StatefulTask, Task
 
 
@@ -128,6 +129,7 @@ def _train(
             module.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank))))
     param_names, params, optimizer = _optimizer(modules, config)
     device = params[0].device
+    bf16 = use_bf16(config.autocast, device)
     if world_size > 1:
         # Ranks built their modules with different seeds; rank 0's weights become everyone's.
         for module in modules.values():
@@ -181,7 +183,7 @@ def _train(
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            local_loss, logs, per_sample = _accumulate(task, batches, step, config, device)
+            local_loss, logs, per_sample = _accumulate(task, batches, step, config, device, bf16)
             out_of_time = config.max_minutes is not None and (
                 time.monotonic() - started > config.max_minutes * 60
             )
@@ -269,9 +271,10 @@ def _accumulate(
     step: int,
     config: TrainConfig,
     device: torch.device,
+    bf16: bool,
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
     """Backpropagate ``grad_accum`` micro-batches; returns this rank's mean loss and logs."""
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     loss_sum = torch.zeros((), device=device)
     logs: dict[str, float] = {}
     per_sample: dict[str, list[torch.Tensor]] = {}

@@ -119,7 +119,7 @@ def _shapes_vae() -> Recipe:
     return Recipe(
         name="shapes-vae", kind="vae",
         train=TrainConfig(max_steps=1500, batch_size=32, lr=4e-4, warmup_steps=100,
-                          grad_clip=1.0, ema_decay=None, autocast="bf16", checkpoint_every=100,
+                          grad_clip=1.0, ema_decay=None, autocast="auto", checkpoint_every=100,
                           sample_every=250, log_every=10),
         vae=VAEConfig(block_channels=(32, 64, 64), layers_per_block=1, mid_attention=False),
         vae_loss=VAELossConfig(reconstruction="l1", kl_weight=1e-6),
