@@ -20,6 +20,7 @@ def train(
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop cleanly after M min."),
 ) -> None:
     """Train a recipe from scratch (or resume it) and export a model folder."""
+    from atelier.training.recipes import RecipeError
     from atelier.training.run import run_recipe
 
     try:
@@ -28,4 +29,7 @@ def train(
             chosen = replace(chosen, train=replace(chosen.train, max_minutes=max_minutes))
     except ValueError as err:
         raise fail(str(err)) from None
-    run_recipe(chosen, out=out, resume=resume, data_dir=data)
+    try:
+        run_recipe(chosen, out=out, resume=resume, data_dir=data)
+    except RecipeError as err:
+        raise fail(str(err)) from None

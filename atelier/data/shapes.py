@@ -66,6 +66,21 @@ class ShapesDataset:
         scene = sample_scene(rng, split=self.split)
         return render(scene, self.resolution), caption(scene, rng), scene.spec()
 
+    def caption_variants(self, index: int, k: int) -> list[str]:
+        """``k`` true captions of item ``index``: its own caption, then ``k - 1`` more drawn with
+        their own generators (facts stated, word order and phrasing vary), so the item and its
+        first caption stay what they are with ``k = 1``."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} images")
+        rng = np.random.default_rng([self.seed, index])
+        scene = sample_scene(rng, split=self.split)
+        first = caption(scene, rng)
+        return [first] + [
+            caption(scene, np.random.default_rng([self.seed, index, j])) for j in range(1, k)
+        ]
+
     def spec(self, index: int) -> SceneSpec:
         """The full spec of item ``index`` (every object with size and cell), without rendering."""
         if not 0 <= index < self.n:

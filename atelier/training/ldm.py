@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from atelier.data.recaption import choose_captions
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.losses import Weighting, diffusion_loss, training_noise
 from atelier.diffusion.parameterization import q_sample
@@ -89,6 +90,7 @@ class LatentDiffusionTask:
         """The objective on clean latents ``z0``; ``inputs`` (B, E, h, w), when given, are
         concatenated to the network's input (inpainting's mask and masked latents)."""
         b = z0.shape[0]
+        captions = choose_captions(captions)
         drop = torch.rand(b) < self.objective.p_uncond
         prompts = ["" if d else c for c, d in zip(captions, drop.tolist())]
         context = self.text_encoder.encode(prompts)

@@ -36,13 +36,28 @@ from atelier.training.vae_loss import VAELossConfig
 RecipeKind = Literal["vae", "ldm", "pixel", "clip", "features", "upscaler"]
 
 
+class RecipeError(ValueError):
+    """A recipe that cannot run as given, found when it starts; the message says what to change."""
+
+
 @dataclass(frozen=True)
 class ShapesData:
-    """The shapes-world training set: ``n`` scenes at ``resolution`` px (train split)."""
+    """The shapes-world training set: ``n`` scenes at ``resolution`` px (train split).
+
+    ``captions_per_image`` > 1 gives every scene that many true captions, one drawn each time
+    the scene is (text-to-image recipes; see ``data/recaption.py``).
+    """
 
     n: int = 20000
     resolution: int = 64
     seed: int = 0
+    captions_per_image: int = 1
+
+    def __post_init__(self) -> None:
+        if self.captions_per_image < 1:
+            raise ValueError(
+                f"data.captions_per_image must be at least 1, got {self.captions_per_image}"
+            )
 
 
 @dataclass(frozen=True)

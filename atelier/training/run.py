@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save
+from tqdm import tqdm
 
 from atelier.atomic import write_atomic
 from atelier.data.base import CaptionedImages
 from atelier.data.folder import ImageFolderDataset
 from atelier.data.latents import LatentDataset, module_digest
+from atelier.data.recaption import Recaptioned
 from atelier.data.shapes import ShapesDataset
 from atelier.eval.autoencoder import judge_reconstructions
 from atelier.eval.clip_metrics import retrieval_recall, zero_shot_accuracy
@@ -48,7 +50,7 @@ from atelier.training.clip_task import CLIPTask
 from atelier.training.features_task import CellTargets, FeatureNetTask
 from atelier.training.ldm import InpaintingTask, LatentDiffusionTask
 from atelier.training.loop import train
-from atelier.training.recipes import Recipe
+from atelier.training.recipes import Recipe, RecipeError
 from atelier.training.sr_task import SuperResolutionTask
 from atelier.training.vae_loss import measure_scale_factor
 from atelier.training.vae_task import VAETask
@@ -166,7 +168,7 @@ def load_vae(name: str) -> tuple[AutoencoderKL, float]:
     folder = resolve(name)
     config = json.loads((folder / "config.json").read_text())
     if config.get("kind") != "vae":
-        raise ValueError(f"{folder} is not an autoencoder model folder")
+        raise RecipeError(f"{folder} is not an autoencoder model folder")
     vae = AutoencoderKL(
         VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["vae"].items()})
     )
@@ -235,7 +237,7 @@ def _base_space(recipe: Recipe, measured: LatentSpace) -> LatentSpace:
     space, for every latent normalisation and for pixel space."""
     base = ModelConfig.from_json((resolve(recipe.init_from) / "config.json").read_text())
     if not base.latent_space.matches(measured):
-        raise ValueError(
+        raise RecipeError(
             f"{recipe.init_from} was trained on another latent space (its latent mean and std "
             f"{base.latent_space.mean}, {base.latent_space.std}; this data's {measured.mean}, "
             f"{measured.std}): fine-tune it with the autoencoder and data it was trained on"
@@ -263,7 +265,7 @@ def _init_from(recipe: Recipe, unet: UNet):
         state["conv_in.weight"] = grown
     unet.load_state_dict(state)
     if base.config.text_encoder.kind != recipe.text_encoder.kind:
-        raise ValueError(
+        raise RecipeError(
             f"{recipe.init_from} has a {base.config.text_encoder.kind} text encoder, the recipe "
             f"a {recipe.text_encoder.kind} one"
         )
@@ -296,6 +298,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
     else:
         data, latent_shape = images, (3, recipe.data.resolution, recipe.data.resolution)
         space = LatentSpace() if recipe.init_from is None else _base_space(recipe, LatentSpace())
+    data = _recaptioned(recipe, images, data)
     if recipe.init_from is not None:
         torch.manual_seed(recipe.train.seed)
         unet = UNet(recipe.unet)
@@ -308,7 +311,7 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
         text_encoder = build_text_encoder(recipe.text_encoder, tokenizer=tokenizer)
         unet = UNet(recipe.unet)
     if recipe.unet.context_dim != text_encoder.dim:
-        raise ValueError(
+        raise RecipeError(
             f"unet.context_dim {recipe.unet.context_dim} must equal the text "
             f"encoder's width {text_encoder.dim}"
         )
@@ -428,7 +431,23 @@ def run_upscaler(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
     return _install(out, recipe.name)
 
 
-def _captions(data: CaptionedImages | LatentDataset) -> list[str]:
+def _recaptioned(
+    recipe: Recipe, images: CaptionedImages, data: CaptionedImages | LatentDataset
+) -> CaptionedImages | LatentDataset | Recaptioned:
+    """``data`` with ``recipe.data.captions_per_image`` captions per shapes scene."""
+    k = recipe.data.captions_per_image
+    if k == 1:
+        return data
+    if not isinstance(images, ShapesDataset):
+        raise RecipeError(
+            f"data.captions_per_image={k} needs the shapes world, which can write more captions "
+            "of a scene; a --data folder has one caption per image: drop the override"
+        )
+    variants = [images.caption_variants(i, k) for i in tqdm(range(len(images)), desc="captions")]
+    return Recaptioned(data, variants)
+
+
+def _captions(data: CaptionedImages | LatentDataset | Recaptioned) -> list[str]:
     """Every item's caption: the list a dataset keeps (latents, rendered shapes), else each
     item's second half."""
     kept = getattr(data, "captions", None)

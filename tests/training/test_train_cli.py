@@ -141,3 +141,42 @@ def test_frozen_text_states_are_read_once_per_machine(tmp_path, monkeypatch):
     assert states.stat().st_mtime_ns == written
     cpu = json.loads((tmp_path / "runs" / "shapes-pixel" / "cpu_seconds.json").read_text())
     assert len(cpu) == 2 and all(s > 0 for s in cpu)
+
+
+def test_several_captions_per_scene_reach_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    from atelier.data.shapes import ShapesDataset
+    from atelier.text.minilm import MiniLMTextEncoder
+
+    seen: list[str] = []
+    encode = MiniLMTextEncoder.encode
+
+    def recording(self, prompts):
+        seen.extend(prompts)
+        return encode(self, prompts)
+
+    monkeypatch.setattr(MiniLMTextEncoder, "encode", recording)
+    tiny_pixel = [
+        "unet.block_channels=[16,32]",
+        "unet.groups=8",
+        "unet.attention_levels=[false,true]",
+    ]
+    run("shapes-pixel", *TINY, *tiny_pixel, "train.max_steps=3", "data.captions_per_image=3")
+    scenes = ShapesDataset(16, resolution=32)
+    variants = {text for i in range(16) for text in scenes.caption_variants(i, 3)}
+    first = {scenes.caption_variants(i, 1)[0] for i in range(16)}
+    trained_on = {p for p in seen if p} - {""}
+    # 12 samples drew from every scene's three captions, not only from its first.
+    assert trained_on and trained_on <= variants and trained_on - first
+    # A folder of images has one caption each: the override is refused with the fix.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (32, 32), (255, 255, 255)).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text("a red circle")
+    result = CliRunner().invoke(app, ["train", "shapes-pixel", "--data", str(folder), *TINY,
+                                      *tiny_pixel, "train.max_steps=1", "data.captions_per_image=2",
+                                      "name=folder-run"])  # fmt: skip
+    assert result.exit_code != 0 and "drop the override" in result.output
