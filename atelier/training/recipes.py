@@ -165,8 +165,9 @@ def _shapes_ldm_minilm() -> Recipe:
     # Two transformer layers where there is attention (transformer_depth=2): at 5,000 steps,
     # paired over the same 672 images, 0.48 against 0.39 for text attention at 16x16 as well
     # (two objects +0.23, colour attribution +0.21), which itself tied the depth-1 recipe's
-    # 0.39. It costs about 1.3x a step, so the 3-hour budget (the VAE's 0.64 h included)
-    # holds 8,000 steps of it; the samples every 1,000 steps cost their share too.
+    # 0.39. It costs about 1.3x a step. The machine that ran that A/B took 1.0 s a step, where
+    # the 3-hour budget (the VAE's 0.64 h included) holds 8,000 steps; machines since took 1.45
+    # to 1.60 s, where it holds about 5,400: size max_steps to the machine's measured speed.
     return Recipe(
         name="shapes-ldm-minilm",
         kind="ldm",
