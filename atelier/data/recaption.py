@@ -28,7 +28,6 @@ class Recaptioned:
             raise ValueError(f"every item needs the same number (>= 1) of captions, got {counts}")
         self.data = data
         self.variants = [tuple(v) for v in variants]
-        self.resolution = getattr(data, "resolution", None)
 
     @property
     def captions(self) -> list[str]:

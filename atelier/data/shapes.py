@@ -21,7 +21,7 @@ from atelier.data.base import array_to_tensor
 from atelier.shapes.caption import caption
 from atelier.shapes.render import render
 from atelier.shapes.scene import SceneSplit, sample_scene
-from atelier.shapes.world import SIZES_AVAILABLE, SPEC_VERSION, SceneSpec
+from atelier.shapes.world import SIZES_AVAILABLE, SPEC_VERSION, Scene, SceneSpec
 
 
 class ShapesDataset:
@@ -60,11 +60,15 @@ class ShapesDataset:
 
     def example(self, index: int) -> tuple[np.ndarray, str, SceneSpec]:
         """Render item ``index``: (S, S, 3) uint8 pixels, caption, and the scene's full spec."""
+        scene, rng = self._scene(index)
+        return render(scene, self.resolution), caption(scene, rng), scene.spec()
+
+    def _scene(self, index: int) -> tuple[Scene, np.random.Generator]:
+        """Item ``index``'s scene and its generator, positioned to draw the item's caption."""
         if not 0 <= index < self.n:
             raise IndexError(f"index {index} out of range for {self.n} images")
         rng = np.random.default_rng([self.seed, index])
-        scene = sample_scene(rng, split=self.split)
-        return render(scene, self.resolution), caption(scene, rng), scene.spec()
+        return sample_scene(rng, split=self.split), rng
 
     def caption_variants(self, index: int, k: int) -> list[str]:
         """``k`` true captions of item ``index``: its own caption, then ``k - 1`` more drawn with
@@ -72,10 +76,7 @@ class ShapesDataset:
         first caption stay what they are with ``k = 1``."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        if not 0 <= index < self.n:
-            raise IndexError(f"index {index} out of range for {self.n} images")
-        rng = np.random.default_rng([self.seed, index])
-        scene = sample_scene(rng, split=self.split)
+        scene, rng = self._scene(index)
         first = caption(scene, rng)
         return [first] + [
             caption(scene, np.random.default_rng([self.seed, index, j])) for j in range(1, k)
@@ -83,9 +84,7 @@ class ShapesDataset:
 
     def spec(self, index: int) -> SceneSpec:
         """The full spec of item ``index`` (every object with size and cell), without rendering."""
-        if not 0 <= index < self.n:
-            raise IndexError(f"index {index} out of range for {self.n} images")
-        return sample_scene(np.random.default_rng([self.seed, index]), split=self.split).spec()
+        return self._scene(index)[0].spec()
 
     @property
     def captions(self) -> list[str] | None:
