@@ -11,7 +11,7 @@ from atelier.cli.errors import fail, open_image
 from atelier.data.base import array_to_tensor
 from atelier.data.images import square_pixels
 from atelier.eval.clip_metrics import clip_scores, retrieval_recall, zero_shot_probabilities
-from atelier.eval.shapes_probe import single_object_probe
+from atelier.eval.shapes_probe import binding_accuracy, single_object_probe
 from atelier.models.clip import CLIP
 from atelier.pipelines.clip_folder import load_clip
 
@@ -69,7 +69,8 @@ def evaluate(
     per_class: int = typer.Option(20, "--per-class", help="Fresh renders per class."),
     scenes: int = typer.Option(500, "--scenes", help="Fresh scenes for retrieval."),
 ) -> None:
-    """Zero-shot accuracy on 18 single-object classes and retrieval recall on fresh scenes."""
+    """Zero-shot accuracy on 18 single-object classes; retrieval recall and binding (caption
+    against a hard negative) on fresh scenes."""
     from atelier.data.shapes import ShapesDataset
     from atelier.eval.clip_metrics import zero_shot_accuracy
 
@@ -82,3 +83,8 @@ def evaluate(
     x = torch.stack([data[i][0] for i in range(len(data))])
     for name, value in retrieval_recall(clip, x, [data[i][1] for i in range(len(data))]).items():
         typer.echo(f"{name}: {value:.3f}")
+    binding = binding_accuracy(clip, scenes=scenes)
+    typer.echo(
+        "caption above a hard negative (one fact changed): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in binding.items())
+    )

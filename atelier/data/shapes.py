@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from atelier.atomic import write_atomic
 from atelier.data.base import array_to_tensor
-from atelier.shapes.caption import caption
+from atelier.shapes.caption import caption, caption_spec
+from atelier.shapes.negatives import hard_negatives
 from atelier.shapes.render import render
 from atelier.shapes.scene import SceneSplit, sample_scene
 from atelier.shapes.world import SIZES_AVAILABLE, SPEC_VERSION, Scene, SceneSpec
@@ -81,6 +82,16 @@ class ShapesDataset:
         return [first] + [
             caption(scene, np.random.default_rng([self.seed, index, j])) for j in range(1, k)
         ]
+
+    def hard_negatives(self, index: int, k: int) -> list[tuple[str, str]]:
+        """``k`` false captions of item ``index`` as ``(text, kind)``, each its own caption with
+        one fact changed (``shapes/negatives.py``), drawn with the item's own generators."""
+        scene, rng = self._scene(index)
+        spec = caption_spec(scene, rng)
+        phrasing = rng.bit_generator.state
+        draws = np.random.default_rng([self.seed, index, 1_000_003])
+        return hard_negatives(scene, spec, phrasing, k, draws,
+                              allow_held_out=self.split != "train")  # fmt: skip
 
     def spec(self, index: int) -> SceneSpec:
         """The full spec of item ``index`` (every object with size and cell), without rendering."""

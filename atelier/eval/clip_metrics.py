@@ -70,6 +70,29 @@ def retrieval_recall(
 
 
 @torch.no_grad()
+def hard_negative_accuracy(
+    clip: CLIP,
+    images: torch.Tensor,
+    captions: Sequence[str],
+    negatives: Sequence[str],
+    kinds: Sequence[str],
+) -> dict[str, float]:
+    """Share of images whose true caption scores above a false one differing by one fact
+    (ARO-style binding test), overall and per kind of change (ties count as failures)."""
+    if not len(images) == len(captions) == len(negatives) == len(kinds):
+        raise ValueError("give one caption, one negative and one kind per image")
+    image = _image_embeddings(clip, images)  # (N, E)
+    true = _batched(lambda c: clip.encode_text(list(c)), list(captions), 256)
+    false = _batched(lambda c: clip.encode_text(list(c)), list(negatives), 256)
+    won = ((image * true).sum(-1) > (image * false).sum(-1)).float()
+    out = {"all": float(won.mean())}
+    for kind in sorted(set(kinds)):
+        mask = torch.tensor([k == kind for k in kinds])
+        out[kind] = float(won[mask].mean())
+    return out
+
+
+@torch.no_grad()
 def clip_scores(clip: CLIP, images: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
     """100 * max(cos, 0) of each (image, caption) pair (N,)."""
     if len(images) != len(captions):

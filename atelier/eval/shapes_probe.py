@@ -1,7 +1,9 @@
-"""Fresh single-object renders of the shapes world: the zero-shot probe for image-text models.
+"""Fresh renders of the shapes world that probe image-text models.
 
-18 classes (6 colours x 3 shapes), labelled "a <colour> <shape>", rendered from seeds the
-training set never uses (training scenes come from seed 0's stream; these from ``seed``).
+- the zero-shot probe: 18 classes (6 colours x 3 shapes), labelled "a <colour> <shape>";
+- the binding probe: fresh scenes, each with its caption and one hard negative (the caption with
+  one fact changed, ``shapes/negatives.py``), as in the ARO benchmark.
+Both render from seeds the training set never uses (training scenes come from seed 0's stream).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import numpy as np
 import torch
 
 from atelier.data.base import array_to_tensor
+from atelier.eval.clip_metrics import hard_negative_accuracy
+from atelier.models.clip import CLIP
 from atelier.shapes.parse import parse_prompt
 from atelier.shapes.render import render
 from atelier.shapes.scene import realize
@@ -36,3 +40,22 @@ def single_object_probe(
             images.append(array_to_tensor(render(realize(spec, rng), size)))
             truth.append(k)
     return torch.stack(images), labels, truth
+
+
+BINDING_SEED = 20_000
+
+
+def binding_accuracy(
+    clip: CLIP, *, scenes: int = 2000, size: int = 64, seed: int = BINDING_SEED
+) -> dict[str, float]:
+    """How often ``clip`` scores a fresh scene's caption above a hard negative of it, overall
+    and per kind of change (any split: held-out pairs included)."""
+    from atelier.data.shapes import ShapesDataset
+
+    data = ShapesDataset(scenes, resolution=size, seed=seed, split="any")
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    captions = [data[i][1] for i in range(len(data))]
+    negatives = [data.hard_negatives(i, 1)[0] for i in range(len(data))]
+    return hard_negative_accuracy(
+        clip, x, captions, [t for t, _ in negatives], [k for _, k in negatives]
+    )

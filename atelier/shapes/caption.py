@@ -110,6 +110,20 @@ def caption(
     p_relation: float = 0.35,
 ) -> str:
     """A complete, true caption of ``scene`` with randomly chosen facts and phrasing."""
+    spec = caption_spec(scene, rng, p_sizes=p_sizes, p_positions=p_positions, p_relation=p_relation)
+    return phrase(spec, rng)
+
+
+def caption_spec(
+    scene: Scene,
+    rng: np.random.Generator,
+    *,
+    p_sizes: float = 0.5,
+    p_positions: float = 0.4,
+    p_relation: float = 0.35,
+) -> SceneSpec:
+    """What :func:`caption` states about ``scene``: every object, and at random its sizes,
+    cells and one true relation (drawing from ``rng`` exactly as :func:`caption` does)."""
     with_sizes = rng.random() < p_sizes
     with_cells = rng.random() < p_positions
     spec = scene.spec(with_sizes=with_sizes, with_cells=with_cells)
@@ -123,4 +137,4 @@ def caption(
         # Positions inside a relation item read badly; the relation carries the layout.
         objects[i] = replace(objects[i], cell=None)
         objects[j] = replace(objects[j], cell=None)
-    return phrase(SceneSpec(tuple(objects), tuple(relations)), rng)
+    return SceneSpec(tuple(objects), tuple(relations))

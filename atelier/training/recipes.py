@@ -45,19 +45,24 @@ class ShapesData:
     """The shapes-world training set: ``n`` scenes at ``resolution`` px (train split).
 
     ``captions_per_image`` > 1 gives every scene that many true captions, one drawn each time
-    the scene is (text-to-image recipes; see ``data/recaption.py``).
+    the scene is (text-to-image recipes; see ``data/recaption.py``). ``hard_negatives`` > 0
+    gives every scene that many false captions, one fact away from its true one, one drawn as
+    an extra negative each time (CLIP recipes; NegCLIP, ``shapes/negatives.py``).
     """
 
     n: int = 20000
     resolution: int = 64
     seed: int = 0
     captions_per_image: int = 1
+    hard_negatives: int = 0
 
     def __post_init__(self) -> None:
         if self.captions_per_image < 1:
             raise ValueError(
                 f"data.captions_per_image must be at least 1, got {self.captions_per_image}"
             )
+        if self.hard_negatives < 0:
+            raise ValueError(f"data.hard_negatives must be at least 0, got {self.hard_negatives}")
 
 
 @dataclass(frozen=True)
@@ -176,8 +181,15 @@ def _shapes_ldm_minilm() -> Recipe:
     return Recipe(
         name="shapes-ldm-minilm",
         kind="ldm",
-        train=replace(_LDM_TRAIN, max_steps=9000, batch_size=32, warmup_steps=600,
-                      ema_decay=0.999, ema_start=2000, sample_every=3000),
+        train=replace(
+            _LDM_TRAIN,
+            max_steps=9000,
+            batch_size=32,
+            warmup_steps=600,
+            ema_decay=0.999,
+            ema_start=2000,
+            sample_every=3000,
+        ),
         data=ShapesData(captions_per_image=4),
         unet=replace(_UNET, context_dim=384, transformer_depth=2),
         text_encoder=replace(_TEXT_MINILM, hidden_layer=-2, cache_size=60000),
@@ -226,6 +238,17 @@ def _shapes_features() -> Recipe:
     )  # fmt: skip
 
 
+def _shapes_clip_neg() -> Recipe:
+    # NegCLIP: shapes-clip fine-tuned with one hard negative per image per step (drawn from
+    # four per scene), a tenth of its steps at a fifth of its peak lr.
+    base = _shapes_clip()
+    return replace(
+        base, name="shapes-clip-neg", init_from="shapes-clip",
+        data=replace(base.data, hard_negatives=4),
+        train=replace(base.train, max_steps=800, warmup_steps=50, lr=1e-4),
+    )  # fmt: skip
+
+
 def _shapes_ldm_inpaint() -> Recipe:
     # Stable Diffusion inpainting: the default model fine-tuned with 5 extra input channels.
     base = _shapes_ldm_minilm()
@@ -260,6 +283,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-pixel": _shapes_pixel,
     "shapes-clip": _shapes_clip,
     "shapes-features": _shapes_features,
+    "shapes-clip-neg": _shapes_clip_neg,
     "shapes-ldm-inpaint": _shapes_ldm_inpaint,
     # 0.6 s per step on one core (32 px crops, batch 32): 3000 steps, 0.5 CPU-hours.
     "shapes-sr-32-64": _shapes_sr(32, 64, steps=3000, batch=32),

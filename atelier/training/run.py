@@ -22,12 +22,13 @@ from tqdm import tqdm
 from atelier.atomic import write_atomic
 from atelier.data.base import CaptionedImages
 from atelier.data.folder import ImageFolderDataset
+from atelier.data.hard_negatives import WithNegatives
 from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.recaption import Recaptioned
 from atelier.data.shapes import ShapesDataset
 from atelier.eval.autoencoder import judge_reconstructions
 from atelier.eval.clip_metrics import retrieval_recall, zero_shot_accuracy
-from atelier.eval.shapes_probe import single_object_probe
+from atelier.eval.shapes_probe import binding_accuracy, single_object_probe
 from atelier.models.clip import CLIP
 from atelier.models.discriminator import PatchDiscriminator
 from atelier.models.latent_space import LatentSpace
@@ -35,7 +36,7 @@ from atelier.models.shapes_features import ShapesFeatureNet
 from atelier.models.unet import UNet
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.paths import home
-from atelier.pipelines.clip_folder import save_clip
+from atelier.pipelines.clip_folder import load_clip, save_clip
 from atelier.pipelines.features_folder import save_feature_net
 from atelier.pipelines.model_folder import Model, ModelConfig, resolve, save_model
 from atelier.pipelines.upscale import Upscaler, UpscalerConfig, save_upscaler, upscaler_scores
@@ -357,15 +358,19 @@ def run_ldm(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | Non
 
 def run_clip(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None) -> Path:
     images = _images(recipe, data_dir)
-    tokenizer = None
-    if recipe.text_encoder.kind == "transformer":
-        tokenizer = train_bpe(_captions(images), vocab_size=recipe.bpe_vocab)
     torch.manual_seed(recipe.train.seed)
-    clip = CLIP(recipe.clip, build_text_encoder(recipe.text_encoder, tokenizer=tokenizer))
+    if recipe.init_from is not None:
+        clip = _clip_to_fine_tune(recipe)
+    else:
+        tokenizer = None
+        if recipe.text_encoder.kind == "transformer":
+            tokenizer = train_bpe(_captions(images), vocab_size=recipe.bpe_vocab)
+        clip = CLIP(recipe.clip, build_text_encoder(recipe.text_encoder, tokenizer=tokenizer))
     size = recipe.clip.vision.image_size
     task = CLIPTask(clip, probe=single_object_probe(5, size=size))
     ledger = CPULedger()
-    train(task, images, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
+    data = _with_negatives(recipe, images)
+    train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
     total = ledger.total
     _final_weights(run_dir, "clip", clip)
     clip.eval()
@@ -374,13 +379,45 @@ def run_clip(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | No
     held_out = ShapesDataset(500, resolution=recipe.data.resolution, seed=10_000, split="any")
     x = torch.stack([held_out[i][0] for i in range(len(held_out))])
     recall = retrieval_recall(clip, x, [held_out[i][1] for i in range(len(held_out))])
+    binding = binding_accuracy(clip, scenes=2000, size=recipe.data.resolution)
     body = (
         f"## Metrics\n\n- zero-shot accuracy, 18 classes (colour x shape), 20 fresh renders "
         f"each: {accuracy:.3f}\n- retrieval on 500 fresh scenes (any split), recall: "
         + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
+        + "\n- true caption above a hard negative (one fact changed), 2,000 fresh scenes: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in binding.items())
     )
     out = save_clip(clip, recipe.text_encoder, run_dir / "model", card=_card(recipe, total, body))
     return _install(out, recipe.name)
+
+
+def _clip_to_fine_tune(recipe: Recipe) -> CLIP:
+    """The trained CLIP ``recipe.init_from`` names, checked to have the recipe's architecture."""
+    try:
+        clip = load_clip(recipe.init_from)
+    except (FileNotFoundError, ValueError) as err:
+        raise RecipeError(f"init_from={recipe.init_from}: {err}") from None
+    if clip.config != recipe.clip:
+        raise RecipeError(
+            f"init_from={recipe.init_from} is a CLIP of another architecture ({clip.config}) "
+            f"than the recipe's ({recipe.clip}); fine-tuning needs the same one"
+        )
+    return clip.train()
+
+
+def _with_negatives(recipe: Recipe, images: CaptionedImages) -> CaptionedImages | WithNegatives:
+    """``images`` with ``recipe.data.hard_negatives`` false captions per shapes scene."""
+    k = recipe.data.hard_negatives
+    if k == 0:
+        return images
+    if not isinstance(images, ShapesDataset):
+        raise RecipeError(
+            f"data.hard_negatives={k} needs the shapes world, which knows what makes a caption "
+            "false; a --data folder has only true captions: drop the override"
+        )
+    negatives = [[text for text, _ in images.hard_negatives(i, k)]
+                 for i in tqdm(range(len(images)), desc="hard negatives")]  # fmt: skip
+    return WithNegatives(images, negatives)
 
 
 def run_features(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
@@ -458,6 +495,11 @@ def run_recipe(
     recipe: Recipe, *, out: Path | None = None, resume: bool = False, data_dir: Path | None = None
 ) -> Path:
     """Train ``recipe`` into ``out`` (default: under ~/.cache/atelier/runs); return its model."""
+    if recipe.data.hard_negatives and recipe.kind != "clip":
+        raise RecipeError(
+            f"data.hard_negatives is for contrastive (CLIP) recipes; {recipe.name} is a "
+            f"{recipe.kind} recipe: drop the override"
+        )
     run_dir = out if out is not None else home() / "runs" / recipe.name
     run_dir.mkdir(parents=True, exist_ok=True)
     if recipe.init_from is not None and recipe.kind in ("ldm", "pixel"):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from atelier.data.base import fit_images
 from atelier.eval.clip_metrics import (
     clip_scores,
+    hard_negative_accuracy,
     retrieval_recall,
     zero_shot_accuracy,
     zero_shot_probabilities,
@@ -79,6 +80,43 @@ def test_identical_captions_are_not_negatives():
     plain = even.detach().clone().requires_grad_(True)
     contrastive_loss(plain).backward()
     assert plain.grad[0, 1] > 0.1  # descent would lower the twin pair's logit
+
+
+def test_hard_negatives_join_the_rows_only():
+    # NegCLIP: each image's row competes against the B captions and the M negatives; each
+    # caption's column still ranks the B images only.
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 5, generator=g)
+    captions, negatives = ["a", "b", "c"], ["x", "y"]
+    rows = F.cross_entropy(logits, torch.arange(3))
+    cols = F.cross_entropy(logits[:, :3].T, torch.arange(3))
+    torch.testing.assert_close(contrastive_loss(logits, captions, negatives), (rows + cols) / 2)
+    # A negative that is another image's true caption counts as a true pair for that image.
+    shared = contrastive_loss(logits, captions, ["c", "y"])
+    target = torch.tensor([[1.0, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0.5, 0.5, 0]])
+    expected = (F.cross_entropy(logits, target) + cols) / 2
+    torch.testing.assert_close(shared, expected)
+    with pytest.raises(ValueError, match=r"\(B, B \+ M\) = \(3, 5\)"):
+        contrastive_loss(logits[:, :4], captions, negatives)
+    with pytest.raises(ValueError, match="need the captions"):
+        contrastive_loss(logits, None, negatives)
+
+
+def test_hard_negative_accuracy_counts_wins_per_kind():
+    clip = tiny_clip()
+    images = torch.rand(6, 3, 32, 32) * 2 - 1
+    captions = ["a red circle", "a blue square", "a green triangle"] * 2
+    negatives = ["a blue circle", "a red square", "a green circle"] * 2
+    kinds = ["recolor", "recolor", "reshape"] * 2
+    with torch.no_grad():
+        e = clip.encode_image(images)
+        won = (e * clip.encode_text(captions)).sum(-1) > (e * clip.encode_text(negatives)).sum(-1)
+    got = hard_negative_accuracy(clip, images, captions, negatives, kinds)
+    assert got["all"] == pytest.approx(won.float().mean().item())
+    assert got["reshape"] == pytest.approx(won[[2, 5]].float().mean().item())
+    assert got["recolor"] == pytest.approx(won[[0, 1, 3, 4]].float().mean().item())
+    with pytest.raises(ValueError, match="one negative"):
+        hard_negative_accuracy(clip, images, captions, negatives[:5], kinds)
 
 
 def test_tiny_clip_overfits_and_classifies_zero_shot():

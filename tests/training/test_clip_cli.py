@@ -78,3 +78,29 @@ def test_bad_inputs_name_the_problem(tmp_path, monkeypatch):
     assert out.exit_code == 2 and "no model at 'missing'" in out.output
     out = runner.invoke(app, ["clip", "classify", "nope.png", "--labels", "a red circle"])
     assert out.exit_code == 2 and "at least two" in out.output
+
+
+def test_fine_tune_with_hard_negatives(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "shapes-clip", *TINY]).exit_code == 0
+    base = tmp_path / "models" / "shapes-clip"
+    result = runner.invoke(
+        app, ["train", "shapes-clip-neg", *TINY, f"init_from={base}", "data.hard_negatives=2"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "runs" / "shapes-clip-neg" / "log.jsonl").read_text().splitlines()
+    log = [json.loads(x) for x in lines]
+    assert all(0 <= row["negative_won"] <= 1 for row in log if "loss" in row)
+    card = (tmp_path / "models" / "shapes-clip-neg" / "README.md").read_text()
+    assert "from " + str(base) in card and "hard negative" in card and "swap_colors" in card
+
+    # Another architecture than the recipe's, a non-CLIP recipe, a folder: one-line errors.
+    out = runner.invoke(app, ["train", "shapes-clip-neg", *TINY, f"init_from={base}",
+                              "clip.embed_dim=8", "--out", str(tmp_path / "r2")])  # fmt: skip
+    assert out.exit_code == 2 and "another architecture" in out.output
+    out = runner.invoke(app, ["train", "shapes-vae", "data.hard_negatives=2"])
+    assert out.exit_code == 2 and "contrastive (CLIP) recipes" in out.output
+    out = runner.invoke(app, ["train", "shapes-clip-neg", "init_from=nowhere", *TINY,
+                              "--out", str(tmp_path / "r3")])  # fmt: skip
+    assert out.exit_code == 2 and "init_from=nowhere" in out.output
