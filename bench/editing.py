@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm-minilm] [--quick]
         [--only inpaint,outpaint,img2img,sr,cascade] [--sampler NAME] [--steps K] [--guidance W]
+        [--candidates N [--clip-model shapes-clip]]
 
 Every case starts from a fresh render of the shapes world (seeds no training set uses) and is
 scored by the project's judge, so each figure is a success rate with a 95% interval:
@@ -19,6 +20,10 @@ scored by the project's judge, so each figure is a success rate with a 95% inter
 4. Super-resolution: PSNR and SSIM of each installed upscaler against the true render, beside
    bicubic; and judge accuracy of the 32 -> 64 cascade (shapes-pixel + shapes-sr-32-64) beside
    the native 64 px model.
+
+With ``--candidates N`` every inpainting, outpainting and img2img case draws N edits and CLIP
+keeps the one that fits its prompt best (reranking, as ``atelier inpaint --candidates N
+--rerank clip`` does); the judge then scores only the kept one.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from atelier.eval.shapes_bench import bootstrap  # noqa: E402
 from atelier.pipelines.editing import Editor, source_keeping  # noqa: E402
 from atelier.pipelines.masks import prepare_mask  # noqa: E402
 from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model  # noqa: E402
+from atelier.pipelines.rerank import rerank  # noqa: E402
 from atelier.shapes.caption import phrase  # noqa: E402
 from atelier.shapes.judge import detect, judge  # noqa: E402
 from atelier.shapes.render import render  # noqa: E402
@@ -50,6 +56,37 @@ from atelier.shapes.world import (  # noqa: E402
 
 SEED = 31_337
 SIZE = 64
+
+
+class Picker:
+    """One edit per case, or CLIP's pick of ``candidates`` edits (reranking)."""
+
+    def __init__(self, clip, candidates: int) -> None:
+        self.clip, self.candidates = clip, candidates
+
+    def _best(self, draw, prompt: str, seed: int) -> Image.Image:
+        """``draw(seeds)`` makes one edit per seed."""
+        return rerank(lambda _, s: draw(s), [prompt], [seed], self.clip, self.candidates)[0].image
+
+    def inpaint(self, editor: Editor, image, mask, prompt: str, seed: int, **kw) -> Image.Image:
+        def draw(seeds):
+            n = len(seeds)
+            return editor.inpaint([image] * n, [mask] * n, [prompt] * n, seeds=seeds, **kw)
+
+        return self._best(draw, prompt, seed)
+
+    def outpaint(self, editor: Editor, image, prompt: str, seed: int, **kw) -> Image.Image:
+        def draw(seeds):
+            return [editor.outpaint(image, prompt, seed=x, **kw) for x in seeds]
+
+        return self._best(draw, prompt, seed)
+
+    def img2img(self, editor: Editor, image, prompt: str, seed: int, **kw) -> Image.Image:
+        def draw(seeds):
+            n = len(seeds)
+            return editor.img2img([image] * n, [prompt] * n, seeds=seeds, **kw)
+
+        return self._best(draw, prompt, seed)
 
 
 def rate(passes: list[bool]) -> str:
@@ -86,7 +123,7 @@ def inpainting_cases(n: int, rng: np.random.Generator):
     return cases
 
 
-def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options) -> None:
+def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options, pick) -> None:
     cases = inpainting_cases(n, np.random.default_rng(SEED))
     print("\n## Inpainting: scene caption + one new object in an empty cell")
     print("| method | success | outside-mask change (1/255) | s/image |")
@@ -95,8 +132,8 @@ def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options) ->
         passes, changes = [], []
         began = time.perf_counter()
         for k, (image, mask, prompt, spec) in enumerate(cases):
-            out = editor.inpaint([image], [mask], [prompt], seeds=[k], method=method,
-                                 feather=1.5, options=options)[0]  # fmt: skip
+            out = pick.inpaint(editor, image, mask, prompt, k, method=method, feather=1.5,
+                               options=options)  # fmt: skip
             passes.append(judge(np.asarray(out), spec).passed)
             soft = prepare_mask(mask, image, feather=1.5)
             delta = np.abs(np.asarray(out, float) - np.asarray(image, float)).mean(-1)
@@ -105,7 +142,7 @@ def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options) ->
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} | {sec:.2f} |")
 
 
-def bench_outpainting(editors: dict[str, Editor], n: int, options) -> None:
+def bench_outpainting(editors: dict[str, Editor], n: int, options, pick) -> None:
     print("\n## Outpainting: 32 px to the right, one object asked for there")
     print("| method | object found in the new strip | original area change (1/255) |")
     print("|---|---|---|")
@@ -120,8 +157,8 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options) -> None:
             prompt = phrase(scene.spec(with_cells=False), rng, plain=True)
             prompt += f" and a {color} {shape} on the right"
             image = Image.fromarray(render(scene, SIZE))
-            out = editor.outpaint(image, prompt, seed=len(passes), right=32, feather=1.5,
-                                  options=options)  # fmt: skip
+            out = pick.outpaint(editor, image, prompt, len(passes), right=32, feather=1.5,
+                                options=options)  # fmt: skip
             found = [o for o in detect(np.asarray(out)) if (o.color, o.shape) == (color, shape)
                      and o.cx * out.width > SIZE]  # fmt: skip
             passes.append(bool(found))
@@ -132,7 +169,7 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options) -> None:
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} |")
 
 
-def bench_img2img(editor: Editor, n: int, options) -> None:
+def bench_img2img(editor: Editor, n: int, options, pick) -> None:
     rng = np.random.default_rng(SEED + 2)
     keep, change = [], []
     for k in range(n):
@@ -140,7 +177,7 @@ def bench_img2img(editor: Editor, n: int, options) -> None:
         spec = scene.spec()
         image = Image.fromarray(render(scene, SIZE))
         caption = phrase(spec, rng, plain=True)
-        out = editor.img2img([image], [caption], seeds=[k], strength=0.3, options=options)[0]
+        out = pick.img2img(editor, image, caption, k, strength=0.3, options=options)
         keep.append(judge(np.asarray(out), spec).passed)
         recolored = SceneSpec(tuple(
             ObjectSpec(COLORS[(COLORS.index(o.color) + 1 + int(rng.integers(5))) % 6], o.shape,
@@ -148,7 +185,7 @@ def bench_img2img(editor: Editor, n: int, options) -> None:
         if recolored.held_out:
             continue
         new = phrase(recolored, rng, plain=True)
-        out = editor.img2img([image], [new], seeds=[k], strength=0.8, options=options)[0]
+        out = pick.img2img(editor, image, new, k, strength=0.8, options=options)
         change.append(judge(np.asarray(out), recolored).passed)
     print("\n## img2img")
     print(f"strength 0.3, source caption still passes: {rate(keep)}")
@@ -234,6 +271,13 @@ def main() -> None:
         help="inpainting/outpainting methods to run, of: masked,trained",
     )
     parser.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        help="edits per case; CLIP keeps the best (default 1: no reranking)",
+    )
+    parser.add_argument("--clip-model", default="shapes-clip", help="CLIP for --candidates")
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run, of: {','.join(SECTIONS)}",
@@ -252,9 +296,18 @@ def main() -> None:
     # img2img keeps its source: the model's sampler made deterministic, as `atelier img2img` does.
     edit_options = options if args.sampler else source_keeping(options)
     editor = Editor(loaded.pipeline())
+    if args.candidates < 1:
+        parser.error("--candidates must be at least 1")
+    clip = None
+    if args.candidates > 1:
+        from atelier.pipelines.clip_folder import load_clip
+
+        clip = load_clip(args.clip_model)
+    pick = Picker(clip, args.candidates)
+    ranked = f", best of {args.candidates} by {args.clip_model}" if clip is not None else ""
     print(
         f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps "
-        f"(img2img: {edit_options.sampler}), CFG {options.guidance}, n = {n} per case"
+        f"(img2img: {edit_options.sampler}), CFG {options.guidance}, n = {n} per case{ranked}"
     )
     inpainter = None
     if only & {"inpaint", "outpaint"} and "trained" in methods:
@@ -267,11 +320,11 @@ def main() -> None:
     if "inpaint" in only:
         editors = {name: (e, "masked") for name, e in masked.items()}
         editors |= {name: (e, "trained") for name, e in trained.items()}
-        bench_inpainting(editors, n, options)
+        bench_inpainting(editors, n, options, pick)
     if "outpaint" in only:
-        bench_outpainting(masked | trained, n, options)
+        bench_outpainting(masked | trained, n, options, pick)
     if "img2img" in only:
-        bench_img2img(editor, n, edit_options)
+        bench_img2img(editor, n, edit_options, pick)
     if "sr" in only:
         bench_super_resolution(min(n, 64))
     if "cascade" in only:

@@ -1,7 +1,9 @@
 """``atelier img2img | inpaint | outpaint | variations``: editing commands.
 
 Each writes PNGs carrying the AUTOMATIC1111-style ``parameters`` chunk (with the mode and its
-settings) and the exact JSON chunk, and prints each path on its own line.
+settings) and the exact JSON chunk, and prints each path on its own line. img2img, inpaint and
+outpaint take ``--candidates N --rerank clip``: N edits per image, CLIP keeps the one that fits
+the prompt best (DALL-E's reranking), and the PNG records the kept candidate's own seed.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import typer
 from PIL import Image
 
 from atelier.cli.errors import fail, open_image
-from atelier.cli.generate import DEFAULT_MODEL, _load
+from atelier.cli.generate import DEFAULT_MODEL, _load, ranked_extra, ranking_clip
 from atelier.pipelines.editing import Editor, source_keeping
 from atelier.pipelines.metadata import GenerationParams, save_png
 from atelier.pipelines.model_folder import Model
+from atelier.pipelines.rerank import Choice, rerank
 from atelier.pipelines.text2image import SamplingOptions
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
@@ -27,6 +30,9 @@ SAMPLER = typer.Option(
     help="Sampler (default: the model's; img2img and variations take its deterministic form).",
 )  # fmt: skip
 OUTPUT = typer.Option(Path("out/edit"), "-o", "--output", help="Output folder.")
+CANDIDATES = typer.Option(1, "--candidates", help="Edits drawn per image (needs --rerank).")
+RERANK = typer.Option(None, "--rerank", help="Keep the best candidate by: clip.")
+CLIP_MODEL = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank clip.")
 
 
 def _open_mask(path: Path) -> Image.Image:
@@ -60,13 +66,15 @@ def _options(loaded: Model, steps, guidance, sampler, *, keeps_source: bool) -> 
         raise fail(str(err)) from None
 
 
-def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict):
+def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict,
+          ranked: list[dict] | None = None):  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     start = len(list(output.glob("*.png")))
     for k, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
         params = GenerationParams.of(
             image, prompt=prompt, seed=seed, options=options, model=loaded.config.name,
-            model_hash=loaded.model_hash, mode=mode, extra=extra,
+            model_hash=loaded.model_hash, mode=mode,
+            extra={**extra, **(ranked[k] if ranked else {})},
         )  # fmt: skip
         typer.echo(str(save_png(image, output / f"{start + k:05d}-{mode}-{seed}.png", params)))
 
@@ -78,6 +86,16 @@ def _run(fn):
         raise fail(str(err)) from None
 
 
+def _best(draw, prompt: str, seeds: list[int], candidates: int, how: str | None, clip_model: str,
+          ) -> tuple[list[Choice], list[dict]]:  # fmt: skip
+    """``draw(seeds)`` edits, ``candidates`` per requested seed, CLIP's pick of each; and what
+    each pick's PNG records about the choice."""
+    clip = ranking_clip(candidates, how, clip_model)
+    choices = _run(lambda: rerank(lambda _, s: draw(s), [prompt] * len(seeds), seeds, clip,
+                                  candidates))  # fmt: skip
+    return choices, [ranked_extra(c, s, candidates, how) for c, s in zip(choices, seeds)]
+
+
 def img2img(
     image: Path = typer.Argument(..., help="Source image."),
     prompt: str = typer.Argument(..., help="What the result should show."),
@@ -85,17 +103,21 @@ def img2img(
     n: int = typer.Option(1, "-n", help="Images to make."),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
-    sampler: str = SAMPLER, output: Path = OUTPUT,
+    sampler: str = SAMPLER, output: Path = OUTPUT, candidates: int = CANDIDATES,
+    rerank: str = RERANK, clip_model: str = CLIP_MODEL,
 ) -> None:  # fmt: skip
     """Redraw an image under a prompt (SDEdit)."""
     source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     seeds = [seed + k for k in range(max(n, 1))]
-    images = _run(lambda: editor.img2img([source] * len(seeds), [prompt] * len(seeds),
-                                         seeds=seeds, strength=strength,
-                                         negative_prompt=negative, options=options))  # fmt: skip
-    _save(images, [prompt] * len(seeds), seeds, loaded, options, output, "img2img",
-          {"strength": strength, "source": image.name, "negative": negative})  # fmt: skip
+    choices, ranked = _best(
+        lambda s: editor.img2img([source] * len(s), [prompt] * len(s), seeds=s,
+                                 strength=strength, negative_prompt=negative, options=options),
+        prompt, seeds, candidates, rerank, clip_model,
+    )  # fmt: skip
+    _save([c.image for c in choices], [prompt] * len(seeds), [c.seed for c in choices], loaded,
+          options, output, "img2img",
+          {"strength": strength, "source": image.name, "negative": negative}, ranked)  # fmt: skip
 
 
 def inpaint(
@@ -109,20 +131,25 @@ def inpaint(
     resample: int = typer.Option(1, "--resample", help="RePaint: passes per jump."),
     n: int = typer.Option(1, "-n", help="Images to make."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
-    sampler: str = SAMPLER, output: Path = OUTPUT,
+    sampler: str = SAMPLER, output: Path = OUTPUT, candidates: int = CANDIDATES,
+    rerank: str = RERANK, clip_model: str = CLIP_MODEL,
 ) -> None:  # fmt: skip
     """Repaint the white part of the mask; everything else stays exactly as it was."""
     source, mask_image = open_image(image), _open_mask(mask)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     seeds = [seed + k for k in range(max(n, 1))]
     jumps = (jump, resample) if jump > 0 else None
-    images = _run(lambda: editor.inpaint(
-        [source] * len(seeds), [mask_image] * len(seeds), [prompt] * len(seeds), seeds=seeds,
-        method=method, grow=grow, feather=feather, resample=jumps, options=options,
-    ))  # fmt: skip
-    _save(images, [prompt] * len(seeds), seeds, loaded, options, output, "inpaint",
+    choices, ranked = _best(
+        lambda s: editor.inpaint(
+            [source] * len(s), [mask_image] * len(s), [prompt] * len(s), seeds=s,
+            method=method, grow=grow, feather=feather, resample=jumps, options=options,
+        ),
+        prompt, seeds, candidates, rerank, clip_model,
+    )  # fmt: skip
+    _save([c.image for c in choices], [prompt] * len(seeds), [c.seed for c in choices], loaded,
+          options, output, "inpaint",
           {"method": method, "grow": grow, "feather": feather, "jump": jump,
-           "resample": resample, "source": image.name, "mask": mask.name})  # fmt: skip
+           "resample": resample, "source": image.name, "mask": mask.name}, ranked)  # fmt: skip
 
 
 def outpaint(
@@ -132,17 +159,20 @@ def outpaint(
     top: int = typer.Option(0, "--top"), bottom: int = typer.Option(0, "--bottom"),
     feather: float = typer.Option(0.0, "--feather", help="Soften the seam (pixels)."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
-    sampler: str = SAMPLER, output: Path = OUTPUT,
+    sampler: str = SAMPLER, output: Path = OUTPUT, candidates: int = CANDIDATES,
+    rerank: str = RERANK, clip_model: str = CLIP_MODEL,
 ) -> None:  # fmt: skip
     """Extend the canvas by pixels per side and paint the new area; the original is kept."""
     source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
-    result = _run(lambda: editor.outpaint(source, prompt, seed=seed, left=left, right=right,
-                                          top=top, bottom=bottom, feather=feather,
-                                          options=options))  # fmt: skip
+    choices, ranked = _best(
+        lambda s: [editor.outpaint(source, prompt, seed=x, left=left, right=right, top=top,
+                                   bottom=bottom, feather=feather, options=options) for x in s],
+        prompt, [seed], candidates, rerank, clip_model,
+    )  # fmt: skip
     pads = {"left": left, "right": right, "top": top, "bottom": bottom}
-    _save([result], [prompt], [seed], loaded, options, output, "outpaint",
-          {**pads, "source": image.name})  # fmt: skip
+    _save([choices[0].image], [prompt], [choices[0].seed], loaded, options, output, "outpaint",
+          {**pads, "source": image.name}, ranked)  # fmt: skip
 
 
 def variations(

@@ -64,10 +64,9 @@ def _pipeline_for(loaded: Model, size: int | None):
     return pipe, size
 
 
-def reranker_for(pipe, candidates: int, rerank: str | None, clip_model: str):
-    """The pipeline drawing ``candidates`` per image (a plain one keeps candidate 0 only)."""
+def ranking_clip(candidates: int, rerank: str | None, clip_model: str):
+    """The CLIP that chooses among ``candidates`` (None for one candidate), the options checked."""
     from atelier.pipelines.clip_folder import load_clip
-    from atelier.pipelines.rerank import RerankedText2Image
 
     if candidates < 1:
         raise fail("--candidates must be at least 1")
@@ -76,12 +75,26 @@ def reranker_for(pipe, candidates: int, rerank: str | None, clip_model: str):
     if candidates > 1 and rerank is None:
         raise fail("--candidates N > 1 needs --rerank clip to say how to choose")
     if candidates == 1:
-        return RerankedText2Image(pipe, None, 1)
+        return None
     try:
-        clip = load_clip(clip_model)
+        return load_clip(clip_model)
     except (FileNotFoundError, ValueError) as err:
         raise fail(f"--rerank clip needs a CLIP model: {err}") from None
-    return RerankedText2Image(pipe, clip, candidates)
+
+
+def reranker_for(pipe, candidates: int, rerank: str | None, clip_model: str):
+    """The pipeline drawing ``candidates`` per image (a plain one keeps candidate 0 only)."""
+    from atelier.pipelines.rerank import RerankedText2Image
+
+    return RerankedText2Image(pipe, ranking_clip(candidates, rerank, clip_model), candidates)
+
+
+def ranked_extra(choice, requested: int, candidates: int, rerank: str | None) -> dict:
+    """What a reranked image's PNG records beside its own (kept) seed."""
+    if candidates == 1:
+        return {}
+    return {"rerank": rerank, "candidates": candidates, "requested_seed": requested,
+            "clip_score": round(choice.score, 4)}  # fmt: skip
 
 
 def render(loaded: Model, params: GenerationParams, options: SamplingOptions) -> Image.Image:
@@ -192,14 +205,7 @@ def generate(
                 zip(chunk, choices, finals), start=first
             ):
                 s = choice.seed
-                ranked = {}
-                if candidates > 1:
-                    ranked = {
-                        "rerank": rerank,
-                        "candidates": candidates,
-                        "requested_seed": requested,
-                        "clip_score": round(choice.score, 4),
-                    }
+                ranked = ranked_extra(choice, requested, candidates, rerank)
                 params = GenerationParams.of(
                     image, prompt=p, seed=s, options=options, model=loaded.config.name,
                     model_hash=model_hash, negative_prompt=negative,

@@ -96,3 +96,39 @@ def test_bad_inputs_exit_2_with_the_fix(tiny_model_dir, tmp_path):
         result = run(*args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
+
+
+def test_reranked_edits_keep_a_candidate_that_reruns_from_its_own_seed(
+    tiny_model_dir, clip_dir, tmp_path
+):
+    from atelier.pipelines.rerank import candidate_seeds
+
+    src = write(tmp_path, "src.png", scene())
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (16, 0, 32, 32))
+    mask_path = write(tmp_path, "mask.png", mask)
+    common = ["--model", tiny_model_dir, "--steps", "3", "--seed", "4"]
+    ranked = ["--candidates", "3", "--rerank", "clip", "--clip-model", clip_dir]
+    cases = [
+        ["img2img", src, "a red circle", "--strength", "0.5"],
+        ["inpaint", src, mask_path, "a red circle and a blue square"],
+        ["outpaint", src, "a red circle and a blue square", "--right", "16"],
+    ]
+    for args in cases:
+        out = tmp_path / f"ranked-{args[0]}"
+        result = run(*args, *common, *ranked, "-o", out)
+        assert result.exit_code == 0, result.output
+        (path,) = out.glob("*.png")
+        params = read_params(path)
+        assert params.seed in candidate_seeds(4, 3) and params.extra["requested_seed"] == 4
+        assert params.extra["candidates"] == 3 and params.extra["rerank"] == "clip"
+        assert 0 <= params.extra["clip_score"] <= 100
+        # The kept candidate is exactly the edit its recorded seed makes on its own.
+        alone = tmp_path / f"alone-{args[0]}"
+        seed_args = [a for a in common if a not in ("--seed", "4")]
+        result = run(*args, *seed_args, "--seed", params.seed, "-o", alone)
+        assert result.exit_code == 0, result.output
+        (again,) = alone.glob("*.png")
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(again)))
+    bad = run("img2img", src, "a red circle", "--model", tiny_model_dir, "--candidates", "2")
+    assert bad.exit_code == 2 and "--rerank clip" in bad.output
