@@ -57,7 +57,7 @@ def test_each_sample_gets_one_of_its_own_variants_and_all_get_used():
 
 def test_mismatched_caption_lists_are_refused():
     items = [(torch.zeros(1), "a")] * 3
-    with pytest.raises(ValueError, match="2 caption lists for 3 items"):
+    with pytest.raises(ValueError, match="2 lists of captions for 3 items"):
         Recaptioned(items, [["a"], ["b"]])
     with pytest.raises(ValueError, match="same number"):
         Recaptioned(items, [["a"], ["b", "c"], ["d"]])

@@ -11,9 +11,10 @@ from atelier.data.hard_negatives import WithNegatives
 from atelier.data.shapes import ShapesDataset
 from atelier.shapes.caption import caption, caption_spec, phrase
 from atelier.shapes.judge import judge
-from atelier.shapes.negatives import KINDS, change, holds
+from atelier.shapes.negatives import KINDS, change, hard_negatives, holds
 from atelier.shapes.parse import parse_prompt
-from atelier.shapes.scene import sample_scene
+from atelier.shapes.render import render
+from atelier.shapes.scene import realize, sample_scene
 from atelier.shapes.world import ObjectSpec, SceneSpec
 
 
@@ -65,10 +66,17 @@ def test_same_item_same_negatives_and_bad_k():
 def test_changes_that_leave_a_spec_true_are_rejected():
     scene = sample_scene(np.random.default_rng(0), split="train")
     assert holds(scene.spec(), scene)
-    # Swapping the colours of two identical-shaped uncelled objects can leave the spec true.
+    # Swapping the colours of two uncelled circles leaves the spec true of its scene; no such
+    # "negative" may come out, and every one that does is false by the judge on the render.
     twin = SceneSpec((ObjectSpec("red", "circle"), ObjectSpec("blue", "circle")))
     swapped = change(twin, "swap_colors", np.random.default_rng(0))
-    assert Counter(swapped.objects) == Counter(twin.objects)
+    twin_scene = realize(twin, np.random.default_rng(1))
+    assert holds(swapped, twin_scene)
+    state = np.random.default_rng(2).bit_generator.state
+    negatives = hard_negatives(twin_scene, twin, state, 40, np.random.default_rng(3))
+    pixels = render(twin_scene, 64)
+    for text, _ in negatives:
+        assert not judge(pixels, parse_prompt(text)).passed, text
     assert change(SceneSpec((ObjectSpec("red", "circle"),)), "swap_colors",
                   np.random.default_rng(0)) is None  # fmt: skip
     with pytest.raises(ValueError, match="unknown kind"):

@@ -12,18 +12,15 @@ from typing import Any
 
 import torch
 
+from atelier.data.recaption import per_item
+
 
 class WithNegatives:
     """``data[i]`` (an ``(x, caption)`` pair) with ``negatives[i]``, its false captions."""
 
     def __init__(self, data: Any, negatives: Sequence[Sequence[str]]) -> None:
-        if len(negatives) != len(data):
-            raise ValueError(f"{len(negatives)} negative lists for {len(data)} items")
-        counts = {len(v) for v in negatives}
-        if len(counts) != 1 or min(counts) < 1:
-            raise ValueError(f"every item needs the same number (>= 1) of negatives, got {counts}")
         self.data = data
-        self.negatives = [tuple(v) for v in negatives]
+        self.negatives = per_item(negatives, len(data), "negatives")
 
     @property
     def captions(self) -> list[str]:

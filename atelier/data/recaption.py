@@ -16,18 +16,23 @@ from typing import Any
 import torch
 
 
+def per_item(lists: Sequence[Sequence[str]], n: int, what: str) -> list[tuple[str, ...]]:
+    """``lists`` as tuples, checked to give each of ``n`` items the same number (>= 1)."""
+    if len(lists) != n:
+        raise ValueError(f"{len(lists)} lists of {what} for {n} items")
+    counts = {len(v) for v in lists}
+    if len(counts) != 1 or min(counts) < 1:
+        raise ValueError(f"every item needs the same number (>= 1) of {what}, got {counts}")
+    return [tuple(v) for v in lists]
+
+
 class Recaptioned:
     """``(x, (caption_0, ..., caption_{k-1}))`` for item ``i`` of ``data``, where ``data[i]``
     is ``(x, caption)`` and ``variants[i]`` lists that item's captions."""
 
     def __init__(self, data: Any, variants: Sequence[Sequence[str]]) -> None:
-        if len(variants) != len(data):
-            raise ValueError(f"{len(variants)} caption lists for {len(data)} items")
-        counts = {len(v) for v in variants}
-        if len(counts) != 1 or min(counts) < 1:
-            raise ValueError(f"every item needs the same number (>= 1) of captions, got {counts}")
         self.data = data
-        self.variants = [tuple(v) for v in variants]
+        self.variants = per_item(variants, len(data), "captions")
 
     @property
     def captions(self) -> list[str]:

@@ -245,7 +245,7 @@ def _shapes_ldm_inpaint() -> Recipe:
     base = _shapes_ldm_minilm()
     return replace(
         base, name="shapes-ldm-inpaint", init_from="shapes-ldm-minilm", inpainting=True,
-        unet=replace(base.unet, in_channels=9), data=ShapesData(),
+        unet=replace(base.unet, in_channels=9),
         train=replace(_LDM_TRAIN, max_steps=1200, warmup_steps=100, lr=3e-4, ema_start=300),
     )  # fmt: skip
 
