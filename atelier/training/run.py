@@ -193,12 +193,13 @@ def _cpu_hours_in_card(folder: Path) -> float | None:
 
 
 def _cost(recipe: Recipe, total_cpu: float) -> tuple[str, str | None]:
-    """The training cost of a diffusion model with what it stands on: the model it fine-tunes
-    (whose card already counts its own autoencoder), else the autoencoder of a latent model.
+    """The training cost of a model with what it stands on: the model it fine-tunes (whose card
+    already counts its own autoencoder or base), else the autoencoder of a latent model.
     Returns the card's cost section and its CPU time line, which states the sum, so that a
     model fine-tuned from this one in turn counts the whole chain."""
     hours = total_cpu / 3600
-    lines = [f"## Training cost\n\n- {recipe.name} (UNet and text encoder): {hours:.2f} CPU-h"]
+    trained = "image and text towers" if recipe.kind == "clip" else "UNet and text encoder"
+    lines = [f"## Training cost\n\n- {recipe.name} ({trained}): {hours:.2f} CPU-h"]
     if recipe.init_from is not None:
         base, what = recipe.init_from, f"the model it fine-tunes, {recipe.init_from}"
     elif recipe.kind == "ldm":
@@ -380,14 +381,16 @@ def run_clip(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | No
     x = torch.stack([held_out[i][0] for i in range(len(held_out))])
     recall = retrieval_recall(clip, x, [held_out[i][1] for i in range(len(held_out))])
     binding = binding_accuracy(clip, scenes=2000, size=recipe.data.resolution)
-    body = (
-        f"## Metrics\n\n- zero-shot accuracy, 18 classes (colour x shape), 20 fresh renders "
+    cost, headline = _cost(recipe, total)
+    body = cost + (
+        f"\n\n## Metrics\n\n- zero-shot accuracy, 18 classes (colour x shape), 20 fresh renders "
         f"each: {accuracy:.3f}\n- retrieval on 500 fresh scenes (any split), recall: "
         + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
         + "\n- true caption above a hard negative (one fact changed), 2,000 fresh scenes: "
         + ", ".join(f"{k} {v:.3f}" for k, v in binding.items())
     )
-    out = save_clip(clip, recipe.text_encoder, run_dir / "model", card=_card(recipe, total, body))
+    card = _card(recipe, total, body, cpu=headline)
+    out = save_clip(clip, recipe.text_encoder, run_dir / "model", card=card)
     return _install(out, recipe.name)
 
 

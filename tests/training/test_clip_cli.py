@@ -1,6 +1,7 @@
 """`atelier train shapes-clip` end to end on tiny overrides, then the `atelier clip` commands."""
 
 import json
+import re
 
 import numpy as np
 from PIL import Image
@@ -94,6 +95,11 @@ def test_fine_tune_with_hard_negatives(tmp_path, monkeypatch):
     assert all(0 <= row["negative_won"] <= 1 for row in log if "loss" in row)
     card = (tmp_path / "models" / "shapes-clip-neg" / "README.md").read_text()
     assert "from " + str(base) in card and "hard negative" in card and "swap_colors" in card
+    # The fine-tune's card counts its base's CPU time too, as a diffusion fine-tune's does.
+    base_hours = float(re.search(r"Training CPU time: ([0-9.]+) h", (base / "README.md").read_text())[1])
+    own = float(re.search(r"\(image and text towers\): ([0-9.]+) CPU-h", card)[1])
+    assert f"the model it fine-tunes, {base}: {base_hours:.2f} CPU-h" in card
+    assert f"Training CPU time: {own + base_hours:.2f} h in all" in card
 
     # Another architecture than the recipe's, a non-CLIP recipe, a folder: one-line errors.
     out = runner.invoke(app, ["train", "shapes-clip-neg", *TINY, f"init_from={base}",
