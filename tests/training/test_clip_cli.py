@@ -96,7 +96,9 @@ def test_fine_tune_with_hard_negatives(tmp_path, monkeypatch):
     card = (tmp_path / "models" / "shapes-clip-neg" / "README.md").read_text()
     assert "from " + str(base) in card and "hard negative" in card and "swap_colors" in card
     # The fine-tune's card counts its base's CPU time too, as a diffusion fine-tune's does.
-    base_hours = float(re.search(r"Training CPU time: ([0-9.]+) h", (base / "README.md").read_text())[1])
+    base_hours = float(
+        re.search(r"Training CPU time: ([0-9.]+) h", (base / "README.md").read_text())[1]
+    )
     own = float(re.search(r"\(image and text towers\): ([0-9.]+) CPU-h", card)[1])
     assert f"the model it fine-tunes, {base}: {base_hours:.2f} CPU-h" in card
     assert f"Training CPU time: {own + base_hours:.2f} h in all" in card
