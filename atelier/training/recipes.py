@@ -166,7 +166,7 @@ def _shapes_ldm_minilm() -> Recipe:
     # it at 0.98, from the last layer (trained for the mean-pooled sentence vector) at 0.83. At
     # 5,000 steps the two layers tied on shapes-bench (0.39 vs 0.40 over 672 images; colour
     # attribution +0.10, position -0.10); the shipped default uses it: resumed to 7,500 steps,
-    # then continued to 11,500 (its card gives every command).
+    # then continued 2,200 steps to stay inside the budget (its card gives every command).
     # Two transformer layers where there is attention (transformer_depth=2): at 5,000 steps,
     # paired over the same 672 images, 0.48 against 0.39 for text attention at 16x16 as well
     # (two objects +0.23, colour attribution +0.21), which itself tied the depth-1 recipe's
