@@ -4,16 +4,18 @@
         [--only inpaint,outpaint,img2img,sr,cascade] [--sampler NAME] [--steps K] [--guidance W]
         [--candidates N [--clip-model shapes-clip]]
 
-Every case starts from a fresh render of the shapes world (seeds no training set uses) and is
-scored by the project's judge, so each figure is a success rate with a 95% interval:
+Every case starts from a fresh render of the shapes world (seeds no training set uses), at the
+model's own resolution, and is scored by the project's judge, so each figure is a success rate
+with a 95% interval:
 
 1. Inpainting: mask one empty cell of a rendered scene and ask for the scene's caption plus one
    new object there; success = the whole image passes the judge for the new spec. Also the mean
    absolute change of pixels outside the feathered mask (in 1/255). Both methods: masked
    sampling with the text-to-image model, and the trained inpainting model if installed.
-2. Outpainting: a scene whose objects sit in the left two columns, extended 32 px to the right,
-   asked for one more object "on the right"; success = that object is found in the new strip.
-   And the original area's mean absolute change. Both methods, as for inpainting.
+2. Outpainting: a scene whose objects sit in the left two columns, extended by half its width
+   (32 px at 64) to the right, asked for one more object "on the right"; success = that object
+   is found in the new strip. And the original area's mean absolute change. Both methods, as for
+   inpainting.
 3. img2img: strength 0.3 under the source caption (the judge should still pass it), strength
    0.8 under a new caption with other colours (the judge should pass the new caption). Without
    --sampler it takes the model's sampler made deterministic, as `atelier img2img` does.
@@ -94,7 +96,7 @@ def rate(passes: list[bool]) -> str:
     return f"{a.accuracy:.3f} [{a.low:.3f}, {a.high:.3f}] (n={len(passes)})"
 
 
-def cell_box(cell: tuple[int, int], size: int = SIZE, margin: int = 1) -> tuple[int, int, int, int]:
+def cell_box(cell: tuple[int, int], size: int, margin: int = 1) -> tuple[int, int, int, int]:
     r, c = cell
     third = size // 3
     x0, y0 = c * third, r * third
@@ -103,7 +105,7 @@ def cell_box(cell: tuple[int, int], size: int = SIZE, margin: int = 1) -> tuple[
     return max(0, x0 - margin), max(0, y0 - margin), min(size, x1 + margin), min(size, y1 + margin)
 
 
-def inpainting_cases(n: int, rng: np.random.Generator):
+def inpainting_cases(n: int, rng: np.random.Generator, size: int = SIZE):
     """(image, mask, prompt, new spec) with one new object in an empty cell."""
     cases = []
     while len(cases) < n:
@@ -116,15 +118,17 @@ def inpainting_cases(n: int, rng: np.random.Generator):
         cell = empty[int(rng.integers(len(empty)))]
         color, shape = SEEN_PAIRS[int(rng.integers(len(SEEN_PAIRS)))]
         new = SceneSpec((*spec.objects, ObjectSpec(color, shape, None, cell)))
-        image = Image.fromarray(render(scene, SIZE))
-        mask = Image.new("L", (SIZE, SIZE), 0)
-        mask.paste(255, cell_box(cell))
+        image = Image.fromarray(render(scene, size))
+        mask = Image.new("L", (size, size), 0)
+        mask.paste(255, cell_box(cell, size))
         cases.append((image, mask, phrase(new, rng, plain=True), new))
     return cases
 
 
-def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options, pick) -> None:
-    cases = inpainting_cases(n, np.random.default_rng(SEED))
+def bench_inpainting(
+    editors: dict[str, tuple[Editor, str]], n: int, options, pick, size: int = SIZE
+) -> None:
+    cases = inpainting_cases(n, np.random.default_rng(SEED), size)
     print("\n## Inpainting: scene caption + one new object in an empty cell")
     print("| method | success | outside-mask change (1/255) | s/image |")
     print("|---|---|---|---|")
@@ -142,8 +146,8 @@ def bench_inpainting(editors: dict[str, tuple[Editor, str]], n: int, options, pi
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} | {sec:.2f} |")
 
 
-def bench_outpainting(editors: dict[str, Editor], n: int, options, pick) -> None:
-    print("\n## Outpainting: 32 px to the right, one object asked for there")
+def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: int = SIZE) -> None:
+    print(f"\n## Outpainting: {size // 2} px to the right, one object asked for there")
     print("| method | object found in the new strip | original area change (1/255) |")
     print("|---|---|---|")
     for name, editor in editors.items():
@@ -156,26 +160,26 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options, pick) -> None
             color, shape = SEEN_PAIRS[int(rng.integers(len(SEEN_PAIRS)))]
             prompt = phrase(scene.spec(with_cells=False), rng, plain=True)
             prompt += f" and a {color} {shape} on the right"
-            image = Image.fromarray(render(scene, SIZE))
-            out = pick.outpaint(editor, image, prompt, len(passes), right=32, feather=1.5,
+            image = Image.fromarray(render(scene, size))
+            out = pick.outpaint(editor, image, prompt, len(passes), right=size // 2, feather=1.5,
                                 options=options)  # fmt: skip
             found = [o for o in detect(np.asarray(out)) if (o.color, o.shape) == (color, shape)
-                     and o.cx * out.width > SIZE]  # fmt: skip
+                     and o.cx * out.width > size]  # fmt: skip
             passes.append(bool(found))
             delta = np.abs(
-                np.asarray(out, float)[:, : SIZE - 4] - np.asarray(image, float)[:, : SIZE - 4]
+                np.asarray(out, float)[:, : size - 4] - np.asarray(image, float)[:, : size - 4]
             )
             changes.append(float(delta.mean()))
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} |")
 
 
-def bench_img2img(editor: Editor, n: int, options, pick) -> None:
+def bench_img2img(editor: Editor, n: int, options, pick, size: int = SIZE) -> None:
     rng = np.random.default_rng(SEED + 2)
     keep, change = [], []
     for k in range(n):
         scene = sample_scene(rng, split="train")
         spec = scene.spec()
-        image = Image.fromarray(render(scene, SIZE))
+        image = Image.fromarray(render(scene, size))
         caption = phrase(spec, rng, plain=True)
         out = pick.img2img(editor, image, caption, k, strength=0.3, options=options)
         keep.append(judge(np.asarray(out), spec).passed)
@@ -291,6 +295,7 @@ def main() -> None:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from masked,trained")
     n = 12 if args.quick else args.n
     loaded = load_model(args.model)
+    size = loaded.config.resolution  # scenes are rendered at the model's own resolution
     options = loaded.config.defaults
     options = options.overridden(sampler=args.sampler, steps=args.steps, guidance=args.guidance)
     # img2img keeps its source: the model's sampler made deterministic, as `atelier img2img` does.
@@ -307,7 +312,8 @@ def main() -> None:
     ranked = f", best of {args.candidates} by {args.clip_model}" if clip is not None else ""
     print(
         f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps "
-        f"(img2img: {edit_options.sampler}), CFG {options.guidance}, n = {n} per case{ranked}"
+        f"(img2img: {edit_options.sampler}), CFG {options.guidance}, {size} px, n = {n} per case"
+        f"{ranked}"
     )
     inpainter = None
     if only & {"inpaint", "outpaint"} and "trained" in methods:
@@ -320,11 +326,11 @@ def main() -> None:
     if "inpaint" in only:
         editors = {name: (e, "masked") for name, e in masked.items()}
         editors |= {name: (e, "trained") for name, e in trained.items()}
-        bench_inpainting(editors, n, options, pick)
+        bench_inpainting(editors, n, options, pick, size)
     if "outpaint" in only:
-        bench_outpainting(masked | trained, n, options, pick)
+        bench_outpainting(masked | trained, n, options, pick, size)
     if "img2img" in only:
-        bench_img2img(editor, n, edit_options, pick)
+        bench_img2img(editor, n, edit_options, pick, size)
     if "sr" in only:
         bench_super_resolution(min(n, 64))
     if "cascade" in only:
