@@ -132,3 +132,22 @@ def test_reranked_edits_keep_a_candidate_that_reruns_from_its_own_seed(
         np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(again)))
     bad = run("img2img", src, "a red circle", "--model", tiny_model_dir, "--candidates", "2")
     assert bad.exit_code == 2 and "--rerank clip" in bad.output
+
+
+def test_an_image_of_another_size_than_the_models_gets_a_note_and_still_edits(
+    tiny_model_dir, tmp_path
+):
+    # The tiny model is trained at 32 px: a 64 px source is edited, with a note naming both sizes
+    # and the fix on stderr; a 32 px source gets no note.
+    big = write(tmp_path, "big.png", scene().resize((64, 64)))
+    small = write(tmp_path, "small.png", scene())
+    mask = write(tmp_path, "mask.png", Image.new("L", (64, 64), 255))
+    common = ["--model", tiny_model_dir, "--steps", "2"]
+    for args in (["img2img", big, "a red circle"], ["inpaint", big, mask, "a red circle"]):
+        result = run(*args, *common, "-o", tmp_path / args[0])
+        assert result.exit_code == 0, result.output
+        assert "trained on 32 x 32 px images and this one is 64 x 64" in result.stderr
+        assert "Resize the image to 32 x 32 px" in result.stderr
+        assert Image.open(next((tmp_path / args[0]).glob("*.png"))).size == (64, 64)
+    result = run("img2img", small, "a red circle", *common, "-o", tmp_path / "small")
+    assert result.exit_code == 0 and "note:" not in result.stderr
