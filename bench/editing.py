@@ -318,9 +318,15 @@ def main() -> None:
     inpainter = None
     if only & {"inpaint", "outpaint"} and "trained" in methods:
         try:
-            inpainter = Editor(load_model(args.inpainter).pipeline())
+            trained_model = load_model(args.inpainter)
         except FileNotFoundError:
             print(f"note: no {args.inpainter} model; the trained method is skipped")
+        else:
+            if trained_model.config.resolution == size:
+                inpainter = Editor(trained_model.pipeline())
+            else:
+                print(f"note: {args.inpainter} works at {trained_model.config.resolution} px, "
+                      f"these scenes are {size} px; the trained method is skipped")  # fmt: skip
     masked = {f"masked ({args.model})": editor} if "masked" in methods else {}
     trained = {f"trained ({args.inpainter})": inpainter} if inpainter is not None else {}
     if "inpaint" in only:
