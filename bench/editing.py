@@ -57,7 +57,6 @@ from atelier.shapes.world import (  # noqa: E402
 )
 
 SEED = 31_337
-SIZE = 64
 
 
 class Picker:
@@ -105,7 +104,7 @@ def cell_box(cell: tuple[int, int], size: int, margin: int = 1) -> tuple[int, in
     return max(0, x0 - margin), max(0, y0 - margin), min(size, x1 + margin), min(size, y1 + margin)
 
 
-def inpainting_cases(n: int, rng: np.random.Generator, size: int = SIZE):
+def inpainting_cases(n: int, rng: np.random.Generator, size: int):
     """(image, mask, prompt, new spec) with one new object in an empty cell."""
     cases = []
     while len(cases) < n:
@@ -126,7 +125,7 @@ def inpainting_cases(n: int, rng: np.random.Generator, size: int = SIZE):
 
 
 def bench_inpainting(
-    editors: dict[str, tuple[Editor, str]], n: int, options, pick, size: int = SIZE
+    editors: dict[str, tuple[Editor, str]], n: int, options, pick, size: int
 ) -> None:
     cases = inpainting_cases(n, np.random.default_rng(SEED), size)
     print("\n## Inpainting: scene caption + one new object in an empty cell")
@@ -146,7 +145,7 @@ def bench_inpainting(
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} | {sec:.2f} |")
 
 
-def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: int = SIZE) -> None:
+def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: int) -> None:
     print(f"\n## Outpainting: {size // 2} px to the right, one object asked for there")
     print("| method | object found in the new strip | original area change (1/255) |")
     print("|---|---|---|")
@@ -173,7 +172,7 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: i
         print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} |")
 
 
-def bench_img2img(editor: Editor, n: int, options, pick, size: int = SIZE) -> None:
+def bench_img2img(editor: Editor, n: int, options, pick, size: int) -> None:
     rng = np.random.default_rng(SEED + 2)
     keep, change = [], []
     for k in range(n):
