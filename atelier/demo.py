@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from atelier.kinds.folder import DEFAULT_MODEL, resolve
+from atelier.kinds.registry import load_text_to_image
 from atelier.pipelines.metadata import GenerationParams, save_png
-from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model, resolve
 from atelier.shapes.bench import BenchPrompt, load_suite
 from atelier.shapes.floor import degrade
 from atelier.shapes.judge import judge
@@ -35,14 +36,14 @@ def demo_prompts() -> list[BenchPrompt]:
 
 
 def generated(picks: list[BenchPrompt], model: str, out: Path, seed: int) -> list[np.ndarray]:
-    loaded = load_model(model)
-    options = loaded.config.defaults
+    loaded = load_text_to_image(model)
+    options = loaded.defaults
     seeds = [seed + k for k in range(len(picks))]
-    images = loaded.pipeline()([bp.prompt for bp in picks], seeds=seeds, options=options)
+    images = loaded([bp.prompt for bp in picks], seeds=seeds, options=options)
     for k, (bp, s, image) in enumerate(zip(picks, seeds, images)):
         params = GenerationParams.of(
-            image, prompt=bp.prompt, seed=s, options=options, model=loaded.config.name,
-            model_hash=loaded.model_hash, extra={"model_path": str(loaded.path)},
+            image, prompt=bp.prompt, seed=s, options=options, model=loaded.name,
+            model_hash=loaded.model_hash,
         )  # fmt: skip
         save_png(image, out / f"{k:02d}-{bp.category}-{bp.split}.png", params)
     return [np.asarray(im) for im in images]

@@ -27,7 +27,8 @@ from atelier.eval.shapes_bench import (  # noqa: E402
     paired_difference,
     summarize,
 )
-from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model  # noqa: E402
+from atelier.kinds.folder import DEFAULT_MODEL  # noqa: E402
+from atelier.kinds.registry import load_model  # noqa: E402
 from atelier.shapes.bench import load_suite  # noqa: E402
 
 CATEGORIES = ("two_objects", "color_attribution")

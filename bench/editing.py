@@ -41,9 +41,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atelier.eval.shapes_bench import bootstrap  # noqa: E402
+from atelier.kinds.folder import DEFAULT_MODEL  # noqa: E402
+from atelier.kinds.registry import load_model  # noqa: E402
 from atelier.pipelines.editing import Editor, source_keeping  # noqa: E402
 from atelier.pipelines.masks import prepare_mask  # noqa: E402
-from atelier.pipelines.model_folder import DEFAULT_MODEL, load_model  # noqa: E402
 from atelier.pipelines.rerank import rerank  # noqa: E402
 from atelier.shapes.caption import phrase  # noqa: E402
 from atelier.shapes.judge import detect, judge  # noqa: E402
@@ -196,7 +197,8 @@ def bench_img2img(editor: Editor, n: int, options, pick, size: int) -> None:
 
 
 def bench_super_resolution(n: int) -> None:
-    from atelier.pipelines.upscale import load_upscaler, upscaler_scores
+    from atelier.eval.super_resolution import upscaler_scores
+    from atelier.kinds.upscaler import load_upscaler
 
     print("\n## Super-resolution (PSNR dB / SSIM against the true render)")
     for low, high in ((32, 64), (64, 128)):
@@ -213,7 +215,8 @@ def bench_cascade(native_name: str, native, n: int) -> None:
     """Imagen's question: does generating small and upscaling keep the content? The same seen
     shapes-bench prompts and seeds through shapes-pixel (32 px) + shapes-sr-32-64, beside the
     32 px base alone and the native 64 px model, all judged by the same judge."""
-    from atelier.pipelines.upscale import cascade_stages, run_cascade
+    from atelier.kinds.upscaler import cascade_stages
+    from atelier.pipelines.upscale import run_cascade
     from atelier.shapes.bench import load_suite
 
     print("\n## Cascade 32 -> 64 against native 64 px (seen shapes-bench prompts)")
@@ -304,7 +307,7 @@ def main() -> None:
         parser.error("--candidates must be at least 1")
     clip = None
     if args.candidates > 1:
-        from atelier.pipelines.clip_folder import load_clip
+        from atelier.kinds.clip import load_clip
 
         clip = load_clip(args.clip_model)
     pick = Picker(clip, args.candidates)

@@ -72,9 +72,9 @@ def test_exported_dataset_reads_back_through_imagefolder(tmp_path):
 
 
 def test_captions_list_matches_the_items(tmp_path):
-    from atelier.training.run import _captions
+    from atelier.training.recipe_data import captions
 
     cached = ShapesDataset(6, resolution=32, seed=3, cache_dir=tmp_path, progress=False)
-    assert cached.captions == [cached[i][1] for i in range(6)] == _captions(cached)
+    assert cached.captions == [cached[i][1] for i in range(6)] == captions(cached)
     plain = ShapesDataset(6, resolution=32, seed=3)
-    assert plain.captions is None and _captions(plain) == cached.captions
+    assert plain.captions is None and captions(plain) == cached.captions

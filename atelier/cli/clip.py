@@ -12,8 +12,8 @@ from atelier.data.base import array_to_tensor
 from atelier.data.images import square_pixels
 from atelier.eval.clip_metrics import clip_scores, retrieval_recall, zero_shot_probabilities
 from atelier.eval.shapes_probe import binding_accuracy, single_object_probe
+from atelier.kinds.clip import load_clip
 from atelier.models.clip import CLIP
-from atelier.pipelines.clip_folder import load_clip
 
 app = typer.Typer(
     help="CLIP: zero-shot classification, scores and retrieval.", no_args_is_help=True

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import typer
 
 from atelier.atomic import write_atomic
+from atelier.cli.common import load_generator
 from atelier.cli.errors import fail
-from atelier.cli.generate import _load
 from atelier.eval.arena import Entrant, arena_html, format_arena, run_arena
-from atelier.eval.sweep import parse_axis
+from atelier.kinds.base import parse_assignments, with_options
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
 
 def _settings(items: list[str], models: list[str]) -> dict[str, dict]:
-    """``["shapes-ldm:steps=10", ...]`` -> {model: {"steps": 10}}, each value typed."""
+    """``["shapes-ldm:steps=10", ...]`` -> {model: {"steps": "10"}}; each model's kind types and
+    checks its own options."""
     out: dict[str, dict] = {m: {} for m in models}
     for item in items:
         model, sep, setting = item.rpartition(":")
@@ -26,10 +27,7 @@ def _settings(items: list[str], models: list[str]) -> dict[str, dict]:
             raise ValueError(
                 f"--set {item!r} must be MODEL:key=value with MODEL one of {', '.join(models)}"
             )
-        axis = parse_axis(setting)
-        if len(axis.values) != 1:
-            raise ValueError(f"--set {item!r} takes one value")
-        out[model][axis.name] = axis.values[0]
+        out[model] |= parse_assignments([setting])
     return out
 
 
@@ -47,7 +45,7 @@ def compare(
     fidelity, win rates per category; writes JSON and a self-contained HTML page."""
     from atelier.data.shapes import ShapesDataset
     from atelier.eval.clip_metrics import CLIPImageFeatures
-    from atelier.pipelines.clip_folder import load_clip
+    from atelier.kinds.clip import load_clip
 
     if len(models) < 2:
         raise fail("compare needs at least two models")
@@ -64,12 +62,12 @@ def compare(
         raise fail(str(err)) from None
     entrants = []
     for name in models:
-        loaded = _load(name)
+        loaded = load_generator(name)
         try:
-            options = replace(loaded.config.defaults, **per_model[name])
+            options = with_options(loaded.defaults, per_model[name], who=name)
         except ValueError as err:
             raise fail(str(err)) from None
-        entrants.append(Entrant(name, loaded.pipeline(), options))
+        entrants.append(Entrant(name, loaded, options))
     data = ShapesDataset(real, resolution=64, seed=10_000, split="any")
     real_images = torch.stack([data[i][0] for i in range(len(data))])
     result = run_arena(entrants, suite, seeds=seed_list, extractor=CLIPImageFeatures(clip),

@@ -13,18 +13,24 @@ from pathlib import Path
 import typer
 from PIL import Image
 
+from atelier.cli.common import (
+    GUIDANCE,
+    STEPS,
+    load_diffusion,
+    options_for,
+    ranked_extra,
+    ranking_scorer,
+)
 from atelier.cli.errors import fail, open_image
-from atelier.cli.generate import DEFAULT_MODEL, _load, ranked_extra, ranking_clip
+from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.diffusion import Model
+from atelier.kinds.folder import DEFAULT_MODEL
 from atelier.pipelines.editing import Editor, source_keeping
 from atelier.pipelines.metadata import GenerationParams, save_png
-from atelier.pipelines.model_folder import Model
 from atelier.pipelines.rerank import Choice, rerank
-from atelier.pipelines.text2image import SamplingOptions
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
 SEED = typer.Option(0, "--seed", help="Seed of the first image; each next image +1.")
-STEPS = typer.Option(None, "--steps", help="Sampler steps (default: the model's).")
-GUIDANCE = typer.Option(None, "--guidance", help="CFG scale (default: the model's).")
 SAMPLER = typer.Option(
     None, "--sampler",
     help="Sampler (default: the model's; img2img and variations take its deterministic form).",
@@ -65,19 +71,10 @@ def _editor(
 ) -> tuple[Model, SamplingOptions, Editor]:
     """The model, its sampling options with the command's overrides, and an editor on it.
     ``keeps_source`` (img2img, variations): the model's sampler made deterministic."""
-    loaded = _load(model)
-    options = _options(loaded, steps, guidance, sampler, keeps_source=keeps_source)
-    return loaded, options, Editor(loaded.pipeline())
-
-
-def _options(loaded: Model, steps, guidance, sampler, *, keeps_source: bool) -> SamplingOptions:
-    d = loaded.config.defaults
-    if keeps_source:
-        d = source_keeping(d)
-    try:
-        return d.overridden(steps=steps, guidance=guidance, sampler=sampler)
-    except ValueError as err:
-        raise fail(str(err)) from None
+    loaded = load_diffusion(model, "editing")
+    base = source_keeping(loaded.defaults) if keeps_source else loaded.defaults
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    return loaded, options_for(loaded, flags, base=base), Editor(loaded.pipeline())
 
 
 def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict,
@@ -104,8 +101,8 @@ def _best(draw, prompt: str, seeds: list[int], candidates: int, how: str | None,
           ) -> tuple[list[Choice], list[dict]]:  # fmt: skip
     """``draw(seeds)`` edits, ``candidates`` per requested seed, CLIP's pick of each; and what
     each pick's PNG records about the choice."""
-    clip = ranking_clip(candidates, how, clip_model)
-    choices = _run(lambda: rerank(lambda _, s: draw(s), [prompt] * len(seeds), seeds, clip,
+    score = ranking_scorer(candidates, how, clip_model)
+    choices = _run(lambda: rerank(lambda _, s: draw(s), [prompt] * len(seeds), seeds, score,
                                   candidates))  # fmt: skip
     return choices, [ranked_extra(c, s, candidates, how) for c, s in zip(choices, seeds)]
 
@@ -216,7 +213,7 @@ def upscale(
     seed: int = SEED, steps: int = STEPS, sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
     """Upscale with a super-resolution diffusion model (SR3 / Imagen style)."""
-    from atelier.pipelines.upscale import load_upscaler
+    from atelier.kinds.upscaler import load_upscaler
 
     source = open_image(image)
     try:

@@ -9,8 +9,17 @@ from pathlib import Path
 import typer
 
 from atelier.atomic import write_atomic
+from atelier.cli.common import (
+    DIFFUSION_PANEL,
+    GUIDANCE,
+    GUIDANCE_RESCALE,
+    OPTION,
+    STEPS,
+    load_generator,
+    options_for,
+    reranker,
+)
 from atelier.cli.errors import fail
-from atelier.cli.generate import reranker_for
 from atelier.eval.report import clip_score_pair, distribution_metrics, eval_html, metrics_json
 from atelier.eval.shapes_bench import (
     Judged,
@@ -21,28 +30,17 @@ from atelier.eval.shapes_bench import (
     summarize,
     to_json,
 )
-from atelier.pipelines.model_folder import load_model
+from atelier.kinds.base import options_label, options_summary
+from atelier.kinds.card import SHAPES_BENCH_HEADING, replace_section
 from atelier.shapes.bench import SUITE_NAME, load_suite
-
-CARD_HEADING = "## shapes-bench"
-
-
-def replace_section(card: str, section: str) -> str:
-    """``card`` with its shapes-bench section replaced by ``section`` (appended if absent)."""
-    start = card.find(CARD_HEADING)
-    if start < 0:
-        return card.rstrip("\n") + "\n\n" + section
-    end = card.find("\n## ", start + len(CARD_HEADING))
-    rest = card[end + 1 :] if end >= 0 else ""
-    return card[:start] + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
 
 
 def _metrics(images, prompts, features: str, clip_model: str):
     """Distribution metrics with every evaluator that is installed, and the CLIP score."""
     from atelier.eval.clip_metrics import CLIPImageFeatures
     from atelier.eval.fid import Resized
-    from atelier.pipelines.clip_folder import load_clip
-    from atelier.pipelines.features_folder import load_feature_net
+    from atelier.kinds.clip import load_clip
+    from atelier.kinds.features import load_feature_net
 
     measured, clip_score = [], None
     if len(images) < 4:
@@ -80,10 +78,13 @@ def evaluate(
     suite: str = typer.Option(SUITE_NAME, "--suite", help="shapes-bench or a suite JSONL file."),
     samples: int = typer.Option(1, "--samples", help="Images per prompt (seeds seed..seed+N-1)."),
     seed: int = typer.Option(0, "--seed"),
-    sampler: str = typer.Option(None, "--sampler"),
-    steps: int = typer.Option(None, "--steps"),
-    guidance: float = typer.Option(None, "--guidance"),
-    guidance_rescale: float = typer.Option(None, "--guidance-rescale", help="CFG rescale phi."),
+    sampler: str = typer.Option(
+        None, "--sampler", help="Sampler (default: the model's).", rich_help_panel=DIFFUSION_PANEL
+    ),  # fmt: skip
+    steps: int = STEPS,
+    guidance: float = GUIDANCE,
+    guidance_rescale: float = GUIDANCE_RESCALE,
+    option: list[str] = OPTION,
     limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
     output: Path = typer.Option(Path("out/eval"), "-o", "--output", help="Folder for the JSON."),
     card: bool = typer.Option(False, "--card", help="Write the scores into the model card."),
@@ -99,19 +100,19 @@ def evaluate(
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals,
     FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML."""
+    loaded = load_generator(model)
     try:
-        loaded = load_model(model)
         prompts = load_suite(None if suite == SUITE_NAME else suite)
-        options = loaded.config.defaults.overridden(
-            sampler=sampler, steps=steps, guidance=guidance, guidance_rescale=guidance_rescale
-        )
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
+    flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
+             "guidance_rescale": guidance_rescale}  # fmt: skip
+    options = options_for(loaded, flags, option)
     if card and candidates > 1:
         raise fail("--card records the model's plain scores; run reranked evals without --card")
     if limit is not None:
         prompts = prompts[:limit]
-    pipe = reranker_for(loaded.pipeline(), candidates, rerank, clip_model)
+    pipe = reranker(loaded, candidates, rerank, clip_model)
     images: list = []
     results, seconds = generate_and_judge(
         pipe, prompts, options=options, samples=samples, seed=seed,
@@ -128,7 +129,7 @@ def evaluate(
     )
     output.mkdir(parents=True, exist_ok=True)
     report = {
-        "model": loaded.config.name,
+        "model": loaded.name,
         "model_hash": loaded.model_hash,
         "suite": suite,
         "options": asdict(options),
@@ -143,14 +144,12 @@ def evaluate(
         "images": [asdict(r) for r in results],
     }
     ranked = f"-rerank{candidates}" if candidates > 1 else ""
-    rescaled = f"-r{options.guidance_rescale}" if options.guidance_rescale else ""
-    stem = (f"{loaded.config.name}-{options.sampler}-{options.steps}-g{options.guidance}"
-            f"{rescaled}{ranked}")  # fmt: skip
+    stem = f"{loaded.name}-{options_label(options)}{ranked}"
     path = output / f"{stem}.json"
     write_atomic(path, json.dumps(report, indent=1))
     typer.echo(str(path))
     page = eval_html(
-        f"{loaded.config.name} on {suite}", table, results, images, metrics=measured,
+        f"{loaded.name} on {suite}", table, results, images, metrics=measured,
         clip_score=clip_score, seconds_per_image=seconds,
         settings={**asdict(options), "samples": samples, "seed": seed, "candidates": candidates},
     )  # fmt: skip
@@ -158,9 +157,8 @@ def evaluate(
     typer.echo(str(path.with_suffix(".html")))
     if card and loaded.path is not None:
         section = (
-            f"{CARD_HEADING}\n\n{samples} image(s) per prompt, seeds from {seed}; "
-            f"{options.sampler}, {options.steps} steps ({options.spacing} spacing), "
-            f"CFG scale {options.guidance}; "
+            f"{SHAPES_BENCH_HEADING}\n\n{samples} image(s) per prompt, seeds from {seed}; "
+            f"{options_summary(options)}; "
             f"{seconds:.2f} s per image. Accuracy [95% bootstrap interval], judged strictly:\n\n"
             f"```\n{format_table(table)}\n```\n"
         )
@@ -184,6 +182,8 @@ def _read_eval(path: Path) -> tuple[dict, list[Judged]]:
 
 def _describe(report: dict) -> str:
     o = report.get("options", {})
+    if "sampler" not in o:  # a family without samplers: its options as they are
+        return f"{report.get('model')} ({', '.join(f'{k} {v}' for k, v in o.items())})"
     rescale = f", rescale {o['guidance_rescale']}" if o.get("guidance_rescale") else ""
     return (f"{report.get('model')} ({o.get('sampler')} {o.get('steps')} steps, "
             f"CFG {o.get('guidance')}{rescale})")  # fmt: skip

@@ -5,18 +5,31 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
 from PIL import Image
 from tqdm import tqdm
 
+from atelier.cli.common import (
+    DIFFUSION_PANEL,
+    GUIDANCE,
+    GUIDANCE_RESCALE,
+    OPTION,
+    STEPS,
+    load_generator,
+    options_for,
+    ranked_extra,
+    reranker,
+)
 from atelier.cli.errors import fail
 from atelier.diffusion.samplers import SAMPLER_NAMES
+from atelier.kinds.base import TextToImage
+from atelier.kinds.folder import DEFAULT_MODEL
+from atelier.kinds.registry import list_models, load_text_to_image
 from atelier.pipelines.composable import split_and
 from atelier.pipelines.metadata import GenerationParams, read_params, save_png
-from atelier.pipelines.model_folder import DEFAULT_MODEL, Model, load_model
-from atelier.pipelines.text2image import SamplingOptions
 from atelier.text.window import PromptTruncatedWarning
 
 
@@ -41,73 +54,18 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def _load(model: str) -> Model:
-    try:
-        return load_model(model)
-    except (FileNotFoundError, ValueError) as err:
-        raise fail(str(err)) from None
-
-
-def _pipeline_for(loaded: Model, size: int | None):
-    pipe = loaded.pipeline()
-    if size is None or size == loaded.config.resolution:
-        return pipe, loaded.config.resolution
-    factor = loaded.config.vae.downsampling_factor if loaded.config.vae is not None else 1
-    multiple = factor * 2 ** (len(loaded.config.unet.block_channels) - 1)
-    if size < multiple or size % multiple:
-        raise fail(
-            f"--size {size} cannot be made by this model: use a multiple of {multiple} "
-            f"(it was trained at {loaded.config.resolution})"
-        )
-    channels = pipe.latent_shape[0]
-    pipe.latent_shape = (channels, size // factor, size // factor)
-    return pipe, size
-
-
-def ranking_clip(candidates: int, rerank: str | None, clip_model: str):
-    """The CLIP that chooses among ``candidates`` (None for one candidate), the options checked."""
-    from atelier.pipelines.clip_folder import load_clip
-
-    if candidates < 1:
-        raise fail("--candidates must be at least 1")
-    if rerank not in (None, "clip"):
-        raise fail(f"--rerank {rerank!r} is not known; valid: clip")
-    if candidates > 1 and rerank is None:
-        raise fail("--candidates N > 1 needs --rerank clip to say how to choose")
-    if candidates == 1:
-        return None
-    try:
-        return load_clip(clip_model)
-    except (FileNotFoundError, ValueError) as err:
-        raise fail(f"--rerank clip needs a CLIP model: {err}") from None
-
-
-def reranker_for(pipe, candidates: int, rerank: str | None, clip_model: str):
-    """The pipeline drawing ``candidates`` per image (a plain one keeps candidate 0 only)."""
-    from atelier.pipelines.rerank import RerankedText2Image
-
-    return RerankedText2Image(pipe, ranking_clip(candidates, rerank, clip_model), candidates)
-
-
-def ranked_extra(choice, requested: int, candidates: int, rerank: str | None) -> dict:
-    """What a reranked image's PNG records beside its own (kept) seed."""
-    if candidates == 1:
-        return {}
-    return {"rerank": rerank, "candidates": candidates, "requested_seed": requested,
-            "clip_score": round(choice.score, 4)}  # fmt: skip
-
-
-def render(loaded: Model, params: GenerationParams, options: SamplingOptions) -> Image.Image:
+def render(model: TextToImage, params: GenerationParams, options: Any) -> Image.Image:
     """One image for ``params`` (used by generate's batches and by replay)."""
-    from atelier.pipelines.upscale import cascade_stages, run_cascade
+    from atelier.kinds.upscaler import cascade_stages
+    from atelier.pipelines.upscale import run_cascade
 
     sizes = params.extra.get("cascade")
-    pipe, _ = _pipeline_for(loaded, sizes[0] if sizes else params.width)
-    image = pipe(
+    image = model(
         [params.prompt],
         seeds=[params.seed],
         negative_prompt=params.negative_prompt,
         options=options,
+        size=sizes[0] if sizes else params.width,
     )[0]
     return run_cascade([image], [params.seed], cascade_stages(sizes))[0] if sizes else image
 
@@ -134,12 +92,16 @@ def generate(
     prompts_file: Path = typer.Option(None, "--prompts", help=".txt (a prompt a line) or .jsonl"),
     n: int = typer.Option(1, "-n", help="Images per prompt."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first image; each next image +1."),
-    steps: int = typer.Option(None, "--steps", help="Sampler steps (default: the model's)."),
-    guidance: float = typer.Option(None, "--guidance", help="CFG scale (default: the model's)."),
-    guidance_rescale: float = typer.Option(
-        None, "--guidance-rescale", help="CFG rescale phi in [0, 1] (default: the model's)."
-    ),
-    sampler: str = typer.Option(None, "--sampler", help=f"One of {', '.join(SAMPLER_NAMES)}."),
+    steps: int = STEPS,
+    guidance: float = GUIDANCE,
+    guidance_rescale: float = GUIDANCE_RESCALE,
+    sampler: str = typer.Option(
+        None,
+        "--sampler",
+        help=f"One of {', '.join(SAMPLER_NAMES)}.",
+        rich_help_panel=DIFFUSION_PANEL,
+    ),  # fmt: skip
+    option: list[str] = OPTION,
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     size: int = typer.Option(None, "--size", help="Image side in pixels (default: the model's)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder."),
@@ -162,20 +124,17 @@ def generate(
             split_and(p)  # AUTOMATIC1111's AND: every sub-prompt must hold text
     except ValueError as err:
         raise fail(str(err)) from None
-    loaded = _load(model)
-    defaults = loaded.config.defaults
-    try:
-        options = defaults.overridden(
-            steps=steps, guidance=guidance, sampler=sampler, guidance_rescale=guidance_rescale
-        )
-    except ValueError as err:
-        raise fail(str(err)) from None
-    pipe, side = _pipeline_for(loaded, size)
-    reranker = reranker_for(pipe, candidates, rerank, clip_model)
+    loaded = load_generator(model)
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
+             "guidance_rescale": guidance_rescale}  # fmt: skip
+    options = options_for(loaded, flags, option)
+    side = size or loaded.resolution
+    drawing = reranker(loaded, candidates, rerank, clip_model)
     sizes = _cascade(cascade, hires, side)
     stages = []
     if sizes:
-        from atelier.pipelines.upscale import cascade_stages, run_cascade
+        from atelier.kinds.upscaler import cascade_stages
+        from atelier.pipelines.upscale import run_cascade
 
         try:
             stages = cascade_stages(sizes)
@@ -185,18 +144,22 @@ def generate(
     output.mkdir(parents=True, exist_ok=True)
     model_hash = loaded.model_hash
     start = len(list(output.glob("*.png")))
-    bar = tqdm(total=len(jobs) * options.steps * candidates, unit="step", desc="generating")
+    bar = tqdm(total=len(jobs) * candidates, unit="image", desc="generating")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptTruncatedWarning)
         for first in range(0, len(jobs), batch):
             chunk = jobs[first : first + batch]
-            choices = reranker.choose(
-                [p for p, _ in chunk],
-                seeds=[s for _, s in chunk],
-                negative_prompt=negative,
-                options=options,
-                callback=lambda info, k=len(chunk) * candidates: bar.update(k),
-            )
+            try:
+                choices = drawing.choose(
+                    [p for p, _ in chunk],
+                    seeds=[s for _, s in chunk],
+                    negative_prompt=negative,
+                    options=options,
+                    callback=lambda info, k=len(chunk) * candidates: bar.update(k / info.total),
+                    size=side,
+                )
+            except ValueError as err:  # e.g. a size the model cannot make
+                raise fail(str(err)) from None
             if stages:
                 finals = run_cascade([c.image for c in choices], [c.seed for c in choices], stages)
             else:
@@ -207,10 +170,9 @@ def generate(
                 s = choice.seed
                 ranked = ranked_extra(choice, requested, candidates, rerank)
                 params = GenerationParams.of(
-                    image, prompt=p, seed=s, options=options, model=loaded.config.name,
+                    image, prompt=p, seed=s, options=options, model=loaded.name,
                     model_hash=model_hash, negative_prompt=negative,
-                    extra={"model_path": str(loaded.path), **ranked,
-                           **({"cascade": sizes} if sizes else {})},
+                    extra={**ranked, **({"cascade": sizes} if sizes else {})},
                 )  # fmt: skip
                 path = save_png(image, output / f"{start + k:05d}-{s}.png", params)
                 tqdm.write(str(path))
@@ -219,7 +181,36 @@ def generate(
         typer.echo(f"warning: {warning}", err=True)
 
 
-def replay(image: Path = typer.Argument(..., help="A PNG written by atelier generate.")) -> None:
+def _find_model(params: GenerationParams, given: str | None) -> TextToImage:
+    """The model that made ``params``: ``given``, else the model of its name, else (when that
+    one's hash differs, e.g. it was retrained) any known text-to-image model with its hash."""
+    if given is not None:
+        return load_generator(given)
+    try:
+        named = load_text_to_image(params.model)
+    except (FileNotFoundError, ValueError):
+        named = None
+    if named is not None and named.model_hash == params.model_hash:
+        return named
+    for listed in list_models():
+        if listed.facts.text_to_image and listed.name != params.model:
+            other = load_text_to_image(listed.path)
+            if other.model_hash == params.model_hash:
+                return other
+    if named is None:
+        raise fail(
+            f"no model named {params.model!r} (hash {params.model_hash}) is installed here; "
+            "pass --model NAME_OR_FOLDER to replay with another"
+        )
+    return named
+
+
+def replay(
+    image: Path = typer.Argument(..., help="A PNG written by atelier generate."),
+    model: str = typer.Option(
+        None, "--model", help="Model name or folder (default: found by the PNG's name and hash)."
+    ),
+) -> None:
     """Regenerate an image from its embedded parameters and report whether the pixels match."""
     try:
         params = read_params(image)
@@ -230,23 +221,18 @@ def replay(image: Path = typer.Argument(..., help="A PNG written by atelier gene
             f"{image} was made by {params.mode}, which needs its source image; replay "
             "regenerates text-to-image PNGs only"
         )
-    source = params.extra.get("model_path") or params.model
-    loaded = _load(source if Path(source).is_dir() else params.model)
+    loaded = _find_model(params, model)
     if loaded.model_hash != params.model_hash:
         typer.echo(
             f"warning: model hash {loaded.model_hash} differs from the image's "
             f"{params.model_hash}; pixels will likely differ",
             err=True,
         )
-    options = SamplingOptions(
-        steps=params.steps,
-        guidance=params.guidance,
-        sampler=params.sampler,
-        spacing=params.extra.get("spacing", "trailing"),
-        karras=bool(params.extra.get("karras", False)),
-        guidance_rescale=float(params.extra.get("guidance_rescale", 0.0)),
-    )
-    again = np.asarray(render(loaded, params, options), dtype=np.int16)
+    options = options_for(loaded, params.options)
+    try:
+        again = np.asarray(render(loaded, params, options), dtype=np.int16)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(f"cannot replay {image}: {err}") from None
     with Image.open(image) as img:
         original = np.asarray(img.convert("RGB"), dtype=np.int16)
     if again.shape == original.shape and (again == original).all():

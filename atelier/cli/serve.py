@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from atelier.cli.errors import fail
-from atelier.pipelines.model_folder import DEFAULT_MODEL
+from atelier.kinds.folder import DEFAULT_MODEL
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -30,7 +30,7 @@ def serve(
     """Serve the REST API and the web page."""
     import uvicorn
 
-    from atelier.pipelines.model_folder import resolve
+    from atelier.kinds.folder import resolve
     from atelier.serve.app import ServeSettings, create_app
     from atelier.serve.schemas import Limits
 

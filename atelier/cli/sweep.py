@@ -12,10 +12,10 @@ import typer
 from PIL import Image
 
 from atelier.atomic import write_atomic
+from atelier.cli.common import load_diffusion
 from atelier.cli.errors import fail
 from atelier.eval.shapes_bench import to_json
 from atelier.eval.sweep import format_cells, grid_png, heatmaps, parse_axis, run_sweep
-from atelier.pipelines.model_folder import load_model
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
 
@@ -37,8 +37,8 @@ def sweep(
     output: Path = typer.Option(Path("out/sweep"), "-o", "--output", help="Output folder."),
 ) -> None:
     """Judge the suite in every cell of the grid; write a table, CSV and JSON."""
+    loaded = load_diffusion(model, "sweep")
     try:
-        loaded = load_model(model)
         suite = load_suite(None if prompts == SUITE_NAME else prompts)
         axes = [parse_axis(a) for a in (x, y, z) if a]
     except (FileNotFoundError, ValueError) as err:

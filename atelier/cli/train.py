@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def train(
     except ValueError as err:
         raise fail(str(err)) from None
     try:
-        run_recipe(chosen, out=out, resume=resume, data_dir=data)
+        # The card records the command that reproduces the model.
+        words = ["atelier", "train", recipe, *(overrides or [])]
+        for flag, value in (("--data", data), ("--out", out), ("--max-minutes", max_minutes)):
+            words += [flag, str(value)] if value is not None else []
+        command = shlex.join(words + (["--resume"] if resume else []))
+        run_recipe(chosen, out=out, resume=resume, data_dir=data, command=command)
     except RecipeError as err:
         raise fail(str(err)) from None

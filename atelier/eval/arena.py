@@ -13,6 +13,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from atelier.data.base import array_to_tensor
 from atelier.eval.bradley_terry import bootstrap_ratings
 from atelier.eval.fid import FeatureExtractor, extract, knn_realism
 from atelier.eval.shapes_bench import Judged, generate_and_judge
-from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.pipelines.rerank import TextToImageCall
 from atelier.shapes.bench import BenchPrompt
 
 QUESTIONS = ("alignment", "fidelity")
@@ -33,8 +34,8 @@ class Entrant:
     """A named pipeline with its own sampling options."""
 
     name: str
-    pipe: Text2Image
-    options: SamplingOptions
+    pipe: TextToImageCall
+    options: Any
 
 
 @dataclass

@@ -6,11 +6,13 @@ CLIP score follows torchmetrics' definition (Hessel et al. 2021 without their 2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 
-from atelier.data.base import fit_images
+from atelier.data.base import array_to_tensor, fit_images
 from atelier.models.clip import CLIP
 
 
@@ -100,6 +102,17 @@ def clip_scores(clip: CLIP, images: torch.Tensor, captions: Sequence[str]) -> to
     image = _image_embeddings(clip, images)
     text = _batched(lambda c: clip.encode_text(list(c)), list(captions), 256)
     return 100 * (image * text).sum(-1).clamp(min=0)
+
+
+def clip_scorer(clip: CLIP) -> Callable[[Sequence[Image.Image], Sequence[str]], torch.Tensor]:
+    """A reranker's scorer: the CLIP score of each (PIL image, prompt) pair."""
+    clip = clip.eval()
+
+    def score(images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
+        x = torch.stack([array_to_tensor(np.asarray(im.convert("RGB"))) for im in images])
+        return clip_scores(clip, x, prompts)
+
+    return score
 
 
 class CLIPImageFeatures(torch.nn.Module):

@@ -18,8 +18,9 @@ from PIL import Image
 
 from atelier.atomic import write_atomic
 from atelier.data.base import tensor_to_array
+from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.samplers import StepInfo
-from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.pipelines.text2image import Text2Image
 
 
 @dataclass(frozen=True)

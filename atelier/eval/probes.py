@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.parameterization import predicted_x0
-from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.pipelines.text2image import Text2Image
 from atelier.shapes.judge import detect
 from atelier.shapes.parse import parse_prompt
 

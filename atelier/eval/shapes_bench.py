@@ -11,12 +11,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.pipelines.rerank import TextToImageCall
 from atelier.shapes.bench import BenchPrompt
 from atelier.shapes.judge import FoundObject, judge
 from atelier.shapes.world import SceneSpec
@@ -85,10 +86,10 @@ def miss_breakdown(results: Sequence[Judged]) -> str:
 
 
 def generate_and_judge(
-    pipe: Text2Image,
+    pipe: TextToImageCall,
     suite: Sequence[BenchPrompt],
     *,
-    options: SamplingOptions,
+    options: Any,
     samples: int = 1,
     seed: int = 0,
     batch: int = 16,

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.samplers import network_evaluations
 from atelier.eval.shapes_bench import Accuracy, Judged, generate_and_judge, summarize
-from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.pipelines.text2image import Text2Image
 from atelier.shapes.bench import BenchPrompt
 
 AXIS_FIELDS = ("guidance", "steps", "sampler", "spacing", "karras", "guidance_rescale")

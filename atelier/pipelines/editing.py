@@ -24,9 +24,10 @@ from PIL import Image
 
 from atelier.data.base import array_to_tensor, tensor_to_pil
 from atelier.diffusion.inpainting import keep_known
+from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.samplers import StepInfo, deterministic
 from atelier.pipelines.masks import composite, latent_keep_mask, prepare_image, prepare_mask
-from atelier.pipelines.text2image import SamplingOptions, Start, Text2Image
+from atelier.pipelines.text2image import Start, Text2Image
 
 InpaintMethod = Literal["masked", "trained"]
 BACKGROUND = (255, 255, 255)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,20 @@ A1111_SAMPLERS = {
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Everything needed to regenerate one image bit for bit."""
+    """Everything needed to regenerate one image bit for bit. The model is named by its name and
+    hash, never by a path (people share these files); ``options`` are the model kind's own
+    sampling options (steps and sampler for diffusion, temperature for a token model)."""
 
     prompt: str
     seed: int
-    steps: int
-    guidance: float
-    sampler: str
     width: int
     height: int
     model: str
     model_hash: str
     negative_prompt: str = ""
     mode: str = "txt2img"
-    extra: dict[str, Any] = field(default_factory=dict)  # sampler / schedule / mode options
+    options: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # mode settings: strength, cascade ...
 
     @classmethod
     def of(
@@ -64,17 +64,12 @@ class GenerationParams:
         mode: str = "txt2img",
         extra: dict[str, Any] | None = None,
     ) -> GenerationParams:
-        """The parameters of ``image`` made with ``options`` (a ``SamplingOptions``): steps,
-        guidance, sampler, spacing and Karras flag from them (and the guidance rescale if any),
-        the size from the image."""
-        settings = {"spacing": options.spacing, "karras": options.karras}
-        if options.guidance_rescale:
-            settings["guidance_rescale"] = options.guidance_rescale
+        """The parameters of ``image`` made with ``options`` (the kind's options dataclass), the
+        size from the image."""
         return cls(
-            prompt=prompt, seed=seed, steps=options.steps, guidance=options.guidance,
-            sampler=options.sampler, width=image.width, height=image.height, model=model,
+            prompt=prompt, seed=seed, width=image.width, height=image.height, model=model,
             model_hash=model_hash, negative_prompt=negative_prompt, mode=mode,
-            extra={**settings, **(extra or {})},
+            options=asdict(options), extra=dict(extra or {}),
         )  # fmt: skip
 
     def to_json(self) -> str:
@@ -82,12 +77,48 @@ class GenerationParams:
 
     @classmethod
     def from_json(cls, text: str) -> GenerationParams:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        """Parameters from the JSON chunk; a ValueError naming what is wrong with it."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ValueError("the atelier parameters chunk is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("the atelier parameters chunk is not a JSON object")
+        data = _upgraded(data)
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
         if unknown:
             raise ValueError(f"unknown generation parameters {sorted(unknown)}")
+        missing = sorted(n for n, f in known.items() if n not in data and f.default is MISSING
+                         and f.default_factory is MISSING)  # fmt: skip
+        if missing:
+            raise ValueError(f"generation parameters lack {', '.join(missing)}")
+        for name, kind in _TYPES.items():
+            value = data.get(name)
+            if name in data and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ValueError(f"generation parameter {name} is {value!r}, not a {kind.__name__}")
         return cls(**data)
+
+
+_TYPES = {"prompt": str, "seed": int, "width": int, "height": int, "model": str,
+          "model_hash": str, "negative_prompt": str, "mode": str, "options": dict,
+          "extra": dict}  # fmt: skip
+# Diffusion options that atelier before model kinds wrote at the top level or in ``extra``.
+_LEGACY_OPTIONS = ("steps", "guidance", "sampler")
+_LEGACY_EXTRA = ("spacing", "karras", "guidance_rescale")
+
+
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A record written before model kinds: diffusion options moved into ``options``, and the
+    local model path it carried dropped."""
+    if not any(k in data for k in _LEGACY_OPTIONS):
+        return data
+    data = dict(data)
+    extra = dict(data.get("extra") or {})
+    options = {k: data.pop(k) for k in _LEGACY_OPTIONS if k in data}
+    options |= {k: extra.pop(k) for k in _LEGACY_EXTRA if k in extra}
+    extra.pop("model_path", None)
+    return {**data, "options": options, "extra": extra}
 
 
 def to_a1111(p: GenerationParams) -> str:
@@ -95,14 +126,23 @@ def to_a1111(p: GenerationParams) -> str:
     lines = [p.prompt]
     if p.negative_prompt:
         lines.append(f"Negative prompt: {p.negative_prompt}")
-    items = [
-        ("Steps", p.steps), ("Sampler", A1111_SAMPLERS.get(p.sampler, p.sampler)),
-        ("CFG scale", p.guidance), ("Seed", p.seed), ("Size", f"{p.width}x{p.height}"),
-        ("Model hash", p.model_hash), ("Model", p.model),
-    ]  # fmt: skip
+    o = dict(p.options)
+    items = []
+    if "steps" in o:
+        items.append(("Steps", o.pop("steps")))
+    if "sampler" in o:
+        sampler = o.pop("sampler")
+        items.append(("Sampler", A1111_SAMPLERS.get(sampler, sampler)))
+    if "guidance" in o:
+        items.append(("CFG scale", o.pop("guidance")))
+    items += [("Seed", p.seed), ("Size", f"{p.width}x{p.height}"), ("Model hash", p.model_hash),
+              ("Model", p.model)]  # fmt: skip
     if p.mode != "txt2img":
         items.append(("Mode", p.mode))
-    items += [(k.replace("_", " ").capitalize(), v) for k, v in sorted(p.extra.items())]
+    if not o.get("guidance_rescale", 1):
+        o.pop("guidance_rescale")  # plain CFG: A1111 writes nothing for it either
+    settings = {**o, **p.extra}
+    items += [(k.replace("_", " ").capitalize(), v) for k, v in sorted(settings.items())]
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in items))
     return "\n".join(lines)
 
@@ -151,4 +191,7 @@ def read_params(path: str | Path) -> GenerationParams:
             f"{path} holds no atelier generation parameters; only images written by "
             "`atelier generate` (or its relatives) can be replayed"
         )
-    return GenerationParams.from_json(text)
+    try:
+        return GenerationParams.from_json(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

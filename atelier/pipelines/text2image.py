@@ -9,10 +9,9 @@ as single runs, bit for bit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from PIL import Image
@@ -23,9 +22,9 @@ from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.denoiser import Denoiser, VPDenoiser
 from atelier.diffusion.guidance import classifier_free_guidance
 from atelier.diffusion.inpainting import sample_with_jumps
+from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.plan import make_plan, start_step_for_strength
 from atelier.diffusion.samplers import StepInfo, get_sampler
-from atelier.diffusion.schedules import TimestepSpacing
 from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.composable import compose
 from atelier.pipelines.fixed_batch import fixed_batch
@@ -38,33 +37,6 @@ class Decoder(Protocol):
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def eval(self) -> Decoder: ...
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How to sample; the defaults are the model's own unless overridden."""
-
-    steps: int = 20
-    guidance: float = 3.0
-    sampler: str = "dpmpp_2m"
-    spacing: TimestepSpacing = "trailing"
-    karras: bool = False
-    # phi of guidance rescale (Lin et al. 2024), diffusers' ``guidance_rescale``: 0 = plain CFG.
-    guidance_rescale: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
-        if not math.isfinite(self.guidance):
-            raise ValueError(f"guidance must be a finite number, got {self.guidance!r}")
-        get_sampler(self.sampler)  # raises naming the valid samplers
-        if not 0.0 <= self.guidance_rescale <= 1.0:
-            raise ValueError(f"guidance_rescale must be in [0, 1], got {self.guidance_rescale!r}")
-
-    def overridden(self, **changes: Any) -> SamplingOptions:
-        """These options with every change that is not None (a command's unset flags are None);
-        raises ValueError naming a bad value."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True)

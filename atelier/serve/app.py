@@ -10,88 +10,41 @@ live under server-chosen names in the output folder; no path from a request touc
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import re
 import secrets
-import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
-from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
-from atelier.pipelines.model_folder import DEFAULT_MODEL, Model, load_model, model_dirs
+from atelier.kinds.registry import list_models
 from atelier.serve.jobs import Job, JobQueue, QueueFull
+from atelier.serve.runners import DEFAULT_UPSCALER, Models, Runners, ServeSettings, request_options
 from atelier.serve.schemas import (
     ErrorBody,
-    ImageResult,
     Img2ImgRequest,
     InpaintRequest,
     JobCreated,
     JobView,
-    Limits,
     ModelInfo,
+    OptionInfo,
     OutpaintRequest,
     Progress,
     Txt2ImgRequest,
     UpscaleRequest,
-    decode_image,
     limit_problems,
 )
 
 STATIC = Path(__file__).parent / "static"
 IMAGE_NAME = re.compile(r"^[0-9a-f]{16}-[0-9]{2}\.png$")
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    model: str = DEFAULT_MODEL
-    output: Path = Path("out/serve")
-    token: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    limits: Limits = field(default_factory=Limits)
-    batching: bool = True
-    inline_images: bool = False  # also return each PNG as base64 in the job view
-
-
-class Models:
-    """Loaded models by name, loaded on first use (one lock: the worker is the only user)."""
-
-    def __init__(self) -> None:
-        self._loaded: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> Model:
-        with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = load_model(name)
-            return self._loaded[name]
-
-    def upscaler(self, name: str):
-        from atelier.pipelines.upscale import load_upscaler
-
-        with self._lock:
-            key = f"upscaler:{name}"
-            if key not in self._loaded:
-                self._loaded[key] = load_upscaler(name)
-            return self._loaded[key]
-
-
-def _png_base64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
@@ -175,164 +128,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     # A request naming a model this server cannot find is answered 404.
     job_docs = {404: {"model": ErrorBody}}
 
-    # ---------------------------------------------------------------- results and running
-    def save_images(job: Job, loaded: Model | None, images, seeds, options, mode, extra, prompt):
-        out = []
-        for k, (image, seed) in enumerate(zip(images, seeds)):
-            params = GenerationParams.of(
-                image, prompt=prompt, seed=seed, options=options,
-                model=loaded.config.name if loaded else extra.get("model", "-"),
-                model_hash=loaded.model_hash if loaded else "-",
-                negative_prompt=getattr(job.payload, "negative_prompt", ""), mode=mode,
-                extra=extra,
-            )  # fmt: skip
-            name = f"{job.id}-{k:02d}.png"
-            save_png(image, settings.output / name, params)
-            out.append(
-                ImageResult(
-                    url=f"/v1/images/{name}",
-                    seed=seed,
-                    parameters=to_a1111(params),
-                    png_base64=_png_base64(image) if settings.inline_images else None,
-                )
-            )
-        return out
-
-    def options_for(loaded: Model, req, *, keeps_source: bool = False) -> Any:
-        d = loaded.config.defaults
-        if keeps_source:  # img2img: the model's sampler without its per-step noise
-            from atelier.pipelines.editing import source_keeping
-
-            d = source_keeping(d)
-        return d.overridden(
-            steps=req.steps,
-            guidance=req.guidance,
-            guidance_rescale=req.guidance_rescale,
-            sampler=req.sampler,
-        )
-
-    def previewer(pipe):
-        def make(info) -> str:
-            small = pipe.preview(info.denoised[:1])[0]
-            from atelier.data.base import tensor_to_pil
-
-            return _png_base64(tensor_to_pil(small))
-
-        return make
-
-    def run_txt2img(jobs: list[Job], on_step) -> list[Any]:
-        req0 = jobs[0].payload
-        loaded = models.get(req0.model or settings.model)
-        options = options_for(loaded, req0)
-        pipe = loaded.pipeline()
-        size = None
-        if req0.size:
-            side = req0.size // pipe.resolution_factor
-            size = (side, side)
-        prompts, seeds = [], []
-        for job in jobs:
-            prompts += [job.payload.prompt] * job.payload.n
-            seeds += [job.payload.seed + k for k in range(job.payload.n)]
-        preview = previewer(pipe)
-        images = pipe(
-            prompts,
-            seeds=seeds,
-            negative_prompt=req0.negative_prompt,
-            size=size,
-            options=options,
-            callback=lambda info: on_step(info, lambda: preview(info)),
-        )
-        results, start = [], 0
-        for job in jobs:
-            n = job.payload.n
-            results.append(
-                save_images(
-                    job,
-                    loaded,
-                    images[start : start + n],
-                    seeds[start : start + n],
-                    options,
-                    "txt2img",
-                    {},
-                    job.payload.prompt,
-                )
-            )
-            start += n
-        return results
-
-    def run_edit(jobs: list[Job], on_step) -> list[Any]:
-        from atelier.pipelines.editing import Editor
-
-        (job,) = jobs
-        req = job.payload
-        if job.kind == "upscale":
-            upscaler = models.upscaler(req.model or "shapes-sr-32-64")
-            image = decode_image(req.image)
-            out = upscaler([image], seeds=[req.seed], callback=lambda info: on_step(info))
-            return [
-                save_images(
-                    job,
-                    None,
-                    out,
-                    [req.seed],
-                    upscaler.config.defaults,
-                    "upscale",
-                    {"model": upscaler.config.name},
-                    "",
-                )
-            ]
-        loaded = models.get(req.model or settings.model)
-        options = options_for(loaded, req, keeps_source=job.kind == "img2img")
-        editor = Editor(loaded.pipeline())
-        preview = previewer(editor.pipe)
-
-        def callback(info):
-            on_step(info, lambda: preview(info))
-
-        image = decode_image(req.image)
-        if job.kind == "img2img":
-            seeds = [req.seed + k for k in range(req.n)]
-            out = editor.img2img(
-                [image] * req.n,
-                [req.prompt] * req.n,
-                seeds=seeds,
-                strength=req.strength,
-                negative_prompt=req.negative_prompt,
-                options=options,
-                callback=callback,
-            )
-            extra = {"strength": req.strength}
-        elif job.kind == "inpaint":
-            seeds = [req.seed]
-            out = editor.inpaint(
-                [image],
-                [decode_image(req.mask, what="mask")],
-                [req.prompt],
-                seeds=seeds,
-                method=req.method,
-                grow=req.grow,
-                feather=req.feather,
-                negative_prompt=req.negative_prompt,
-                options=options,
-                callback=callback,
-            )
-            extra = {"method": req.method, "grow": req.grow, "feather": req.feather}
-        else:
-            seeds = [req.seed]
-            out = [
-                editor.outpaint(
-                    image,
-                    req.prompt,
-                    seed=req.seed,
-                    left=req.left,
-                    right=req.right,
-                    top=req.top,
-                    bottom=req.bottom,
-                    options=options,
-                )
-            ]
-            extra = {"left": req.left, "right": req.right, "top": req.top, "bottom": req.bottom}
-        return [save_images(job, loaded, out, seeds, options, job.kind, extra, req.prompt)]
+    runners = Runners(settings, models)
 
     def enqueue(kind: str, req, run, batch_key=None) -> JobCreated:
         problems = limit_problems(req, limits)
@@ -343,11 +139,20 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         name = getattr(req, "model", None)
         try:
             if kind == "upscale":
-                models.upscaler(name or "shapes-sr-32-64")
-            elif name is not None:
-                models.get(name)
+                models.upscaler(name or DEFAULT_UPSCALER)
+                model = None
+            elif kind == "txt2img":
+                model = models.text_to_image(name or settings.model)
+            else:
+                model = models.diffusion(name or settings.model)
         except (FileNotFoundError, ValueError) as err:
             raise HTTPException(404, str(err)) from None
+        if model is not None:
+            try:
+                request_options(model, req, keeps_source=kind == "img2img")
+            except ValueError as err:
+                problem = {"loc": ["body", "options"], "msg": str(err), "type": "value_error"}
+                raise HTTPException(422, [problem]) from None
         try:
             job = queue.submit(Job(kind, req, run, batch_key=batch_key))
         except QueueFull as err:
@@ -370,16 +175,11 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         responses=job_docs,
     )
     def txt2img(req: Txt2ImgRequest) -> JobCreated:
-        key = (
-            "txt2img",
-            req.model or settings.model,
-            req.steps,
-            req.guidance,
-            req.sampler,
-            req.size,
-            req.negative_prompt,
-        )
-        return enqueue("txt2img", req, run_txt2img, batch_key=key)
+        options = tuple(sorted((req.options or {}).items()))
+        key = ("txt2img", req.model or settings.model, req.steps, req.guidance,
+               req.guidance_rescale, req.sampler, options, req.size,
+               req.negative_prompt)  # fmt: skip
+        return enqueue("txt2img", req, runners.txt2img, batch_key=key)
 
     @app.post(
         "/v1/img2img",
@@ -389,7 +189,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         responses=job_docs,
     )
     def img2img(req: Img2ImgRequest) -> JobCreated:
-        return enqueue("img2img", req, run_edit)
+        return enqueue("img2img", req, runners.edit)
 
     @app.post(
         "/v1/inpaint",
@@ -399,7 +199,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         responses=job_docs,
     )
     def inpaint(req: InpaintRequest) -> JobCreated:
-        return enqueue("inpaint", req, run_edit)
+        return enqueue("inpaint", req, runners.edit)
 
     @app.post(
         "/v1/outpaint",
@@ -409,7 +209,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         responses=job_docs,
     )
     def outpaint(req: OutpaintRequest) -> JobCreated:
-        return enqueue("outpaint", req, run_edit)
+        return enqueue("outpaint", req, runners.edit)
 
     @app.post(
         "/v1/upscale",
@@ -419,7 +219,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         responses=job_docs,
     )
     def upscale(req: UpscaleRequest) -> JobCreated:
-        return enqueue("upscale", req, run_edit)
+        return enqueue("upscale", req, runners.edit)
 
     def view(job: Job) -> JobView:
         images = job.result if job.status == "done" and job.result else []
@@ -494,21 +294,21 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         return FileResponse(path, media_type="image/png")
 
     @app.get("/v1/models", response_model=list[ModelInfo], dependencies=guarded)
-    def list_models() -> list[ModelInfo]:
-        seen: dict[str, ModelInfo] = {}
-        for root in model_dirs():
-            for config in sorted(root.glob("*/config.json")) if root.is_dir() else []:
-                name = config.parent.name
-                if name in seen:
-                    continue
-                try:
-                    data = json.loads(config.read_text())
-                except (OSError, ValueError):
-                    continue
-                seen[name] = ModelInfo(
-                    name=name, kind=str(data.get("kind", "?")), resolution=data.get("resolution")
-                )
-        return list(seen.values())
+    def list_models_() -> list[ModelInfo]:
+        """Every installed model with its kind, from the registry; text-to-image models carry
+        the options their kind takes (the page shows only those)."""
+        return [
+            ModelInfo(
+                name=m.name,
+                kind=m.kind,
+                title=m.facts.title,
+                resolution=m.facts.resolution,
+                text_to_image=m.facts.text_to_image,
+                default=m.name == settings.model,
+                options=[OptionInfo(**asdict(o)) for o in m.facts.options],
+            )  # fmt: skip
+            for m in list_models()
+        ]
 
     @app.get("/v1/samplers", response_model=list[str], dependencies=guarded)
     def samplers() -> list[str]:

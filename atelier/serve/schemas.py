@@ -11,7 +11,7 @@ import base64
 import binascii
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,6 +23,8 @@ from atelier.pipelines.composable import split_and
 # as schemathesis register a strategy for it).
 IMAGE_FORMAT = "image-base64"
 
+# A value of a kind's sampling option: a number, a flag or a name (a sampler's, say).
+OptionValue = int | float | bool | Annotated[str, Field(max_length=100)]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
@@ -82,6 +84,11 @@ class _Request(BaseModel):
     guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="CFG rescale phi.")
     sampler: Literal[SAMPLER_NAMES] | None = None  # type: ignore[valid-type]
     model: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    options: dict[str, OptionValue] | None = Field(
+        None, max_length=32,
+        description="Sampling options of the model's kind by name (GET /v1/models lists them); "
+        "an option its kind does not take is refused with 422.",
+    )  # fmt: skip
 
     @field_validator("prompt")
     @classmethod
@@ -214,10 +221,21 @@ class JobCreated(BaseModel):
     events_url: str
 
 
+class OptionInfo(BaseModel):
+    name: str
+    type: Literal["int", "float", "bool", "str"]
+    default: OptionValue
+    choices: list[str] | None = None
+
+
 class ModelInfo(BaseModel):
     name: str
     kind: str
+    title: str = Field(description="What the kind is, e.g. 'latent diffusion'.")
     resolution: int | None = None
+    text_to_image: bool = False
+    default: bool = Field(False, description="The model requests get when they name none.")
+    options: list[OptionInfo] = Field([], description="The sampling options its kind takes.")
 
 
 class ErrorBody(BaseModel):

@@ -219,3 +219,15 @@ def _check_compatible(checkpoint: Checkpoint, state: TrainingState) -> None:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"checkpoint {checkpoint.path} does not match this run:\n  {shown}{more}")
+
+
+def final_weights(run_dir: Path, name: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Load a trained module's weights from the newest checkpoint into ``module``: its EMA
+    weights where there are any."""
+    checkpoint = latest_good_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}; train first")
+    weights = tensors_with_prefix(checkpoint, f"model.{name}.")
+    weights |= tensors_with_prefix(checkpoint, f"ema.{name}.")
+    module.load_state_dict(weights)
+    return weights

@@ -21,10 +21,11 @@ from torch import nn
 from atelier.data.recaption import choose_captions
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.losses import Weighting, diffusion_loss, training_noise
+from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.parameterization import q_sample
 from atelier.eval.probes import word_sensitivity
 from atelier.models.latent_space import LatentSpace
-from atelier.pipelines.text2image import SamplingOptions, Text2Image
+from atelier.pipelines.text2image import Text2Image
 from atelier.shapes.judge import judge
 from atelier.shapes.parse import parse_prompt
 from atelier.text.encoder import TextEncoder

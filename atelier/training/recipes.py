@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from atelier.diffusion.config import DiffusionConfig
+from atelier.diffusion.options import SamplingOptions
 from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
 from atelier.models.shapes_features import ShapesFeatureConfig
 from atelier.models.unet import UNetConfig
 from atelier.models.vae import VAEConfig
-from atelier.pipelines.text2image import SamplingOptions
 from atelier.text.factory import TextEncoderConfig
 from atelier.training.config import TrainConfig
 from atelier.training.ldm import LDMObjective

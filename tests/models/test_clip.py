@@ -15,8 +15,8 @@ from atelier.eval.clip_metrics import (
     zero_shot_probabilities,
 )
 from atelier.eval.shapes_probe import single_object_labels, single_object_probe
+from atelier.kinds.clip import load_clip, save_clip
 from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
-from atelier.pipelines.clip_folder import load_clip, save_clip
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
 from atelier.training.clip_task import contrastive_loss

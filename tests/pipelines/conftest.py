@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from atelier.diffusion.config import DiffusionConfig
+from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.clip import save_clip
+from atelier.kinds.diffusion import Model, ModelConfig, save_model
 from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
-from atelier.pipelines.clip_folder import save_clip
-from atelier.pipelines.model_folder import Model, ModelConfig, save_model
-from atelier.pipelines.text2image import SamplingOptions
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
@@ -44,6 +44,21 @@ def tiny_model(seed: int = 0, sampler: str = "euler") -> Model:
     return Model(
         config, UNet(config.unet).eval(), text_encoder.eval(), AutoencoderKL(config.vae).eval()
     )
+
+
+def install_by_name(folder, home, monkeypatch) -> None:
+    """Make ``folder`` findable by its name under ``home`` (``$ATELIER_HOME``): replay finds a
+    PNG's model by name and hash, as PNGs carry no paths."""
+    monkeypatch.setenv("ATELIER_HOME", str(home))
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    (home / "models" / folder.name).symlink_to(folder)
+
+
+@pytest.fixture
+def tiny_installed(tiny_model_dir, tmp_path, monkeypatch):
+    """The tiny model, also findable by its name ("tiny")."""
+    install_by_name(tiny_model_dir, tmp_path / "home", monkeypatch)
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +101,8 @@ def second_tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def features_dir(tmp_path_factory):
     """A tiny, untrained shapes feature network folder."""
+    from atelier.kinds.features import save_feature_net
     from atelier.models.shapes_features import ShapesFeatureConfig, ShapesFeatureNet
-    from atelier.pipelines.features_folder import save_feature_net
 
     torch.manual_seed(0)
     net = ShapesFeatureNet(ShapesFeatureConfig(image_size=32, channels=(8, 8, 8), feature_dim=8))

@@ -5,9 +5,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
+from atelier.diffusion.options import SamplingOptions
 from atelier.models.unet import UNet, UNetConfig
 from atelier.pipelines.metadata import read_params
-from atelier.pipelines.text2image import SamplingOptions
+from tests.pipelines.conftest import install_by_name
 
 TINY_UNET = UNetConfig(in_channels=6, out_channels=3, block_channels=(8, 16), layers_per_block=1,
                        attention_levels=(False, False), context_dim=None, groups=4,
@@ -15,9 +16,9 @@ TINY_UNET = UNetConfig(in_channels=6, out_channels=3, block_channels=(8, 16), la
 
 
 def test_hires_fix_and_cascade_through_generate_and_replay(tiny_model_dir, tmp_path, monkeypatch):
-    from atelier.pipelines.upscale import UpscalerConfig, save_upscaler
+    from atelier.kinds.upscaler import UpscalerConfig, save_upscaler
 
-    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    install_by_name(tiny_model_dir, tmp_path, monkeypatch)
     torch.manual_seed(0)
     fast = SamplingOptions(steps=2, guidance=1.0, sampler="euler")
     config = UpscalerConfig("shapes-sr-32-64", 32, 64, TINY_UNET, defaults=fast)
@@ -44,7 +45,8 @@ def test_hires_fix_and_cascade_through_generate_and_replay(tiny_model_dir, tmp_p
 def test_upscaler_batch_equals_single_runs():
     import numpy as np
 
-    from atelier.pipelines.upscale import Upscaler, UpscalerConfig
+    from atelier.kinds.upscaler import UpscalerConfig
+    from atelier.pipelines.upscale import Upscaler
 
     torch.manual_seed(0)
     fast = SamplingOptions(steps=3, guidance=1.0, sampler="euler_ancestral")

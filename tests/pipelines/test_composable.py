@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.registry import load_model
 from atelier.pipelines.composable import compose, split_and
-from atelier.pipelines.model_folder import load_model
-from atelier.pipelines.text2image import SamplingOptions
 
 
 @pytest.mark.parametrize(

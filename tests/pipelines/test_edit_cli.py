@@ -71,7 +71,7 @@ def test_img2img_and_variations_default_to_the_deterministic_form_of_the_sampler
         result = run(*args, "--model", stochastic_model_dir, "--steps", "2", "-o", out)
         assert result.exit_code == 0, result.output
         params = read_params(next(out.glob("*.png")))
-        assert params.sampler == sampler, (args[0], params.sampler)
+        assert params.options["sampler"] == sampler, (args[0], params.options)
 
 
 def test_bad_inputs_exit_2_with_the_fix(tiny_model_dir, tmp_path):

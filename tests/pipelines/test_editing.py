@@ -6,10 +6,11 @@ import torch
 from PIL import Image
 
 from atelier.data.base import array_to_tensor
+from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.registry import load_model
 from atelier.pipelines.editing import Editor
 from atelier.pipelines.masks import latent_keep_mask, prepare_image, prepare_mask
-from atelier.pipelines.model_folder import load_model
-from atelier.pipelines.text2image import SamplingOptions, Start
+from atelier.pipelines.text2image import Start
 
 OPTIONS = SamplingOptions(steps=4, guidance=2.0, sampler="euler")
 

@@ -146,7 +146,7 @@ def test_eval_command_writes_json(tiny_model_dir, tmp_path):
 
 
 def test_card_section_is_replaced_not_duplicated():
-    from atelier.cli.evaluate import replace_section
+    from atelier.kinds.card import replace_section
 
     card = "# m\n\nintro\n\n## Recipe\n\nx\n"
     once = replace_section(card, "## shapes-bench\n\nA\n")

@@ -46,11 +46,11 @@ def test_generate_writes_pngs_with_a1111_and_json_metadata(tiny_model_dir, tmp_p
     assert fields["Steps"] == "3" and fields["Sampler"] == "Heun" and fields["Seed"] == "10"
     assert fields["CFG scale"] == "2.0" and fields["Size"] == "32x32" and fields["Model"] == "tiny"
     params = read_params(paths[1])
-    assert (params.seed, params.sampler, params.negative_prompt) == (10, "heun", "blue")
+    assert (params.seed, params.options["sampler"], params.negative_prompt) == (10, "heun", "blue")
     assert fields["Model hash"] == params.model_hash
 
 
-def test_replay_reproduces_pixels(tiny_model_dir, tmp_path):
+def test_replay_reproduces_pixels(tiny_installed, tiny_model_dir, tmp_path):
     result = run(
         "generate",
         "a blue square above a green triangle",
@@ -75,15 +75,15 @@ def test_replay_reproduces_pixels(tiny_model_dir, tmp_path):
     assert edited.exit_code == 1 and "pixels differ" in edited.output
 
 
-def test_guidance_rescale_changes_pixels_is_recorded_and_replays(tiny_model_dir, tmp_path):
+def test_guidance_rescale_changes_pixels_is_recorded_and_replays(tiny_installed, tiny_model_dir, tmp_path):
     common = ["a blue square above a green triangle", "--seed", "3", "--steps", "4",
               "--guidance", "6", "--model", tiny_model_dir]  # fmt: skip
     plain = run("generate", *common, "-o", tmp_path / "plain").stdout.strip().splitlines()[-1]
     result = run("generate", *common, "--guidance-rescale", "0.7", "-o", tmp_path / "rescaled")
     assert result.exit_code == 0, result.output
     rescaled = result.stdout.strip().splitlines()[-1]
-    assert read_params(rescaled).extra["guidance_rescale"] == 0.7
-    assert "guidance_rescale" not in read_params(plain).extra  # plain CFG writes nothing extra
+    assert read_params(rescaled).options["guidance_rescale"] == 0.7
+    assert "Guidance rescale" not in Image.open(plain).text["parameters"]  # as A1111: nothing
     assert parse_a1111(Image.open(rescaled).text["parameters"])["Guidance rescale"] == "0.7"
     a = np.asarray(Image.open(plain), dtype=np.int16)
     b = np.asarray(Image.open(rescaled), dtype=np.int16)
@@ -132,7 +132,7 @@ def test_other_size_and_truncation_warning(tiny_model_dir, tmp_path):
     assert Image.open(path).size == (48, 48)
 
 
-def test_a_composed_prompt_is_recorded_as_typed_and_replays(tiny_model_dir, tmp_path):
+def test_a_composed_prompt_is_recorded_as_typed_and_replays(tiny_installed, tiny_model_dir, tmp_path):
     prompt = "a red circle AND a blue square :0.5"
     result = run("generate", prompt, "--seed", "4", "--steps", "3", "--model", tiny_model_dir,
                  "-o", tmp_path)  # fmt: skip

@@ -7,10 +7,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
+from atelier.diffusion.options import SamplingOptions
 from atelier.eval.explain import reverse_process
 from atelier.eval.inspect import count, tree
-from atelier.pipelines.model_folder import load_model
-from atelier.pipelines.text2image import SamplingOptions
+from atelier.kinds.registry import load_model
 
 
 def test_reverse_process_has_a_frame_per_step_ending_at_the_image(tiny_model_dir):

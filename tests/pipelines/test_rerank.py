@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.data.base import array_to_tensor
-from atelier.eval.clip_metrics import clip_scores
+from atelier.eval.clip_metrics import clip_scorer, clip_scores
+from atelier.kinds.registry import load_model
 from atelier.pipelines.metadata import read_params
-from atelier.pipelines.model_folder import load_model
 from atelier.pipelines.rerank import CANDIDATE_STRIDE, RerankedText2Image, candidate_seeds
 
 
@@ -22,12 +22,12 @@ def test_candidate_seeds_start_at_the_plain_seed():
 
 
 def test_choice_is_clips_favourite_and_regenerates_from_its_seed(tiny_model_dir, clip_dir):
-    from atelier.pipelines.clip_folder import load_clip
+    from atelier.kinds.clip import load_clip
 
     model, clip = load_model(tiny_model_dir), load_clip(clip_dir)
     pipe = model.pipeline()
     options = model.config.defaults
-    reranked = RerankedText2Image(pipe, clip, 3)
+    reranked = RerankedText2Image(pipe, clip_scorer(clip), 3)
     prompts = ["a red circle", "two blue squares"]
     choices = reranked.choose(prompts, seeds=[5, 9], options=options)
     for prompt, seed, choice in zip(prompts, [5, 9], choices):
@@ -41,11 +41,11 @@ def test_choice_is_clips_favourite_and_regenerates_from_its_seed(tiny_model_dir,
     direct = pipe(prompts, seeds=[5, 9], options=options)
     for a, b in zip(plain, direct):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    with pytest.raises(ValueError, match="needs a CLIP"):
+    with pytest.raises(ValueError, match="needs a scorer"):
         RerankedText2Image(pipe, None, 2)
 
 
-def test_generate_with_rerank_records_the_kept_seed(tiny_model_dir, clip_dir, tmp_path):
+def test_generate_with_rerank_records_the_kept_seed(tiny_installed, tiny_model_dir, clip_dir, tmp_path):
     runner = CliRunner()
     args = ["generate", "a red circle", "--model", str(tiny_model_dir), "-o", str(tmp_path),
             "--candidates", "2", "--rerank", "clip", "--clip-model", str(clip_dir)]  # fmt: skip

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.eval.sweep import format_cells, parse_axis, run_sweep
-from atelier.pipelines.model_folder import load_model
+from atelier.kinds.registry import load_model
 from atelier.shapes.bench import load_suite
 
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from atelier.pipelines.model_folder import load_model, resolve
-from atelier.pipelines.text2image import SamplingOptions
+from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.folder import resolve
+from atelier.kinds.registry import load_model
 
 PROMPTS = ["a red circle", "a blue square above a green triangle", "", "three yellow circles"]
 
@@ -75,8 +76,11 @@ def test_corrupt_and_mismatched_weights(tiny_model_dir, tmp_path):
     save_file(state, str(broken / "vae.safetensors"))
     with pytest.raises(ValueError, match="does not match config.json.*shape mismatch"):
         load_model(broken)
-    (broken / "config.json").write_text('{"format": 1, "name": "x"}')
+    (broken / "config.json").write_text('{"format": 1, "name": "x", "kind": "latent"}')
     with pytest.raises(ValueError, match="not a valid model config"):
+        load_model(broken)
+    (broken / "config.json").write_text('{"format": 1, "name": "x"}')
+    with pytest.raises(ValueError, match="names kind None, which this atelier does not know"):
         load_model(broken)
 
 

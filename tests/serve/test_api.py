@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from atelier.kinds.diffusion import save_model
 from atelier.pipelines.metadata import read_params
-from atelier.pipelines.model_folder import save_model
 from atelier.serve.app import ServeSettings, create_app
 from atelier.serve.jobs import Job
 from atelier.serve.schemas import Limits
@@ -297,9 +297,9 @@ def test_the_servers_own_limits_apply(model_dir, tmp_path):
 
 
 def test_upscale_endpoint_returns_the_doubled_image(model_dir, tmp_path, monkeypatch):
+    from atelier.diffusion.options import SamplingOptions
+    from atelier.kinds.upscaler import UpscalerConfig, save_upscaler
     from atelier.models.unet import UNet
-    from atelier.pipelines.text2image import SamplingOptions
-    from atelier.pipelines.upscale import UpscalerConfig, save_upscaler
     from tests.pipelines.test_cascade import TINY_UNET
 
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))

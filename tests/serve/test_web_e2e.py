@@ -38,7 +38,7 @@ def free_port() -> int:
 def server(tmp_path_factory):
     import uvicorn
 
-    from atelier.pipelines.model_folder import save_model
+    from atelier.kinds.diffusion import save_model
     from atelier.serve.app import ServeSettings, create_app
     from tests.pipelines.conftest import tiny_model
 

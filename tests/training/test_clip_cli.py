@@ -9,10 +9,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
+from atelier.kinds.card import cpu_hours_in_card
 from atelier.shapes.parse import parse_prompt
 from atelier.shapes.render import render
 from atelier.shapes.scene import realize
-from atelier.training.run import _cpu_hours_in_card
 
 TINY = [
     "data.n=32",
@@ -104,7 +104,7 @@ def test_fine_tune_with_hard_negatives(tmp_path, monkeypatch):
     # base's card was given a cost that a tiny run never has, so 0.00 + 0.00 cannot pass).
     own = float(re.search(r"\(image and text towers\): ([0-9.]+) CPU-h", card)[1])
     assert f"the model it fine-tunes, {base}: 1.27 CPU-h" in card
-    assert _cpu_hours_in_card(tmp_path / "models" / "shapes-clip-neg") == pytest.approx(
+    assert cpu_hours_in_card(tmp_path / "models" / "shapes-clip-neg") == pytest.approx(
         1.27 + own, abs=0.011
     )
 

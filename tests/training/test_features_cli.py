@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.data.shapes import ShapesDataset
+from atelier.kinds.features import load_feature_net
 from atelier.models.shapes_features import EMPTY, cell_targets
-from atelier.pipelines.features_folder import load_feature_net
 from atelier.shapes.parse import parse_prompt
 from atelier.shapes.world import ObjectSpec, SceneSpec
 

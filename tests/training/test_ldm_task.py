@@ -89,7 +89,7 @@ def test_object_masks_cover_the_cells_the_latents_show_objects_in():
     """The shipped VAE's latents of rendered scenes: occupied_cells finds exactly the cells that
     hold objects, and the object masks paint one of them."""
     from atelier.data.base import array_to_tensor
-    from atelier.pipelines.model_folder import load_model
+    from atelier.kinds.registry import load_model
     from atelier.shapes.render import render
     from atelier.shapes.scene import sample_scene
     from atelier.training.ldm import occupied_cells, random_keep_masks

@@ -67,25 +67,33 @@ def test_train_command_errors_are_clear():
 def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_from(tmp_path):
     from dataclasses import replace
 
-    from atelier.training.run import _cost
+    from atelier.training.runners.diffusion import training_cost
 
     base = tmp_path / "base"
     base.mkdir()
     (base / "config.json").write_text("{}")
     (base / "README.md").write_text("# base\n\n- Training CPU time: 2.07 h in all (below)\n")
     recipe = replace(get_recipe("shapes-ldm-inpaint"), init_from=str(base))
-    text, headline = _cost(recipe, total_cpu=3600.0)
+    text, headline = training_cost(recipe, total_cpu=3600.0)
     assert "shapes-ldm-inpaint (UNet and text encoder): 1.00 CPU-h" in text
     assert f"the model it fine-tunes, {base}: 2.07 CPU-h" in text
     assert "in all: 3.07 CPU-h" in text
     # The card's headline counts the chain, so a model fine-tuned from this one counts it too.
-    from atelier.training.run import _card, _cpu_hours_in_card
+    from atelier.kinds.card import cpu_hours_in_card, model_card
 
     child = tmp_path / "child"
     child.mkdir()
-    (child / "README.md").write_text(_card(recipe, 3600.0, text, cpu=headline))
+    card = model_card(
+        recipe.name,
+        command="atelier train x",
+        init_from=recipe.init_from,
+        cpu=headline,
+        body=text,
+        recipe={},
+    )
+    (child / "README.md").write_text(card)
     assert (
         "Training CPU time: 3.07 h in all (1.00 h for this run, 2.07 h for the model it "
         in (child / "README.md").read_text()
     )
-    assert _cpu_hours_in_card(child) == 3.07
+    assert cpu_hours_in_card(child) == 3.07

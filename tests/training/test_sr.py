@@ -109,7 +109,7 @@ def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
     assert exported.exit_code == 0, exported.output
     from safetensors.torch import load_file
 
-    from atelier.pipelines.upscale import load_upscaler
+    from atelier.kinds.upscaler import load_upscaler
 
     assert {v.dtype for v in load_file(str(half / "unet.safetensors")).values()} == {torch.float16}
     assert (half / "README.md").read_text() == card

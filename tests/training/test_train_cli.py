@@ -7,7 +7,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from atelier.cli import app
-from atelier.pipelines.model_folder import load_model
+from atelier.kinds.registry import load_model
 
 TINY = [
     "data.n=16",
@@ -54,7 +54,8 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     card = (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
     assert "Training CPU time" in card
     # The placeholder sits under the heading `atelier eval --card` replaces.
-    from atelier.cli.evaluate import CARD_HEADING, replace_section
+    from atelier.kinds.card import SHAPES_BENCH_HEADING as CARD_HEADING
+    from atelier.kinds.card import replace_section
 
     assert f"{CARD_HEADING}\n\nNot measured yet" in card
     scored = replace_section(card, f"{CARD_HEADING}\n\noverall 0.5\n")
@@ -95,7 +96,7 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     canvas = Image.new("RGB", (64, 64), (255, 255, 255))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 32))
-    from atelier.pipelines.text2image import SamplingOptions
+    from atelier.diffusion.options import SamplingOptions
 
     out = editor.inpaint([canvas], [mask], ["a red circle"], seeds=[0], method="trained",
                          options=SamplingOptions(steps=2))[0]  # fmt: skip

@@ -1,0 +1,93 @@
+"""What several commands share: loading a model through its kind, applying a command's options
+to the model's own, and choosing among candidates. Each failure exits with a clear message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from atelier.cli.errors import fail
+from atelier.kinds import diffusion
+from atelier.kinds.base import TextToImage, parse_assignments, with_options
+from atelier.kinds.registry import load_model, load_text_to_image
+from atelier.pipelines.rerank import Choice, RerankedText2Image, Scorer
+
+# Diffusion's sampling flags, grouped apart in --help: other families take other options.
+DIFFUSION_PANEL = "Diffusion options"
+STEPS = typer.Option(None, "--steps", help="Sampler steps (default: the model's).",
+                     rich_help_panel=DIFFUSION_PANEL)  # fmt: skip
+GUIDANCE = typer.Option(None, "--guidance", help="CFG scale (default: the model's).",
+                        rich_help_panel=DIFFUSION_PANEL)  # fmt: skip
+GUIDANCE_RESCALE = typer.Option(
+    None, "--guidance-rescale", help="CFG rescale phi in [0, 1] (default: the model's).",
+    rich_help_panel=DIFFUSION_PANEL,
+)  # fmt: skip
+OPTION = typer.Option(
+    [], "--option", "-O",
+    help="A sampling option of the model's kind, NAME=VALUE (repeatable); `atelier inspect "
+    "MODEL` lists them.",
+)  # fmt: skip
+
+
+def load_generator(model: str) -> TextToImage:
+    """A text-to-image model of any kind, or exit 2 naming the problem."""
+    try:
+        return load_text_to_image(model)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+
+
+def load_diffusion(model: str, command: str) -> diffusion.Model:
+    """A diffusion model for a command only diffusion can do (editing), or exit 2."""
+    try:
+        return load_model(model, want=diffusion.KIND)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(f"{command} needs a diffusion model: {err}") from None
+
+
+def options_for(
+    model: TextToImage, flags: dict[str, Any], items: Sequence[str] = (), *, base: Any = None
+) -> Any:
+    """``base`` (default: the model's defaults) with the command's flags that were given (not
+    None) and its ``--option NAME=VALUE`` items; an option the model's kind does not take exits
+    naming the ones it does."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        given |= parse_assignments(items)
+        return with_options(model.defaults if base is None else base, given, who=model.name)
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
+def ranking_scorer(candidates: int, rerank: str | None, clip_model: str) -> Scorer | None:
+    """What chooses among ``candidates`` (None for one candidate), the options checked."""
+    from atelier.eval.clip_metrics import clip_scorer
+    from atelier.kinds.clip import load_clip
+
+    if candidates < 1:
+        raise fail("--candidates must be at least 1")
+    if rerank not in (None, "clip"):
+        raise fail(f"--rerank {rerank!r} is not known; valid: clip")
+    if candidates > 1 and rerank is None:
+        raise fail("--candidates N > 1 needs --rerank clip to say how to choose")
+    if candidates == 1:
+        return None
+    try:
+        return clip_scorer(load_clip(clip_model))
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(f"--rerank clip needs a CLIP model: {err}") from None
+
+
+def reranker(model: TextToImage, candidates: int, rerank: str | None, clip_model: str):
+    """``model`` drawing ``candidates`` per image (a plain one keeps candidate 0 only)."""
+    return RerankedText2Image(model, ranking_scorer(candidates, rerank, clip_model), candidates)
+
+
+def ranked_extra(choice: Choice, requested: int, candidates: int, rerank: str | None) -> dict:
+    """What a reranked image's PNG records beside its own (kept) seed."""
+    if candidates == 1:
+        return {}
+    return {"rerank": rerank, "candidates": candidates, "requested_seed": requested,
+            "clip_score": round(choice.score, 4)}  # fmt: skip

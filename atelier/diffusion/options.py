@@ -1,0 +1,48 @@
+"""How to sample a diffusion model: the options a diffusion model's folder stores as its defaults
+and every command may override (steps, guidance, sampler, timestep spacing)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from atelier.diffusion.samplers import SamplerName, get_sampler
+from atelier.diffusion.schedules import TimestepSpacing
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample; the defaults are the model's own unless overridden."""
+
+    steps: int = 20
+    guidance: float = 3.0
+    sampler: SamplerName = "dpmpp_2m"
+    spacing: TimestepSpacing = "trailing"
+    karras: bool = False
+    # phi of guidance rescale (Lin et al. 2024), diffusers' ``guidance_rescale``: 0 = plain CFG.
+    guidance_rescale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not math.isfinite(self.guidance):
+            raise ValueError(f"guidance must be a finite number, got {self.guidance!r}")
+        get_sampler(self.sampler)  # raises naming the valid samplers
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be in [0, 1], got {self.guidance_rescale!r}")
+
+    def overridden(self, **changes: Any) -> SamplingOptions:
+        """These options with every change that is not None (a command's unset flags are None);
+        raises ValueError naming a bad value."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def label(self) -> str:
+        """A short name for file names: ``dpmpp_2m-20-g3.0`` (``-r0.7`` with a rescale)."""
+        rescaled = f"-r{self.guidance_rescale}" if self.guidance_rescale else ""
+        return f"{self.sampler}-{self.steps}-g{self.guidance}{rescaled}"
+
+    def summary(self) -> str:
+        """One line for a model card: sampler, steps, spacing and CFG scale."""
+        return (f"{self.sampler}, {self.steps} steps ({self.spacing} spacing), "
+                f"CFG scale {self.guidance}")  # fmt: skip

@@ -1,0 +1,79 @@
+"""Model cards: the README.md of every model folder, whatever its kind.
+
+A card states how the model was made (the exact command, from scratch or from which model, the
+CPU time including what it stands on), what it measured, and the recipe. ``atelier eval
+--card`` replaces its shapes-bench section with fresh scores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from atelier.kinds.folder import resolve
+
+SHAPES_BENCH_HEADING = "## shapes-bench"
+# Under the heading `atelier eval --card` replaces, so the placeholder never outlives the scores.
+METRICS_TODO = f"\n\n{SHAPES_BENCH_HEADING}\n\nNot measured yet: run `atelier eval MODEL --card`."
+
+
+def model_card(
+    name: str, *, command: str, init_from: str | None, cpu: str, body: str, recipe: dict[str, Any]
+) -> str:
+    """The card of a model trained by ``command`` (what the user typed; it reproduces the
+    model). ``cpu`` is the CPU time line (see :func:`cost`)."""
+    origin = "from scratch" if init_from is None else f"from {init_from}"
+    return (
+        f"# {name}\n\nTrained by atelier {origin} on the shapes world.\n\n"
+        f"- Reproduce: `{command}`\n- Training CPU time: {cpu}\n\n{body}\n\n## Recipe\n\n"
+        f"```json\n{json.dumps(recipe, indent=2, default=str)}\n```\n"
+    )
+
+
+def cpu_hours_in_card(folder: Path) -> float | None:
+    """The training CPU hours a model card states, if it states them."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    match = re.search(r"Training CPU time: (?:about )?([0-9.]+) h", card.read_text())
+    return float(match.group(1)) if match else None
+
+
+def cost(
+    name: str, total_cpu: float, *, trained: str, base: str | None = None, what: str = ""
+) -> tuple[str, str]:
+    """The training cost of a model with what it stands on (``base``: the model it fine-tunes,
+    whose card already counts its own base, or its autoencoder; ``what`` says which, as in
+    "its autoencoder shapes-vae"), as the card's cost section and its CPU time line. The line
+    states the sum, so a model fine-tuned from this one in turn counts the whole chain."""
+    hours = total_cpu / 3600
+    own = f"{hours:.2f} h (user + system, all sessions)"
+    section = f"## Training cost\n\n- {name} ({trained}): {hours:.2f} CPU-h"
+    base_hours = cpu_hours_in_card(resolve(base)) if base is not None else None
+    if base_hours is None:
+        return section, own
+    section += f"\n- {what}: {base_hours:.2f} CPU-h\n- in all: {hours + base_hours:.2f} CPU-h"
+    line = (f"{hours + base_hours:.2f} h in all ({hours:.2f} h for this run, "
+            f"{base_hours:.2f} h for {what})")  # fmt: skip
+    return section, line
+
+
+def replace_section(card: str, section: str, heading: str = SHAPES_BENCH_HEADING) -> str:
+    """``card`` with its ``heading`` section replaced by ``section`` (appended if absent)."""
+    start = card.find(heading)
+    if start < 0:
+        return card.rstrip("\n") + "\n\n" + section
+    end = card.find("\n## ", start + len(heading))
+    rest = card[end + 1 :] if end >= 0 else ""
+    return card[:start] + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
+
+
+def renamed(card: str, old: str, new: str | None) -> str:
+    """``card`` with its title line naming ``new`` (the rest, e.g. the training command that made
+    the weights under the old name, stays as written)."""
+    title = f"# {old}\n"
+    if new and card.startswith(title):
+        return f"# {new}\n" + card[len(title) :]
+    return card

@@ -1,0 +1,259 @@
+"""The diffusion kind: a trained text-to-image diffusion model (latent or pixel) as a folder.
+
+<model>/config.json           ModelConfig: sizes of every part, schedule, defaults
+<model>/unet.safetensors      the denoising network
+<model>/vae.safetensors       the autoencoder (latent models only)
+<model>/text_encoder/         the trainable text encoder (absent for the frozen MiniLM)
+<model>/README.md             the model card: how it was trained, what it scores
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch import nn
+
+from atelier.diffusion.config import DiffusionConfig
+from atelier.diffusion.options import SamplingOptions
+from atelier.digest import state_digest
+from atelier.kinds.base import Facts, ModelKind, option_specs
+from atelier.kinds.folder import build_config, load_weights, save_weights, write_folder
+from atelier.models.latent_space import LatentSpace
+from atelier.models.unet import UNet, UNetConfig
+from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.pipelines.text2image import Text2Image
+from atelier.text.encoder import TextEncoder
+from atelier.text.factory import TextEncoderConfig, build_text_encoder
+from atelier.text.trainable import TrainableTextEncoder
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a trained model's parts and sample from it as trained."""
+
+    name: str
+    kind: Literal["latent", "pixel"]
+    resolution: int
+    unet: UNetConfig
+    text_encoder: TextEncoderConfig
+    diffusion: DiffusionConfig
+    vae: VAEConfig | None = None
+    latent_scale: float = 1.0
+    # Per-channel latent statistics (diffusers' latents_mean / latents_std), or None.
+    latent_mean: tuple[float, ...] | None = None
+    latent_std: tuple[float, ...] | None = None
+    defaults: SamplingOptions = field(default_factory=SamplingOptions)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("latent", "pixel"):
+            raise ValueError(f"unknown model kind {self.kind!r}; valid: latent, pixel")
+        if (self.kind == "latent") != (self.vae is not None):
+            raise ValueError(
+                "a latent model needs a vae config and a pixel model must not have one"
+            )
+        _ = self.latent_space  # validates scale, mean and std
+        factor = self.vae.downsampling_factor if self.vae is not None else 1
+        if self.resolution % factor:
+            raise ValueError(
+                f"resolution {self.resolution} is not a multiple of the VAE factor {factor}"
+            )
+
+    @property
+    def latent_space(self) -> LatentSpace:
+        mean = tuple(self.latent_mean) if self.latent_mean is not None else None
+        std = tuple(self.latent_std) if self.latent_std is not None else None
+        return LatentSpace(self.latent_scale, mean, std)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        if self.vae is None:
+            return (self.unet.in_channels, self.resolution, self.resolution)
+        side = self.resolution // self.vae.downsampling_factor
+        return (self.vae.latent_channels, side, side)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT_VERSION, **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        if data.pop("format", None) != FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported model format; this atelier reads format {FORMAT_VERSION}"
+            )
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            resolution=data["resolution"],
+            unet=build_config(UNetConfig, data["unet"]),
+            text_encoder=build_config(TextEncoderConfig, data["text_encoder"]),
+            diffusion=build_config(DiffusionConfig, data["diffusion"]),
+            vae=build_config(VAEConfig, data["vae"]) if data.get("vae") else None,
+            latent_scale=data.get("latent_scale", 1.0),
+            latent_mean=_tuple(data.get("latent_mean")),
+            latent_std=_tuple(data.get("latent_std")),
+            defaults=build_config(SamplingOptions, data.get("defaults", {})),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
+    return tuple(values) if values is not None else None
+
+
+@dataclass
+class Model:
+    """The loaded parts of a diffusion model folder; a :class:`~atelier.kinds.base.TextToImage`."""
+
+    config: ModelConfig
+    unet: UNet
+    text_encoder: TextEncoder
+    vae: AutoencoderKL | None
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    @property
+    def defaults(self) -> SamplingOptions:
+        return self.config.defaults
+
+    @property
+    def model_hash(self) -> str:
+        """First 10 hex digits of a SHA-256 over the weights, as A1111 shows a model hash.
+
+        The frozen MiniLM is the same in every model, so only its name enters the hash.
+        """
+        parts = [("unet", self.unet)] + ([("vae", self.vae)] if self.vae is not None else [])
+        if isinstance(self.text_encoder, TrainableTextEncoder):
+            parts.append(("text_encoder", self.text_encoder))
+        return state_digest(*parts, salt=self.config.text_encoder.kind, length=10)
+
+    def pipeline(self, *, rows: int = 8, size: int | None = None) -> Text2Image:
+        """The sampling pipeline; ``size`` (pixels) makes images of another side than the
+        model's, refused with a ValueError naming the sides it can make."""
+        pipe = Text2Image(
+            network=self.unet,
+            text_encoder=self.text_encoder,
+            diffusion=self.config.diffusion,
+            latent_shape=self.config.latent_shape,
+            autoencoder=self.vae,
+            latent_space=self.config.latent_space,
+            rows=rows,
+        )
+        if size is not None and size != self.resolution:
+            factor = self.vae.config.downsampling_factor if self.vae is not None else 1
+            multiple = factor * 2 ** (len(self.config.unet.block_channels) - 1)
+            if size < multiple or size % multiple:
+                raise ValueError(
+                    f"size {size} cannot be made by this model: use a multiple of {multiple} "
+                    f"(it was trained at {self.resolution})"
+                )
+            pipe.latent_shape = (pipe.latent_shape[0], size // factor, size // factor)
+        return pipe
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        *,
+        seeds: Sequence[int],
+        negative_prompt: str = "",
+        options: SamplingOptions | None = None,
+        callback: Callable[[Any], None] | None = None,
+        size: int | None = None,
+    ) -> list[Image.Image]:
+        return self.pipeline(size=size)(
+            prompts, seeds=seeds, negative_prompt=negative_prompt,
+            options=options or self.defaults, callback=callback,
+        )  # fmt: skip
+
+
+def load_diffusion(
+    folder: Path, data: dict[str, Any], *, device: str | torch.device = "cpu"
+) -> Model:
+    """The parts of a diffusion folder whose ``config.json`` is ``data``."""
+    try:
+        config = ModelConfig.from_dict(data)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{folder / 'config.json'} is not a valid model config ({err})") from None
+    unet = UNet(config.unet)
+    load_weights(unet, folder / "unet.safetensors")
+    vae = None
+    if config.vae is not None:
+        vae = AutoencoderKL(config.vae)
+        load_weights(vae, folder / "vae.safetensors")
+    if config.text_encoder.kind == "transformer":
+        text_encoder = TrainableTextEncoder.load(folder / "text_encoder", device="cpu")
+    else:
+        text_encoder = build_text_encoder(config.text_encoder)
+    model = Model(
+        config, unet.eval(), text_encoder.eval(), vae.eval() if vae is not None else None, folder
+    )
+    for module in (model.unet, model.text_encoder, model.vae):
+        if module is not None:
+            module.to(device)
+    return model
+
+
+def save_model(
+    model: Model, folder: str | Path, *, card: str, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write a model folder atomically file by file (config.json last).
+
+    ``dtype=torch.float16`` halves the UNet and VAE files (the shipped models); loading casts
+    them back to float32, so the shipped weights are exactly what gets measured.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(model.unet, out / "unet.safetensors", dtype=dtype)
+    if model.vae is not None:
+        save_weights(model.vae, out / "vae.safetensors", dtype=dtype)
+    if isinstance(model.text_encoder, TrainableTextEncoder):
+        model.text_encoder.save(out / "text_encoder")
+    return write_folder(out, json.loads(model.config.to_json()), card)
+
+
+class DiffusionKind(ModelKind):
+    label = "text-to-image diffusion model"
+
+    def load(self, folder: Path, config: dict[str, Any], *, device="cpu") -> Model:
+        return load_diffusion(folder, config, device=device)
+
+    def save(self, model: Model, folder: Path, *, card: str, dtype=torch.float32) -> Path:
+        return save_model(model, folder, card=card, dtype=dtype)
+
+    def facts(self, config: dict[str, Any]) -> Facts:
+        title = "latent diffusion" if config.get("kind") == "latent" else "pixel diffusion"
+        return Facts(title, config.get("resolution"), True, option_specs(SamplingOptions))
+
+    def modules(self, model: Model) -> dict[str, nn.Module]:
+        parts = {"text_encoder": model.text_encoder, "unet": model.unet}
+        if model.vae is not None:
+            parts["vae"] = model.vae
+        return parts
+
+    def renamed(self, model: Model, name: str) -> Model:
+        return replace(model, config=replace(model.config, name=name))
+
+    def with_defaults(self, model: Model, **changes: Any) -> Model:
+        defaults = model.config.defaults.overridden(**changes)
+        return replace(model, config=replace(model.config, defaults=defaults))
+
+
+KIND = DiffusionKind()

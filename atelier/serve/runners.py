@@ -1,0 +1,183 @@
+"""The work behind each endpoint, apart from HTTP: loading models through their kinds, turning a
+request into a model's options, running a batch of jobs and saving their PNGs. ``app.py`` wires
+these to routes; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from atelier.data.base import tensor_to_pil
+from atelier.kinds import diffusion
+from atelier.kinds.base import TextToImage, with_options
+from atelier.kinds.folder import DEFAULT_MODEL
+from atelier.kinds.registry import load_model, load_text_to_image
+from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
+from atelier.serve.jobs import Job
+from atelier.serve.schemas import ImageResult, Limits, decode_image
+
+DEFAULT_UPSCALER = "shapes-sr-32-64"
+# The request fields that are diffusion's sampling options (other families send ``options``).
+DIFFUSION_FIELDS = ("steps", "guidance", "guidance_rescale", "sampler")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: str = DEFAULT_MODEL
+    output: Path = Path("out/serve")
+    token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    batching: bool = True
+    inline_images: bool = False  # also return each PNG as base64 in the job view
+
+
+class Models:
+    """Loaded models by name, loaded on first use through the registry (one lock: the worker is
+    the only user once a request has been accepted)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, role: str, name: str, load) -> Any:
+        with self._lock:
+            if (role, name) not in self._loaded:
+                self._loaded[role, name] = load(name)
+            return self._loaded[role, name]
+
+    def text_to_image(self, name: str) -> TextToImage:
+        return self._get("t2i", name, load_text_to_image)
+
+    def diffusion(self, name: str) -> diffusion.Model:
+        """A diffusion model, for the edits only diffusion can make."""
+        return self._get("diffusion", name, lambda n: load_model(n, want=diffusion.KIND))
+
+    def upscaler(self, name: str):
+        from atelier.kinds import upscaler
+
+        return self._get("upscaler", name, lambda n: load_model(n, want=upscaler.KIND))
+
+
+def request_options(model: TextToImage, req: Any, *, keeps_source: bool = False) -> Any:
+    """The model's options with the request's: diffusion's fields and the generic ``options``
+    map; an option the model's kind does not take is a ValueError naming the ones it takes.
+    ``keeps_source`` (img2img): the model's sampler without its per-step noise."""
+    base = model.defaults
+    if keeps_source:
+        from atelier.pipelines.editing import source_keeping
+
+        base = source_keeping(base)
+    given = {k: getattr(req, k) for k in DIFFUSION_FIELDS if getattr(req, k, None) is not None}
+    given |= getattr(req, "options", None) or {}
+    return with_options(base, given, who=model.name)
+
+
+def png_base64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def previewer(pipe):
+    """A function of a step's info making a small preview PNG (base64) of its first image."""
+
+    def make(info) -> str:
+        return png_base64(tensor_to_pil(pipe.preview(info.denoised[:1])[0]))
+
+    return make
+
+
+class Runners:
+    """``txt2img(jobs, on_step)`` and ``edit(jobs, on_step)``: what the job queue runs."""
+
+    def __init__(self, settings: ServeSettings, models: Models) -> None:
+        self.settings, self.models = settings, models
+
+    def save_images(self, job: Job, name: str, model_hash: str, images, seeds, options, mode,
+                    extra, prompt) -> list[ImageResult]:  # fmt: skip
+        out = []
+        for k, (image, seed) in enumerate(zip(images, seeds)):
+            params = GenerationParams.of(
+                image, prompt=prompt, seed=seed, options=options, model=name,
+                model_hash=model_hash, negative_prompt=getattr(job.payload, "negative_prompt", ""),
+                mode=mode, extra=extra,
+            )  # fmt: skip
+            file = f"{job.id}-{k:02d}.png"
+            save_png(image, self.settings.output / file, params)
+            inline = png_base64(image) if self.settings.inline_images else None
+            out.append(ImageResult(url=f"/v1/images/{file}", seed=seed,
+                                   parameters=to_a1111(params), png_base64=inline))  # fmt: skip
+        return out
+
+    def txt2img(self, jobs: list[Job], on_step) -> list[Any]:
+        req0 = jobs[0].payload
+        model = self.models.text_to_image(req0.model or self.settings.model)
+        options = request_options(model, req0)
+        prompts, seeds = [], []
+        for job in jobs:
+            prompts += [job.payload.prompt] * job.payload.n
+            seeds += [job.payload.seed + k for k in range(job.payload.n)]
+        preview = previewer(model.pipeline()) if isinstance(model, diffusion.Model) else None
+        images = model(
+            prompts, seeds=seeds, negative_prompt=req0.negative_prompt, size=req0.size,
+            options=options,
+            callback=lambda info: on_step(info, (lambda: preview(info)) if preview else None),
+        )  # fmt: skip
+        results, start = [], 0
+        for job in jobs:
+            n = job.payload.n
+            results.append(self.save_images(
+                job, model.name, model.model_hash, images[start : start + n],
+                seeds[start : start + n], options, "txt2img", {}, job.payload.prompt,
+            ))  # fmt: skip
+            start += n
+        return results
+
+    def edit(self, jobs: list[Job], on_step) -> list[Any]:
+        from atelier.pipelines.editing import Editor
+
+        (job,) = jobs
+        req = job.payload
+        if job.kind == "upscale":
+            upscaler = self.models.upscaler(req.model or DEFAULT_UPSCALER)
+            image = decode_image(req.image)
+            out = upscaler([image], seeds=[req.seed], callback=lambda info: on_step(info))
+            return [self.save_images(job, upscaler.config.name, "-", out, [req.seed],
+                                     upscaler.config.defaults, "upscale", {}, "")]  # fmt: skip
+        model = self.models.diffusion(req.model or self.settings.model)
+        options = request_options(model, req, keeps_source=job.kind == "img2img")
+        editor = Editor(model.pipeline())
+        preview = previewer(editor.pipe)
+
+        def callback(info):
+            on_step(info, lambda: preview(info))
+
+        image = decode_image(req.image)
+        common = {"negative_prompt": req.negative_prompt, "options": options,
+                  "callback": callback}  # fmt: skip
+        if job.kind == "img2img":
+            seeds = [req.seed + k for k in range(req.n)]
+            out = editor.img2img([image] * req.n, [req.prompt] * req.n, seeds=seeds,
+                                 strength=req.strength, **common)  # fmt: skip
+            extra = {"strength": req.strength}
+        elif job.kind == "inpaint":
+            seeds = [req.seed]
+            out = editor.inpaint([image], [decode_image(req.mask, what="mask")], [req.prompt],
+                                 seeds=seeds, method=req.method, grow=req.grow,
+                                 feather=req.feather, **common)  # fmt: skip
+            extra = {"method": req.method, "grow": req.grow, "feather": req.feather}
+        else:
+            seeds = [req.seed]
+            pads = {"left": req.left, "right": req.right, "top": req.top, "bottom": req.bottom}
+            out = [editor.outpaint(image, req.prompt, seed=req.seed, options=options, **pads)]
+            extra = pads
+        return [self.save_images(job, model.name, model.model_hash, out, seeds, options,
+                                 job.kind, extra, req.prompt)]  # fmt: skip

@@ -1,0 +1,87 @@
+"""The training data a recipe names: shapes scenes or a captioned folder, with extra captions
+or hard negatives where the recipe asks for them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from atelier.data.base import CaptionedImages
+from atelier.data.folder import ImageFolderDataset
+from atelier.data.hard_negatives import WithNegatives
+from atelier.data.latents import LatentDataset
+from atelier.data.recaption import Recaptioned
+from atelier.data.shapes import ShapesDataset
+from atelier.paths import home
+from atelier.training.recipes import Recipe, RecipeError
+
+
+def folder_digest(folder: Path) -> str:
+    """A key for a data folder's latent cache: its path and its files' names, sizes and times."""
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for file in sorted(folder.rglob("*")):
+        if file.is_file():
+            st = file.stat()
+            digest.update(f"{file.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def recipe_images(recipe: Recipe, data_dir: Path | None) -> CaptionedImages:
+    """The recipe's shapes scenes, or a captioned image folder given with ``--data``."""
+    d = recipe.data
+    if data_dir is not None:
+        return ImageFolderDataset(data_dir, resolution=d.resolution)
+    return ShapesDataset(
+        d.n,
+        resolution=d.resolution,
+        seed=d.seed,
+        split="train",
+        cache_dir=home() / "data",
+        progress=True,
+    )
+
+
+def held_out_scenes(n: int, resolution: int) -> ShapesDataset:
+    """``n`` fresh scenes (any split, seed 10,000), which no recipe trains on; cards measure on
+    them."""
+    return ShapesDataset(n, resolution=resolution, seed=10_000, split="any")
+
+
+def recaptioned(
+    recipe: Recipe, images: CaptionedImages, data: CaptionedImages | LatentDataset
+) -> CaptionedImages | LatentDataset | Recaptioned:
+    """``data`` with ``recipe.data.captions_per_image`` captions per shapes scene."""
+    k = recipe.data.captions_per_image
+    if k == 1:
+        return data
+    if not isinstance(images, ShapesDataset):
+        raise RecipeError(
+            f"data.captions_per_image={k} needs the shapes world, which can write more captions "
+            "of a scene; a --data folder has one caption per image: drop the override"
+        )
+    variants = [images.caption_variants(i, k) for i in tqdm(range(len(images)), desc="captions")]
+    return Recaptioned(data, variants)
+
+
+def with_negatives(recipe: Recipe, images: CaptionedImages) -> CaptionedImages | WithNegatives:
+    """``images`` with ``recipe.data.hard_negatives`` false captions per shapes scene."""
+    k = recipe.data.hard_negatives
+    if k == 0:
+        return images
+    if not isinstance(images, ShapesDataset):
+        raise RecipeError(
+            f"data.hard_negatives={k} needs the shapes world, which knows what makes a caption "
+            "false; a --data folder has only true captions: drop the override"
+        )
+    negatives = [[text for text, _ in images.hard_negatives(i, k)]
+                 for i in tqdm(range(len(images)), desc="hard negatives")]  # fmt: skip
+    return WithNegatives(images, negatives)
+
+
+def captions(data: CaptionedImages | LatentDataset | Recaptioned) -> list[str]:
+    """Every item's caption: the list a dataset keeps (latents, rendered shapes), else each
+    item's second half."""
+    kept = getattr(data, "captions", None)
+    return list(kept) if kept is not None else [data[i][1] for i in range(len(data))]
