@@ -73,15 +73,20 @@ class Listed:
     facts: Facts
 
 
+def describe(model: str | Path) -> Listed:
+    """A model's listing from its config.json alone (its weights are not read)."""
+    folder = resolve(model)
+    config = read_config(folder)
+    kind = kind_of(folder, config)
+    return Listed(folder.name, str(config["kind"]), folder, kind.facts(config))
+
+
 def list_models() -> list[Listed]:
     """Every model findable by name whose kind this atelier knows (config.json only read)."""
     out = []
-    for name, folder in known_models().items():
+    for folder in known_models().values():
         try:
-            config = read_config(folder)
-            kind = kind_of(folder, config)
-            facts = kind.facts(config)
+            out.append(describe(folder))
         except (OSError, ValueError, AttributeError, TypeError):
             continue  # a broken folder is reported when it is used, not listed
-        out.append(Listed(name, str(config["kind"]), folder, facts))
     return out

@@ -25,7 +25,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
-from atelier.kinds.registry import list_models
+from atelier.kinds.folder import resolve
+from atelier.kinds.registry import describe, list_models
 from atelier.serve.jobs import Job, JobQueue, QueueFull
 from atelier.serve.runners import DEFAULT_UPSCALER, Models, Runners, ServeSettings, request_options
 from atelier.serve.schemas import (
@@ -295,8 +296,13 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
 
     @app.get("/v1/models", response_model=list[ModelInfo], dependencies=guarded)
     def list_models_() -> list[ModelInfo]:
-        """Every installed model with its kind, from the registry; text-to-image models carry
-        the options their kind takes (the page shows only those)."""
+        """Every installed model with its kind, from the registry (and the server's default,
+        which may be a folder of no known name); text-to-image models carry the options their
+        kind takes (the page shows only those)."""
+        listed = list_models()
+        default = resolve(settings.model).resolve()
+        if all(m.path.resolve() != default for m in listed):
+            listed.insert(0, describe(default))
         return [
             ModelInfo(
                 name=m.name,
@@ -304,10 +310,10 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
                 title=m.facts.title,
                 resolution=m.facts.resolution,
                 text_to_image=m.facts.text_to_image,
-                default=m.name == settings.model,
+                default=m.path.resolve() == default,
                 options=[OptionInfo(**asdict(o)) for o in m.facts.options],
             )  # fmt: skip
-            for m in list_models()
+            for m in listed
         ]
 
     @app.get("/v1/samplers", response_model=list[str], dependencies=guarded)

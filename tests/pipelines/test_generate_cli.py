@@ -75,7 +75,9 @@ def test_replay_reproduces_pixels(tiny_installed, tiny_model_dir, tmp_path):
     assert edited.exit_code == 1 and "pixels differ" in edited.output
 
 
-def test_guidance_rescale_changes_pixels_is_recorded_and_replays(tiny_installed, tiny_model_dir, tmp_path):
+def test_guidance_rescale_changes_pixels_is_recorded_and_replays(
+    tiny_installed, tiny_model_dir, tmp_path
+):
     common = ["a blue square above a green triangle", "--seed", "3", "--steps", "4",
               "--guidance", "6", "--model", tiny_model_dir]  # fmt: skip
     plain = run("generate", *common, "-o", tmp_path / "plain").stdout.strip().splitlines()[-1]
@@ -132,7 +134,9 @@ def test_other_size_and_truncation_warning(tiny_model_dir, tmp_path):
     assert Image.open(path).size == (48, 48)
 
 
-def test_a_composed_prompt_is_recorded_as_typed_and_replays(tiny_installed, tiny_model_dir, tmp_path):
+def test_a_composed_prompt_is_recorded_as_typed_and_replays(
+    tiny_installed, tiny_model_dir, tmp_path
+):
     prompt = "a red circle AND a blue square :0.5"
     result = run("generate", prompt, "--seed", "4", "--steps", "3", "--model", tiny_model_dir,
                  "-o", tmp_path)  # fmt: skip

@@ -45,7 +45,9 @@ def test_choice_is_clips_favourite_and_regenerates_from_its_seed(tiny_model_dir,
         RerankedText2Image(pipe, None, 2)
 
 
-def test_generate_with_rerank_records_the_kept_seed(tiny_installed, tiny_model_dir, clip_dir, tmp_path):
+def test_generate_with_rerank_records_the_kept_seed(
+    tiny_installed, tiny_model_dir, clip_dir, tmp_path
+):
     runner = CliRunner()
     args = ["generate", "a red circle", "--model", str(tiny_model_dir), "-o", str(tmp_path),
             "--candidates", "2", "--rerank", "clip", "--clip-model", str(clip_dir)]  # fmt: skip
