@@ -44,6 +44,32 @@ def test_render_then_judge(tmp_path):
     assert bad.exit_code == 1 and "FAIL" in bad.output and "not above" in bad.output
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a cyan triangle next to a red square",
+        "a single blue triangle",
+        "exactly three purple squares",
+        "a pair of green circles",
+        "a red circle underneath a blue square",
+    ],
+)
+def test_render_then_judge_paraphrases(tmp_path, prompt):
+    out = tmp_path / "x.png"
+    result = run("shapes", "render", prompt, "-o", str(out), "--seed", "1")
+    assert result.exit_code == 0, result.output
+    judged = run("shapes", "judge", str(out), "--prompt", prompt)
+    assert judged.exit_code == 0 and "PASS" in judged.output, judged.output
+
+
+def test_judge_next_to_fails_when_stacked(tmp_path):
+    out = tmp_path / "x.png"
+    stacked = "a cyan triangle in the top and a red square in the bottom"  # one column
+    assert run("shapes", "render", stacked, "-o", str(out)).exit_code == 0
+    result = run("shapes", "judge", str(out), "--prompt", "a cyan triangle next to a red square")
+    assert result.exit_code == 1 and "not beside the red square" in result.output
+
+
 def test_render_same_seed_same_image(tmp_path):
     for name in ("a.png", "b.png"):
         assert (
@@ -57,6 +83,10 @@ def test_render_same_seed_same_image(tmp_path):
     "args,message",
     [
         (("shapes", "render", "a red hexagon", "-o", "x.png"), "unknown word 'hexagon'"),
+        (
+            ("shapes", "render", "a red circle behind a blue square", "-o", "x.png"),
+            "unknown word 'behind'",
+        ),
         (
             ("shapes", "render", "a red circle", "-o", "x.png", "--size", "50"),
             "--size must be one of",

@@ -102,7 +102,7 @@ def test_parse_known_forms(prompt, expected):
         ("a red hexagon", "hexagon"),
         ("five red circles", "five"),
         ("a magenta square", "magenta"),
-        ("a red circle next to a blue square", "next"),
+        ("a red circle behind a blue square", "behind"),
     ],
 )
 def test_unknown_word_is_named(prompt, word):

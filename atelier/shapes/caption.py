@@ -30,6 +30,7 @@ _RELATION_WORDS = {
     "right_of": ("right of", "to the right of"),
     "above": ("above", "over"),
     "below": ("below", "under"),
+    "beside": ("next to", "beside"),
 }
 _CORNERS = {"top left", "top right", "bottom left", "bottom right"}
 

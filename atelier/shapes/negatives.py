@@ -10,7 +10,7 @@ judge's own rule (:func:`holds`), so no "negative" is accidentally true.
 
 Kinds of change (:data:`KINDS`): ``swap_colors`` between two objects, ``recolor`` or
 ``reshape`` one object, ``resize`` (small <-> large), ``move`` one placed object to a free
-cell, ``relation`` (its opposite), ``drop`` or ``add`` one object.
+cell, ``relation`` (its opposite; "beside" has none), ``drop`` or ``add`` one object.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def change(spec: SceneSpec, kind: str, rng: np.random.Generator) -> SceneSpec | 
         i = placed[int(rng.integers(len(placed)))]
         return _set(spec, i, replace(objects[i], cell=free[int(rng.integers(len(free)))]))
     if kind == "relation":
-        if not spec.relations:
+        if not spec.relations or spec.relations[0].name not in _OPPOSITE:  # "beside" has none
             return None
         r = spec.relations[0]
         return SceneSpec(objects, (Relation(r.subject, _OPPOSITE[r.name], r.object),))

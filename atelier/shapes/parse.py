@@ -3,10 +3,26 @@
 The grammar, informally (``?`` optional, ``|`` alternatives)::
 
     prompt   := prefix? item ((',' 'and'? | 'and') item)*
+    prefix   := ('a' | 'an') picture ('of' | 'with' | 'showing') | 'there' ('is' | 'are')
     item     := group position? (relation group position?)?
-    group    := (article | count)? size? colour shape          # plural shape after two..four
+    group    := quantity? size? colour shape                   # plural shape after a count > 1
+    quantity := article | (article | 'one')? 'single' | 'exactly'? count | 'a' 'pair' 'of'
+    count    := 'one' | 'two' | 'three' | 'four' | '1' | '2' | '3' | '4'
     position := ('in' | 'at' | 'on') 'the'? place ('corner' | 'side')?
-    relation := 'left of' | 'to the left of' | 'above' | 'below' | 'on top of' | ...
+    relation := left_of | right_of | above | below | beside
+    left_of  := 'left of' | ('to' | 'on') 'the' 'left' 'side'? 'of'     # right_of likewise
+    above    := 'above' | 'over' | 'on top of'
+    below    := 'below' | 'under' | 'beneath' | 'underneath'
+    beside   := 'next to' | 'beside'
+
+Synonyms: 'little' is small, 'big' is large, 'disc' is circle, 'upper' / 'lower' are top /
+bottom, 'centre' / 'middle' are center.
+
+Meanings. 'a single' is one object and 'a pair of' two. 'exactly' adds nothing: scoring is strict,
+so every count is exact already. 'next to' and 'beside' name no side, so they become the relation
+``beside``: left of or right of (:func:`atelier.shapes.world.relation_holds`). Words the world has
+no meaning for (depth as in 'behind', 'in front of'; vague counts as in 'a couple of', 'several';
+counts above four) are unknown words.
 
 Every word must be in the world's vocabulary; an unknown word raises :class:`UnknownWordError`
 naming it, so a prompt about a "hexagon" fails loudly instead of being half understood.
@@ -34,7 +50,7 @@ _SHAPE_WORDS = {
 }  # fmt: skip
 _SIZE_WORDS = {"small": "small", "little": "small", "large": "large", "big": "large"}
 _ARTICLES = {"a", "an", "the"}
-_COUNTS = {w: i + 1 for i, w in enumerate(COUNT_WORDS)}
+_COUNTS = {w: i + 1 for i, w in enumerate(COUNT_WORDS)} | {str(i + 1): i + 1 for i in range(4)}
 _PLACE_SYNONYMS = {"upper": "top", "lower": "bottom", "centre": "center", "middle": "center"}
 _PLACES = {words: cell for cell, words in POSITION_WORDS.items()}
 _PREFIX_NOUNS = {"picture", "image", "drawing", "photo", "render", "scene"}
@@ -42,11 +58,16 @@ _PREFIX_NOUNS = {"picture", "image", "drawing", "photo", "render", "scene"}
 _RELATION_PHRASES: list[tuple[tuple[str, ...], RelationName]] = sorted(
     [
         (("left", "of"), "left_of"), (("to", "the", "left", "of"), "left_of"),
-        (("on", "the", "left", "of"), "left_of"),
+        (("on", "the", "left", "of"), "left_of"), (("to", "the", "left", "side", "of"), "left_of"),
+        (("on", "the", "left", "side", "of"), "left_of"),
         (("right", "of"), "right_of"), (("to", "the", "right", "of"), "right_of"),
         (("on", "the", "right", "of"), "right_of"),
+        (("to", "the", "right", "side", "of"), "right_of"),
+        (("on", "the", "right", "side", "of"), "right_of"),
         (("above",), "above"), (("over",), "above"), (("on", "top", "of"), "above"),
         (("below",), "below"), (("under",), "below"), (("beneath",), "below"),
+        (("underneath",), "below"),
+        (("next", "to"), "beside"), (("beside",), "beside"),
     ],
     key=lambda p: -len(p[0]),
 )  # fmt: skip
@@ -71,6 +92,9 @@ VOCABULARY: frozenset[str] = frozenset(
         "of",
         "with",
         "showing",
+        "single",
+        "exactly",
+        "pair",
         "there",
         "is",
         "are",
@@ -91,15 +115,16 @@ class UnknownWordError(PromptError):
         super().__init__(
             f"unknown word {word!r} in prompt {prompt!r}: the shapes world knows colours "
             f"({', '.join(COLORS)}), shapes (circle, square, triangle), sizes (small, large), "
-            f"counts (one to four), positions (top left ... bottom right) and relations "
-            f"(left of, right of, above, below)"
+            f"counts (one to four, 1 to 4), positions (top left ... bottom right) and relations "
+            f"(left of, right of, above, below, next to)"
         )
 
 
 def tokenize(prompt: str) -> list[str]:
-    """Lower-case words and commas; hyphens split words ("top-left"), final stops are dropped."""
+    """Lower-case words, numbers and commas; hyphens split words ("top-left"), final stops are
+    dropped."""
     text = prompt.lower().replace("-", " ").strip().rstrip(".!")
-    tokens = re.findall(r"[a-z]+|,|\S", text)
+    tokens = re.findall(r"[a-z]+|[0-9]+|,|\S", text)
     for tok in tokens:
         if tok not in VOCABULARY:
             raise UnknownWordError(tok, prompt)
@@ -131,13 +156,29 @@ class _Parser:
         elif self.at("there", "is") or self.at("there", "are"):
             self.i += 2
 
-    def group(self) -> tuple[int, ObjectSpec]:
-        count = 1
+    def quantity(self) -> int:
+        """How many objects the group names: one unless a count or 'a pair of' says otherwise."""
+        if self.at("a", "pair", "of"):
+            self.i += 3
+            return 2
+        if self.peek() in _ARTICLES | {"one"} and self.peek(1) == "single":
+            self.i += 1
+        if self.peek() == "single":
+            self.i += 1
+            return 1
+        exactly = self.peek() == "exactly"
+        self.i += exactly
+        if self.peek() in _COUNTS:
+            self.i += 1
+            return _COUNTS[self.toks[self.i - 1]]
+        if exactly:
+            raise self.fail("a count (one to four) after 'exactly'")
         if self.peek() in _ARTICLES:
             self.i += 1
-        elif self.peek() in _COUNTS:
-            count = _COUNTS[self.toks[self.i]]
-            self.i += 1
+        return 1
+
+    def group(self) -> tuple[int, ObjectSpec]:
+        count = self.quantity()
         size = _SIZE_WORDS.get(self.peek() or "")
         if size:
             self.i += 1
@@ -160,8 +201,8 @@ class _Parser:
             place = " ".join(words[:n])
             if len(words) >= n and place in _PLACES:
                 end = j + n
-                if end < len(self.toks) and self.toks[end] == "of":  # "on the left of": relation
-                    return None
+                if self.toks[end : end + 1] == ["of"] or self.toks[end : end + 2] == ["side", "of"]:
+                    return None  # "on the left (side) of": a relation
                 if end < len(self.toks) and self.toks[end] in ("corner", "side"):
                     end += 1
                 self.i = end

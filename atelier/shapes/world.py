@@ -4,6 +4,11 @@ Notation: S is the canvas side in pixels; a cell is ``(row, col)`` on the 3 x 3 
 top and col 0 at the left. A *spec* says what a prompt asks for (objects with colour and shape and,
 optionally, size and cell, plus relations between objects); a *scene* is one concrete picture
 (every object with its cell, bounding-box side and centre).
+
+Relations are the spec's four, by grid cell (``left_of``: column smaller, ``right_of``, ``above``:
+row smaller, ``below``), plus ``beside``, what the paraphrases "next to" and "beside" mean: on
+either side, that is ``left_of`` or ``right_of`` (the columns differ). Captions and shapes-bench
+state only the four; ``beside`` comes from prompts people type.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ SPEC_VERSION = "v1"
 Color = Literal["red", "yellow", "green", "cyan", "blue", "purple"]
 Shape = Literal["circle", "square", "triangle"]
 Size = Literal["small", "large"]
-RelationName = Literal["left_of", "right_of", "above", "below"]
+SpecRelation = Literal["left_of", "right_of", "above", "below"]
+RelationName = Literal[SpecRelation, "beside"]
 Category = Literal[
     "single_object", "position", "size", "two_objects", "relation", "counting", "color_attribution"
 ]
@@ -26,7 +32,8 @@ Split = Literal["seen", "held_out"]
 COLORS: tuple[Color, ...] = get_args(Color)
 SHAPES: tuple[Shape, ...] = get_args(Shape)
 SIZES: tuple[Size, ...] = get_args(Size)
-RELATIONS: tuple[RelationName, ...] = get_args(RelationName)
+RELATIONS: tuple[SpecRelation, ...] = get_args(SpecRelation)  # what captions and the suite state
+RELATION_NAMES: tuple[RelationName, ...] = get_args(RelationName)  # everything a prompt may state
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 SIZES_AVAILABLE = (32, 64, 128)
 
@@ -73,7 +80,9 @@ def relation_holds(relation: RelationName, a: Cell, b: Cell) -> bool:
         return a[0] < b[0]
     if relation == "below":
         return a[0] > b[0]
-    raise ValueError(f"unknown relation {relation!r}; valid: {', '.join(RELATIONS)}")
+    if relation == "beside":
+        return a[1] != b[1]
+    raise ValueError(f"unknown relation {relation!r}; valid: {', '.join(RELATION_NAMES)}")
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,8 @@ class Relation:
     object: int
 
     def __post_init__(self) -> None:
-        if self.name not in RELATIONS:
-            raise ValueError(f"unknown relation {self.name!r}; valid: {', '.join(RELATIONS)}")
+        if self.name not in RELATION_NAMES:
+            raise ValueError(f"unknown relation {self.name!r}; valid: {', '.join(RELATION_NAMES)}")
 
 
 @dataclass(frozen=True)
