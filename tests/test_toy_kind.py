@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.digest import state_digest
-from atelier.kinds.base import Facts, ModelKind, option_specs, with_options
+from atelier.kinds.base import Facts, ModelKind, option_specs
 from atelier.kinds.folder import load_weights, save_weights, write_folder
 from atelier.kinds.registry import KINDS
 from atelier.pipelines.metadata import read_params
