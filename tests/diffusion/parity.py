@@ -2,7 +2,7 @@
 
 The same network function and the same initial noise (and per-image generators, for stochastic
 samplers) go through a diffusers scheduler loop and through ours; final samples must agree to
-max |delta| <= 1e-4.
+max |delta| <= REL * max |reference| (``tests/numerics.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from atelier.diffusion.denoiser import VPDenoiser
 from atelier.diffusion.plan import plan_from_timesteps
 from atelier.diffusion.schedules import alphas_cumprod, make_betas
 
-TOL = 1e-4
+# Diffusers keeps its sigma tables in float32 and most of its schedulers cast the latent to float32
+# inside step(), so the reference cannot run in float64; both loops round in float32, and the gap
+# grows with the samples' size (the toy model's epsilon samples reach |x| ~ 70, its v-prediction
+# ones ~2). Measured on every sampler here, on 1 and 2 threads: max |delta| <= 1.6e-6 of the scale.
+REL = 1e-5
 SHAPE = (4, 3, 8, 8)
 SEEDS = [11, 12, 13, 14]
 

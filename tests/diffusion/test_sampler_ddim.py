@@ -9,13 +9,14 @@ from diffusers import DDIMScheduler
 
 from atelier.diffusion.samplers.ddim import sample_ddim
 from tests.diffusion.parity import (
+    REL,
     SHAPE,
-    TOL,
     generators,
     run_diffusers,
     run_ours,
     toy_setup,
 )
+from tests.numerics import assert_close_to
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5])
@@ -34,7 +35,7 @@ def test_parity_with_diffusers(prediction_type, steps, eta):
     scheduler.step = functools.partial(scheduler.step, eta=eta)
     ref = run_diffusers(scheduler, steps, stochastic=eta > 0)
     ours = run_ours(sample_ddim, scheduler, prediction_type, stochastic=eta > 0, eta=eta)
-    assert (ours - ref).abs().max() <= TOL
+    assert_close_to(ours, ref, rel=REL)
 
 
 def test_generators_advance_like_diffusers():

@@ -6,13 +6,14 @@ from diffusers import DDPMScheduler
 
 from atelier.diffusion.samplers.ddpm import sample_ddpm
 from tests.diffusion.parity import (
+    REL,
     SHAPE,
-    TOL,
     generators,
     run_diffusers,
     run_ours,
     toy_setup,
 )
+from tests.numerics import assert_close_to
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -34,7 +35,7 @@ def test_parity_with_diffusers(prediction_type, steps):
     scheduler.one = scheduler.one.double()
     ref = run_diffusers(scheduler, steps, stochastic=True)
     ours = run_ours(sample_ddpm, scheduler, prediction_type, stochastic=True)
-    assert (ours - ref).abs().max() <= TOL
+    assert_close_to(ours, ref, rel=REL)
 
 
 def test_generators_advance_like_diffusers():

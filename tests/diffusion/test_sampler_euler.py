@@ -4,7 +4,8 @@ import pytest
 from diffusers import EulerDiscreteScheduler
 
 from atelier.diffusion.samplers.euler import sample_euler
-from tests.diffusion.parity import TOL, run_diffusers, run_ours
+from tests.diffusion.parity import REL, run_diffusers, run_ours
+from tests.numerics import assert_close_to
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -18,4 +19,4 @@ def test_parity_with_diffusers(prediction_type, steps):
     )
     ref = run_diffusers(scheduler, steps, stochastic=False)
     ours = run_ours(sample_euler, scheduler, prediction_type, stochastic=False)
-    assert (ours - ref).abs().max() <= TOL
+    assert_close_to(ours, ref, rel=REL)

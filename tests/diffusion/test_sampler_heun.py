@@ -8,10 +8,11 @@ from diffusers import HeunDiscreteScheduler
 
 from atelier.diffusion.samplers.heun import sample_heun
 from tests.diffusion.parity import (
-    TOL,
+    REL,
     run_diffusers,
     run_ours,
 )
+from tests.numerics import assert_close_to
 
 
 def per_step(scheduler: HeunDiscreteScheduler) -> SimpleNamespace:
@@ -37,4 +38,4 @@ def test_parity_with_diffusers(prediction_type, steps):
     )
     ref = run_diffusers(scheduler, steps, stochastic=False)
     ours = run_ours(sample_heun, per_step(scheduler), prediction_type, stochastic=False)
-    assert (ours - ref).abs().max() <= TOL
+    assert_close_to(ours, ref, rel=REL)

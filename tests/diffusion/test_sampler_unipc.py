@@ -5,10 +5,11 @@ from diffusers import UniPCMultistepScheduler
 
 from atelier.diffusion.samplers.unipc import sample_unipc
 from tests.diffusion.parity import (
-    TOL,
+    REL,
     run_diffusers,
     run_ours,
 )
+from tests.numerics import assert_close_to
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -22,4 +23,4 @@ def test_parity_with_diffusers(prediction_type, steps):
     )
     ref = run_diffusers(scheduler, steps, stochastic=False)
     ours = run_ours(sample_unipc, scheduler, prediction_type, stochastic=False)
-    assert (ours - ref).abs().max() <= TOL
+    assert_close_to(ours, ref, rel=REL)

@@ -14,8 +14,11 @@ from atelier.models import (
 )
 from atelier.models.attention import TransformerBlock
 from atelier.text.encoder import TextEmbedding
+from tests.numerics import assert_close_to
 
-TOL = 1e-5
+# Parity bound as a fraction of the reference's largest value (see tests/numerics.py). Ours and
+# diffusers' run the same kernels on this CPU (gap 0), but need not on every machine.
+REL = 1e-5
 TINY = UNetConfig(
     in_channels=4,
     out_channels=4,
@@ -104,7 +107,7 @@ def test_parity_from_diffusers(config: UNetConfig, masked: bool):
     with torch.no_grad():
         expected = diffusers_output(reference, config, x, t, context)
         got = ours(x, t, context)
-    assert (got - expected).abs().max().item() <= TOL
+    assert_close_to(got, expected, rel=REL)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,7 @@ def test_parity_to_diffusers(config: UNetConfig):
     with torch.no_grad():
         expected = diffusers_output(reference, config, x, t, context)
         got = ours(x, t, context)
-    assert (got - expected).abs().max().item() <= TOL
+    assert_close_to(got, expected, rel=REL)
 
 
 def test_coord_channels_equal_diffusers_fed_the_coordinates():
@@ -144,7 +147,7 @@ def test_coord_channels_equal_diffusers_fed_the_coordinates():
     with torch.no_grad():
         expected = diffusers_output(reference, config, torch.cat([x, grid], 1), t, context)
         got = ours(x, t, context)
-    assert (got - expected).abs().max().item() <= TOL
+    assert_close_to(got, expected, rel=REL)
 
 
 def test_state_dict_round_trip_is_identity():
