@@ -147,3 +147,42 @@ def test_a_composed_prompt_is_recorded_as_typed_and_replays(
     assert again.exit_code == 0 and "pixels match" in again.output, again.output
     bad = run("generate", "a red circle AND", "--model", tiny_model_dir, "-o", tmp_path)
     assert bad.exit_code == 2 and "empty sub-prompt around AND" in bad.output
+
+
+def test_pngs_name_the_model_by_name_and_hash_never_by_path(tiny_installed, tiny_model_dir,
+                                                            tmp_path):  # fmt: skip
+    result = run("generate", "a red circle", "--model", tiny_model_dir, "-o", tmp_path / "o")
+    path = result.stdout.strip().splitlines()[-1]
+    chunks = Image.open(path).text
+    for text in chunks.values():
+        assert str(tiny_model_dir) not in text and str(tiny_model_dir.parent) not in text
+    assert json.loads(chunks["atelier"])["model"] == "tiny"
+    # A PNG written before model kinds (options at the top level, the local path in extra)
+    # still replays: the path is ignored and the model found by name and hash.
+    record = json.loads(chunks["atelier"])
+    options = record.pop("options")
+    legacy = {**record, "steps": options["steps"], "guidance": options["guidance"],
+              "sampler": options["sampler"],
+              "extra": {"spacing": options["spacing"], "karras": options["karras"],
+                        "model_path": "/somewhere/else/tiny"}}  # fmt: skip
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("atelier", json.dumps(legacy))
+    Image.open(path).save(tmp_path / "legacy.png", pnginfo=info)
+    again = run("replay", tmp_path / "legacy.png")
+    assert again.exit_code == 0 and "pixels match" in again.output, again.output
+    # Under another name, replay finds the model by its hash.
+    moved = {**record, "options": options, "model": "renamed-elsewhere"}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("atelier", json.dumps(moved))
+    Image.open(path).save(tmp_path / "moved.png", pnginfo=info)
+    again = run("replay", tmp_path / "moved.png")
+    assert again.exit_code == 0 and "pixels match" in again.output, again.output
+    unknown = {**moved, "model_hash": "0000000000"}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("atelier", json.dumps(unknown))
+    Image.open(path).save(tmp_path / "unknown.png", pnginfo=info)
+    missing = run("replay", tmp_path / "unknown.png")
+    assert missing.exit_code == 2 and "no model named 'renamed-elsewhere'" in missing.output
+    assert "--model" in missing.output

@@ -2,6 +2,7 @@
 resume, and the exported model generating by name. Run state goes to a temporary ATELIER_HOME."""
 
 import json
+import shlex
 
 import numpy as np
 from typer.testing import CliRunner
@@ -53,6 +54,10 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     assert np.asarray(image).shape == (64, 64, 3)
     card = (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
     assert "Training CPU time" in card
+    # The card reproduces the model with the command as typed (not the test runner's argv).
+    typed = shlex.join(["atelier", "train", "shapes-ldm", *TINY, *TINY_UNET, "train.max_steps=3",
+                        "--resume"])  # fmt: skip
+    assert f"- Reproduce: `{typed}`" in card
     # The placeholder sits under the heading `atelier eval --card` replaces.
     from atelier.kinds.card import SHAPES_BENCH_HEADING as CARD_HEADING
     from atelier.kinds.card import replace_section
