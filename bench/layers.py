@@ -4,7 +4,8 @@
 
 The layers, lowest first (a package may import its own layer and those below):
 
-    atomic, paths, digest   files, state and hashes
+    atomic, paths, digest,  files, state, hashes and the resource budget
+    budget
     shapes                  the shapes world
     text, diffusion, data   text encoders; the diffusion math; datasets
     models                  networks
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "atelier"
 LAYERS = [
-    {"atomic", "paths", "digest", "__init__"},
+    {"atomic", "paths", "digest", "budget", "__init__"},
     {"shapes"},
     {"text", "diffusion", "data"},
     {"models"},
