@@ -4,8 +4,8 @@
 
 The layers, lowest first (a package may import its own layer and those below):
 
-    atomic, paths, digest,  files, state, hashes and the resource budget
-    budget
+    atomic, paths, digest,  files, state, hashes, the resource budget, bounded loading
+    budget, safeload
     shapes                  the shapes world
     text, diffusion, data   text encoders; the diffusion math; datasets
     models                  networks
@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "atelier"
 LAYERS = [
-    {"atomic", "paths", "digest", "budget", "__init__"},
+    {"atomic", "paths", "digest", "budget", "safeload", "__init__"},
     {"shapes"},
     {"text", "diffusion", "data"},
     {"models"},

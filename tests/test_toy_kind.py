@@ -26,9 +26,10 @@ from typer.testing import CliRunner
 from atelier.cli import app
 from atelier.digest import state_digest
 from atelier.kinds.base import Facts, ModelKind, option_specs
-from atelier.kinds.folder import load_weights, save_weights, write_folder
+from atelier.kinds.folder import save_weights, write_folder
 from atelier.kinds.registry import KINDS
 from atelier.pipelines.metadata import read_params
+from atelier.safeload import load_weights
 from atelier.serve.app import ServeSettings, create_app
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from atelier import __version__
+from atelier.budget import reset_budget, set_budget
 from atelier.cli.clip import app as clip_app
 from atelier.cli.compare import compare
 from atelier.cli.edit import img2img, inpaint, outpaint, upscale, variations
+from atelier.cli.errors import fail
 from atelier.cli.evaluate import eval_diff, evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
@@ -50,13 +52,48 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+LIMITS = "Resource limits (refusals name the one they hit)"
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    max_pixels: int = typer.Option(
+        None, "--max-pixels", rich_help_panel=LIMITS, help="Pixels per image (default 1,048,576)."
+    ),
+    max_steps: int = typer.Option(
+        None, "--max-steps", rich_help_panel=LIMITS, help="Sampler steps per image (default 1,000)."
+    ),
+    max_images: int = typer.Option(
+        None, "--max-images", rich_help_panel=LIMITS, help="Images per command (default 10,000)."
+    ),
+    max_parameters: int = typer.Option(
+        None,
+        "--max-parameters",
+        rich_help_panel=LIMITS,
+        help="Parameters of one network a model folder builds (default 10^9).",
+    ),
+    max_prompt_chars: int = typer.Option(
+        None,
+        "--max-prompt-chars",
+        rich_help_panel=LIMITS,
+        help="Characters per prompt (default 20,000).",
+    ),
 ) -> None:
     """Text-to-image generation you can train, run, edit with, serve and measure on a CPU."""
+    reset_budget()
+    try:
+        set_budget(
+            max_pixels=max_pixels,
+            max_steps=max_steps,
+            max_images=max_images,
+            max_parameters=max_parameters,
+            max_prompt_chars=max_prompt_chars,
+        )
+    except ValueError as err:
+        raise fail(str(err)) from None
 
 
 def main() -> None:

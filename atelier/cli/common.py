@@ -3,15 +3,17 @@ to the model's own, and choosing among candidates. Each failure exits with a cle
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
 import typer
 
+from atelier.budget import check_seed
 from atelier.cli.errors import fail
 from atelier.kinds import diffusion
 from atelier.kinds.base import TextToImage, parse_assignments, with_options
-from atelier.kinds.registry import load_model, load_text_to_image
+from atelier.kinds.registry import Listed, describe, load_model, load_text_to_image
 from atelier.pipelines.rerank import Choice, RerankedText2Image, Scorer
 
 # Diffusion's sampling flags, grouped apart in --help: other families take other options.
@@ -39,6 +41,18 @@ def load_generator(model: str) -> TextToImage:
         raise fail(str(err)) from None
 
 
+def describe_generator(model: str) -> Listed:
+    """A text-to-image model's listing from its config.json alone (fast: options are checked
+    against it before the weights load), or exit 2 naming the problem."""
+    try:
+        listed = describe(model)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
+        raise fail(str(err)) from None
+    if not listed.facts.text_to_image:
+        raise fail(f"{model} is a {listed.facts.title} model, which does not draw from text")
+    return listed
+
+
 def load_diffusion(model: str, command: str) -> diffusion.Model:
     """A diffusion model for a command only diffusion can do (editing), or exit 2."""
     try:
@@ -47,18 +61,24 @@ def load_diffusion(model: str, command: str) -> diffusion.Model:
         raise fail(f"{command} needs a diffusion model: {err}") from None
 
 
-def options_for(
-    model: TextToImage, flags: dict[str, Any], items: Sequence[str] = (), *, base: Any = None
-) -> Any:
-    """``base`` (default: the model's defaults) with the command's flags that were given (not
-    None) and its ``--option NAME=VALUE`` items; an option the model's kind does not take exits
-    naming the ones it does."""
+def options_for(name: str, defaults: Any, flags: dict[str, Any], items: Sequence[str] = ()) -> Any:
+    """``defaults`` (a model's, of its kind's options type) with the command's flags that were
+    given (not None) and its ``--option NAME=VALUE`` items; an option the model's kind does not
+    take, or a value past the budget, exits naming what to do instead."""
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         given |= parse_assignments(items)
-        return with_options(model.defaults if base is None else base, given, who=model.name)
+        return with_options(defaults, given, who=name)
     except ValueError as err:
         raise fail(str(err)) from None
+
+
+def chosen_seed(seed: int) -> int:
+    """``seed``, or for -1 one drawn at random (as AUTOMATIC1111 does; the PNG records it)."""
+    if seed == -1:
+        return secrets.randbelow(2**32)
+    check_seed(seed)
+    return seed
 
 
 def ranking_scorer(candidates: int, rerank: str | None, clip_model: str) -> Scorer | None:

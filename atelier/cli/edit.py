@@ -13,9 +13,11 @@ from pathlib import Path
 import typer
 from PIL import Image
 
+from atelier.budget import check_images, check_pixels, check_seed
 from atelier.cli.common import (
     GUIDANCE,
     STEPS,
+    chosen_seed,
     load_diffusion,
     options_for,
     ranked_extra,
@@ -30,7 +32,9 @@ from atelier.pipelines.metadata import GenerationParams, save_png
 from atelier.pipelines.rerank import Choice, rerank
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
-SEED = typer.Option(0, "--seed", help="Seed of the first image; each next image +1.")
+SEED = typer.Option(
+    0, "--seed", help="Seed of the first image; each next image +1; -1 draws one at random."
+)
 SAMPLER = typer.Option(
     None, "--sampler",
     help="Sampler (default: the model's; img2img and variations take its deterministic form).",
@@ -42,14 +46,30 @@ CLIP_MODEL = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank
 
 
 def _open_mask(path: Path) -> Image.Image:
+    """The mask as its file holds it (grey levels and alpha mean something), opened only in the
+    formats the dataset loader takes and only after its header's size is within the budget."""
+    from atelier.data.images import IMAGE_FORMATS
+
     if not path.is_file():
         raise fail(f"no mask file at {path}")
     try:
-        with Image.open(path) as mask:
+        with Image.open(path, formats=IMAGE_FORMATS) as mask:
+            check_pixels(*mask.size, what=f"the mask {path.name}")
             mask.load()
             return mask.copy()
-    except OSError as err:
-        raise fail(f"cannot read the mask {path} ({err})") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise fail(f"cannot use {path} as the mask ({err})") from None
+
+
+def _seeds(seed: int, count: int) -> list[int]:
+    """``count`` seeds from ``seed`` (-1: drawn at random), or exit 2 naming the problem."""
+    first = chosen_seed(seed)
+    try:
+        check_images(count)
+        check_seed(first + count - 1)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    return [first + k for k in range(count)]
 
 
 def _note_size(source: Image.Image, loaded: Model) -> None:
@@ -74,7 +94,7 @@ def _editor(
     loaded = load_diffusion(model, "editing")
     base = source_keeping(loaded.defaults) if keeps_source else loaded.defaults
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
-    return loaded, options_for(loaded, flags, base=base), Editor(loaded.pipeline())
+    return loaded, options_for(loaded.name, base, flags), Editor(loaded.pipeline())
 
 
 def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict,
@@ -110,7 +130,9 @@ def _best(draw, prompt: str, seeds: list[int], candidates: int, how: str | None,
 def img2img(
     image: Path = typer.Argument(..., help="Source image."),
     prompt: str = typer.Argument(..., help="What the result should show."),
-    strength: float = typer.Option(0.6, "--strength", help="0 keeps the image, 1 ignores it."),
+    strength: float = typer.Option(
+        0.6, "--strength", help="In (0, 1]: near 0 keeps the image, 1 ignores it."
+    ),
     n: int = typer.Option(1, "-n", help="Images to make."),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
@@ -121,7 +143,7 @@ def img2img(
     source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
-    seeds = [seed + k for k in range(max(n, 1))]
+    seeds = _seeds(seed, max(n, 1))
     choices, ranked = _best(
         lambda s: editor.img2img([source] * len(s), [prompt] * len(s), seeds=s,
                                  strength=strength, negative_prompt=negative, options=options),
@@ -150,7 +172,7 @@ def inpaint(
     source, mask_image = open_image(image), _open_mask(mask)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     _note_size(source, loaded)
-    seeds = [seed + k for k in range(max(n, 1))]
+    seeds = _seeds(seed, max(n, 1))
     jumps = (jump, resample) if jump > 0 else None
     choices, ranked = _best(
         lambda s: editor.inpaint(
@@ -177,6 +199,12 @@ def outpaint(
 ) -> None:  # fmt: skip
     """Extend the canvas by pixels per side and paint the new area; the original is kept."""
     source = open_image(image)
+    (seed,) = _seeds(seed, 1)
+    try:
+        check_pixels(source.width + left + right, source.height + top + bottom,
+                     what="the outpainted canvas")  # fmt: skip
+    except ValueError as err:
+        raise fail(str(err)) from None
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     choices, ranked = _best(
         lambda s: [editor.outpaint(source, prompt, seed=x, left=left, right=right, top=top,
@@ -192,7 +220,7 @@ def variations(
     image: Path = typer.Argument(..., help="Source image."),
     n: int = typer.Option(4, "-n", help="How many variations."),
     prompt: str = typer.Option("", "--prompt", help="Optional caption to keep them on topic."),
-    strength: float = typer.Option(0.6, "--strength", help="How far each may wander."),
+    strength: float = typer.Option(0.6, "--strength", help="How far each may wander, (0, 1]."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
     sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
@@ -200,9 +228,9 @@ def variations(
     source = open_image(image)
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
-    images = _run(lambda: editor.variations(source, n, seed=seed, prompt=prompt,
+    seeds = _seeds(seed, max(n, 1))
+    images = _run(lambda: editor.variations(source, n, seed=seeds[0], prompt=prompt,
                                             strength=strength, options=options))  # fmt: skip
-    seeds = [seed + k for k in range(len(images))]
     _save(images, [prompt] * len(images), seeds, loaded, options, output, "variations",
           {"strength": strength, "source": image.name})  # fmt: skip
 
@@ -221,10 +249,8 @@ def upscale(
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
     c = upscaler.config
-    try:
-        options = c.defaults.overridden(steps=steps, sampler=sampler)
-    except ValueError as err:
-        raise fail(str(err)) from None
+    (seed,) = _seeds(seed, 1)
+    options = options_for(c.name, c.defaults, {"steps": steps, "sampler": sampler})
     result = _run(lambda: upscaler([source], seeds=[seed], options=options))[0]
     output.mkdir(parents=True, exist_ok=True)
     params = GenerationParams.of(

@@ -15,6 +15,7 @@ from atelier.cli.common import (
     GUIDANCE_RESCALE,
     OPTION,
     STEPS,
+    describe_generator,
     load_generator,
     options_for,
     reranker,
@@ -100,16 +101,19 @@ def evaluate(
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals,
     FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML."""
-    loaded = load_generator(model)
+    listed = describe_generator(model)
     try:
         prompts = load_suite(None if suite == SUITE_NAME else suite)
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
-    flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
-             "guidance_rescale": guidance_rescale}  # fmt: skip
-    options = options_for(loaded, flags, option)
     if card and candidates > 1:
         raise fail("--card records the model's plain scores; run reranked evals without --card")
+    loaded = None if listed.facts.defaults is not None else load_generator(model)
+    flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
+             "guidance_rescale": guidance_rescale}  # fmt: skip
+    defaults = listed.facts.defaults if loaded is None else loaded.defaults
+    options = options_for(listed.name, defaults, flags, option)
+    loaded = loaded or load_generator(model)
     if limit is not None:
         prompts = prompts[:limit]
     pipe = reranker(loaded, candidates, rerank, clip_model)

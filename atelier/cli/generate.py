@@ -12,12 +12,15 @@ import typer
 from PIL import Image
 from tqdm import tqdm
 
+from atelier.budget import check_images, check_pixels, check_prompt, check_seed
 from atelier.cli.common import (
     DIFFUSION_PANEL,
     GUIDANCE,
     GUIDANCE_RESCALE,
     OPTION,
     STEPS,
+    chosen_seed,
+    describe_generator,
     load_generator,
     options_for,
     ranked_extra,
@@ -31,6 +34,9 @@ from atelier.kinds.registry import list_models, load_text_to_image
 from atelier.pipelines.composable import split_and
 from atelier.pipelines.metadata import GenerationParams, read_params, save_png
 from atelier.text.window import PromptTruncatedWarning
+
+# Truncation warnings shown per command: a prompts file of long lines must not flood the terminal.
+MAX_WARNINGS = 5
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -91,7 +97,9 @@ def generate(
     prompt: str = typer.Argument(None, help="What to draw (or use --prompts)."),
     prompts_file: Path = typer.Option(None, "--prompts", help=".txt (a prompt a line) or .jsonl"),
     n: int = typer.Option(1, "-n", help="Images per prompt."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the first image; each next image +1."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the first image; each next image +1; -1 draws one at random."
+    ),
     steps: int = STEPS,
     guidance: float = GUIDANCE,
     guidance_rescale: float = GUIDANCE_RESCALE,
@@ -121,16 +129,28 @@ def generate(
     prompts = [prompt] if prompt is not None else read_prompts(prompts_file)
     try:
         for p in prompts:
+            check_prompt(p)
             split_and(p)  # AUTOMATIC1111's AND: every sub-prompt must hold text
+        seed = chosen_seed(seed)
+        check_seed(seed + len(prompts) * n - 1)
+        check_images(len(prompts) * n * max(candidates, 1))
     except ValueError as err:
         raise fail(str(err)) from None
-    loaded = load_generator(model)
+    # Everything the model's config.json can tell is checked before its weights load.
+    listed = describe_generator(model)
+    loaded = None if listed.facts.defaults is not None else load_generator(model)
+    defaults = listed.facts.defaults if loaded is None else loaded.defaults
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
              "guidance_rescale": guidance_rescale}  # fmt: skip
-    options = options_for(loaded, flags, option)
-    side = size or loaded.resolution
-    drawing = reranker(loaded, candidates, rerank, clip_model)
+    options = options_for(listed.name, defaults, flags, option)
+    side = size or listed.facts.resolution
     sizes = _cascade(cascade, hires, side)
+    try:
+        check_pixels(side, side, f"--size {side}")
+        if sizes:
+            check_pixels(sizes[-1], sizes[-1], f"the cascade's last size {sizes[-1]}")
+    except ValueError as err:
+        raise fail(str(err)) from None
     stages = []
     if sizes:
         from atelier.kinds.upscaler import cascade_stages
@@ -140,6 +160,8 @@ def generate(
             stages = cascade_stages(sizes)
         except (FileNotFoundError, ValueError) as err:
             raise fail(str(err)) from None
+    loaded = loaded or load_generator(model)
+    drawing = reranker(loaded, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     output.mkdir(parents=True, exist_ok=True)
     model_hash = loaded.model_hash
@@ -177,8 +199,11 @@ def generate(
                 path = save_png(image, output / f"{start + k:05d}-{s}.png", params)
                 tqdm.write(str(path))
     bar.close()
-    for warning in {str(w.message) for w in caught if w.category is PromptTruncatedWarning}:
+    shown = sorted({str(w.message) for w in caught if w.category is PromptTruncatedWarning})
+    for warning in shown[:MAX_WARNINGS]:
         typer.echo(f"warning: {warning}", err=True)
+    if len(shown) > MAX_WARNINGS:
+        typer.echo(f"warning: {len(shown) - MAX_WARNINGS} more prompts were truncated", err=True)
 
 
 def _find_model(params: GenerationParams, given: str | None) -> TextToImage:
@@ -221,6 +246,17 @@ def replay(
             f"{image} was made by {params.mode}, which needs its source image; replay "
             "regenerates text-to-image PNGs only"
         )
+    # A PNG may come from anyone: its numbers are checked before any model loads.
+    try:
+        check_prompt(params.prompt)
+        check_seed(params.seed)
+        sizes = params.extra.get("cascade") or [params.width]
+        if not isinstance(sizes, list) or not all(isinstance(v, int) for v in sizes):
+            raise ValueError(f"the cascade sizes {sizes!r} are not a list of sizes")
+        for side in (params.width, params.height, *sizes):
+            check_pixels(side, side, f"the image's size {side}")
+    except ValueError as err:
+        raise fail(f"{image}: {err}") from None
     loaded = _find_model(params, model)
     if loaded.model_hash != params.model_hash:
         typer.echo(
@@ -228,7 +264,7 @@ def replay(
             f"{params.model_hash}; pixels will likely differ",
             err=True,
         )
-    options = options_for(loaded, params.options)
+    options = options_for(loaded.name, loaded.defaults, params.options)
     try:
         again = np.asarray(render(loaded, params, options), dtype=np.int16)
     except (ValueError, FileNotFoundError) as err:

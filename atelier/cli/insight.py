@@ -28,7 +28,8 @@ def explain(
     if not prompt.strip():
         raise fail("the prompt is empty; say what to draw")
     loaded = load_diffusion(model, "explain")
-    options = options_for(loaded, {"steps": steps, "guidance": guidance, "sampler": sampler})
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    options = options_for(loaded.name, loaded.defaults, flags)
     image, frames = reverse_process(loaded.pipeline(), prompt, seed=seed, options=options)
     stem = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "prompt"
     strip, gif = save_explanation(frames, output, f"{stem}-{seed}")

@@ -17,12 +17,12 @@ from torch import nn
 from atelier.kinds.base import Facts, ModelKind
 from atelier.kinds.folder import (
     build_config,
-    load_weights,
     open_folder,
     save_weights,
     write_folder,
 )
 from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.safeload import build_and_load
 
 
 @dataclass
@@ -55,8 +55,8 @@ def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> TrainedAutoenc
         raise ValueError(
             f"{folder / 'config.json'} is not a valid autoencoder config ({err})"
         ) from None
-    vae = AutoencoderKL(config)
-    load_weights(vae, folder / "vae.safetensors")
+    vae = build_and_load(lambda: AutoencoderKL(config), folder / "vae.safetensors",
+                         what="the autoencoder")  # fmt: skip
     vae = vae.eval().requires_grad_(False).to(device)
     return TrainedAutoencoder(str(data.get("name", folder.name)), vae, scale, folder)
 

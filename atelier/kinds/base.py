@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from atelier.budget import check_steps
+
 
 @runtime_checkable
 class TextToImage(Protocol):
@@ -63,6 +65,8 @@ class Facts:
     resolution: int | None = None
     text_to_image: bool = False
     options: tuple[OptionSpec, ...] = ()
+    # The model's own default options, where config.json states them (checked before loading).
+    defaults: Any = None
 
 
 class ModelKind(ABC):
@@ -161,7 +165,7 @@ def _parse(spec: OptionSpec, value: Any) -> Any:
 def with_options(defaults: Any, given: Mapping[str, Any], *, who: str) -> Any:
     """``defaults`` (an options dataclass) with ``given`` overrides (values may be strings);
     ``who`` names the model in errors. An option the kind does not take is refused, naming
-    the ones it does."""
+    the ones it does; a step count past the budget is refused naming the limit."""
     specs = {s.name: s for s in option_specs(type(defaults))}
     unknown = sorted(set(given) - set(specs))
     if unknown:
@@ -172,9 +176,12 @@ def with_options(defaults: Any, given: Mapping[str, Any], *, who: str) -> Any:
         )
     values = {k: _parse(specs[k], v) for k, v in given.items() if v is not None}
     try:
-        return dataclasses.replace(defaults, **values)
+        options = dataclasses.replace(defaults, **values)
     except TypeError as err:
         raise ValueError(f"bad options for {who} ({err})") from None
+    if isinstance(getattr(options, "steps", None), int):
+        check_steps(options.steps)
+    return options
 
 
 def options_label(options: Any) -> str:

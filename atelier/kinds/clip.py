@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from atelier.kinds.base import Facts, ModelKind
-from atelier.kinds.folder import build_config, load_weights, open_folder, save_weights, write_folder
+from atelier.kinds.folder import build_config, open_folder, save_weights, write_folder
 from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
+from atelier.safeload import build_and_load, check_config_values
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
 
@@ -42,6 +43,7 @@ def load_clip_folder(folder: Path, data: dict[str, Any], *, device="cpu") -> CLI
     try:
         clip_data = dict(data["clip"])
         vision = build_config(ViTConfig, clip_data.pop("vision"))
+        check_config_values(clip_data, "CLIPConfig")
         config = CLIPConfig(vision=vision, **clip_data)
         text_config = build_config(TextEncoderConfig, data["text_encoder"])
     except (ValueError, KeyError, TypeError) as err:
@@ -50,8 +52,8 @@ def load_clip_folder(folder: Path, data: dict[str, Any], *, device="cpu") -> CLI
         text = TrainableTextEncoder.load(folder / "text_encoder")
     else:
         text = build_text_encoder(text_config)
-    clip = CLIP(config, text)
-    load_weights(_WithoutTextTower(clip), folder / "clip.safetensors")
+    clip = build_and_load(lambda: CLIP(config, text), folder / "clip.safetensors",
+                          what="the CLIP image tower", stored=_WithoutTextTower)  # fmt: skip
     clip.text_config = text_config
     return clip.eval().to(device)
 

@@ -23,11 +23,12 @@ from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.digest import state_digest
 from atelier.kinds.base import Facts, ModelKind, option_specs
-from atelier.kinds.folder import build_config, load_weights, save_weights, write_folder
+from atelier.kinds.folder import build_config, save_weights, write_folder
 from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.pipelines.text2image import Text2Image
+from atelier.safeload import build_and_load
 from atelier.text.encoder import TextEncoder
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
@@ -192,12 +193,11 @@ def load_diffusion(
         config = ModelConfig.from_dict(data)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{folder / 'config.json'} is not a valid model config ({err})") from None
-    unet = UNet(config.unet)
-    load_weights(unet, folder / "unet.safetensors")
+    unet = build_and_load(lambda: UNet(config.unet), folder / "unet.safetensors", what="the UNet")
     vae = None
     if config.vae is not None:
-        vae = AutoencoderKL(config.vae)
-        load_weights(vae, folder / "vae.safetensors")
+        vae = build_and_load(lambda: AutoencoderKL(config.vae), folder / "vae.safetensors",
+                             what="the autoencoder")  # fmt: skip
     if config.text_encoder.kind == "transformer":
         text_encoder = TrainableTextEncoder.load(folder / "text_encoder", device="cpu")
     else:
@@ -240,7 +240,9 @@ class DiffusionKind(ModelKind):
 
     def facts(self, config: dict[str, Any]) -> Facts:
         title = "latent diffusion" if config.get("kind") == "latent" else "pixel diffusion"
-        return Facts(title, config.get("resolution"), True, option_specs(SamplingOptions))
+        defaults = build_config(SamplingOptions, config.get("defaults", {}))
+        return Facts(title, config.get("resolution"), True, option_specs(SamplingOptions),
+                     defaults)  # fmt: skip
 
     def modules(self, model: Model) -> dict[str, nn.Module]:
         parts = {"text_encoder": model.text_encoder, "unet": model.unet}

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from atelier.kinds.base import Facts, ModelKind
-from atelier.kinds.folder import build_config, load_weights, open_folder, save_weights, write_folder
+from atelier.kinds.folder import build_config, open_folder, save_weights, write_folder
 from atelier.models.shapes_features import ShapesFeatureConfig, ShapesFeatureNet
+from atelier.safeload import build_and_load
 
 
 def save_feature_net(
@@ -44,8 +45,8 @@ class FeaturesKind(ModelKind):
             raise ValueError(
                 f"{folder / 'config.json'} is not a valid feature-net config ({err})"
             ) from None
-        net = ShapesFeatureNet(net_config)
-        load_weights(net, folder / "features.safetensors")
+        file = folder / "features.safetensors"
+        net = build_and_load(lambda: ShapesFeatureNet(net_config), file, what="the network")
         return net.eval().to(device)
 
     def save(self, model: ShapesFeatureNet, folder: Path, *, card: str, dtype=torch.float32):

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
 from atelier.atomic import write_atomic
 from atelier.paths import home
+from atelier.safeload import check_config_values
 
 SHIPPED = Path(str(resources.files("atelier"))) / "weights"
 # The text-to-image model every command, the demo and the server use unless told otherwise: the
@@ -91,37 +91,14 @@ def open_folder(model: str | Path, kind: str) -> tuple[Path, dict[str, Any]]:
 
 def build_config(cls: type, values: dict[str, Any]) -> Any:
     """A config dataclass from JSON values (lists back to tuples), naming unknown keys."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{cls.__name__} must be a JSON object, got {type(values).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+    check_config_values(values, cls.__name__)
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def load_weights(module: nn.Module, file: Path) -> None:
-    """Load ``file`` into ``module``, every missing, extra or misshapen tensor named."""
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} is missing; the model folder is incomplete")
-    try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{file} is corrupt or not a safetensors file ({err})") from None
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        parts = [
-            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", extra),
-                ("shape mismatch", wrong),
-            )
-            if keys
-        ]
-        raise ValueError(f"{file} does not match config.json ({'; '.join(parts)})")
-    module.load_state_dict(state)
 
 
 def save_weights(module: nn.Module, file: Path, *, dtype: torch.dtype = torch.float32) -> None:

@@ -20,13 +20,13 @@ from atelier.diffusion.options import SamplingOptions
 from atelier.kinds.base import Facts, ModelKind
 from atelier.kinds.folder import (
     build_config,
-    load_weights,
     open_folder,
     save_weights,
     write_folder,
 )
 from atelier.models.unet import UNet, UNetConfig
 from atelier.pipelines.upscale import Upscaler
+from atelier.safeload import build_and_load
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,7 @@ def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> Upscaler:
         raise ValueError(
             f"{folder / 'config.json'} is not a valid upscaler config ({err})"
         ) from None
-    unet = UNet(config.unet)
-    load_weights(unet, folder / "unet.safetensors")
+    unet = build_and_load(lambda: UNet(config.unet), folder / "unet.safetensors", what="the UNet")
     return Upscaler(unet.to(device), config)
 
 

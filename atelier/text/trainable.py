@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from atelier.atomic import write_atomic
+from atelier.safeload import build_and_load, check_config_values
 from atelier.text.encoder import TextEncoder
 from atelier.text.tokenizer import BPETokenizer
 from atelier.text.transformer import TransformerText, TransformerTextConfig
@@ -73,6 +73,14 @@ class TrainableTextEncoder(TextEncoder):
         kind = config.pop("kind", None)
         if kind != KIND:
             raise ValueError(f"{directory / CONFIG_FILE} holds kind {kind!r}, expected {KIND!r}")
-        encoder = cls(BPETokenizer.load(directory), TransformerTextConfig(**config))
-        encoder.load_state_dict(load_file(directory / WEIGHTS_FILE))
+        check_config_values(config, f"{directory / CONFIG_FILE}")
+        tokenizer = BPETokenizer.load(directory)
+        try:
+            text_config = TransformerTextConfig(**config)
+        except TypeError as err:
+            raise ValueError(
+                f"{directory / CONFIG_FILE} is not a text encoder config ({err})"
+            ) from None
+        encoder = build_and_load(lambda: cls(tokenizer, text_config), directory / WEIGHTS_FILE,
+                                 what="the text encoder")  # fmt: skip
         return encoder.to(device)

@@ -15,6 +15,14 @@ import torch
 from tokenizers import Tokenizer
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to about ``limit`` characters for a message: its start, an ellipsis, and
+    how much was left out (a 5,000-word prompt must not print a 55 KB warning)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
 class PromptTruncatedWarning(UserWarning):
     """A prompt had more tokens than the encoder's window; the tail was dropped."""
 
@@ -54,8 +62,8 @@ def encode_window(
             # rather than a normalised or byte-level rendering of them.
             dropped = prompt[encoding.offsets[room][0] :].strip()
             warnings.warn(
-                f"prompt {prompt!r} has {len(tokens)} tokens but the window holds {room} "
-                f"(max_length={max_length} with bos and eos); dropped {dropped!r}",
+                f"prompt {shorten(prompt)!r} has {len(tokens)} tokens but the window holds "
+                f"{room} (max_length={max_length} with bos and eos); dropped {shorten(dropped)!r}",
                 PromptTruncatedWarning,
                 stacklevel=3,
             )
