@@ -79,6 +79,7 @@ def tampered(source, tmp_path, name, change=None, drop=None):
 def test_a_tampered_png_is_refused_in_one_line(tiny_installed, tmp_path):
     result = run("generate", "a red circle", "--model", tiny_installed, "-o", tmp_path / "o",
                  "--steps", 2)  # fmt: skip
+    assert result.exit_code == 0, result.output
     (source,) = (tmp_path / "o").glob("*.png")
     options = json.loads(Image.open(source).text["atelier"])["options"]
     for change, drop, needle in (
