@@ -22,7 +22,7 @@ from atelier.kinds.folder import (
     write_folder,
 )
 from atelier.models.vae import AutoencoderKL, VAEConfig
-from atelier.safeload import build_and_load
+from atelier.safeload import build_and_load, check_config_values
 
 
 @dataclass
@@ -51,6 +51,7 @@ def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> TrainedAutoenc
     try:
         config = build_config(VAEConfig, data["vae"])
         scale = float(data["latent_scale"])
+        check_config_values({"latent_scale": scale}, "the autoencoder's config")
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f"{folder / 'config.json'} is not a valid autoencoder config ({err})"

@@ -28,7 +28,7 @@ from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.pipelines.text2image import Text2Image
-from atelier.safeload import build_and_load
+from atelier.safeload import build_and_load, check_config_values
 from atelier.text.encoder import TextEncoder
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.trainable import TrainableTextEncoder
@@ -86,6 +86,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
+        check_config_values({k: v for k, v in data.items() if not isinstance(v, dict)},
+                            "ModelConfig")  # fmt: skip
         if data.pop("format", None) != FORMAT_VERSION:
             raise ValueError(
                 f"unsupported model format; this atelier reads format {FORMAT_VERSION}"

@@ -26,7 +26,7 @@ from atelier.kinds.folder import (
 )
 from atelier.models.unet import UNet, UNetConfig
 from atelier.pipelines.upscale import Upscaler
-from atelier.safeload import build_and_load
+from atelier.safeload import build_and_load, check_config_values
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def save_upscaler(
 def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> Upscaler:
     try:
         values = dict(data["upscaler"])
+        check_config_values({k: v for k, v in values.items() if not isinstance(v, dict)},
+                            "UpscalerConfig")  # fmt: skip
         config = UpscalerConfig(
             **{k: v for k, v in values.items() if k not in ("unet", "diffusion", "defaults")},
             unet=build_config(UNetConfig, values["unet"]),
