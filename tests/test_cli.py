@@ -107,7 +107,12 @@ def test_judge_rejects_a_non_image(tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not a png")
     result = run("shapes", "judge", str(junk), "--prompt", "a red circle")
-    assert result.exit_code == 2 and "cannot read" in result.output
+    assert result.exit_code == 2 and "cannot use" in result.output
+    from PIL import Image
+
+    Image.new("L", (20000, 20000)).save(tmp_path / "bomb.png", optimize=True)
+    result = run("shapes", "judge", str(tmp_path / "bomb.png"), "--prompt", "a red circle")
+    assert result.exit_code == 2 and "too_large" in result.output
 
 
 def test_dataset_writes_imagefolder(tmp_path):

@@ -179,6 +179,8 @@ def _read_eval(path: Path) -> tuple[dict, list[Judged]]:
         ]
     except FileNotFoundError:
         raise fail(f"no eval JSON at {path}; `atelier eval MODEL -o DIR` writes one") from None
+    except OSError as err:
+        raise fail(f"cannot read {path} ({err.strerror or err})") from None
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         raise fail(f"{path} is not an `atelier eval` JSON (it needs an 'images' list)") from None
     return report, images

@@ -47,4 +47,7 @@ def export(
     card = card_file.read_text() if card_file.is_file() else f"# {old}\n"
     card = renamed(card, old, name)
     dtype = torch.float16 if half else torch.float32
-    typer.echo(str(kind.save(loaded, output, card=card, dtype=dtype)))
+    try:
+        typer.echo(str(kind.save(loaded, output, card=card, dtype=dtype)))
+    except OSError as err:
+        raise fail(f"cannot write the model folder {output} ({err.strerror or err})") from None

@@ -269,7 +269,7 @@ def replay(
         again = np.asarray(render(loaded, params, options), dtype=np.int16)
     except (ValueError, FileNotFoundError) as err:
         raise fail(f"cannot replay {image}: {err}") from None
-    with Image.open(image) as img:
+    with Image.open(image, formats=["PNG"]) as img:
         original = np.asarray(img.convert("RGB"), dtype=np.int16)
     if again.shape == original.shape and (again == original).all():
         typer.echo(f"pixels match: {image}")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from atelier.atomic import write_atomic
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, open_image
 from atelier.shapes.bench import build_suite, load_suite, write_suite
 from atelier.shapes.caption import caption
 from atelier.shapes.floor import format_floor, measure_floor
@@ -66,14 +66,7 @@ def judge(
 ) -> None:
     """Find the objects in an image and score it strictly against a prompt (exit 1 on fail)."""
     spec = _spec(prompt)
-    try:
-        with Image.open(image) as img:
-            img.load()
-            verdict = judge_image(img, spec)
-    except (FileNotFoundError, IsADirectoryError):
-        raise fail(f"no image file at {image}") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise fail(f"cannot read {image} as an image ({err})") from None
+    verdict = judge_image(open_image(image), spec)
     typer.echo(f"found {len(verdict.objects)} object(s):")
     for obj in verdict.objects:
         typer.echo(f"  {obj.describe()}  (side {obj.side:.2f} S)")

@@ -185,9 +185,9 @@ def save_png(image: Image.Image, path: str | Path, params: GenerationParams) -> 
 def read_params(path: str | Path) -> GenerationParams:
     """The exact parameters atelier stored in a PNG; a clear error if there are none."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=["PNG"]) as img:
             text = img.text.get(JSON_KEY) if hasattr(img, "text") else None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read {path} as a PNG ({err})") from None
     if text is None:
         raise ValueError(
