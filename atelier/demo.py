@@ -4,6 +4,9 @@ With the shipped default model (``atelier/weights/shapes-ldm-minilm``) the image
 text; each is judged against its prompt, and all are tiled into ``out/demo/grid.png`` beside one
 PNG per prompt (each carrying its generation parameters). Without a trained model, the demo
 renders the prompts exactly instead, so the world and its judge can still be seen.
+
+Unlike ``atelier generate``, which never overwrites an image, the demo rewrites its own fixed
+files on every run (``NN-category-split.png`` and ``grid.png``): the folder shows the latest run.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def generated(picks: list[BenchPrompt], model: str, out: Path, seed: int) -> lis
             image, prompt=bp.prompt, seed=s, options=options, model=loaded.name,
             model_hash=loaded.model_hash,
         )  # fmt: skip
-        save_png(image, out / f"{k:02d}-{bp.category}-{bp.split}.png", params)
+        save_png(image, out / f"{k:02d}-{bp.category}-{bp.split}.png", params, replace=True)
     return [np.asarray(im) for im in images]
 
 

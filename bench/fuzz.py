@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import io
 import json
 import os
 import random
@@ -331,6 +330,14 @@ def http_cases(rng: random.Random, per: int, files) -> list[tuple[str, str, obje
     return out
 
 
+def route(path: str) -> str:
+    """The operation a path belongs to: ``/v1/jobs/abc`` -> ``/v1/jobs/{id}``."""
+    for prefix in ("/v1/jobs/", "/v1/images/"):
+        if path.startswith(prefix):
+            return prefix + "{id}"
+    return path
+
+
 def run_http(cases, work: Path, model: Path) -> dict[str, dict]:
     from fastapi.testclient import TestClient
 
@@ -341,7 +348,7 @@ def run_http(cases, work: Path, model: Path) -> dict[str, dict]:
                         raise_server_exceptions=False)  # fmt: skip
     report: dict[str, dict] = defaultdict(lambda: defaultdict(int))
     for method, path, body in cases:
-        name = f"{method} {path if path.startswith('/v1/t') or 'paint' in path or 'up' in path or path.endswith(('models', 'samplers')) else path.rsplit('/', 1)[0] + '/…'}"
+        name = f"{method} {route(path)}"
         if isinstance(body, str):
             response = client.request(method, path, content=body,
                                       headers={"Content-Type": "application/json"})  # fmt: skip
@@ -350,8 +357,11 @@ def run_http(cases, work: Path, model: Path) -> dict[str, dict]:
         else:
             response = client.request(method, path, content=json.dumps(body, allow_nan=True),
                                       headers={"Content-Type": "application/json"})  # fmt: skip
-        ok = response.status_code < 500 and len(response.content) < 4096 or (
-            response.status_code == 200 and method == "GET")
+        ok = (
+            response.status_code < 500
+            and len(response.content) < 4096
+            or (response.status_code == 200 and method == "GET")
+        )
         row = report[name]
         row["cases"] += 1
         row["ok" if ok else "crash"] += 1
@@ -409,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['touched']:>8} {row.get('max_s', 0):>7.2f}")  # fmt: skip
     total = {k: sum(r[k] for r in [*cli.values(), *http.values()])
              for k in ("cases", "ok", "crash", "hang", "touched")}  # fmt: skip
-    print(f"\n{total['cases']} cases: {total['ok']} ok, {total['crash']} crashes, "
-          f"{total['hang']} hangs, {total['touched']} touched files; peak memory {peak_mb:.0f} MB")
+    print(
+        f"\n{total['cases']} cases: {total['ok']} ok, {total['crash']} crashes, "
+        f"{total['hang']} hangs, {total['touched']} touched files; peak memory {peak_mb:.0f} MB"
+    )
     for name, row in [*cli.items(), *http.items()]:
         for example in row.get("examples", [])[:2]:
             print(f"  {name}: {json.dumps(example)[:700]}")

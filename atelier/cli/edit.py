@@ -23,12 +23,12 @@ from atelier.cli.common import (
     ranked_extra,
     ranking_scorer,
 )
-from atelier.cli.errors import fail, open_image
+from atelier.cli.errors import fail, open_image, writable_folder
 from atelier.diffusion.options import SamplingOptions
 from atelier.kinds.diffusion import Model
 from atelier.kinds.folder import DEFAULT_MODEL
 from atelier.pipelines.editing import Editor, source_keeping
-from atelier.pipelines.metadata import GenerationParams, save_png
+from atelier.pipelines.metadata import GenerationParams, save_numbered_png
 from atelier.pipelines.rerank import Choice, rerank
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
@@ -99,15 +99,13 @@ def _editor(
 
 def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict,
           ranked: list[dict] | None = None):  # fmt: skip
-    output.mkdir(parents=True, exist_ok=True)
-    start = len(list(output.glob("*.png")))
     for k, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
         params = GenerationParams.of(
             image, prompt=prompt, seed=seed, options=options, model=loaded.config.name,
             model_hash=loaded.model_hash, mode=mode,
             extra={**extra, **(ranked[k] if ranked else {})},
         )  # fmt: skip
-        typer.echo(str(save_png(image, output / f"{start + k:05d}-{mode}-{seed}.png", params)))
+        typer.echo(str(save_numbered_png(image, output, f"{mode}-{seed}", params)))
 
 
 def _run(fn):
@@ -141,6 +139,7 @@ def img2img(
 ) -> None:  # fmt: skip
     """Redraw an image under a prompt (SDEdit)."""
     source = open_image(image)
+    writable_folder(output)
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
     seeds = _seeds(seed, max(n, 1))
@@ -170,6 +169,7 @@ def inpaint(
 ) -> None:  # fmt: skip
     """Repaint the white part of the mask; everything else stays exactly as it was."""
     source, mask_image = open_image(image), _open_mask(mask)
+    writable_folder(output)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     _note_size(source, loaded)
     seeds = _seeds(seed, max(n, 1))
@@ -205,6 +205,7 @@ def outpaint(
                      what="the outpainted canvas")  # fmt: skip
     except ValueError as err:
         raise fail(str(err)) from None
+    writable_folder(output)
     loaded, options, editor = _editor(model, steps, guidance, sampler)
     choices, ranked = _best(
         lambda s: [editor.outpaint(source, prompt, seed=x, left=left, right=right, top=top,
@@ -226,6 +227,7 @@ def variations(
 ) -> None:  # fmt: skip
     """The same content with new details: encode, partly noise, resample."""
     source = open_image(image)
+    writable_folder(output)
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
     seeds = _seeds(seed, max(n, 1))
@@ -244,6 +246,7 @@ def upscale(
     from atelier.kinds.upscaler import load_upscaler
 
     source = open_image(image)
+    writable_folder(output)
     try:
         upscaler = load_upscaler(model)
     except (FileNotFoundError, ValueError) as err:
@@ -252,11 +255,9 @@ def upscale(
     (seed,) = _seeds(seed, 1)
     options = options_for(c.name, c.defaults, {"steps": steps, "sampler": sampler})
     result = _run(lambda: upscaler([source], seeds=[seed], options=options))[0]
-    output.mkdir(parents=True, exist_ok=True)
     params = GenerationParams.of(
         result, prompt="", seed=seed, options=options, model=c.name, model_hash="-",
         mode="upscale",
         extra={"source": image.name, "from": c.low, "to": c.high, "aug_level": c.inference_aug},
     )  # fmt: skip
-    start = len(list(output.glob("*.png")))
-    typer.echo(str(save_png(result, output / f"{start:05d}-upscale-{seed}.png", params)))
+    typer.echo(str(save_numbered_png(result, output, f"upscale-{seed}", params)))

@@ -1,8 +1,10 @@
 """One way for every command to stop on bad input: a message naming the problem, exit code 2,
-and the one way commands read an input image."""
+the one way commands read an input image, and the one way they check where outputs go."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import typer
@@ -32,3 +34,23 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
         )
         raise fail(f"cannot use {path} as the {what} ({err}){hint}") from None
     return image
+
+
+def writable_folder(path: Path, flag: str = "-o") -> Path:
+    """``path`` as an existing folder this process can write into (created if needed), or exit 2
+    naming what stands in the way. Commands call it before any work, so an unwritable output
+    never costs a run's images."""
+    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "is a file" if blocker == path else f"is under {blocker}, which is a file"
+        raise fail(f"the output folder {path} {where}; give {flag} a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".atelier-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise fail(f"cannot write into the output folder {path} ({reason}); give {flag} a "
+                   "folder you can write to") from None  # fmt: skip
+    return path

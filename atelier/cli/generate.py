@@ -26,13 +26,13 @@ from atelier.cli.common import (
     ranked_extra,
     reranker,
 )
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, writable_folder
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.kinds.base import TextToImage
 from atelier.kinds.folder import DEFAULT_MODEL
 from atelier.kinds.registry import list_models, load_text_to_image
 from atelier.pipelines.composable import split_and
-from atelier.pipelines.metadata import GenerationParams, read_params, save_png
+from atelier.pipelines.metadata import GenerationParams, read_params, save_numbered_png
 from atelier.text.window import PromptTruncatedWarning
 
 # Truncation warnings shown per command: a prompts file of long lines must not flood the terminal.
@@ -160,12 +160,11 @@ def generate(
             stages = cascade_stages(sizes)
         except (FileNotFoundError, ValueError) as err:
             raise fail(str(err)) from None
+    writable_folder(output)
     loaded = loaded or load_generator(model)
     drawing = reranker(loaded, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
-    output.mkdir(parents=True, exist_ok=True)
     model_hash = loaded.model_hash
-    start = len(list(output.glob("*.png")))
     bar = tqdm(total=len(jobs) * candidates, unit="image", desc="generating")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptTruncatedWarning)
@@ -186,9 +185,7 @@ def generate(
                 finals = run_cascade([c.image for c in choices], [c.seed for c in choices], stages)
             else:
                 finals = [c.image for c in choices]
-            for k, ((p, requested), choice, image) in enumerate(
-                zip(chunk, choices, finals), start=first
-            ):
+            for (p, requested), choice, image in zip(chunk, choices, finals):
                 s = choice.seed
                 ranked = ranked_extra(choice, requested, candidates, rerank)
                 params = GenerationParams.of(
@@ -196,7 +193,7 @@ def generate(
                     model_hash=model_hash, negative_prompt=negative,
                     extra={**ranked, **({"cascade": sizes} if sizes else {})},
                 )  # fmt: skip
-                path = save_png(image, output / f"{start + k:05d}-{s}.png", params)
+                path = save_numbered_png(image, output, str(s), params)
                 tqdm.write(str(path))
     bar.close()
     shown = sorted({str(w.message) for w in caught if w.category is PromptTruncatedWarning})

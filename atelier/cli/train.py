@@ -1,4 +1,5 @@
-"""``atelier train RECIPE [--data DIR] [--out DIR] [--resume] [--max-minutes M] [k=v ...]``."""
+"""``atelier train RECIPE [--data DIR] [--out DIR] [--resume] [--install] [--max-minutes M]
+[k=v ...]``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import typer
 
 from atelier.cli.errors import fail
-from atelier.training.recipes import RECIPES, apply_overrides, get_recipe
+from atelier.training.overrides import apply_overrides
+from atelier.training.recipes import RECIPES, get_recipe
 
 
 def train(
@@ -19,6 +21,12 @@ def train(
     out: Path = typer.Option(None, "--out", help="Run folder (default ~/.cache/atelier/runs/…)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop cleanly after M min."),
+    install: bool = typer.Option(
+        False,
+        "--install",
+        help="Install under the recipe's name even if that replaces a shipped model for this "
+        "user (without it such a run installs as NAME-local).",
+    ),
 ) -> None:
     """Train a recipe from scratch (or resume it) and export a model folder."""
     from atelier.training.recipes import RecipeError
@@ -35,7 +43,9 @@ def train(
         words = ["atelier", "train", recipe, *(overrides or [])]
         for flag, value in (("--data", data), ("--out", out), ("--max-minutes", max_minutes)):
             words += [flag, str(value)] if value is not None else []
-        command = shlex.join(words + (["--resume"] if resume else []))
-        run_recipe(chosen, out=out, resume=resume, data_dir=data, command=command)
+        words += ["--resume"] if resume else []
+        command = shlex.join(words + (["--install"] if install else []))
+        run_recipe(chosen, out=out, resume=resume, data_dir=data, command=command,
+                   replace_shipped=install)  # fmt: skip
     except RecipeError as err:
         raise fail(str(err)) from None

@@ -77,3 +77,11 @@ def renamed(card: str, old: str, new: str | None) -> str:
     if new and card.startswith(title):
         return f"# {new}\n" + card[len(title) :]
     return card
+
+
+def with_note(card: str, note: str) -> str:
+    """``card`` with the paragraph ``note`` after its first one (the line saying how the model
+    was trained), say where it was installed and what it replaces."""
+    title, _, rest = card.partition("\n\n")
+    first, _, body = rest.partition("\n\n")
+    return f"{title}\n\n{first}\n\n{note}\n\n{body}"

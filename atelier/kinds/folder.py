@@ -39,6 +39,11 @@ def model_dirs() -> tuple[Path, ...]:
     return (home() / "models", SHIPPED)
 
 
+def is_shipped(name: str) -> bool:
+    """Whether a model of this name ships inside the package (``atelier/weights/name``)."""
+    return (SHIPPED / name / "config.json").is_file()
+
+
 def known_models() -> dict[str, Path]:
     """Every model folder findable by name, the first of each name in :func:`model_dirs` order."""
     found: dict[str, Path] = {}

@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from atelier.atomic import write_atomic
+from atelier.atomic import write_atomic, write_new
 from atelier.text.window import shorten
 
 JSON_KEY = "atelier"
@@ -172,14 +172,47 @@ def parse_a1111(text: str) -> dict[str, str]:
     return out
 
 
-def save_png(image: Image.Image, path: str | Path, params: GenerationParams) -> Path:
-    """Write ``image`` with both metadata chunks, atomically."""
+def save_png(
+    image: Image.Image, path: str | Path, params: GenerationParams, *, replace: bool = False
+) -> Path:
+    """Write ``image`` with both metadata chunks, atomically. A file already at ``path`` stays
+    as it is (FileExistsError) unless ``replace``: nobody's image is overwritten by accident."""
+    data = _png_bytes(image, params)
+    return write_atomic(path, data) if replace else write_new(path, data)
+
+
+# A numbered output's name: ``00007-3.png``, ``00012-img2img-5.png``.
+_NUMBERED = re.compile(r"^(\d+)-.*\.png$")
+
+
+def next_number(folder: Path) -> int:
+    """One above the highest number leading a PNG name in ``folder``; 0 when there is none."""
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=-1) + 1
+
+
+def save_numbered_png(
+    image: Image.Image, folder: Path, suffix: str, params: GenerationParams
+) -> Path:
+    """Write ``image`` as ``folder/NNNNN-suffix.png``, NNNNN above every numbered PNG there (a
+    deleted image's number is not reused), never replacing a file: when another process takes
+    the name first, the next number is tried."""
+    data = _png_bytes(image, params)
+    number = next_number(folder)
+    while True:
+        try:
+            return write_new(folder / f"{number:05d}-{suffix}.png", data)
+        except FileExistsError:
+            number += 1
+
+
+def _png_bytes(image: Image.Image, params: GenerationParams) -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_text(A1111_KEY, to_a1111(params))
     info.add_text(JSON_KEY, params.to_json())
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
-    return write_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def read_params(path: str | Path) -> GenerationParams:

@@ -35,6 +35,11 @@ FORMAT = "atelier.training/1"
 _NAME = re.compile(r"^step-(\d{7,})\.safetensors$")
 
 
+class CheckpointError(ValueError):
+    """Checkpoints that cannot be used as asked: none reads back whole, they belong to another
+    run, or a fresh run would overwrite them. The message says which."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint read back from disk."""
@@ -138,16 +143,25 @@ def load_checkpoint(path: Path) -> Checkpoint:
 def latest_good_checkpoint(run_dir: Path) -> Checkpoint | None:
     """The newest checkpoint that reads back whole; newer unreadable ones are skipped, warning.
 
-    Returns None when there is no checkpoint at all; raises when there are some but none reads.
+    Returns None when there is no checkpoint at all; raises CheckpointError, naming each file
+    and what is wrong with it, when there are some but none reads.
     """
     files = checkpoint_files(run_dir)
+    skipped: list[tuple[Path, Exception]] = []
     for _, path in reversed(files):
         try:
-            return load_checkpoint(path)
+            checkpoint = load_checkpoint(path)
         except Exception as error:  # a damaged file may fail in safetensors, JSON or ValueError
-            warnings.warn(f"skipping unreadable checkpoint {path}: {error}", stacklevel=2)
+            skipped.append((path, error))
+            continue
+        for bad, error in skipped:
+            warnings.warn(f"skipping unreadable checkpoint {bad}: {error}", stacklevel=2)
+        return checkpoint
     if files:
-        raise ValueError(f"no readable checkpoint among {len(files)} in {checkpoint_dir(run_dir)}")
+        reasons = "; ".join(f"{bad.name}: {error}" for bad, error in skipped)
+        raise CheckpointError(
+            f"no readable checkpoint among {len(files)} in {checkpoint_dir(run_dir)} ({reasons})"
+        )
     return None
 
 
@@ -218,7 +232,9 @@ def _check_compatible(checkpoint: Checkpoint, state: TrainingState) -> None:
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ValueError(f"checkpoint {checkpoint.path} does not match this run:\n  {shown}{more}")
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not match this run:\n  {shown}{more}"
+        )
 
 
 def final_weights(run_dir: Path, name: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:

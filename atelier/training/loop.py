@@ -29,6 +29,7 @@ from tqdm import tqdm
 from atelier.training.callbacks import Callback, JsonlLogger, StepState, TrainResult
 from atelier.training.checkpoint import (
     Checkpoint,
+    CheckpointError,
     TrainingState,
     latest_good_checkpoint,
     restore_checkpoint,
@@ -97,8 +98,10 @@ def train(
     Launched by ``torchrun`` (RANK / WORLD_SIZE set), runs data parallel over gloo (CPU) or
     nccl (CUDA); only rank 0 writes checkpoints, logs and samples. ``resume`` continues from the
     newest readable checkpoint in ``run_dir`` (starting fresh if there is none); without it,
-    ``run_dir`` must hold no checkpoints. Raises FloatingPointError on a NaN/inf loss or
-    gradient before any state is changed, so the last checkpoint on disk stays the last good one.
+    ``run_dir`` must hold no checkpoints. Raises CheckpointError when it holds some without
+    ``resume``, or none of them reads back, or they belong to another run; FloatingPointError on
+    a NaN/inf loss or gradient before any state is changed, so the last checkpoint on disk stays
+    the last good one.
     """
     run_dir = Path(run_dir)
     rank, world_size, owns_group = _init_distributed()
@@ -313,7 +316,7 @@ def _init_distributed() -> tuple[int, int, bool]:
 def _find_checkpoint(run_dir: Path, resume: bool) -> Checkpoint | None:
     checkpoint = latest_good_checkpoint(run_dir)
     if checkpoint is not None and not resume:
-        raise ValueError(
+        raise CheckpointError(
             f"{run_dir} already holds checkpoints; pass resume=True or choose a new run_dir"
         )
     return checkpoint

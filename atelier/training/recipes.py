@@ -13,13 +13,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
@@ -288,60 +284,3 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
     return RECIPES[name]()
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    """JSON-parsed ``value`` as the annotated field type (lists to tuples)."""
-    origin = typing.get_origin(annotation)
-    if origin is tuple or annotation is tuple:
-        return tuple(value)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return value if value is None or len(options) != 1 else _coerce(value, options[0])
-    if annotation is float and isinstance(value, int):
-        return float(value)
-    return value
-
-
-def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
-    """``["train.max_steps=100", "unet.block_channels=[32,64]"]`` applied to ``recipe``.
-
-    All overrides of one component are applied together, so a config is only validated in its
-    final form (changing ``vae.groups`` and ``vae.block_channels`` at once is fine).
-    """
-    tree: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value (e.g. train.max_steps=100)")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r} conflicts with another override")
-        node[leaf] = value
-    return _apply(recipe, tree, "")
-
-
-def _apply(obj: Any, tree: dict[str, Any], where: str) -> Any:
-    if obj is None or not dataclasses.is_dataclass(obj):
-        raise ValueError(f"override {where.rstrip('.')!r}: there is no config there to set")
-    hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
-    changes = {}
-    for name, value in tree.items():
-        if name not in names:
-            raise ValueError(
-                f"override {where + name!r}: {type(obj).__name__} has no field {name!r}; "
-                f"valid: {', '.join(names)}"
-            )
-        if isinstance(value, dict):
-            changes[name] = _apply(getattr(obj, name), value, f"{where}{name}.")
-        else:
-            changes[name] = _coerce(value, hints[name])
-    return replace(obj, **changes)

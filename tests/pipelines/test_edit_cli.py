@@ -151,3 +151,28 @@ def test_an_image_of_another_size_than_the_models_gets_a_note_and_still_edits(
         assert Image.open(next((tmp_path / args[0]).glob("*.png"))).size == (64, 64)
     result = run("img2img", small, "a red circle", *common, "-o", tmp_path / "small")
     assert result.exit_code == 0 and "note:" not in result.stderr
+
+
+def test_edits_never_overwrite_and_check_their_folder_first(tiny_model_dir, tmp_path):
+    src = write(tmp_path, "src.png", scene())
+    common = ["--model", tiny_model_dir, "--steps", "2", "-o", tmp_path / "e"]
+    first = run("img2img", src, "a red circle", "-n", "2", *common)
+    assert first.exit_code == 0, first.output
+    (tmp_path / "e" / "00000-img2img-0.png").unlink()
+    again = run("variations", src, "-n", "1", *common)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip().endswith("00002-variations-0.png")
+    assert sorted(p.name for p in (tmp_path / "e").glob("*.png")) == [
+        "00001-img2img-1.png", "00002-variations-0.png",
+    ]  # fmt: skip
+    # An output folder under a file: one error line from every editing command, before any work.
+    a_file = tmp_path / "some_file.txt"
+    a_file.write_text("not a folder")
+    bad = ["-o", a_file / "sub", "--model", tiny_model_dir]
+    mask = write(tmp_path, "mask.png", Image.new("L", (32, 32), 255))
+    for args in (["img2img", src, "x"], ["inpaint", src, mask, "x"], ["outpaint", src, "x"],
+                 ["variations", src], ["upscale", src]):  # fmt: skip
+        result = run(*args, *bad)
+        errors = [x for x in result.output.splitlines() if x.startswith("error: ")]
+        assert result.exit_code == 2 and len(errors) == 1, (args, result.output)
+        assert f"is under {a_file}, which is a file; give -o a folder" in errors[0]

@@ -1,8 +1,10 @@
 """``atelier generate`` / ``replay``: outputs, A1111 metadata, replay matches, clear errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -186,3 +188,67 @@ def test_pngs_name_the_model_by_name_and_hash_never_by_path(tiny_installed, tiny
     missing = run("replay", tmp_path / "unknown.png")
     assert missing.exit_code == 2 and "no model named 'renamed-elsewhere'" in missing.output
     assert "--model" in missing.output
+
+
+def _written(result) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return [Path(x).name for x in result.stdout.splitlines() if x.endswith(".png")]
+
+
+def test_an_existing_image_is_never_overwritten(tiny_model_dir, tmp_path):
+    # The tester's case: numbering by the count of PNGs made the next run, after one image was
+    # deleted, overwrite the newest. Numbers now go on above the highest one in the folder.
+    out, common = tmp_path / "ow", ["--model", tiny_model_dir, "--steps", "2"]
+    assert _written(run("generate", "a red circle", "-n", "2", *common, "-o", out)) == [
+        "00000-0.png", "00001-1.png",
+    ]  # fmt: skip
+    kept = (out / "00001-1.png").read_bytes()
+    (out / "00000-0.png").unlink()
+    again = run("generate", "a blue square", "--seed", "1", *common, "-o", out)
+    assert _written(again) == ["00002-1.png"]
+    assert (out / "00001-1.png").read_bytes() == kept
+    assert read_params(out / "00002-1.png").prompt == "a blue square"
+
+
+def test_a_name_taken_meanwhile_moves_on_to_the_next_number(tmp_path, monkeypatch):
+    from atelier.pipelines import metadata
+
+    image = Image.new("RGB", (8, 8))
+    params = metadata.GenerationParams("x", 0, 8, 8, "m", "h")
+    (tmp_path / "00003-0.png").write_bytes(b"another process's image")
+    # As if another process wrote 00003-0.png between our scan and our write.
+    monkeypatch.setattr(metadata, "next_number", lambda folder: 3)
+    path = metadata.save_numbered_png(image, tmp_path, "0", params)
+    assert path.name == "00004-0.png" and read_params(path).prompt == "x"
+    assert (tmp_path / "00003-0.png").read_bytes() == b"another process's image"
+    with pytest.raises(FileExistsError):
+        metadata.save_png(image, path, params)
+    metadata.save_png(Image.new("RGB", (4, 4)), path, params, replace=True)  # the demo's way
+    assert Image.open(path).size == (4, 4)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def _one_error(result, message):
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and message in errors[0], result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "generating" not in result.output  # it stopped before sampling
+
+
+def test_an_unusable_output_folder_is_one_error_before_sampling(tiny_model_dir, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    a_file = tmp_path / "some_file.txt"
+    a_file.write_text("not a folder")
+    common = ["generate", "a red circle", "--model", tiny_model_dir, "-o"]
+    _one_error(run(*common, a_file), f"the output folder {a_file} is a file; give -o a folder")
+    _one_error(run(*common, a_file / "sub"), f"is under {a_file}, which is a file")
+    # A folder this user cannot write into (root writes anywhere, so the probe is refused).
+    import atelier.cli.errors as errors
+
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(errors.tempfile, "mkstemp", refused)
+    locked = tmp_path / "locked"
+    message = f"cannot write into the output folder {locked} (Permission denied); give -o a"
+    _one_error(run(*common, locked), message)

@@ -64,9 +64,11 @@ def small_config(**overrides) -> TrainConfig:
 
 
 def run(
-    run_dir: str | Path, *, sleep: float = 0.0, resume: bool = False, **overrides
+    run_dir: str | Path, *, sleep: float = 0.0, resume: bool = False, callbacks=(), **overrides
 ) -> TrainResult:
-    """Train a fresh noisy task; the kill test runs this in a subprocess."""
+    """Train a fresh noisy task; the kill tests run this in a subprocess."""
     task = RegressionTask(noise=0.1, sleep=sleep)
     config = small_config(ema_decay=0.9, grad_accum=2, warmup_steps=3, **overrides)
-    return train(task, RegressionData(), config, run_dir=run_dir, resume=resume)
+    return train(
+        task, RegressionData(), config, run_dir=run_dir, resume=resume, callbacks=callbacks
+    )

@@ -35,7 +35,8 @@ TINY = [
 def test_train_then_classify_score_and_eval(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
     runner = CliRunner()
-    result = runner.invoke(app, ["train", "shapes-clip", *TINY])
+    # --install: the commands below use it as the default CLIP, shapes-clip.
+    result = runner.invoke(app, ["train", "shapes-clip", *TINY, "--install"])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "models" / "shapes-clip"
     assert (folder / "clip.safetensors").is_file() and (folder / "text_encoder").is_dir()
@@ -87,7 +88,7 @@ def test_fine_tune_with_hard_negatives(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
     runner = CliRunner()
     assert runner.invoke(app, ["train", "shapes-clip", *TINY]).exit_code == 0
-    base = tmp_path / "models" / "shapes-clip"
+    base = tmp_path / "models" / "shapes-clip-local"  # beside the shipped shapes-clip
     card = (base / "README.md").read_text()
     line = re.search(r"Training CPU time: [^\n]*", card)[0]
     (base / "README.md").write_text(card.replace(line, "Training CPU time: 1.27 h"))

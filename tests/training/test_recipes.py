@@ -1,10 +1,13 @@
 """Recipes: every one builds, overrides are typed and validated, bad names are clear errors."""
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
 from atelier.cli import app
-from atelier.training.recipes import RECIPES, apply_overrides, get_recipe
+from atelier.training.overrides import apply_overrides
+from atelier.training.recipes import RECIPES, get_recipe
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -97,3 +100,29 @@ def test_a_fine_tuned_models_card_counts_the_cpu_time_of_the_model_it_starts_fro
         in (child / "README.md").read_text()
     )
     assert cpu_hours_in_card(child) == 3.07
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.max_steps=abc", "train.max_steps takes an integer, not 'abc'"),
+        ("train.max_steps=1.5", "train.max_steps takes an integer"),
+        ("train.lr=fast", "train.lr takes a number"),
+        ("train.grad_clip=yes", "train.grad_clip takes a number or null"),
+        ("train.lr_schedule=cos", "train.lr_schedule takes one of constant, cosine"),
+        ("unet.block_channels=32", "takes a list of integers, like [32,32]"),
+        ("train.betas=[0.9]", "train.betas takes a list of 2 numbers"),
+        ("unet.attention_levels=[1,0,1]", "takes a list of true/false values"),
+        ("unet=5", "unet takes settings of its own, each set by name (unet.FIELD=VALUE)"),
+    ],
+)
+def test_overrides_of_the_wrong_type_name_what_the_field_takes(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        apply_overrides(get_recipe("shapes-ldm"), [override])
+
+
+def test_text_overrides_are_taken_as_written():
+    recipe = apply_overrides(
+        get_recipe("shapes-ldm"), ["name=123", "init_from=null", "train.sample_every=null"]
+    )
+    assert recipe.name == "123" and recipe.init_from is None and recipe.train.sample_every is None

@@ -98,7 +98,8 @@ def test_train_tiny_upscaler_then_upscale(tmp_path, monkeypatch):
     tiny = ["data.n=16", "train.batch_size=4", "train.max_steps=2", "train.warmup_steps=0",
             "train.ema_start=0", "train.checkpoint_every=1", "unet.block_channels=[8,16,16]",
             "unet.groups=4"]  # fmt: skip
-    result = CliRunner().invoke(app, ["train", "shapes-sr-32-64", *tiny])
+    # --install: `atelier upscale` below uses it as its default model, shapes-sr-32-64.
+    result = CliRunner().invoke(app, ["train", "shapes-sr-32-64", *tiny, "--install"])
     assert result.exit_code == 0, result.output
     card = (tmp_path / "models" / "shapes-sr-32-64" / "README.md").read_text()
     assert "bicubic: PSNR" in card and "diffusion upscaler: PSNR" in card

@@ -1,5 +1,7 @@
 """``atelier train`` end to end on tiny overrides: VAE, then latent diffusion on its latents,
-resume, and the exported model generating by name. Run state goes to a temporary ATELIER_HOME."""
+resume, and the exported model generating by name; a run never replaces a shipped model unless
+asked (--install); bad run folders and checkpoints are one-line errors. Run state goes to a
+temporary ATELIER_HOME."""
 
 import json
 import shlex
@@ -8,6 +10,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from atelier.cli import app
+from atelier.kinds.folder import SHIPPED, resolve
 from atelier.kinds.registry import load_model
 
 TINY = [
@@ -38,13 +41,24 @@ def run(*args):
 
 def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
-    run("shapes-vae", *TINY, *TINY_VAE, "train.max_steps=2")
-    vae_card = (tmp_path / "models" / "shapes-vae" / "README.md").read_text()
+    # shapes-vae is a shipped model: the run installs beside it, saying how to use it.
+    done = run("shapes-vae", *TINY, *TINY_VAE, "train.max_steps=2")
+    assert "installed as shapes-vae-local, beside the shipped shapes-vae" in done.output
+    assert "vae_model=shapes-vae-local" in done.output
+    assert not (tmp_path / "models" / "shapes-vae").exists()
+    assert resolve("shapes-vae") == SHIPPED / "shapes-vae"  # what the latent recipes train on
+    vae_card = (tmp_path / "models" / "shapes-vae-local" / "README.md").read_text()
+    assert vae_card.startswith("# shapes-vae-local\n")
+    assert "Installed as shapes-vae-local beside the shipped shapes-vae" in vae_card
     assert "reconstruction PSNR" in vae_card and "latent scale factor" in vae_card
-    run("shapes-ldm", *TINY, *TINY_UNET, "train.max_steps=2")
+    # The latent recipe trains on that autoencoder when told to, and --install replaces the
+    # shipped shapes-ldm for this user (which the card says).
+    ldm = [*TINY, *TINY_UNET, "vae_model=shapes-vae-local"]
+    done = run("shapes-ldm", *ldm, "train.max_steps=2", "--install")
+    assert "shapes-ldm now replaces the shipped shapes-ldm" in done.output
     log = tmp_path / "runs" / "shapes-ldm" / "log.jsonl"
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
-    run("shapes-ldm", *TINY, *TINY_UNET, "train.max_steps=3", "--resume")
+    run("shapes-ldm", *ldm, "train.max_steps=3", "--resume", "--install")
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]
     cpu = json.loads((tmp_path / "runs" / "shapes-ldm" / "cpu_seconds.json").read_text())
     assert len(cpu) == 2 and all(s > 0 for s in cpu)
@@ -54,9 +68,10 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     assert np.asarray(image).shape == (64, 64, 3)
     card = (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
     assert "Training CPU time" in card
+    assert "Replaces the shipped shapes-ldm in this user's models folder" in card
     # The card reproduces the model with the command as typed (not the test runner's argv).
-    typed = shlex.join(["atelier", "train", "shapes-ldm", *TINY, *TINY_UNET, "train.max_steps=3",
-                        "--resume"])  # fmt: skip
+    typed = shlex.join(["atelier", "train", "shapes-ldm", *ldm, "train.max_steps=3",
+                        "--resume", "--install"])  # fmt: skip
     assert f"- Reproduce: `{typed}`" in card
     # The placeholder sits under the heading `atelier eval --card` replaces.
     from atelier.kinds.card import SHAPES_BENCH_HEADING as CARD_HEADING
@@ -77,9 +92,9 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
 
     # Stable Diffusion inpainting: fine-tune the base with mask and masked-latent inputs (the
     # recipe starts from the shipped default; here from the tiny model just trained).
-    run("shapes-ldm-inpaint", *TINY, *TINY_UNET, "train.max_steps=1", "unet.in_channels=9",
+    run("shapes-ldm-inpaint", *ldm, "train.max_steps=1", "unet.in_channels=9",
         "init_from=shapes-ldm", "text_encoder.kind=transformer")  # fmt: skip
-    inpainter = load_model("shapes-ldm-inpaint")
+    inpainter = load_model("shapes-ldm-inpaint-local")
     assert inpainter.unet.config.in_channels == 9
     # The fine-tune kept its base's one transformer layer (the default recipe's UNet has two).
     assert inpainter.unet.config.transformer_depth == model.unet.config.transformer_depth == 1
@@ -118,11 +133,29 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     assert grown.size == (96, 64) and np.asarray(grown)[:, :64].min() == 255
 
 
-def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, monkeypatch):
+def _one_error(result, *parts):
+    """Exit 2 with one ``error:`` line holding every part, and no traceback."""
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert all(part in errors[0] for part in parts), errors[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_run_folder_and_checkpoint_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
-    run("shapes-vae", *TINY, *TINY_VAE, "train.max_steps=1")
-    result = CliRunner().invoke(app, ["train", "shapes-vae", *TINY, *TINY_VAE, "train.max_steps=1"])
-    assert result.exit_code != 0
+    tiny = [*TINY, *TINY_VAE, "train.max_steps=1", "--out", str(tmp_path / "r")]
+    run("shapes-vae", *tiny)
+    # A fresh run into a folder holding a run's checkpoints: how to continue it or start anew.
+    again = CliRunner().invoke(app, ["train", "shapes-vae", *tiny])
+    _one_error(again, "already holds the checkpoints", "add --resume", "give --out another")
+    # Its only checkpoint truncated (a disk filled up, a copy cut short): nothing to resume.
+    (only,) = (tmp_path / "r" / "checkpoints").glob("step-*.safetensors")
+    only.write_bytes(only.read_bytes()[:-64])
+    resumed = CliRunner().invoke(app, ["train", "shapes-vae", *tiny, "--resume"])
+    _one_error(resumed, "no readable checkpoint", only.name, "Delete", "give --out another")
+    # A recipe value of the wrong type is refused before anything runs.
+    typo = CliRunner().invoke(app, ["train", "shapes-vae", "train.max_steps=abc"])
+    _one_error(typo, "train.max_steps takes an integer, not 'abc'")
 
 
 def test_frozen_text_states_are_read_once_per_machine(tmp_path, monkeypatch):
