@@ -14,6 +14,8 @@ import typing
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
+from atelier.safeload import check_config_values
+
 T = TypeVar("T")
 
 
@@ -55,6 +57,8 @@ def _apply(obj: Any, tree: dict[str, Any], where: str) -> Any:
             changes[name] = _apply(getattr(obj, name), value, f"{where}{name}.")
         else:
             changes[name] = _typed(value, hints[name], where + name)
+            # The same bounds as a model folder's config: no depth of a million layers.
+            check_config_values({name: changes[name]}, f"override {where + name}")
     return replace(obj, **changes)
 
 
