@@ -166,7 +166,7 @@ def test_the_api_lists_it_and_validates_its_options(constant, tmp_path):
 
 def test_the_page_offers_it_with_its_own_options(constant, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    from tests.serve.test_web_e2e import CHROMIUM, FLAGS
+    from tests.serve.test_web_e2e import CHROMIUM, FLAGS, wait_until
 
     if shutil.which(CHROMIUM) is None:
         pytest.skip("Debian chromium is not installed (make test installs it)")
@@ -186,7 +186,7 @@ def test_the_page_offers_it_with_its_own_options(constant, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_function("document.getElementById('model').options.length > 1")
+            wait_until(page, "document.getElementById('model').options.length > 1")
             page.select_option("#model", "orange")
             assert "constant colour" in page.locator("#modelKind").inner_text()
             assert page.locator("#steps").is_hidden() and page.locator("#sampler").is_hidden()

@@ -1,4 +1,5 @@
-"""``atelier serve [--host 127.0.0.1] [--port 7860] [--model …] [--token …] [--max-queue N]``."""
+"""``atelier serve [--host 127.0.0.1] [--port 7860] [--model …] [--token …] [--max-queue N]
+[--allowed-hosts NAMES]``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ def serve(
     cors: str = typer.Option(
         "", "--cors", help="Comma-separated allowed origins (off by default)."
     ),
+    allowed_hosts: str | None = typer.Option(
+        None,
+        "--allowed-hosts",
+        help="Comma-separated Host header names to answer ('*': any). Default: localhost, "
+        "127.0.0.1 and ::1 on a loopback --host (a page on another site cannot reach the "
+        "server through DNS rebinding); any otherwise.",
+    ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every job alone."),
     output: Path = typer.Option(Path("out/serve"), "-o", "--output", help="Where PNGs are kept."),
 ) -> None:
@@ -45,9 +53,21 @@ def serve(
             f"warning: serving on {host} without --token: anyone who can reach this port can "
             "use it", err=True,
         )  # fmt: skip
+    if allowed_hosts is not None:
+        hosts = tuple(h.strip() for h in allowed_hosts.split(",") if h.strip())
+        if not hosts:
+            raise fail("--allowed-hosts needs at least one name, or '*' for any")
+        # What Starlette's TrustedHostMiddleware takes: a name, "*", or "*.example.org".
+        bad = [h for h in hosts if h != "*" and "*" in h.removeprefix("*.")]
+        if bad:
+            raise fail(f"--allowed-hosts: {bad[0]!r} is not a name; wildcards are '*' or "
+                       "'*.example.org'")  # fmt: skip
+    else:
+        hosts = LOOPBACK if host in LOOPBACK else ()
     settings = ServeSettings(
         model=model, output=output, token=token,
         cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
+        allowed_hosts=() if "*" in hosts else hosts,
         limits=Limits(max_queue=max_queue, job_timeout_s=timeout), batching=not no_batching,
     )  # fmt: skip
     typer.echo(f"atelier serving {model} on http://{host}:{port}/ (API docs at /docs)")

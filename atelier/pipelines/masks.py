@@ -35,6 +35,11 @@ def prepare_image(image: Image.Image, *, multiple: int) -> Image.Image:
     return rgb
 
 
+def repaint_pixels(mask: Image.Image) -> np.ndarray:
+    """(H, W) bool, True where ``mask`` asks for repainting: white, or any grey of 128 and up."""
+    return np.asarray(to_rgb(mask).convert("L")) >= 128
+
+
 def prepare_mask(
     mask: Image.Image, image: Image.Image, *, grow: int = 0, feather: float = 0.0
 ) -> np.ndarray:
@@ -46,8 +51,7 @@ def prepare_mask(
         )
     if grow < 0 or feather < 0:
         raise ValueError("grow and feather must be >= 0")
-    gray = to_rgb(mask).convert("L")
-    binary = np.asarray(gray) >= 128
+    binary = repaint_pixels(mask)
     if not binary.any():
         raise ValueError("the mask is empty: paint the area to repaint white (white = repaint)")
     if grow:

@@ -5,11 +5,16 @@ of :class:`~atelier.serve.jobs.JobQueue`. ``GET /v1/jobs/{id}`` reports status a
 ``GET /v1/jobs/{id}/events`` streams progress (server-sent events, with small previews), and
 ``DELETE /v1/jobs/{id}`` cancels between sampler steps. Result PNGs carry their parameters and
 live under server-chosen names in the output folder; no path from a request touches the disk.
+
+Hardening: a request is checked whole before it is queued (its model loaded, its images' sizes
+against the model), so a bad one gets a 4xx, never a failed job; bodies are limited while they
+stream in (``middleware.py``); error replies are one short line without absolute paths and
+never echo the input (``errors.py``); every response carries security headers, and
+``allowed_hosts`` answers only the Host names given.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -18,17 +23,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.kinds.folder import resolve
 from atelier.kinds.registry import describe, list_models
+from atelier.serve.errors import problem, public_message, public_problems
 from atelier.serve.jobs import Job, JobQueue, QueueFull
-from atelier.serve.runners import DEFAULT_UPSCALER, Models, Runners, ServeSettings, request_options
+from atelier.serve.middleware import BodyLimit, SecurityHeaders
+from atelier.serve.runners import Models, Refused, Runners, ServeSettings
 from atelier.serve.schemas import (
     ErrorBody,
     Img2ImgRequest,
@@ -86,6 +95,10 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    if settings.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so on every answer
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -102,16 +115,14 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
                 }
             )
             headers["Allow"] = ", ".join(allowed)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        detail = exc.detail
+        detail = public_problems(detail) if isinstance(detail, list) else public_message(detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
-            return JSONResponse(
-                {"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes each field's input: a 20 MB prompt would come back.
+        return JSONResponse({"detail": public_problems(exc.errors())}, status_code=422)
 
     bearer = HTTPBearer(auto_error=False)
 
@@ -137,23 +148,14 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             raise HTTPException(422, problems)
         if req.seed is None:
             req = req.model_copy(update={"seed": secrets.randbelow(2**31 - 1)})
-        name = getattr(req, "model", None)
         try:
-            if kind == "upscale":
-                models.upscaler(name or DEFAULT_UPSCALER)
-                model = None
-            elif kind == "txt2img":
-                model = models.text_to_image(name or settings.model)
-            else:
-                model = models.diffusion(name or settings.model)
+            model = runners.model_for(kind, req)
         except (FileNotFoundError, ValueError) as err:
             raise HTTPException(404, str(err)) from None
-        if model is not None:
-            try:
-                request_options(model, req, keeps_source=kind == "img2img")
-            except ValueError as err:
-                problem = {"loc": ["body", "options"], "msg": str(err), "type": "value_error"}
-                raise HTTPException(422, [problem]) from None
+        try:
+            runners.check(kind, req, model)
+        except Refused as err:
+            raise HTTPException(422, [problem(err.field, str(err))]) from None
         try:
             job = queue.submit(Job(kind, req, run, batch_key=batch_key))
         except QueueFull as err:
@@ -266,14 +268,9 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     async def job_events(job_id: str) -> StreamingResponse:
         job = find(job_id)
 
-        def wait(seen: int) -> int:
-            with job.events:
-                job.events.wait_for(lambda: job.version != seen or job.done, timeout=15)
-                return job.version
-
         async def stream():
-            seen = -1
             while True:
+                seen = job.version
                 data = {"status": job.status, "step": job.step, "total": job.total}
                 if job.preview is not None:
                     data["preview"] = job.preview
@@ -281,7 +278,8 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
                 if job.done:
                     yield f"event: {job.status}\ndata: {view(job).model_dump_json()}\n\n"
                     return
-                seen = await asyncio.to_thread(wait, seen)
+                # On the event loop, holding no thread: any number of clients may watch.
+                await job.changed(seen)
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 

@@ -10,6 +10,7 @@ and the worker goes on.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -19,8 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atelier.diffusion.samplers import StepInfo
+from atelier.serve.errors import public_message
 
 PREVIEW_EVERY_S = 0.5
+# How often a progress stream looks for news, and the longest it stays silent (a keep-alive).
+POLL_S = 0.05
+QUIET_S = 15.0
 
 
 class Cancelled(Exception):
@@ -52,14 +57,21 @@ class Job:
     started: float | None = None
     finished: float | None = None
     preview: Any = None
-    events: threading.Condition = field(default_factory=threading.Condition)
     version: int = 0
+    _touching: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def touch(self) -> None:
-        """Wake everyone waiting for news of this job."""
-        with self.events:
+        """Tell everyone watching that this job changed."""
+        with self._touching:
             self.version += 1
-            self.events.notify_all()
+
+    async def changed(self, seen: int, *, quiet_s: float = QUIET_S) -> None:
+        """Return once the job's version is past ``seen``, it is done, or ``quiet_s`` passed.
+        It polls on the event loop instead of waiting on a lock in a thread: a thread per
+        watcher would empty the loop's small default pool and stall every other stream."""
+        end = time.monotonic() + quiet_s
+        while self.version == seen and not self.done and time.monotonic() < end:
+            await asyncio.sleep(POLL_S)
 
     @property
     def done(self) -> bool:
@@ -136,7 +148,9 @@ class JobQueue:
         self._thread.join(timeout=5)
 
     def _finish(self, job: Job, status: str, *, result: Any = None, error: str | None = None):
-        job.status, job.result, job.error = status, result, error
+        # The message goes to clients: one line, no absolute path (errors.py).
+        job.status, job.result = status, result
+        job.error = public_message(error) if error is not None else None
         job.finished = time.monotonic()
         self._finished.append(job.id)
         while len(self._finished) > self._keep:

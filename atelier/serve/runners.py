@@ -1,6 +1,7 @@
-"""The work behind each endpoint, apart from HTTP: loading models through their kinds, turning a
-request into a model's options, running a batch of jobs and saving their PNGs. ``app.py`` wires
-these to routes; tests call them directly.
+"""The work behind each endpoint, apart from HTTP: loading models through their kinds, checking a
+request against its model before it is queued, turning a request into a model's options,
+running a batch of jobs and saving their PNGs. ``app.py`` wires these to routes; tests call
+them directly.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from atelier.kinds.folder import DEFAULT_MODEL
 from atelier.kinds.registry import load_model, load_text_to_image
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
 from atelier.serve.jobs import Job
-from atelier.serve.schemas import ImageResult, Limits, decode_image
+from atelier.serve.schemas import ImageResult, Limits, decode_image, image_size
 
 DEFAULT_UPSCALER = "shapes-sr-32-64"
 # The request fields that are diffusion's sampling options (other families send ``options``).
@@ -34,6 +35,7 @@ class ServeSettings:
     output: Path = Path("out/serve")
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # Host header names answered; () answers any
     limits: Limits = field(default_factory=Limits)
     batching: bool = True
     inline_images: bool = False  # also return each PNG as base64 in the job view
@@ -80,6 +82,15 @@ def request_options(model: TextToImage, req: Any, *, keeps_source: bool = False)
     return with_options(base, given, who=model.name)
 
 
+class Refused(ValueError):
+    """A request its model cannot serve, found before it is queued; ``field`` is the body field
+    to blame."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def png_base64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -100,6 +111,61 @@ class Runners:
 
     def __init__(self, settings: ServeSettings, models: Models) -> None:
         self.settings, self.models = settings, models
+
+    def model_for(self, kind: str, req: Any) -> Any:
+        """The model a request of ``kind`` runs on, loaded now so that a missing or broken one
+        is refused before queueing (FileNotFoundError or ValueError naming it)."""
+        name = getattr(req, "model", None)
+        if kind == "upscale":
+            return self.models.upscaler(name or DEFAULT_UPSCALER)
+        if kind == "txt2img":
+            return self.models.text_to_image(name or self.settings.model)
+        return self.models.diffusion(name or self.settings.model)
+
+    def check(self, kind: str, req: Any, model: Any) -> None:
+        """Everything the job would find wrong with ``req`` on ``model``, found now: raises
+        :class:`Refused` naming the field, so a bad request gets a 422 instead of a failed job."""
+        if kind == "upscale":
+            low = model.config.low
+            w, h = image_size(req.image)
+            if (w, h) != (low, low):
+                high = model.config.high
+                raise Refused("image", f"this upscaler takes {low}x{low} images, got {w}x{h}; "
+                              f"resize to {low} px first (it makes {high} px)")  # fmt: skip
+            return
+        try:
+            request_options(model, req, keeps_source=kind == "img2img")
+        except ValueError as err:
+            raise Refused("options", str(err)) from None
+        if not isinstance(model, diffusion.Model):
+            return  # another kind's sizes are its own; the job reports what it refuses
+        from atelier.pipelines.editing import Editor
+
+        try:
+            editor = Editor(model.pipeline(size=getattr(req, "size", None)))
+        except ValueError as err:
+            raise Refused("size", str(err)) from None
+        inpainting = editor.is_inpainting_model
+        if kind in ("txt2img", "img2img") and inpainting:
+            raise Refused("model", f"{model.name} is an inpainting model: use it with "
+                          "/v1/inpaint and method 'trained'")  # fmt: skip
+        if kind == "inpaint" and req.method == "trained" and not inpainting:
+            raise Refused(
+                "method",
+                "method 'trained' needs an inpainting model (e.g. "
+                f"shapes-ldm-inpaint); {model.name} is not one: use 'masked'",
+            )
+        if kind == "inpaint" and req.method == "masked" and inpainting:
+            raise Refused("method", f"{model.name} is an inpainting model: use method 'trained'")
+        if kind in ("img2img", "inpaint", "outpaint"):
+            w, h = image_size(req.image)
+            if kind == "outpaint":
+                w, h = w + req.left + req.right, h + req.top + req.bottom
+            m = editor.multiple
+            if w % m or h % m:
+                what = "the outpainted image" if kind == "outpaint" else "the image"
+                raise Refused("image", f"{what} is {w}x{h}; {model.name} needs sides that are "
+                              f"multiples of {m}")  # fmt: skip
 
     def save_images(self, job: Job, name: str, model_hash: str, images, seeds, options, mode,
                     extra, prompt) -> list[ImageResult]:  # fmt: skip

@@ -1,8 +1,10 @@
 """Request and response bodies of the HTTP API (pydantic), with every limit enforced here.
 
-Limits come from :class:`Limits` (set by ``atelier serve`` options); a request past one gets a
-422 naming the field and the limit. Images travel as base64 PNG (or any format PIL reads) and
-are checked for size and pixel count before any model sees them.
+Limits come from :class:`Limits` (set by ``atelier serve`` options) and the resource budget
+(``atelier/budget.py``); a request past one gets a 422 naming the field and the limit. Numbers
+must be finite (JSON's NaN and Infinity, and 1e999, are refused). Images travel as base64 in one
+of :data:`~atelier.data.images.IMAGE_FORMATS` (no other decoder runs) and are checked for their
+sides and pixel count before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from typing import Annotated, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from atelier.budget import budget
+from atelier.data.images import IMAGE_FORMATS
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.pipelines.composable import split_and
+from atelier.pipelines.masks import repaint_pixels
+from atelier.serve.errors import problem
 
 # The OpenAPI string format of image fields: base64 bytes that PIL decodes (schema checkers such
 # as schemathesis register a strategy for it).
 IMAGE_FORMAT = "image-base64"
+# No model makes anything of a smaller image (the default one needs sides of 8 or more).
+MIN_SIDE = 8
 
 # A value of a kind's sampling option: a number, a flag or a name (a sampler's, say).
 OptionValue = int | float | bool | Annotated[str, Field(max_length=100)]
@@ -46,35 +54,49 @@ LIMITS = Limits()
 
 def limit_problems(req: BaseModel, limits: Limits) -> list[dict]:
     """What in ``req`` exceeds the server's configured ``limits`` (the schema's own bounds are
-    the defaults; ``atelier serve`` may set stricter ones), as FastAPI validation errors
-    (``{"loc", "msg", "type"}``), so every 422 has the one documented body shape."""
+    the defaults; ``atelier serve`` may set stricter ones) or the resource budget's pixels, as
+    FastAPI validation errors (``{"loc", "msg", "type"}``), so every 422 has the one documented
+    body shape."""
     problems = []
-
-    def problem(field: str, msg: str) -> None:
-        problems.append({"loc": ["body", field], "msg": msg, "type": "value_error"})
-
     steps, n = getattr(req, "steps", None), getattr(req, "n", 1)
     if steps is not None and steps > limits.max_steps:
-        problem("steps", f"steps {steps} is over this server's limit of {limits.max_steps}")
+        problems.append(
+            problem("steps", f"steps {steps} is over this server's limit of {limits.max_steps}")
+        )
     if n > limits.max_batch:
-        problem("n", f"n {n} is over this server's limit of {limits.max_batch}")
+        problems.append(problem("n", f"n {n} is over this server's limit of {limits.max_batch}"))
     for field in ("prompt", "negative_prompt"):
         text = getattr(req, field, "")
         if len(text) > limits.max_prompt_chars:
             limit = limits.max_prompt_chars
-            problem(field, f"{field} is over this server's limit of {limit} characters")
+            problems.append(
+                problem(field, f"{field} is over this server's limit of {limit} characters")
+            )
+    max_pixels = min(limits.max_pixels, budget().max_pixels)
+    sizes = {}
     for field in ("image", "mask"):
         data = getattr(req, field, None)
         if data is not None:
-            # The validators decoded it already; the server's pixel limit needs only its size.
-            w, h = image_size(data, what=field)
-            if w * h > limits.max_pixels:
-                problem(field, f"{field} is {w}x{h}, over the limit of {limits.max_pixels} pixels")
+            # The validators decoded it already; the pixel limit needs only its size.
+            sizes[field] = image_size(data, what=field)
+    if getattr(req, "size", None) is not None:
+        sizes["size"] = (req.size, req.size)
+    if isinstance(req, OutpaintRequest):
+        w, h = sizes["image"]
+        sizes["image"] = (w + req.left + req.right, h + req.top + req.bottom)
+    for field, (w, h) in sizes.items():
+        if w * h > max_pixels:
+            what = "the outpainted image" if isinstance(req, OutpaintRequest) else field
+            problems.append(
+                problem(field, f"{what} is {w}x{h}, over the limit of {max_pixels} pixels")
+            )
     return problems
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan: Python's JSON reads NaN, Infinity and 1e999 as floats, and ge/le bounds
+    # let NaN through; no field or option means anything by them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: str = Field("", max_length=LIMITS.max_prompt_chars, description="What to draw.")
     negative_prompt: str = Field("", max_length=LIMITS.max_prompt_chars)
@@ -90,6 +112,14 @@ class _Request(BaseModel):
         "an option its kind does not take is refused with 422.",
     )  # fmt: skip
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_flags(cls, v: object) -> object:
+        # No field is a flag, and pydantic would read true as the number 1.
+        if isinstance(v, bool):
+            raise ValueError("true and false are not values of this field")
+        return v
+
     @field_validator("prompt")
     @classmethod
     def _sub_prompts(cls, v: str) -> str:
@@ -104,15 +134,24 @@ class Txt2ImgRequest(_Request):
 
 
 def _open(data: str, what: str) -> Image.Image:
-    """A base64 image string -> an unloaded PIL image (only its header has been read)."""
+    """A base64 image string -> an unloaded PIL image (only its header has been read), in one
+    of the allowed formats (EPS, say, would run Ghostscript)."""
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} must be base64-encoded image bytes") from None
     try:
-        return Image.open(io.BytesIO(raw))
+        image = Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS)
     except Exception as err:  # PIL raises many types for bad bytes
-        raise ValueError(f"{what} is not a readable image ({type(err).__name__})") from None
+        allowed = ", ".join(IMAGE_FORMATS)
+        raise ValueError(
+            f"{what} is not a readable image in an accepted format ({allowed}; "
+            f"{type(err).__name__})"
+        ) from None
+    w, h = image.size
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise ValueError(f"{what} is {w}x{h}; each side must be at least {MIN_SIDE} pixels")
+    return image
 
 
 def image_size(data: str, *, what: str = "image") -> tuple[int, int]:
@@ -137,7 +176,7 @@ def decode_image(
 
 class _ImageRequest(_Request):
     image: str = Field(
-        ..., description="Base64-encoded PNG (or any image PIL reads).",
+        ..., description=f"Base64-encoded image: {', '.join(IMAGE_FORMATS)}.",
         json_schema_extra={"format": IMAGE_FORMAT},
     )  # fmt: skip
 
@@ -167,7 +206,8 @@ class InpaintRequest(_ImageRequest):
     @field_validator("mask")
     @classmethod
     def _mask(cls, v: str) -> str:
-        decode_image(v, what="mask")
+        if not repaint_pixels(decode_image(v, what="mask")).any():
+            raise ValueError("the mask is empty: paint the area to repaint white (white = repaint)")
         return v
 
     @model_validator(mode="after")
@@ -186,6 +226,12 @@ class OutpaintRequest(_ImageRequest):
     right: int = Field(0, ge=0, le=128)
     top: int = Field(0, ge=0, le=128)
     bottom: int = Field(0, ge=0, le=128)
+
+    @model_validator(mode="after")
+    def _grows(self) -> OutpaintRequest:
+        if not any((self.left, self.right, self.top, self.bottom)):
+            raise ValueError("outpainting needs at least one of left, right, top, bottom above 0")
+        return self
 
 
 class UpscaleRequest(_ImageRequest):

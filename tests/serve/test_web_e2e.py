@@ -2,7 +2,9 @@
 
 It types a prompt, generates (Ctrl+Enter), sees the image appear with its parameters, paints a
 mask on it, inpaints, and cancels a running job. Screenshots go to ``out/e2e`` for people to
-look at. Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package;
+look at. The server's content security policy is in force: the page must work under it (and
+Playwright's ``wait_for_function``, which evaluates strings, would not). Needs Debian's
+``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package;
 ``make test`` installs both.
 """
 
@@ -26,6 +28,15 @@ SHOTS = Path("out/e2e")
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 if shutil.which(CHROMIUM) is None:
     pytest.skip("Debian chromium is not installed (make test installs it)", allow_module_level=True)
+
+
+def wait_until(page, expression: str, timeout_s: float = 60.0) -> None:
+    """Poll a JavaScript expression until it is true (``page.evaluate`` runs it through the
+    DevTools protocol, which the page's policy against eval does not block)."""
+    end = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < end, f"timed out waiting for {expression}"
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -62,6 +73,8 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 800})
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
         page.goto(server)
         page.fill("#prompt", "a red circle above a blue square")
         page.fill("#steps", "3")
@@ -80,7 +93,7 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
 
         # Inpaint: take the generated image, paint a mask stroke, generate.
         card.locator("button", has_text="Edit this").click()
-        page.wait_for_function("document.getElementById('imageCanvas').width === 32")
+        wait_until(page, "document.getElementById('imageCanvas').width === 32")
         box = page.locator("#maskCanvas").bounding_box()
         page.mouse.move(box["x"] + 150, box["y"] + 40)
         page.mouse.down()
@@ -104,16 +117,17 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         page.click("#tab-txt2img")
         page.fill("#steps", "100")
         page.click("#generate")
-        page.wait_for_function("document.getElementById('status').textContent.startsWith('step')")
+        wait_until(page, "document.getElementById('status').textContent.startsWith('step')")
         page.click("#cancel")
-        page.wait_for_function("document.getElementById('status').textContent === 'cancelled'")
+        wait_until(page, "document.getElementById('status').textContent === 'cancelled'")
         assert page.locator(".card").count() == 2
         page.screenshot(path=str(SHOTS / "3-cancelled.png"))
 
         # A request past a limit: the 422's validation errors are shown as a readable line.
         page.fill("#steps", "150")
         page.click("#generate")
-        page.wait_for_function("document.getElementById('status').className === 'error'")
+        wait_until(page, "document.getElementById('status').className === 'error'")
         shown = page.locator("#status").text_content()
         assert shown.startswith("steps: ") and "100" in shown and "{" not in shown
+        assert not [line for line in console if "Content Security Policy" in line], console
         browser.close()
