@@ -79,7 +79,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         },  # fmt: skip
     )
     limits = settings.limits
-    models = Models()
+    models = Models(default=settings.model)
     queue = JobQueue(
         max_queue=limits.max_queue,
         job_timeout_s=limits.job_timeout_s,

@@ -18,7 +18,7 @@ from PIL import Image
 from atelier.data.base import tensor_to_pil
 from atelier.kinds import diffusion
 from atelier.kinds.base import TextToImage, with_options
-from atelier.kinds.folder import DEFAULT_MODEL
+from atelier.kinds.folder import DEFAULT_MODEL, known_models
 from atelier.kinds.registry import load_model, load_text_to_image
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
 from atelier.serve.jobs import Job
@@ -45,11 +45,17 @@ class Models:
     """Loaded models by name, loaded on first use through the registry (one lock: the worker is
     the only user once a request has been accepted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, default: str | None = None) -> None:
         self._loaded: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self.default = default
 
     def _get(self, role: str, name: str, load) -> Any:
+        # A request names an installed model, never a folder of the server's disk.
+        if name != self.default and name not in known_models():
+            raise FileNotFoundError(
+                f"no model named {name!r} on this server; GET /v1/models lists them"
+            )
         with self._lock:
             if (role, name) not in self._loaded:
                 self._loaded[role, name] = load(name)

@@ -3,6 +3,7 @@
 import pytest
 
 from atelier.kinds.diffusion import save_model
+from atelier.kinds.registry import load_text_to_image
 from atelier.pipelines.metadata import read_params
 from atelier.serve.jobs import Job
 from atelier.serve.runners import Models, Runners, ServeSettings, request_options
@@ -15,7 +16,7 @@ def runners(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(tiny_model(), folder, card="# tiny\n")
     settings = ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))
-    return Runners(settings, Models())
+    return Runners(settings, Models(default=settings.model))
 
 
 def test_a_batch_of_jobs_gives_each_its_own_images(runners):
@@ -38,9 +39,15 @@ def test_request_options_are_the_kinds_own(runners, tmp_path):
     options = request_options(model, req)
     assert (options.steps, options.karras, options.sampler) == (5, True, "euler")
     save_model(tiny_model(sampler="dpmpp_2m_sde"), tmp_path / "sde", card="# sde\n")
-    stochastic = runners.models.text_to_image(str(tmp_path / "sde"))
+    stochastic = load_text_to_image(tmp_path / "sde")
     assert request_options(stochastic, req).sampler == "dpmpp_2m_sde"
     # img2img keeps its source: the model's sampler without per-step noise.
     assert request_options(stochastic, req, keeps_source=True).sampler == "dpmpp_2m"
     with pytest.raises(ValueError, match="tiny takes no temperature option; its options: steps"):
         request_options(model, Txt2ImgRequest(prompt="x", options={"temperature": 1.0}))
+
+
+def test_a_request_names_an_installed_model_not_a_folder(runners):
+    for name in (".", "..", "tmp"):
+        with pytest.raises(FileNotFoundError, match="GET /v1/models lists them"):
+            runners.models.text_to_image(name)
