@@ -40,6 +40,7 @@ import torch  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+HOSTILE = 0.25
 BAD_INTS = ["0", "-1", "-7", "3", "99999999999999999999", "1e3", "abc", "", "nan", "2.5"]
 BAD_FLOATS = ["nan", "inf", "-inf", "1e999", "-1", "0", "2", "abc", "", "1e-320"]
 BAD_TEXT = ["", " ", "a red circle", "a red circle AND", "AND", "x" * 30_000,
@@ -114,6 +115,7 @@ def tampered_pngs(folder: Path, source: Path) -> dict[str, Path]:
         info.add_text("atelier", json.dumps(data))
         image.save(folder / f"{name}.png", pnginfo=info)
         out[name] = folder / f"{name}.png"
+    out["sane"] = source
     (folder / "not-json.png").write_bytes(b"")
     info = PngImagePlugin.PngInfo()
     info.add_text("atelier", "{not json")
@@ -127,6 +129,8 @@ def hostile_models(folder: Path, good: Path) -> dict[str, Path]:
     import shutil
 
     out = {"good": good}
+    shutil.copytree(good, folder / "good-copy")
+    out["good-copy"] = folder / "good-copy"
 
     def variant(name, edit=None, files=None):
         target = folder / name
@@ -171,65 +175,80 @@ def tiny_model_folder(folder: Path) -> Path:
 
 def cli_cases(rng: random.Random, per: int, files, models, pngs, work: Path):
     """``per`` (command, argument list) pairs per command, each with hostile parts."""
-    img = lambda: str(rng.choice(list(files.values())))  # noqa: E731
-    model = lambda: str(rng.choice(list(models.values())))  # noqa: E731
-    intv = lambda: rng.choice(BAD_INTS)  # noqa: E731
-    flt = lambda: rng.choice(BAD_FLOATS)  # noqa: E731
-    text = lambda: rng.choice(BAD_TEXT)  # noqa: E731
-    out = lambda: str(rng.choice([work / "out", work / "ok.txt" / "sub", work / "ro"]))  # noqa: E731
-    good = str(models["good"])
+
+    # Each slot is hostile one time in four and sane otherwise, so cases reach every layer: some
+    # are refused by the option parser, some by the budget, some by the model, some run.
+    def pick(sane, pool):
+        return sane if rng.random() > HOSTILE else rng.choice(pool)
+
+    ok_image, ok_model = str(files["ok.png"]), str(models["good"])
+    img = lambda sane=ok_image: pick(sane, [str(p) for p in files.values()])  # noqa: E731
+    model = lambda: pick(ok_model, [str(p) for p in models.values()])  # noqa: E731
+    intv = lambda sane="2": pick(sane, BAD_INTS)  # noqa: E731
+    flt = lambda sane="0.5": pick(sane, BAD_FLOATS)  # noqa: E731
+    text = lambda: pick("a red circle", BAD_TEXT)  # noqa: E731
+    out = lambda: pick(str(work / "out"), [str(work / "ok.txt" / "sub"), str(work / "ro")])  # noqa: E731
+    sane_png = str(pngs["sane"])
+    made = list(pngs.values())
     makers = {
-        "generate": lambda: ["generate", text(), "--model", rng.choice([good, model()]),
-                             rng.choice(["--steps", "--size", "-n", "--seed", "--batch",
-                                         "--candidates"]), intv(),
-                             rng.choice(["--guidance", "--guidance-rescale"]), flt(),
-                             "--option", rng.choice(["steps=abc", "temperature=1", "x", "=",
-                                                     "karras=maybe", "spacing=nope", "steps=2"]),
+        "generate": lambda: ["generate", text(), "--model", model(), "--steps", intv("2"),
+                             "--size", intv("32"), "-n", intv("1"), "--seed", intv("0"),
+                             "--guidance", flt("2"), "--option",
+                             pick("karras=true", ["steps=abc", "temperature=1", "x", "=",
+                                                  "karras=maybe", "spacing=nope"]),
                              "-o", out()],
-        "replay": lambda: ["replay", str(rng.choice(list(pngs.values()) + list(files.values())))],
-        "img2img": lambda: ["img2img", img(), text(), "--strength", flt(), "--model",
-                            rng.choice([good, model()]), "--steps", intv(), "-o", out()],
-        "inpaint": lambda: ["inpaint", img(), img(), text(), "--grow", intv(), "--feather",
-                            flt(), "--method", rng.choice(["masked", "trained", "x"]),
-                            "--model", rng.choice([good, model()]), "--steps", "2", "-o", out()],
-        "outpaint": lambda: ["outpaint", img(), text(), rng.choice(["--left", "--right",
-                             "--top", "--bottom"]), intv(), "--model",
-                             rng.choice([good, model()]), "--steps", "2", "-o", out()],
-        "variations": lambda: ["variations", img(), "-n", intv(), "--strength", flt(),
-                               "--model", rng.choice([good, model()]), "--steps", "2",
-                               "-o", out()],
-        "upscale": lambda: ["upscale", img(), "--model", model(), "--steps", intv(), "-o", out()],
+        "replay": lambda: ["replay", pick(sane_png, [str(p) for p in made + list(files.values())])],
+        "img2img": lambda: ["img2img", img(), text(), "--strength", flt("0.5"), "--model",
+                            model(), "--steps", intv("2"), "-o", out()],
+        "inpaint": lambda: ["inpaint", img(), img(str(files["mask.png"])), text(), "--grow",
+                            intv("0"), "--feather", flt("0"), "--method",
+                            pick("masked", ["trained", "x"]), "--model", model(), "--steps", "2",
+                            "-o", out()],
+        "outpaint": lambda: ["outpaint", img(), text(), "--right", intv("8"), "--model",
+                             model(), "--steps", "2", "-o", out()],
+        "variations": lambda: ["variations", img(), "-n", intv("1"), "--strength", flt("0.5"),
+                               "--model", model(), "--steps", "2", "-o", out()],
+        "upscale": lambda: ["upscale", img(), "--model", pick("shapes-sr-32-64",
+                            [str(p) for p in models.values()]), "--steps", intv("2"), "-o",
+                            out()],
+        # Always one hostile part: a valid recipe would train for an hour.
         "train": lambda: ["train", rng.choice(["shapes-vae", "shapes-ldm", "nope", ""]),
                           rng.choice(["train.max_steps=abc", "train.max_steps=-1",
                                       "train.batch_size=0", "nope=1", "data.n=nan",
                                       "train.lr=inf", "unet.layers_per_block=999999"]),
                           "--out", out()],
-        "eval": lambda: ["eval", model(), "--samples", intv(), "--limit", "1", "--steps", intv(),
-                         "--no-metrics", "-o", out()],
+        "eval": lambda: ["eval", model(), "--samples", intv("1"), "--limit", "1", "--steps",
+                         intv("2"), "--no-metrics", "-o", out()],
         "eval-diff": lambda: ["eval-diff", img(), img()],
-        "sweep": lambda: ["sweep", model(), "--x", rng.choice(["guidance=nan", "steps=0,abc",
-                          "warp=1", "steps=", "guidance=1e999"]), "--every", intv(),
-                          "-o", out()],
-        "compare": lambda: ["compare", model(), model(), "--set", rng.choice(
-                            ["x:steps=1", f"{good}:steps=abc", f"{good}:temperature=2"]),
-                            "--every", intv(), "-o", out()],
-        "explain": lambda: ["explain", text(), "--model", model(), "--steps", intv(),
+        "sweep": lambda: ["sweep", model(), "--x", pick("steps=1,2", ["guidance=nan",
+                          "steps=0,abc", "warp=1", "steps=", "guidance=1e999"]), "--every",
+                          intv("300"), "-o", out()],
+        "compare": lambda: ["compare", model(), str(models["good-copy"]), "--set",
+                            pick(f"{ok_model}:steps=1", ["x:steps=1", f"{ok_model}:steps=abc",
+                                 f"{ok_model}:temperature=2"]), "--every", intv("300"),
+                            "--real", intv("4"), "-o", out()],
+        "explain": lambda: ["explain", text(), "--model", model(), "--steps", intv("2"),
                             "-o", out()],
-        "inspect": lambda: ["inspect", model(), "--depth", intv()],
-        "export": lambda: ["export", model(), "-o", out(), "--steps", intv(), "--guidance",
-                           flt()],
-        "serve": lambda: ["serve", "--model", model(), "--port", intv(), "--max-queue", intv(),
-                          "--timeout", flt()],
-        "shapes render": lambda: ["shapes", "render", text(), "--size", intv(), "-o",
-                                  str(work / "out" / "r.png")],
+        "inspect": lambda: ["inspect", model(), "--depth", intv("1")],
+        "export": lambda: ["export", model(), "-o", pick(str(work / "out" / f"m{rng.random()}"),
+                           [str(work / "ok.txt" / "sub"), str(work / "ro" / "m")]),
+                           "--steps", intv("3"), "--guidance", flt("2")],
+        "serve": lambda: ["serve", "--model", model(), "--port", intv("7861"), "--max-queue",
+                          intv("2"), "--timeout", flt("5")],
+        "shapes render": lambda: ["shapes", "render", text(), "--size", intv("32"), "-o",
+                                  str(work / "out" / f"r{rng.random()}.png")],
         "shapes judge": lambda: ["shapes", "judge", img(), "--prompt", text()],
-        "shapes dataset": lambda: ["shapes", "dataset", "--n", intv(), "--size", intv(),
-                                   "--split", rng.choice(["train", "x", ""]), "-o", out()],
-        "clip classify": lambda: ["clip", "classify", img(), "--labels", text(), "--model",
-                                  model()],
-        "clip score": lambda: ["clip", "score", img(), "--prompt", text(), "--model", model()],
+        "shapes dataset": lambda: ["shapes", "dataset", "--n", intv("2"), "--size", intv("32"),
+                                   "--split", pick("train", ["x", ""]), "-o",
+                                   str(work / "out" / f"d{rng.random()}")],
+        "clip classify": lambda: ["clip", "classify", img(), "--labels",
+                                  pick("a red circle,a blue square", BAD_TEXT), "--model",
+                                  pick("shapes-clip", [str(p) for p in models.values()])],
+        "clip score": lambda: ["clip", "score", img(), "--prompt", text(), "--model",
+                               pick("shapes-clip", [str(p) for p in models.values()])],
         "root limits": lambda: [rng.choice(["--max-pixels", "--max-steps", "--max-images"]),
-                                intv(), "generate", "x", "--model", good, "-o", out()],
+                                intv("100000"), "generate", "x", "--model", ok_model,
+                                "--steps", "2", "-o", out()],
     }  # fmt: skip
     return [(name, [str(a) for a in maker()]) for name, maker in makers.items()
             for _ in range(per)]  # fmt: skip
@@ -271,6 +290,8 @@ def run_cli(cases, work: Path, case_seconds: float) -> dict[str, dict]:
         row = report[name]
         row["cases"] += 1
         row[outcome] += 1
+        if outcome == "ok":
+            row["refused" if result.exit_code == 2 else "ran"] += 1
         row["max_s"] = max(row.get("max_s", 0.0), seconds)
         if outcome not in ("ok",):
             row.setdefault("examples", []).append(
@@ -307,19 +328,28 @@ def http_cases(rng: random.Random, per: int, files) -> list[tuple[str, str, obje
     image_names = [n for n, p in files.items() if p.is_file()]
     fields = ["prompt", "negative_prompt", "seed", "steps", "guidance", "guidance_rescale",
               "sampler", "model", "n", "size", "strength", "options", "method", "grow",
-              "feather", "left", "right", "top", "bottom"]  # fmt: skip
+              "feather", "left", "right", "top", "bottom", "image", "mask"]  # fmt: skip
+    sane = {"prompt": "a red circle", "seed": 1, "steps": 2}
+    bases = {
+        "/v1/txt2img": {**sane, "n": 1},
+        "/v1/img2img": {**sane, "image": b64("ok.png"), "strength": 0.5},
+        "/v1/inpaint": {**sane, "image": b64("ok.png"), "mask": b64("mask.png")},
+        "/v1/outpaint": {**sane, "image": b64("ok.png"), "right": 8},
+        "/v1/upscale": {"image": b64("ok.png"), "seed": 1},
+    }
     out = []
-    for path in ("/v1/txt2img", "/v1/img2img", "/v1/inpaint", "/v1/outpaint", "/v1/upscale"):
+    for path, base in bases.items():
         for _ in range(per):
-            body = {"prompt": rng.choice(BAD_TEXT[:4] + ["a red circle"])}
-            for field in rng.sample(fields, k=rng.randint(1, 4)):
-                body[field] = value()
-            if path != "/v1/txt2img":
-                body["image"] = b64(rng.choice(image_names))
-            if path == "/v1/inpaint":
-                body["mask"] = b64(rng.choice(image_names))
-            if rng.random() < 0.2:
-                body["options"] = {rng.choice(["steps", "temperature", "karras", ""]): value()}
+            # From a valid request, each of a few fields made hostile one time in four.
+            body = dict(base)
+            for field in rng.sample(fields, k=rng.randint(1, 3)):
+                if rng.random() < HOSTILE:
+                    if field in ("image", "mask"):
+                        body[field] = b64(rng.choice(image_names))
+                    elif field == "options":
+                        body[field] = {rng.choice(["steps", "temperature", "karras", ""]): value()}
+                    else:
+                        body[field] = value()
             out.append(("POST", path, body))
         out.append(("POST", path, "{not json"))
         out.append(("POST", path, json.dumps({"prompt": "x" * (5 << 20)})))
@@ -338,37 +368,48 @@ def route(path: str) -> str:
     return path
 
 
-def run_http(cases, work: Path, model: Path) -> dict[str, dict]:
+def run_http(cases, work: Path, model: Path, case_seconds: float) -> dict[str, dict]:
+    """Every request answered below 500 with a short body; every accepted job then finishes
+    (a job that fails is a bad input the server should have refused up front)."""
     from fastapi.testclient import TestClient
 
     from atelier.serve.app import create_app
     from atelier.serve.runners import ServeSettings
+    from atelier.serve.schemas import Limits
 
-    client = TestClient(create_app(ServeSettings(model=str(model), output=work / "served")),
-                        raise_server_exceptions=False)  # fmt: skip
+    # A queue long enough that no case is turned away with 429 before it is judged.
+    settings = ServeSettings(model=str(model), output=work / "served", limits=Limits(max_queue=999))
+    app = create_app(settings)
     report: dict[str, dict] = defaultdict(lambda: defaultdict(int))
-    for method, path, body in cases:
-        name = f"{method} {route(path)}"
-        if isinstance(body, str):
-            response = client.request(method, path, content=body,
+    accepted: list[tuple[str, str]] = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for method, path, body in cases:
+            name = f"{method} {route(path)}"
+            content = body if isinstance(body, str) else json.dumps(body, allow_nan=True)
+            response = client.request(method, path, content=None if body is None else content,
                                       headers={"Content-Type": "application/json"})  # fmt: skip
-        elif body is None:
-            response = client.request(method, path)
-        else:
-            response = client.request(method, path, content=json.dumps(body, allow_nan=True),
-                                      headers={"Content-Type": "application/json"})  # fmt: skip
-        ok = (
-            response.status_code < 500
-            and len(response.content) < 4096
-            or (response.status_code == 200 and method == "GET")
-        )
-        row = report[name]
-        row["cases"] += 1
-        row["ok" if ok else "crash"] += 1
-        if not ok:
-            row.setdefault("examples", []).append(
-                {"body": str(body)[:200], "status": response.status_code,
-                 "reply": response.text[:300]})  # fmt: skip
+            ok = response.status_code < 500 and (len(response.content) < 4096 or method == "GET")
+            row = report[name]
+            row["cases"] += 1
+            row["ok" if ok else "crash"] += 1
+            row["refused" if 400 <= response.status_code < 500 else "ran"] += 1
+            if response.status_code == 202:
+                accepted.append((name, response.json()["id"]))
+            if not ok:
+                row.setdefault("examples", []).append(
+                    {"body": str(body)[:200], "status": response.status_code,
+                     "reply": response.text[:300]})  # fmt: skip
+        end = time.monotonic() + case_seconds * max(1, len(accepted)) / 4
+        for name, job in accepted:
+            while (view := client.get(f"/v1/jobs/{job}").json())["status"] in ("queued", "running"):
+                if time.monotonic() > end:
+                    break
+                time.sleep(0.05)
+            if view["status"] != "done":
+                row = report[name]
+                row["ok"] -= 1
+                row["hang" if view["status"] in ("queued", "running") else "crash"] += 1
+                row.setdefault("examples", []).append({"job": view})
     return report
 
 
@@ -391,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         (work / "ro").mkdir()
         (work / "ro").chmod(0o500)
         files = hostile_files(work / "files")
-        good = tiny_model_folder(work / "models" / "tiny")
+        # Installed by name too, so that replay finds a PNG's model by its name and hash.
+        good = tiny_model_folder(tmp / "home" / "models" / "tiny")
+        (work / "models").mkdir()
         models = hostile_models(work / "models", good)
         from atelier.cli import app
 
@@ -407,16 +450,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cli = run_cli(cli_cases(rng, args.per_command, files, models, pngs, work), work,
                           args.case_seconds)  # fmt: skip
-            http = run_http(http_cases(rng, args.per_operation, files), work, good)
+            http = run_http(
+                http_cases(rng, args.per_operation, files), work, good, args.case_seconds
+            )
         finally:
             os.chdir(cwd)
             (work / "ro").chmod(0o700)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{'surface':<34} {'cases':>6} {'ok':>5} {'crash':>6} {'hang':>5} {'touched':>8} "
-          f"{'max s':>7}")  # fmt: skip
+    print(f"{'surface':<26} {'cases':>6} {'ran':>5} {'refused':>8} {'crash':>6} {'hang':>5} "
+          f"{'touched':>8} {'max s':>7}")  # fmt: skip
     for name, row in [*sorted(cli.items()), *sorted(http.items())]:
-        print(f"{name:<34} {row['cases']:>6} {row['ok']:>5} {row['crash']:>6} {row['hang']:>5} "
-              f"{row['touched']:>8} {row.get('max_s', 0):>7.2f}")  # fmt: skip
+        print(f"{name:<26} {row['cases']:>6} {row['ran']:>5} {row['refused']:>8} "
+              f"{row['crash']:>6} {row['hang']:>5} {row['touched']:>8} "
+              f"{row.get('max_s', 0):>7.2f}")  # fmt: skip
     total = {k: sum(r[k] for r in [*cli.values(), *http.values()])
              for k in ("cases", "ok", "crash", "hang", "touched")}  # fmt: skip
     print(

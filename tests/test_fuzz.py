@@ -22,8 +22,8 @@ def test_hostile_inputs_never_crash_hang_or_touch_files(tmp_path):
     report = tmp_path / "fuzz.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--per-command", "6",
-         "--per-operation", "8", "--seed", "0", "--case-seconds", "60", "--json", str(report)],
+        [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--per-command", "10",
+         "--per-operation", "12", "--seed", "0", "--case-seconds", "60", "--json", str(report)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
         preexec_fn=_cap_memory,
     )  # fmt: skip
@@ -31,6 +31,6 @@ def test_hostile_inputs_never_crash_hang_or_touch_files(tmp_path):
     data = json.loads(report.read_text())
     total = data["total"]
     assert total["crash"] == total["hang"] == total["touched"] == 0
-    assert total["ok"] == total["cases"] > 300
+    assert total["ok"] == total["cases"] > 280
     assert len(data["cli"]) >= 22 and len(data["http"]) >= 9  # every command and operation
     assert data["peak_mb"] < MEMORY_CAP_MB

@@ -11,7 +11,7 @@ import typer
 
 from atelier.atomic import write_atomic
 from atelier.cli.common import load_generator
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, writable_folder
 from atelier.eval.arena import Entrant, arena_html, format_arena, run_arena
 from atelier.kinds.base import parse_assignments, with_options
 from atelier.shapes.bench import SUITE_NAME, load_suite
@@ -53,6 +53,7 @@ def compare(
         raise fail("give each model once; compare one model's settings with atelier sweep")
     if every < 1 or real < 4:
         raise fail("--every must be >= 1 and --real >= 4")
+    writable_folder(output)
     try:
         per_model = _settings(settings, models)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]

@@ -20,7 +20,7 @@ from atelier.cli.common import (
     options_for,
     reranker,
 )
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, writable_folder
 from atelier.eval.report import clip_score_pair, distribution_metrics, eval_html, metrics_json
 from atelier.eval.shapes_bench import (
     Judged,
@@ -108,6 +108,9 @@ def evaluate(
         raise fail(str(err)) from None
     if card and candidates > 1:
         raise fail("--card records the model's plain scores; run reranked evals without --card")
+    if samples < 1 or (limit is not None and limit < 1):
+        raise fail("--samples and --limit must be at least 1")
+    writable_folder(output)
     loaded = None if listed.facts.defaults is not None else load_generator(model)
     flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
              "guidance_rescale": guidance_rescale}  # fmt: skip

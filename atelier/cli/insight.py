@@ -7,12 +7,14 @@ from pathlib import Path
 
 import typer
 
+from atelier.budget import check_prompt
 from atelier.cli.common import GUIDANCE, STEPS, load_diffusion, options_for
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, writable_folder
 from atelier.eval.explain import reverse_process, save_explanation
 from atelier.eval.inspect import tree
 from atelier.kinds.folder import DEFAULT_MODEL, read_config, resolve
 from atelier.kinds.registry import kind_of
+from atelier.pipelines.composable import split_and
 
 
 def explain(
@@ -27,6 +29,12 @@ def explain(
     """Save x_t and the predicted x_0 at every step; prints the filmstrip and GIF paths."""
     if not prompt.strip():
         raise fail("the prompt is empty; say what to draw")
+    try:
+        check_prompt(prompt)
+        split_and(prompt)  # AUTOMATIC1111's AND: every sub-prompt must hold text
+    except ValueError as err:
+        raise fail(str(err)) from None
+    writable_folder(output)
     loaded = load_diffusion(model, "explain")
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
     options = options_for(loaded.name, loaded.defaults, flags)

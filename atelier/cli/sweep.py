@@ -13,7 +13,7 @@ from PIL import Image
 
 from atelier.atomic import write_atomic
 from atelier.cli.common import load_diffusion
-from atelier.cli.errors import fail
+from atelier.cli.errors import fail, writable_folder
 from atelier.eval.shapes_bench import to_json
 from atelier.eval.sweep import format_cells, grid_png, heatmaps, parse_axis, run_sweep
 from atelier.shapes.bench import SUITE_NAME, load_suite
@@ -45,6 +45,7 @@ def sweep(
         raise fail(str(err)) from None
     if every < 1:
         raise fail(f"--every must be >= 1, got {every}")
+    writable_folder(output)
     seed_list = _ints(seeds, "--seeds")
     suite = suite[::every]
     try:

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from atelier.budget import check_pixels
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.digest import state_digest
@@ -160,6 +161,8 @@ class Model:
             latent_space=self.config.latent_space,
             rows=rows,
         )
+        if size is not None:
+            check_pixels(size, size, f"size {size}")
         if size is not None and size != self.resolution:
             factor = self.vae.config.downsampling_factor if self.vae is not None else 1
             multiple = factor * 2 ** (len(self.config.unet.block_channels) - 1)
@@ -195,6 +198,8 @@ def load_diffusion(
         config = ModelConfig.from_dict(data)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{folder / 'config.json'} is not a valid model config ({err})") from None
+    # Every image it makes at its own size must fit the budget.
+    check_pixels(config.resolution, config.resolution, f"{folder.name}'s images")
     unet = build_and_load(lambda: UNet(config.unet), folder / "unet.safetensors", what="the UNet")
     vae = None
     if config.vae is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from atelier.budget import check_pixels
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.kinds.base import Facts, ModelKind
@@ -87,6 +88,7 @@ def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> Upscaler:
         raise ValueError(
             f"{folder / 'config.json'} is not a valid upscaler config ({err})"
         ) from None
+    check_pixels(config.high, config.high, f"{folder.name}'s images")
     unet = build_and_load(lambda: UNet(config.unet), folder / "unet.safetensors", what="the UNet")
     return Upscaler(unet.to(device), config)
 
