@@ -37,14 +37,13 @@ class Budget:
 
 # Each limit: its environment variable and root option.
 ENV = {f.name: "ATELIER_" + f.name.upper() for f in dataclasses.fields(Budget)}
-_override: Budget | None = None
+# Limits the root command's options set, for the length of that command.
+_override: dict[str, int] = {}
 
 
 def budget() -> Budget:
     """The budget in force: the root command's options, else the environment, else defaults."""
-    if _override is not None:
-        return _override
-    values = {}
+    values: dict[str, int] = {}
     for name, var in ENV.items():
         text = os.environ.get(var)
         if text is not None:
@@ -52,19 +51,20 @@ def budget() -> Budget:
                 values[name] = int(text)
             except ValueError:
                 raise ValueError(f"{var}={text!r} is not an integer") from None
-    return Budget(**values)
+    return Budget(**{**values, **_override})
 
 
 def set_budget(**changes: int | None) -> Budget:
-    """Raise or lower limits for this process (the root command's options); None keeps one."""
-    global _override
-    _override = dataclasses.replace(budget(), **{k: v for k, v in changes.items() if v is not None})
-    return _override
+    """Raise or lower limits until :func:`reset_budget` (the root command's options, for the
+    length of that command); None keeps a limit as it is."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    Budget(**given)  # validates the values
+    _override.update(given)
+    return budget()
 
 
 def reset_budget() -> None:
-    global _override
-    _override = None
+    _override.clear()
 
 
 class OverBudget(ValueError):

@@ -57,6 +57,7 @@ LIMITS = "Resource limits (refusals name the one they hit)"
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -84,6 +85,7 @@ def _root(
 ) -> None:
     """Text-to-image generation you can train, run, edit with, serve and measure on a CPU."""
     reset_budget()
+    ctx.call_on_close(reset_budget)  # the limits last as long as this command
     try:
         set_budget(
             max_pixels=max_pixels,
