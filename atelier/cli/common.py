@@ -61,6 +61,17 @@ def load_diffusion(model: str, command: str) -> diffusion.Model:
         raise fail(f"{command} needs a diffusion model: {err}") from None
 
 
+def generator_options(model: str, flags: dict[str, Any], items: Sequence[str] = ()
+                      ) -> tuple[Listed, Any, TextToImage | None]:  # fmt: skip
+    """A text-to-image model's listing and the command's options for it, checked against the
+    defaults its config.json states before any weight loads (a kind whose defaults live only in
+    the loaded model is loaded, and returned so it is not loaded twice; else None)."""
+    listed = describe_generator(model)
+    loaded = None if listed.facts.defaults is not None else load_generator(model)
+    defaults = listed.facts.defaults if loaded is None else loaded.defaults
+    return listed, options_for(listed.name, defaults, flags, items), loaded
+
+
 def options_for(name: str, defaults: Any, flags: dict[str, Any], items: Sequence[str] = ()) -> Any:
     """``defaults`` (a model's, of its kind's options type) with the command's flags that were
     given (not None) and its ``--option NAME=VALUE`` items; an option the model's kind does not

@@ -15,9 +15,8 @@ from atelier.cli.common import (
     GUIDANCE_RESCALE,
     OPTION,
     STEPS,
-    describe_generator,
+    generator_options,
     load_generator,
-    options_for,
     reranker,
 )
 from atelier.cli.errors import fail, writable_folder
@@ -101,7 +100,6 @@ def evaluate(
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals,
     FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML."""
-    listed = describe_generator(model)
     try:
         prompts = load_suite(None if suite == SUITE_NAME else suite)
     except (FileNotFoundError, ValueError) as err:
@@ -111,11 +109,9 @@ def evaluate(
     if samples < 1 or (limit is not None and limit < 1):
         raise fail("--samples and --limit must be at least 1")
     writable_folder(output)
-    loaded = None if listed.facts.defaults is not None else load_generator(model)
     flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
              "guidance_rescale": guidance_rescale}  # fmt: skip
-    defaults = listed.facts.defaults if loaded is None else loaded.defaults
-    options = options_for(listed.name, defaults, flags, option)
+    _, options, loaded = generator_options(model, flags, option)
     loaded = loaded or load_generator(model)
     if limit is not None:
         prompts = prompts[:limit]

@@ -20,7 +20,7 @@ from atelier.cli.common import (
     OPTION,
     STEPS,
     chosen_seed,
-    describe_generator,
+    generator_options,
     load_generator,
     options_for,
     ranked_extra,
@@ -137,12 +137,9 @@ def generate(
     except ValueError as err:
         raise fail(str(err)) from None
     # Everything the model's config.json can tell is checked before its weights load.
-    listed = describe_generator(model)
-    loaded = None if listed.facts.defaults is not None else load_generator(model)
-    defaults = listed.facts.defaults if loaded is None else loaded.defaults
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
              "guidance_rescale": guidance_rescale}  # fmt: skip
-    options = options_for(listed.name, defaults, flags, option)
+    listed, options, loaded = generator_options(model, flags, option)
     side = size or listed.facts.resolution
     sizes = _cascade(cascade, hires, side)
     try:
