@@ -17,7 +17,7 @@ from atelier.kinds.folder import install
 from atelier.paths import home
 from atelier.training.fine_tune import with_base_architecture
 from atelier.training.recipes import Recipe, RecipeError
-from atelier.training.runners import autoencoder, clip, diffusion, features, upscaler
+from atelier.training.runners import autoencoder, clip, diffusion, features, tokenizer, upscaler
 
 RUNNERS = {
     "vae": autoencoder.run,
@@ -26,6 +26,7 @@ RUNNERS = {
     "clip": clip.run,
     "features": features.run,
     "upscaler": upscaler.run,
+    "tokenizer": tokenizer.run,
 }
 
 
