@@ -86,6 +86,23 @@ def test_task_logs_the_gan_and_the_temperature():
         TokenizerTask(tokenizer, config)
 
 
+def test_the_discriminator_loss_is_scaled_in_the_sum():
+    """Its gradients shrink by the scale (AdamW's steps do not), the tokenizer's stay put."""
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    grads = {}
+    for scale in (1.0, 0.01):
+        torch.manual_seed(0)
+        tokenizer = ImageTokenizer(TINY)
+        discriminator = PatchDiscriminator(DiscriminatorConfig(channels=8, layers=2, norm="group"))
+        config = TokenizerLossConfig(adversarial_weight=0.1, discriminator_loss_scale=scale)
+        torch.manual_seed(1)
+        loss, _ = TokenizerTask(tokenizer, config, discriminator=discriminator).loss((x, []), 0)
+        loss.backward()
+        grads[scale] = (discriminator.main[0].weight.grad, tokenizer.decoder.conv_out.weight.grad)
+    assert torch.allclose(grads[0.01][0], 0.01 * grads[1.0][0], atol=1e-7)
+    assert torch.allclose(grads[0.01][1], grads[1.0][1])
+
+
 def test_gumbel_temperature_anneals_by_a_cosine():
     def tau(step):
         return gumbel_temperature(step, start=1.0, end=1 / 16, steps=100)
