@@ -2,23 +2,32 @@
 
 A latent diffusion model can only draw what its decoder can: if the judge fails a reconstruction
 of a true render, no generation through that decoder can pass either. This is that ceiling,
-measured on fresh renders of every shapes-bench spec, with PSNR for the pixel view.
+measured on fresh renders of every shapes-bench spec, with PSNR for the pixel view. The same
+holds for an image tokenizer and the token models that draw through its decoder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from atelier.data.base import array_to_tensor, tensor_to_array
-from atelier.models.vae import AutoencoderKL
 from atelier.shapes.bench import BenchPrompt
 from atelier.shapes.judge import judge
 from atelier.shapes.render import render
 from atelier.shapes.scene import realize
+
+
+class RoundTrip(Protocol):
+    """An autoencoder of any family: the KL autoencoder, an image tokenizer."""
+
+    def round_trip(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] -> their reconstructions, same shape and range."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -30,20 +39,20 @@ class ReconstructionReport:
 
 @torch.no_grad()
 def judge_reconstructions(
-    vae: AutoencoderKL,
+    model: RoundTrip,
     suite: Sequence[BenchPrompt],
     *,
     size: int = 64,
     seed: int = 0,
     batch: int = 32,
 ) -> ReconstructionReport:
-    """Render each spec, encode and decode it (posterior mode), judge the result."""
+    """Render each spec, encode and decode it (``model.round_trip``), judge the result."""
     rng = np.random.default_rng(seed)
     renders = [render(realize(bp.spec, rng), size) for bp in suite]
     passed, squared = 0, 0.0
     for start in range(0, len(renders), batch):
         x = torch.stack([array_to_tensor(px) for px in renders[start : start + batch]])
-        x_tilde = vae.decode(vae.encode(x).mode()).clamp(-1, 1)
+        x_tilde = model.round_trip(x).clamp(-1, 1)
         squared += float(((x - x_tilde) / 2).pow(2).sum())
         for bp, img in zip(suite[start : start + batch], x_tilde):
             passed += judge(tensor_to_array(img), bp.spec).passed

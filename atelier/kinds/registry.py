@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from atelier.kinds import autoencoder, clip, diffusion, features, upscaler
+from atelier.kinds import autoencoder, clip, diffusion, features, tokenizer, upscaler
 from atelier.kinds.base import Facts, ModelKind, TextToImage
 from atelier.kinds.folder import known_models, read_config, resolve
 
@@ -25,6 +25,7 @@ KINDS: dict[str, ModelKind] = {
     "features": features.KIND,
     "upscaler": upscaler.KIND,
     "vae": autoencoder.KIND,
+    "tokenizer": tokenizer.KIND,
 }
 
 

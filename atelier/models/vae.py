@@ -207,9 +207,13 @@ class MidBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """E: image x (B, C, H, W) -> posterior moments (B, 2c, H/f, W/f), before ``quant_conv``."""
+    """E: image x (B, C, H, W) -> posterior moments (B, 2c, H/f, W/f), before ``quant_conv``.
 
-    def __init__(self, config: VAEConfig) -> None:
+    ``out_channels`` replaces the 2c moment channels (an image tokenizer's encoder outputs the
+    D channels its quantizer reads).
+    """
+
+    def __init__(self, config: VAEConfig, *, out_channels: int | None = None) -> None:
         super().__init__()
         widths, groups = config.block_channels, config.groups
         self.conv_in = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
@@ -224,14 +228,15 @@ class Encoder(nn.Module):
             self.down_blocks.append(DownBlock(resnets, None if last else Downsample(width)))
         self.mid_block = MidBlock(widths[-1], groups=groups, attention=config.mid_attention)
         self.conv_norm_out = nn.GroupNorm(groups, widths[-1], eps=NORM_EPS)
-        self.conv_out = nn.Conv2d(widths[-1], 2 * config.latent_channels, 3, padding=1)
+        out_channels = 2 * config.latent_channels if out_channels is None else out_channels
+        self.conv_out = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)  # (B, C_0, H, W)
         for block in self.down_blocks:
             h = block(h)
         h = self.mid_block(h)  # (B, C_last, H/f, W/f)
-        return self.conv_out(F.silu(self.conv_norm_out(h)))  # (B, 2c, H/f, W/f)
+        return self.conv_out(F.silu(self.conv_norm_out(h)))  # (B, 2c or out, H/f, W/f)
 
 
 class Decoder(nn.Module):
@@ -297,15 +302,24 @@ class AutoencoderKL(nn.Module):
         posterior = self.encode(x)
         return self.decode(posterior.sample(generator)), posterior
 
+    def round_trip(self, x: torch.Tensor) -> torch.Tensor:
+        """x -> D(mode of q(z | x)), clamped to [-1, 1]: what the autoencoder keeps of ``x``."""
+        return self.decode(self.encode(x).mode()).clamp(-1, 1)
+
     def _check_image(self, x: torch.Tensor) -> None:
-        channels, f = self.config.in_channels, self.config.downsampling_factor
-        if x.ndim != 4 or x.shape[1] != channels:
-            raise ValueError(f"x must be (B, {channels}, H, W), got {tuple(x.shape)}")
-        bad = [size for size in x.shape[2:] if size % f]
-        if bad:
-            # Each stride-2 conv rounds an odd size down, so D(E(x)) would come out smaller than x.
-            nearest = sorted({n for size in bad for n in (size // f * f, (size // f + 1) * f) if n})
-            raise ValueError(
-                f"this VAE (f={f}) takes H and W that are multiples of {f} "
-                f"(nearest: {', '.join(map(str, nearest))}), got {tuple(x.shape[2:])}"
-            )
+        check_image(x, channels=self.config.in_channels, factor=self.config.downsampling_factor)
+
+
+def check_image(x: torch.Tensor, *, channels: int, factor: int, what: str = "this VAE") -> None:
+    """Refuse an image batch an autoencoder of ``factor`` f cannot encode, naming valid sizes."""
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"x must be (B, {channels}, H, W), got {tuple(x.shape)}")
+    bad = [size for size in x.shape[2:] if size % factor]
+    if bad:
+        # Each stride-2 conv rounds an odd size down, so D(E(x)) would come out smaller than x.
+        f = factor
+        nearest = sorted({n for size in bad for n in (size // f * f, (size // f + 1) * f) if n})
+        raise ValueError(
+            f"{what} (f={f}) takes H and W that are multiples of {f} "
+            f"(nearest: {', '.join(map(str, nearest))}), got {tuple(x.shape[2:])}"
+        )

@@ -25,7 +25,7 @@ from atelier.paths import home
 from atelier.training.checkpoint import CheckpointError, checkpoint_files
 from atelier.training.fine_tune import with_base_architecture
 from atelier.training.recipes import Recipe, RecipeError
-from atelier.training.runners import autoencoder, clip, diffusion, features, upscaler
+from atelier.training.runners import autoencoder, clip, diffusion, features, tokenizer, upscaler
 
 RUNNERS = {
     "vae": autoencoder.run,
@@ -34,6 +34,7 @@ RUNNERS = {
     "clip": clip.run,
     "features": features.run,
     "upscaler": upscaler.run,
+    "tokenizer": tokenizer.run,
 }
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.

@@ -26,6 +26,9 @@ def test_every_recipe_builds_consistently(name):
         assert recipe.upscale_from < recipe.data.resolution
     elif recipe.kind == "clip":
         assert recipe.clip.vision.image_size % recipe.clip.vision.patch_size == 0
+    elif recipe.kind == "tokenizer":
+        assert recipe.data.resolution // recipe.tokenizer.downsampling_factor == 16
+        assert (recipe.discriminator is not None) == (recipe.tokenizer_loss.adversarial_weight > 0)
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
