@@ -43,7 +43,7 @@ LAYERS = [
 ]
 RANK = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
 # Training assembles a pipeline only to draw its sample grids.
-TRAINING_SAMPLE_GRIDS = {"atelier.training.ldm"}
+TRAINING_SAMPLE_GRIDS = {"atelier.training.ldm", "atelier.training.token_tasks"}
 
 
 def package(module: str) -> str:

@@ -17,7 +17,15 @@ from atelier.kinds.folder import install
 from atelier.paths import home
 from atelier.training.fine_tune import with_base_architecture
 from atelier.training.recipes import Recipe, RecipeError
-from atelier.training.runners import autoencoder, clip, diffusion, features, tokenizer, upscaler
+from atelier.training.runners import (
+    autoencoder,
+    clip,
+    diffusion,
+    features,
+    tokenizer,
+    tokens,
+    upscaler,
+)
 
 RUNNERS = {
     "vae": autoencoder.run,
@@ -27,6 +35,8 @@ RUNNERS = {
     "features": features.run,
     "upscaler": upscaler.run,
     "tokenizer": tokenizer.run,
+    "dalle": tokens.run,
+    "maskgit": tokens.run,
 }
 
 
