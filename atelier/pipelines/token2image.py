@@ -115,10 +115,11 @@ class TokenPipeline(ABC, Generic[N, O]):
             raise TypeError("prompts must be a list of strings, not one string")
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
+        g = self.network.config.grid
         cond = self.text_ids(prompts)  # (B, T)
         uncond = self.text_ids([negative_prompt])  # (1, T)
         chunks = range(0, len(prompts), self.rows)
-        out = []
+        out = [torch.zeros(0, g * g, dtype=torch.long, device=self.device)]
         for c, start in enumerate(chunks):
             n = min(self.rows, len(prompts) - start)
             pad = self.rows - n
@@ -128,7 +129,6 @@ class TokenPipeline(ABC, Generic[N, O]):
             step = _offset(callback, c, len(chunks))
             codes = self.sample_rows(text, uncond.expand(self.rows, -1), generators, options, step)
             out.append(codes[:n])
-        g = self.network.config.grid
         return torch.cat(out).view(-1, g, g)
 
     @abstractmethod
@@ -154,6 +154,9 @@ class TokenPipeline(ABC, Generic[N, O]):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Token grids (B, g, g) -> images (B, 3, H, W) in [-1, 1], ``rows`` at a time."""
+        if not len(codes):
+            side = codes.shape[-1] * self.image_tokenizer.config.downsampling_factor
+            return torch.zeros(0, 3, side, side)
         out = []
         for start in range(0, len(codes), self.rows):
             chunk = codes[start : start + self.rows]

@@ -141,6 +141,7 @@ def test_a_batch_gives_the_same_images_as_single_runs(kind):
         (alone,) = model([prompt], seeds=[seed], options=options)
         assert np.array_equal(np.asarray(alone), np.asarray(image))
     assert not np.array_equal(np.asarray(batch[0]), np.asarray(batch[4]))  # seeds differ
+    assert model([], seeds=[]) == []
     steps = []
     model(prompts[:2], seeds=seeds[:2], callback=steps.append)
     assert steps[-1].i + 1 == steps[-1].total == len(steps)
