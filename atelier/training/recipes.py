@@ -329,7 +329,8 @@ def _shapes_dvae() -> Recipe:
 
 # 3.6 M parameters over 48 text + 256 image positions. One core, bf16 autocast (AMX; fp32 takes
 # 2.5x as long): 0.6 to 0.7 s per batch-16 step alone, 0.7 (MaskGIT) to 0.85 s (DALL-E) inside
-# the training loop with the other core busy; about half of it is attention. Six layers cost
+# the training loop with the other core busy, 0.52 s (MaskGIT's first run) with it idle; about
+# half of it is attention. Six layers cost
 # 1.5x that and width 384 three times. The 3-CPU-hour budget, less the tokenizer's 0.75 h,
 # holds about 10,000 such steps: 160,000 captioned scenes, eight passes over the 20,000.
 _TOKEN_TRANSFORMER = TokenTransformerConfig(text_length=48, width=256, layers=4, heads=4)
