@@ -14,7 +14,16 @@ from typing import Any
 
 import torch
 
-from atelier.kinds import autoencoder, clip, diffusion, features, tokenizer, upscaler
+from atelier.kinds import (
+    autoencoder,
+    clip,
+    dalle,
+    diffusion,
+    features,
+    maskgit,
+    tokenizer,
+    upscaler,
+)
 from atelier.kinds.base import Facts, ModelKind, TextToImage
 from atelier.kinds.folder import known_models, read_config, resolve
 
@@ -26,6 +35,8 @@ KINDS: dict[str, ModelKind] = {
     "upscaler": upscaler.KIND,
     "vae": autoencoder.KIND,
     "tokenizer": tokenizer.KIND,
+    "dalle": dalle.KIND,
+    "maskgit": maskgit.KIND,
 }
 
 

@@ -67,11 +67,15 @@ class BPETokenizer:
             ids = ids.tolist()
         return self._tokenizer.decode(list(ids), skip_special_tokens=True)
 
+    def to_str(self) -> str:
+        """The whole tokenizer as the JSON text :meth:`save` writes (a model hash reads it)."""
+        return self._tokenizer.to_str(pretty=True)
+
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``folder/tokenizer.json`` atomically, creating the folder; returns the file."""
         directory = Path(folder)
         directory.mkdir(parents=True, exist_ok=True)
-        return write_atomic(directory / TOKENIZER_FILE, self._tokenizer.to_str(pretty=True))
+        return write_atomic(directory / TOKENIZER_FILE, self.to_str())
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> BPETokenizer:

@@ -25,7 +25,15 @@ from atelier.paths import home
 from atelier.training.checkpoint import CheckpointError, checkpoint_files
 from atelier.training.fine_tune import with_base_architecture
 from atelier.training.recipes import Recipe, RecipeError
-from atelier.training.runners import autoencoder, clip, diffusion, features, tokenizer, upscaler
+from atelier.training.runners import (
+    autoencoder,
+    clip,
+    diffusion,
+    features,
+    tokenizer,
+    tokens,
+    upscaler,
+)
 
 RUNNERS = {
     "vae": autoencoder.run,
@@ -35,6 +43,8 @@ RUNNERS = {
     "features": features.run,
     "upscaler": upscaler.run,
     "tokenizer": tokenizer.run,
+    "dalle": tokens.run,
+    "maskgit": tokens.run,
 }
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.

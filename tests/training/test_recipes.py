@@ -29,6 +29,11 @@ def test_every_recipe_builds_consistently(name):
     elif recipe.kind == "tokenizer":
         assert recipe.data.resolution // recipe.tokenizer.downsampling_factor == 16
         assert (recipe.discriminator is not None) == (recipe.tokenizer_loss.adversarial_weight > 0)
+    elif recipe.kind in ("dalle", "maskgit"):
+        # Sized for the shapes-vqgan tokenizer it names; the runner checks the match.
+        assert recipe.token_transformer is not None and recipe.tokenizer_model == "shapes-vqgan"
+        options = {"dalle": "AutoregressiveOptions", "maskgit": "MaskedOptions"}[recipe.kind]
+        assert type(recipe.token_sampling).__name__ == options
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 

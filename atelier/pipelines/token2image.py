@@ -1,0 +1,210 @@
+"""Text to image through discrete tokens: BPE ids of the caption, a token transformer sampled by
+``tokens/``, the image tokenizer's decoder. Assembly only.
+
+Images are made ``rows`` at a time: every chunk of prompts is padded to exactly ``rows`` (with the
+negative prompt and a fixed seed) and sampled and decoded as one batch of that size, each image
+drawing from its own generator, so an image's pixels do not depend on its batch: a batch gives
+the same images as single runs, bit for bit (see ``fixed_batch.py`` for why the size is fixed).
+Classifier-free guidance runs the conditional and unconditional (negative prompt, by default the
+empty caption the model was trained to draw from) rows as one batch of 2 ``rows``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import torch
+from PIL import Image
+
+from atelier.data.base import tensor_to_pil
+from atelier.models.token_transformer import (
+    AutoregressiveTransformer,
+    KVCache,
+    MaskedTokenTransformer,
+    TokenTransformer,
+)
+from atelier.models.tokenizer import ImageTokenizer
+from atelier.text.tokenizer import BPETokenizer
+from atelier.tokens.autoregressive import TokenCallback, TokenStep, sample_autoregressive
+from atelier.tokens.logits import LogitsFn, with_guidance
+from atelier.tokens.masked import get_schedule, masked_decode
+from atelier.tokens.options import AutoregressiveOptions, MaskedOptions
+
+N = TypeVar("N", bound=TokenTransformer)
+O = TypeVar("O", AutoregressiveOptions, MaskedOptions)  # noqa: E741
+
+
+def cached_logits(network: AutoregressiveTransformer, text: torch.Tensor) -> LogitsFn:
+    """c_<i -> the logits of c_i (B, K) for one left-to-right pass, feeding the network only
+    c_{i-1}: its KV cache holds the text and the tokens before."""
+    cache: KVCache | None = None
+
+    def next_logits(tokens: torch.Tensor) -> torch.Tensor:
+        nonlocal cache
+        if tokens.shape[1] == 0:
+            logits, cache = network.start(text)
+            return logits
+        if cache is None or cache.length != text.shape[1] + tokens.shape[1] - 1:
+            raise ValueError("a cached logits function follows one pass, one token at a time")
+        return network.extend(tokens[:, -1], cache)
+
+    return next_logits
+
+
+def uncached_logits(network: AutoregressiveTransformer, text: torch.Tensor) -> LogitsFn:
+    """c_<i -> the logits of c_i (B, K), running the network over the whole sequence."""
+    return lambda tokens: network(text, tokens)[:, -1]
+
+
+class TokenPipeline(ABC, Generic[N, O]):
+    """What both token pipelines share: captions to ids, chunks of ``rows``, decoding."""
+
+    def __init__(
+        self,
+        *,
+        network: N,
+        text_tokenizer: BPETokenizer,
+        image_tokenizer: ImageTokenizer,
+        rows: int = 4,
+    ) -> None:
+        if rows < 1:
+            raise ValueError(f"rows must be at least 1, got {rows}")
+        self.network = network.eval()
+        self.text_tokenizer = text_tokenizer
+        self.image_tokenizer = image_tokenizer.eval()
+        self.rows = rows
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def text_ids(self, prompts: Sequence[str]) -> torch.Tensor:
+        """BPE ids (B, T) in the network's window; a longer prompt is truncated with a
+        ``PromptTruncatedWarning``."""
+        window = self.network.config.text_length
+        return self.text_tokenizer.encode(prompts, max_length=window).ids.to(self.device)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        *,
+        seeds: Sequence[int],
+        negative_prompt: str = "",
+        options: O,
+        callback: TokenCallback | None = None,
+    ) -> list[Image.Image]:
+        codes = self.sample(prompts, seeds=seeds, negative_prompt=negative_prompt,
+                            options=options, callback=callback)  # fmt: skip
+        return [tensor_to_pil(x) for x in self.decode(codes)]
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[str],
+        *,
+        seeds: Sequence[int],
+        negative_prompt: str = "",
+        options: O,
+        callback: TokenCallback | None = None,
+    ) -> torch.Tensor:
+        """Token grids (B, g, g), image i drawn with a generator seeded ``seeds[i]``."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings, not one string")
+        if len(prompts) != len(seeds):
+            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
+        g = self.network.config.grid
+        cond = self.text_ids(prompts)  # (B, T)
+        uncond = self.text_ids([negative_prompt])  # (1, T)
+        chunks = range(0, len(prompts), self.rows)
+        out = [torch.zeros(0, g * g, dtype=torch.long, device=self.device)]
+        for c, start in enumerate(chunks):
+            n = min(self.rows, len(prompts) - start)
+            pad = self.rows - n
+            text = torch.cat([cond[start : start + n], uncond.expand(pad, -1)])  # (rows, T)
+            generators = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + n]]
+            generators += [torch.Generator().manual_seed(0) for _ in range(pad)]
+            step = _offset(callback, c, len(chunks))
+            codes = self.sample_rows(text, uncond.expand(self.rows, -1), generators, options, step)
+            out.append(codes[:n])
+        return torch.cat(out).view(-1, g, g)
+
+    @abstractmethod
+    def sample_rows(
+        self,
+        text: torch.Tensor,
+        uncond: torch.Tensor,
+        generators: list[torch.Generator],
+        options: O,
+        callback: TokenCallback | None,
+    ) -> torch.Tensor:
+        """Tokens (rows, n) for one chunk of prompts' ids ``text`` (rows, T): what each
+        pipeline does its own way."""
+
+    def guided(self, make: Callable[[torch.Tensor], LogitsFn], text: torch.Tensor,
+               uncond: torch.Tensor, scale: float) -> LogitsFn:  # fmt: skip
+        """The logits function ``make`` builds for ``text``, guided by ``scale`` against the
+        ``uncond`` rows (no unconditional pass at scale 1)."""
+        if scale == 1:
+            return make(text)
+        return with_guidance(make(torch.cat([text, uncond])), scale)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Token grids (B, g, g) -> images (B, 3, H, W) in [-1, 1], ``rows`` at a time."""
+        if not len(codes):
+            side = codes.shape[-1] * self.image_tokenizer.config.downsampling_factor
+            return torch.zeros(0, 3, side, side)
+        out = []
+        for start in range(0, len(codes), self.rows):
+            chunk = codes[start : start + self.rows]
+            pad = chunk.new_zeros((self.rows - len(chunk), *chunk.shape[1:]))
+            out.append(self.image_tokenizer.decode_codes(torch.cat([chunk, pad]))[: len(chunk)])
+        return torch.cat(out)
+
+
+def _offset(callback: TokenCallback | None, chunk: int, chunks: int) -> TokenCallback | None:
+    """``callback`` seeing chunk ``chunk``'s steps as steps of the whole call."""
+    if callback is None:
+        return None
+    return lambda info: callback(
+        TokenStep(chunk * info.total + info.i, chunks * info.total, info.tokens)
+    )
+
+
+class AutoregressivePipeline(TokenPipeline[AutoregressiveTransformer, AutoregressiveOptions]):
+    """DALL-E: the image tokens one at a time, row-major; ``use_cache=False`` runs the whole
+    sequence for every token (the reference the KV cache is tested and timed against)."""
+
+    def __init__(self, *, use_cache: bool = True, **parts) -> None:
+        super().__init__(**parts)
+        self.use_cache = use_cache
+
+    def sample_rows(self, text, uncond, generators, options, callback) -> torch.Tensor:
+        make = cached_logits if self.use_cache else uncached_logits
+        next_logits = self.guided(lambda t: make(self.network, t), text, uncond,
+                                  options.guidance)  # fmt: skip
+        return sample_autoregressive(
+            next_logits, batch=len(text), length=self.network.config.image_length,
+            generators=generators, temperature=options.temperature, top_k=options.top_k,
+            top_p=options.top_p, callback=callback, device=self.device,
+        )  # fmt: skip
+
+
+class MaskedPipeline(TokenPipeline[MaskedTokenTransformer, MaskedOptions]):
+    """MaskGIT: every token at once, the most confident kept at each of ``options.steps``."""
+
+    def sample_rows(self, text, uncond, generators, options, callback) -> torch.Tensor:
+        network = self.network
+        logits_fn = self.guided(lambda t: lambda tokens: network(t, tokens), text, uncond,
+                                options.guidance)  # fmt: skip
+        tokens = torch.full((len(text), network.config.image_length), network.mask_id,
+                            dtype=torch.long, device=self.device)  # fmt: skip
+        return masked_decode(
+            logits_fn, tokens, mask_id=network.mask_id, steps=options.steps,
+            generators=generators, temperature=options.temperature,
+            choice_temperature=options.choice_temperature,
+            schedule=get_schedule(options.schedule), callback=callback,
+        )  # fmt: skip

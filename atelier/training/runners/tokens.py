@@ -1,0 +1,96 @@
+"""Train a token model: DALL-E's autoregressive transformer (``kind = "dalle"``) or MaskGIT's
+masked one (``kind = "maskgit"``), on the codes of a trained image tokenizer.
+
+The training images are encoded once by the tokenizer ``recipe.tokenizer_model`` names and kept
+as a token dataset under ``$ATELIER_HOME/data``; a BPE tokenizer is trained on the captions. The
+model folder holds both tokenizers beside the transformer, and its card's CPU time includes the
+image tokenizer's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from atelier.data.latents import module_digest
+from atelier.data.shapes import ShapesDataset
+from atelier.data.tokens import TokenDataset
+from atelier.kinds import dalle, maskgit
+from atelier.kinds import tokenizer as tokenizer_kind
+from atelier.kinds.card import METRICS_TODO, cost, model_card
+from atelier.kinds.registry import load_model
+from atelier.kinds.token_model import TokenModel, save_token_model
+from atelier.paths import home
+from atelier.shapes.bench import load_suite
+from atelier.text.tokenizer import train_bpe
+from atelier.training.callbacks import CPULedger, process_cpu_seconds
+from atelier.training.checkpoint import final_weights
+from atelier.training.loop import train
+from atelier.training.recipe_data import captions, folder_digest, recaptioned, recipe_images
+from atelier.training.recipes import Recipe, RecipeError
+from atelier.training.token_tasks import AutoregressiveTask, MaskedTokenTask
+
+SAMPLE_PROMPTS = 48
+
+
+def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
+        command: str) -> Path:  # fmt: skip
+    family = {"dalle": dalle.FAMILY, "maskgit": maskgit.FAMILY}[recipe.kind]
+    if recipe.token_transformer is None:
+        raise RecipeError(f"{recipe.name} names no token_transformer sizes")
+    try:
+        image_tokenizer = load_model(recipe.tokenizer_model, want=tokenizer_kind.KIND)
+    except (FileNotFoundError, ValueError) as err:
+        raise RecipeError(
+            f"{recipe.name} learns the codes of the image tokenizer {recipe.tokenizer_model!r}, "
+            f"which cannot be loaded ({err}); train it first (atelier train shapes-vqgan) or "
+            "set tokenizer_model=NAME"
+        ) from None
+    if image_tokenizer.resolution != recipe.data.resolution:
+        raise RecipeError(
+            f"the image tokenizer {recipe.tokenizer_model} was trained at "
+            f"{image_tokenizer.resolution} px but the data is {recipe.data.resolution} px: set "
+            f"data.resolution={image_tokenizer.resolution}"
+        )
+    # The data preparation this process does (tokens not yet on disk) counts as training.
+    before = process_cpu_seconds()
+    images = recipe_images(recipe, data_dir)
+    source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
+    codebook = image_tokenizer.tokenizer.codebook_size
+    key = f"tokens-{module_digest(image_tokenizer.tokenizer)}-{source}.safetensors"
+    data = TokenDataset(images, image_tokenizer.tokenizer.encode, codebook_size=codebook,
+                        cache_file=home() / "data" / key)  # fmt: skip
+    data = recaptioned(recipe, images, data)
+    text_tokenizer = train_bpe(captions(data), vocab_size=recipe.bpe_vocab)
+    config = replace(recipe.token_transformer, text_vocab=text_tokenizer.vocab_size,
+                     codebook_size=codebook, grid=image_tokenizer.grid)  # fmt: skip
+    torch.manual_seed(recipe.train.seed)
+    network = family.network(config)
+    options = recipe.token_sampling or family.options()
+    if not isinstance(options, family.options):
+        raise RecipeError(f"token_sampling of a {recipe.kind} recipe must be "
+                          f"{family.options.__name__}, got {type(options).__name__}")  # fmt: skip
+    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+    task_class = AutoregressiveTask if recipe.kind == "dalle" else MaskedTokenTask
+    task = task_class(network, text_tokenizer, objective=recipe.token_objective,
+                      image_tokenizer=image_tokenizer.tokenizer, sample_prompts=prompts,
+                      sample_options=options)  # fmt: skip
+    ledger = CPULedger(preparation=process_cpu_seconds() - before)
+    train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
+    final_weights(run_dir, "transformer", network)
+    section, cpu = cost(recipe.name, ledger.total, trained="transformer",
+                        base=recipe.tokenizer_model,
+                        what=f"its image tokenizer {recipe.tokenizer_model}")  # fmt: skip
+    grid = image_tokenizer.grid
+    section += (
+        f"\n\n## Tokens\n\n- {grid}x{grid} codes of {codebook} from {recipe.tokenizer_model}, "
+        f"{config.text_length} BPE text positions ({text_tokenizer.vocab_size} ids)\n"
+        f"- sampling defaults: {options.summary()}"
+    )
+    card = model_card(recipe.name, command=command, init_from=None, cpu=cpu,
+                      body=section + METRICS_TODO, recipe=asdict(recipe))  # fmt: skip
+    model = TokenModel(family, recipe.name, network.eval(), image_tokenizer, text_tokenizer,
+                       options)  # fmt: skip
+    return save_token_model(model, run_dir / "model", card=card)
