@@ -58,6 +58,10 @@ USES = {
     "`atelier clip classify ... --model {name}`",
     "features": "`atelier eval ... --features {name}`",
     "upscaler": "`atelier upscale IMAGE --model {name}`",
+    "tokenizer": "train a token recipe on it with tokenizer_model={name} "
+    "(e.g. `atelier train shapes-maskgit tokenizer_model={name}`)",
+    "dalle": "`atelier generate PROMPT --model {name}`",
+    "maskgit": "`atelier generate PROMPT --model {name}`",
 }
 
 

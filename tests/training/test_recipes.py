@@ -134,3 +134,11 @@ def test_text_overrides_are_taken_as_written():
         get_recipe("shapes-ldm"), ["name=123", "init_from=null", "train.sample_every=null"]
     )
     assert recipe.name == "123" and recipe.init_from is None and recipe.train.sample_every is None
+
+
+def test_every_kind_a_recipe_trains_says_how_its_installed_model_is_used():
+    from atelier.training.recipes import RECIPES
+    from atelier.training.run import RUNNERS, USES
+
+    assert set(RUNNERS) <= set(USES)
+    assert {get_recipe(name).kind for name in RECIPES} <= set(RUNNERS)

@@ -192,7 +192,8 @@ TINY_RECIPE = [
 
 def test_train_vqgan_resume_and_load(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
-    for steps, extra in ((2, []), (3, ["--resume"])):
+    # --install: the run replaces the shipped shapes-vqgan under its own name in this home.
+    for steps, extra in ((2, ["--install"]), (3, ["--resume", "--install"])):
         result = CliRunner().invoke(
             app, ["train", "shapes-vqgan", *TINY_RECIPE, f"train.max_steps={steps}", *extra]
         )
