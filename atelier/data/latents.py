@@ -8,17 +8,13 @@ Item ``i`` is ``(z, caption)`` with z (c, h, w).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save
 from torch import nn
-from tqdm import tqdm
 
-from atelier.atomic import write_atomic
 from atelier.data.base import CaptionedImages
+from atelier.data.encoded import encode_once
 from atelier.digest import state_digest
 
 
@@ -41,30 +37,12 @@ class LatentDataset:
         progress: bool = True,
     ) -> None:
         self.resolution = images.resolution
-        path = Path(cache_file) if cache_file is not None else None
-        if path is not None and path.is_file():
-            with safe_open(str(path), framework="pt") as f:
-                self.latents = f.get_tensor("latents")
-                meta = f.metadata()
-            self.captions = json.loads(meta["captions"])
-            if len(self.captions) != len(images) or float(meta["scale"]) != scale:
-                raise ValueError(f"latent cache {path} does not match this dataset; delete it")
-            return
-        latents, captions = [], []
         vae = vae.eval()
-        with torch.no_grad():
-            for start in tqdm(
-                range(0, len(images), batch_size), desc="encoding latents", disable=not progress
-            ):
-                items = [images[i] for i in range(start, min(start + batch_size, len(images)))]
-                x = torch.stack([img for img, _ in items])  # (B, 3, H, W)
-                latents.append(vae.encode(x).mode() * scale)
-                captions += [text for _, text in items]
-        self.latents, self.captions = torch.cat(latents), captions
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            meta = {"captions": json.dumps(captions), "scale": str(scale)}
-            write_atomic(path, save({"latents": self.latents.contiguous()}, metadata=meta))
+        self.latents, self.captions = encode_once(
+            images, lambda x: vae.encode(x).mode() * scale, name="latents",
+            settings={"scale": str(scale)}, cache_file=cache_file, batch_size=batch_size,
+            progress=progress,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.captions)
