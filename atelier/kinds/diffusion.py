@@ -23,7 +23,7 @@ from atelier.budget import check_pixels
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.digest import state_digest
-from atelier.kinds.base import Facts, ModelKind, option_specs
+from atelier.kinds.base import Facts, ModelKind, option_specs, with_options
 from atelier.kinds.folder import build_config, save_weights, write_folder
 from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet, UNetConfig
@@ -261,7 +261,7 @@ class DiffusionKind(ModelKind):
         return replace(model, config=replace(model.config, name=name))
 
     def with_defaults(self, model: Model, **changes: Any) -> Model:
-        defaults = model.config.defaults.overridden(**changes)
+        defaults = with_options(model.config.defaults, changes, who=model.config.name)
         return replace(model, config=replace(model.config, defaults=defaults))
 
 

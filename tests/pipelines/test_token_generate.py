@@ -106,10 +106,14 @@ def test_generate_replay_inspect_export(installed, tmp_path, kind, options, show
     assert "temperature (float): 1.0" in shown.output and "image_tokenizer" in shown.output
     half = tmp_path / "half"
     exported = runner.invoke(app, ["export", name, "-o", str(half), "--half", "--guidance", "1.5",
-                                   "--name", "renamed"])  # fmt: skip
+                                   "--name", "renamed", "-O", "temperature=0.75"])  # fmt: skip
     assert exported.exit_code == 0, exported.output
     again = load_text_to_image(half)
     assert again.name == "renamed" and again.defaults.guidance == 1.5
+    assert again.defaults.temperature == 0.75
+    refused = runner.invoke(app, ["export", name, "-o", str(tmp_path / "x"), "-O", "sampler=euler"])
+    assert refused.exit_code == 2 and "takes no sampler option" in refused.output
+    assert not (tmp_path / "x").exists()
     assert describe(half).facts.text_to_image and (half / "tokenizer" / "config.json").is_file()
 
 
