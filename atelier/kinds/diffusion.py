@@ -20,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from atelier.budget import check_pixels
+from atelier.diffusion import samplers
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.digest import state_digest
@@ -148,6 +149,13 @@ class Model:
         if isinstance(self.text_encoder, TrainableTextEncoder):
             parts.append(("text_encoder", self.text_encoder))
         return state_digest(*parts, salt=self.config.text_encoder.kind, length=10)
+
+    def network_evaluations(self, options: SamplingOptions | None = None) -> int:
+        """Denoiser calls per image with ``options`` (None: the defaults), the NFE a sweep
+        reports; classifier-free guidance batches its two passes as one."""
+        options = options or self.defaults
+        ztsnr = self.config.diffusion.zero_terminal_snr
+        return samplers.network_evaluations(options.sampler, options.steps, zero_terminal_snr=ztsnr)
 
     def pipeline(self, *, rows: int = 8, size: int | None = None) -> Text2Image:
         """The sampling pipeline; ``size`` (pixels) makes images of another side than the

@@ -75,6 +75,11 @@ class TokenModel:
         salt = self.family.kind + self.text_tokenizer.to_str()
         return state_digest(*parts, salt=salt, length=10)
 
+    def network_evaluations(self, options: Any = None) -> int:
+        """Transformer passes per image with ``options`` (None: the defaults): the token
+        model's counterpart of diffusion's NFE, as a sweep reports it."""
+        return (options or self.defaults).transformer_passes(self.network.config.image_length)
+
     def pipeline(self, *, rows: int | None = None) -> TokenPipeline:
         """The sampling pipeline, ``rows`` images at a time (default: the family's)."""
         return self.family.pipeline(network=self.network, text_tokenizer=self.text_tokenizer,

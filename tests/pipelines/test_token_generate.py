@@ -1,7 +1,8 @@
 """Token models (DALL-E and MaskGIT kinds) through every generation surface: `atelier generate`
 with seeds, options and PNG parameters, `replay` (pixels match), `inspect`, `export`; a batch
 gives the same images as single runs, bit for bit; long prompts warn; a folder whose tokenizer
-does not match its transformer is refused clearly."""
+does not match its transformer is refused clearly. The tiny models are ``token_models.py``'s;
+the ``installed`` fixture (both by name) is conftest's."""
 
 import json
 import shutil
@@ -10,66 +11,18 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
-from atelier.kinds import dalle, maskgit
 from atelier.kinds.registry import describe, load_model, load_text_to_image
-from atelier.kinds.token_model import TokenModel, save_token_model
-from atelier.kinds.tokenizer import TrainedTokenizer, save_tokenizer
-from atelier.models.token_transformer import TokenTransformerConfig
-from atelier.models.tokenizer import ImageTokenizer, TokenizerConfig
+from atelier.kinds.token_model import save_token_model
+from atelier.kinds.tokenizer import save_tokenizer
 from atelier.pipelines.metadata import read_params
 from atelier.serve.app import ServeSettings, create_app
-from atelier.text.tokenizer import train_bpe
 from atelier.text.window import PromptTruncatedWarning
-
-CAPTIONS = ["a red circle", "a blue square above a green triangle", "three yellow circles"] * 4
-FAMILIES = {"dalle": dalle.FAMILY, "maskgit": maskgit.FAMILY}
-
-
-def tiny_tokenizer(codebook_size: int = 32, seed: int = 0) -> TrainedTokenizer:
-    """A random VQ tokenizer: 16 px images, 4x4 tokens."""
-    torch.manual_seed(seed)
-    config = TokenizerConfig(block_channels=(8, 16, 16), groups=8, embed_dim=8,
-                             codebook_size=codebook_size)  # fmt: skip
-    return TrainedTokenizer("tiny-tok", ImageTokenizer(config).eval(), resolution=16)
-
-
-def tiny_token_model(kind: str, name: str | None = None, seed: int = 0) -> TokenModel:
-    family = FAMILIES[kind]
-    text_tokenizer = train_bpe(CAPTIONS, vocab_size=300)
-    image_tokenizer = tiny_tokenizer()
-    config = TokenTransformerConfig(
-        text_vocab=text_tokenizer.vocab_size,
-        text_length=10,
-        codebook_size=32,
-        grid=4,
-        width=32,
-        layers=2,
-        heads=2,
-    )
-    torch.manual_seed(seed)
-    network = family.network(config).eval()
-    with torch.no_grad():  # far from the init, so samples differ from seed to seed
-        for p in network.parameters():
-            p.normal_(0, 0.3)
-    defaults = family.options()
-    return TokenModel(family, name or f"tiny-{kind}", network, image_tokenizer, text_tokenizer,
-                      defaults)  # fmt: skip
-
-
-@pytest.fixture
-def installed(tmp_path, monkeypatch):
-    """Both tiny models installed by name under a fresh ATELIER_HOME."""
-    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
-    for kind in FAMILIES:
-        model = tiny_token_model(kind)
-        save_token_model(model, tmp_path / "home" / "models" / model.name, card=f"# {model.name}\n")
-    return tmp_path / "home" / "models"
+from tests.pipelines.token_models import tiny_token_model, tiny_tokenizer
 
 
 @pytest.mark.parametrize(
