@@ -1,6 +1,6 @@
-"""Token transformers: the KV-cached sampler equals the uncached one token for token (and its
-logits the full pass's), DALL-E's attention is causal and MaskGIT's is not, configs refuse bad
-sizes."""
+"""Token transformers: the KV-cached sampler equals the uncached one token for token, with known
+tokens too (and its logits the full pass's), DALL-E's attention is causal and MaskGIT's is not,
+configs refuse bad sizes."""
 
 import pytest
 import torch
@@ -52,6 +52,39 @@ def test_the_kv_cached_sampler_equals_the_uncached_one_token_for_token(knobs):
     assert cached.shape == (3, 16)
     assert torch.equal(cached, uncached)
     assert len(set(cached.flatten().tolist())) > 3  # a real draw, not one repeated code
+
+
+@pytest.mark.parametrize("pattern", ["scattered", "first_half", "last_token", "none", "all"])
+def test_with_known_tokens_the_cached_sampler_still_equals_the_uncached_one(pattern):
+    # Image completion: kept tokens are teacher-forced, the others drawn, with and without
+    # the KV cache (and with guidance, which runs both halves through the same cache).
+    network = random_network(AutoregressiveTransformer)
+    text, uncond = text_ids(3), text_ids(1, seed=2).expand(3, -1)
+    known = torch.randint(0, CONFIG.codebook_size, (3, CONFIG.image_length),
+                          generator=torch.Generator().manual_seed(4))  # fmt: skip
+    n = CONFIG.image_length
+    keep = {
+        "scattered": torch.rand(3, n, generator=torch.Generator().manual_seed(5)) < 0.5,
+        "first_half": torch.arange(n).expand(3, n) < n // 2,
+        "last_token": torch.arange(n).expand(3, n) < n - 1,
+        "none": torch.zeros(3, n, dtype=torch.bool),
+        "all": torch.ones(3, n, dtype=torch.bool),
+    }[pattern]
+
+    def draw(make):
+        logits_fn = with_guidance(make(network, torch.cat([text, uncond])), 3.0)
+        generators = [torch.Generator().manual_seed(s) for s in (7, 8, 9)]
+        return sample_autoregressive(logits_fn, batch=3, length=n, generators=generators,
+                                     known=known, keep=keep)  # fmt: skip
+
+    cached, uncached = draw(cached_logits), draw(uncached_logits)
+    assert torch.equal(cached, uncached)
+    assert torch.equal(cached[keep], known[keep])
+    if pattern != "all":
+        assert not torch.equal(cached[~keep], known[~keep])  # drawn, not copied
+    with pytest.raises(ValueError, match="together"):
+        sample_autoregressive(cached_logits(network, text), batch=3, length=n,
+                              generators=[torch.Generator()] * 3, known=known)  # fmt: skip
 
 
 def test_cached_logits_equal_the_full_pass():
