@@ -7,6 +7,10 @@ drawing from its own generator, so an image's pixels do not depend on its batch:
 the same images as single runs, bit for bit (see ``fixed_batch.py`` for why the size is fixed).
 Classifier-free guidance runs the conditional and unconditional (negative prompt, by default the
 empty caption the model was trained to draw from) rows as one batch of 2 ``rows``.
+
+Known tokens (inpainting and outpainting, ``token_editing.py``): :meth:`TokenPipeline.sample`
+takes the codes of an image and a keep mask; each pipeline keeps those tokens and draws the rest
+its own way (MaskGIT masks only the others; DALL-E teacher-forces them in row-major order).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from atelier.models.token_transformer import (
     TokenTransformer,
 )
 from atelier.models.tokenizer import ImageTokenizer
+from atelier.pipelines.fixed_batch import fixed_batch
 from atelier.text.tokenizer import BPETokenizer
 from atelier.tokens.autoregressive import TokenCallback, TokenStep, sample_autoregressive
 from atelier.tokens.logits import LogitsFn, with_guidance
@@ -109,13 +114,27 @@ class TokenPipeline(ABC, Generic[N, O]):
         negative_prompt: str = "",
         options: O,
         callback: TokenCallback | None = None,
+        known: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token grids (B, g, g), image i drawn with a generator seeded ``seeds[i]``."""
+        """Token grids (B, g, g), image i drawn with a generator seeded ``seeds[i]``. With
+        ``known`` codes (B, g, g) and ``keep`` (B, g, g, bool), the tokens where ``keep`` holds
+        are ``known``'s and only the others are drawn."""
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
         g = self.network.config.grid
+        if (known is None) != (keep is None):
+            raise ValueError("give known tokens and their keep mask together")
+        if known is None:
+            known = torch.zeros(len(prompts), g, g, dtype=torch.long)
+            keep = torch.zeros(len(prompts), g, g, dtype=torch.bool)
+        if not known.shape == keep.shape == (len(prompts), g, g):
+            raise ValueError(f"known tokens and keep mask must be ({len(prompts)}, {g}, {g}), "
+                             f"got {tuple(known.shape)} and {tuple(keep.shape)}")  # fmt: skip
+        known = known.reshape(len(prompts), g * g).to(self.device)  # (B, n), row-major
+        keep = keep.reshape(len(prompts), g * g).to(self.device, torch.bool)
         cond = self.text_ids(prompts)  # (B, T)
         uncond = self.text_ids([negative_prompt])  # (1, T)
         chunks = range(0, len(prompts), self.rows)
@@ -126,8 +145,12 @@ class TokenPipeline(ABC, Generic[N, O]):
             text = torch.cat([cond[start : start + n], uncond.expand(pad, -1)])  # (rows, T)
             generators = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + n]]
             generators += [torch.Generator().manual_seed(0) for _ in range(pad)]
+            # Padding rows know nothing: they are drawn whole, as in text-to-image.
+            rows_known = torch.cat([known[start : start + n], known.new_zeros(pad, g * g)])
+            rows_keep = torch.cat([keep[start : start + n], keep.new_zeros(pad, g * g)])
             step = _offset(callback, c, len(chunks))
-            codes = self.sample_rows(text, uncond.expand(self.rows, -1), generators, options, step)
+            codes = self.sample_rows(text, uncond.expand(self.rows, -1), generators, options,
+                                     step, rows_known, rows_keep)  # fmt: skip
             out.append(codes[:n])
         return torch.cat(out).view(-1, g, g)
 
@@ -139,9 +162,12 @@ class TokenPipeline(ABC, Generic[N, O]):
         generators: list[torch.Generator],
         options: O,
         callback: TokenCallback | None,
+        known: torch.Tensor,
+        keep: torch.Tensor,
     ) -> torch.Tensor:
-        """Tokens (rows, n) for one chunk of prompts' ids ``text`` (rows, T): what each
-        pipeline does its own way."""
+        """Tokens (rows, n) for one chunk of prompts' ids ``text`` (rows, T), equal to
+        ``known`` (rows, n) wherever ``keep`` (rows, n, bool) holds: what each pipeline does
+        its own way."""
 
     def guided(self, make: Callable[[torch.Tensor], LogitsFn], text: torch.Tensor,
                uncond: torch.Tensor, scale: float) -> LogitsFn:  # fmt: skip
@@ -150,6 +176,12 @@ class TokenPipeline(ABC, Generic[N, O]):
         if scale == 1:
             return make(text)
         return with_guidance(make(torch.cat([text, uncond])), scale)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> token grids (B, H / f, W / f), ``rows`` at a time
+        (as for decoding: an image's codes never depend on its batch)."""
+        return fixed_batch(self.image_tokenizer.encode, self.rows)(images.to(self.device))
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -175,33 +207,36 @@ def _offset(callback: TokenCallback | None, chunk: int, chunks: int) -> TokenCal
 
 
 class AutoregressivePipeline(TokenPipeline[AutoregressiveTransformer, AutoregressiveOptions]):
-    """DALL-E: the image tokens one at a time, row-major; ``use_cache=False`` runs the whole
-    sequence for every token (the reference the KV cache is tested and timed against)."""
+    """DALL-E: the image tokens one at a time, row-major, known tokens teacher-forced (a drawn
+    token sees the known ones before it, not those after it); ``use_cache=False`` runs the
+    whole sequence for every token (the reference the KV cache is tested and timed against)."""
 
     def __init__(self, *, use_cache: bool = True, **parts) -> None:
         super().__init__(**parts)
         self.use_cache = use_cache
 
-    def sample_rows(self, text, uncond, generators, options, callback) -> torch.Tensor:
+    def sample_rows(self, text, uncond, generators, options, callback, known, keep
+                    ) -> torch.Tensor:  # fmt: skip
         make = cached_logits if self.use_cache else uncached_logits
         next_logits = self.guided(lambda t: make(self.network, t), text, uncond,
                                   options.guidance)  # fmt: skip
         return sample_autoregressive(
             next_logits, batch=len(text), length=self.network.config.image_length,
             generators=generators, temperature=options.temperature, top_k=options.top_k,
-            top_p=options.top_p, callback=callback, device=self.device,
+            top_p=options.top_p, known=known, keep=keep, callback=callback, device=self.device,
         )  # fmt: skip
 
 
 class MaskedPipeline(TokenPipeline[MaskedTokenTransformer, MaskedOptions]):
-    """MaskGIT: every token at once, the most confident kept at each of ``options.steps``."""
+    """MaskGIT: every token at once, the most confident kept at each of ``options.steps``;
+    known tokens are the start, masked only where they are to be drawn."""
 
-    def sample_rows(self, text, uncond, generators, options, callback) -> torch.Tensor:
+    def sample_rows(self, text, uncond, generators, options, callback, known, keep
+                    ) -> torch.Tensor:  # fmt: skip
         network = self.network
         logits_fn = self.guided(lambda t: lambda tokens: network(t, tokens), text, uncond,
                                 options.guidance)  # fmt: skip
-        tokens = torch.full((len(text), network.config.image_length), network.mask_id,
-                            dtype=torch.long, device=self.device)  # fmt: skip
+        tokens = known.masked_fill(~keep, network.mask_id)  # (rows, n)
         return masked_decode(
             logits_fn, tokens, mask_id=network.mask_id, steps=options.steps,
             generators=generators, temperature=options.temperature,
