@@ -10,6 +10,7 @@ from PIL import Image
 
 from atelier.data.base import array_to_tensor
 from atelier.pipelines.masks import prepare_mask
+from atelier.pipelines.token2image import AutoregressivePipeline
 from atelier.pipelines.token_editing import TokenEditor
 from tests.pipelines.token_models import tiny_token_model
 
@@ -71,6 +72,20 @@ def test_masked_decoding_never_changes_a_known_token():
         assert (codes < model.network.mask_id).all()
     assert int((~keep).sum()) == 1  # the single unknown token was drawn, in the first step
     assert (steps[0].tokens != model.network.mask_id).all()
+
+
+def test_dalle_inpaints_the_same_with_and_without_its_kv_cache():
+    model = tiny_token_model("dalle")
+    parts = {"network": model.network, "text_tokenizer": model.text_tokenizer,
+             "image_tokenizer": model.tokenizer.tokenizer}  # fmt: skip
+    masks = [mask_from(0, 4, 16, 12), mask_from(4, 0, 8, 16)]
+    images = [
+        TokenEditor(AutoregressivePipeline(use_cache=cached, **parts)).inpaint(
+            [scene()] * 2, masks, ["a red circle"] * 2, seeds=[1, 2], options=model.defaults)
+        for cached in (True, False)
+    ]  # fmt: skip
+    for cached, uncached in zip(*images):
+        np.testing.assert_array_equal(np.asarray(cached), np.asarray(uncached))
 
 
 def test_a_batch_equals_single_runs_and_a_seed_repeats(model):
