@@ -212,8 +212,10 @@ class MidBlock(nn.Module):
                  padding_mode: PaddingMode = "zeros") -> None:  # fmt: skip
         super().__init__()
         self.resnets = nn.ModuleList(
-            [ResnetBlock(channels, channels, groups=groups, padding_mode=padding_mode)
-             for _ in range(2)]  # fmt: skip
+            [
+                ResnetBlock(channels, channels, groups=groups, padding_mode=padding_mode)
+                for _ in range(2)
+            ]  # fmt: skip
         )
         self.attentions = nn.ModuleList(
             [AttentionBlock(channels, groups=groups)] if attention else []

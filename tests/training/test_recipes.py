@@ -1,6 +1,7 @@
 """Recipes: every one builds, overrides are typed and validated, bad names are clear errors."""
 
 import re
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -34,6 +35,16 @@ def test_every_recipe_builds_consistently(name):
         assert recipe.token_transformer is not None and recipe.tokenizer_model == "shapes-vqgan"
         options = {"dalle": "AutoregressiveOptions", "maskgit": "MaskedOptions"}[recipe.kind]
         assert type(recipe.token_sampling).__name__ == options
+        sizes = recipe.token_transformer
+        if sizes.cross_attention:  # the frozen encoder's window and width, as the runner checks
+            assert recipe.text_encoder.kind == "minilm" and sizes.context_dim == 384
+            assert sizes.text_length == recipe.text_encoder.max_length
+            sibling = get_recipe(name.removesuffix("-minilm"))
+            assert replace(sizes, text_conditioning="prefix", context_dim=None) == (
+                sibling.token_transformer
+            ) and recipe.train == sibling.train  # fmt: skip
+        else:
+            assert recipe.text_encoder is None
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
