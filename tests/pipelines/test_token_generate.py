@@ -263,3 +263,21 @@ def test_the_api_lists_them_and_generates_with_their_options(installed, tmp_path
         time.sleep(0.05)
     assert view["status"] == "done", view
     assert "Steps: 3" in view["images"][0]["parameters"]
+
+
+@pytest.mark.parametrize("kind", ["dalle", "maskgit"])
+def test_clip_reranks_a_token_models_candidates(installed, clip_dir, tmp_path, kind):
+    """DALL-E's reranking: N candidates per image, CLIP keeps the best; the PNG records the kept
+    candidate's own seed (so replay redraws it) and the CLIP score that chose it."""
+    runner = CliRunner()
+    out = tmp_path / "ranked"
+    args = ["generate", "a red circle", "--model", f"tiny-{kind}", "-o", str(out), "--seed", "2",
+            "--candidates", "4", "--rerank", "clip", "--clip-model", str(clip_dir)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("*.png")
+    params = read_params(path)
+    assert params.extra["candidates"] == 4 and params.extra["requested_seed"] == 2
+    assert isinstance(params.extra["clip_score"], float)
+    replay = runner.invoke(app, ["replay", str(path)])
+    assert replay.exit_code == 0 and "pixels match" in replay.output, replay.output
