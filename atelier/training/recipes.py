@@ -289,7 +289,7 @@ def _shapes_sr(low: int, high: int, *, steps: int, batch: int) -> Callable[[], R
 # discriminator on), where the shapes-vae widths (32, 64, 64) cost 0.85 s. Sixteen 32-dim
 # tokens per side of 64 px, each one of 512 codes.
 _TOKENIZER = TokenizerConfig(block_channels=(32, 32, 64), layers_per_block=1, groups=32,
-                             padding_mode="replicate",
+                             encoder="patch",
                              mid_attention=False, embed_dim=32, codebook_size=512)  # fmt: skip
 _TOKENIZER_TRAIN = TrainConfig(
     max_steps=4000,

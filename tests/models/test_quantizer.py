@@ -220,6 +220,28 @@ def test_replicate_padding_gives_a_blank_image_one_code_and_zeros_padding_does_n
         replace(TINY, padding_mode="circular")
 
 
+def test_a_patch_encoders_codes_see_their_own_patch_only():
+    """encoder="patch": changing pixels outside a token's f x f patch never changes its code (the
+    convolutional encoder's codes change far away), and the weights load by the same names in
+    train and eval."""
+    torch.manual_seed(0)
+    tokenizer = ImageTokenizer(replace(TINY, encoder="patch"))
+    tokenizer.train()
+    tokenizer(torch.rand(4, 3, 64, 64) * 2 - 1)
+    tokenizer.eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    y = x.clone()
+    y[..., 32:, :] = torch.rand(1, 3, 32, 64) * 2 - 1  # the bottom half redrawn
+    f = tokenizer.config.downsampling_factor
+    with torch.no_grad():
+        before, after = tokenizer.encode(x), tokenizer.encode(y)
+        assert torch.equal(before[:, : 32 // f], after[:, : 32 // f])
+        assert not torch.equal(before[:, 32 // f :], after[:, 32 // f :])
+        assert tokenizer.encode(torch.ones(1, 3, 64, 64)).unique().numel() == 1
+    with pytest.raises(ValueError, match="encoder"):
+        replace(TINY, encoder="vit")
+
+
 @pytest.mark.parametrize(
     "changes",
     [
