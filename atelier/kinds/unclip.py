@@ -32,7 +32,7 @@ from atelier.kinds.base import Facts, ModelKind, option_specs, with_options
 from atelier.kinds.folder import build_config, read_config, save_weights, write_folder
 from atelier.kinds.unclip_prior import TrainedPrior, save_prior
 from atelier.models.unet import UNet, UNetConfig
-from atelier.pipelines.unclip import TextDiff, UnCLIP
+from atelier.pipelines.unclip import TextDiff, UnCLIP, UnCLIPDecoder, UnCLIPPrior
 from atelier.safeload import build_and_load, check_config_values
 from atelier.unclip.options import UnCLIPOptions
 
@@ -67,10 +67,14 @@ class UnCLIPModel:
         return (options or self.defaults).network_evaluations()
 
     def pipeline(self, *, rows: int = 8) -> UnCLIP:
-        return UnCLIP(clip=self.prior.clip, prior=self.prior.prior,
-                      prior_diffusion=self.prior.diffusion, embedding_space=self.prior.space,
-                      decoder=self.decoder, decoder_diffusion=self.decoder_diffusion,
-                      resolution=self.resolution, rows=rows)  # fmt: skip
+        """The prior and the decoder chained, each running ``rows`` network rows at a time."""
+        p = self.prior
+        prior = UnCLIPPrior(clip=p.clip, prior=p.prior, diffusion=p.diffusion, space=p.space,
+                            rows=rows)  # fmt: skip
+        decoder = UnCLIPDecoder(clip=p.clip, decoder=self.decoder,
+                                diffusion=self.decoder_diffusion, resolution=self.resolution,
+                                rows=rows)  # fmt: skip
+        return UnCLIP(prior, decoder)
 
     def _check_size(self, size: int | None) -> None:
         if size is not None and size != self.resolution:

@@ -1,19 +1,23 @@
 """unCLIP text-to-image and variations (Ramesh et al. 2022): the prior draws a CLIP image
 embedding z_i from the caption, the decoder draws the image from z_i. Assembly only.
 
-The parts: a CLIP, whose text tower reads the caption for both stages (its token states and its
-text embedding z_t) and whose image tower embeds a source image for variations; the prior
-network (``models/prior.py``), which works in the CLIP space normalised per dimension (a
-:class:`~atelier.models.latent_space.LatentSpace` over vectors); the decoder UNet, conditioned on
-z_i (``models/unet.py``, ``image_embed_dim``) and on the caption as GLIDE's optional second
-condition; and ``diffusion/``'s plans, samplers and classifier-free guidance for both stages.
-Guidance's unconditional rows drop the caption (the negative prompt's, "" by default) and, for
-the decoder, z_i too.
+Two stages, one pipeline chaining them (as Karlo's sampler chains its prior, decoder and
+upsampler):
 
-Every image has one generator, seeded by its seed: the prior's candidates draw their noise from
-it, then the decoder. Prompts and images are encoded one at a time and the networks run in
-fixed-size chunks (``fixed_batch.py``), so a batch gives the same images as single runs, bit for
-bit.
+- :class:`UnCLIPPrior`: the prior network (``models/prior.py``) reads the caption as CLIP's text
+  tower gives it (token states, and the text embedding z_t) and works in the CLIP space normalised
+  per dimension (a :class:`~atelier.models.latent_space.LatentSpace` over vectors).
+- :class:`UnCLIPDecoder`: the decoder UNet (``models/unet.py`` with ``image_embed_dim``) draws
+  pixels from z_i, with the caption's states as GLIDE's optional second condition.
+- :class:`UnCLIP`: text-to-image (prior, then decoder) and variations (the decoder on an image's
+  own z_i, optionally moved by a text diff).
+
+Both stages use ``diffusion/``'s plans, samplers and classifier-free guidance; the unconditional
+rows read the negative prompt ("" by default) and, in the decoder, the learned null embedding in
+place of z_i. Every image has one generator, seeded by its seed: the prior's candidates draw
+their noise from it, then the decoder. Prompts and images are encoded one at a time and the
+networks run in fixed-size chunks (``fixed_batch.py``), so a batch gives the same images as
+single runs, bit for bit.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from atelier.data.base import array_to_tensor, fit_images, tensor_to_pil
@@ -43,14 +48,59 @@ from atelier.unclip.options import UnCLIPOptions
 Callback = Callable[[StepInfo], None]
 
 
-@dataclass(frozen=True)
-class TextDiff:
-    """DALL-E 2's text diff (``unclip/embeddings.py``): move an image's embedding ``amount`` of
-    the way from the caption ``away`` toward the caption ``toward``."""
+@torch.no_grad()
+def read_caption(clip: CLIP, prompts: Sequence[str]) -> TextEmbedding:
+    """CLIP's reading of ``prompts``, one at a time: its text tower's states (B, T, W), their mask
+    and, as ``pooled``, the text embeddings z_t (B, E) (zero for a blank prompt)."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not one string")
+    parts = [clip.text.encode([p]) for p in prompts]
+    z_t = torch.cat([clip.encode_text([p]) for p in prompts])  # (B, E)
+    return TextEmbedding(torch.cat([p.states for p in parts]), torch.cat([p.mask for p in parts]),
+                         z_t)  # fmt: skip
 
-    toward: str
-    away: str
-    amount: float
+
+class UnCLIPPrior:
+    """Captions -> CLIP image embeddings z_i (B, E), unit vectors."""
+
+    def __init__(self, *, clip: CLIP, prior: PriorTransformer, diffusion: DiffusionConfig,
+                 space: LatentSpace, rows: int = 8) -> None:  # fmt: skip
+        self.clip, self.prior = clip.eval(), prior.eval()
+        self.diffusion, self.space, self.rows = diffusion, space, rows
+        self._abar = diffusion.alphas_cumprod()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        *,
+        generators: Sequence[torch.Generator],
+        negative_prompt: str = "",
+        options: UnCLIPOptions = UnCLIPOptions(),
+        callback: Callback | None = None,
+    ) -> torch.Tensor:
+        """``options.candidates`` embeddings per caption, each from its image's generator in
+        turn, and of those the one closest to z_t (DALL-E 2's pick)."""
+        if len(generators) != len(prompts):
+            raise ValueError(f"give one generator per prompt ({len(prompts)})")
+        k, device = options.candidates, next(self.prior.parameters()).device
+        caption = read_caption(self.clip, prompts)
+        negative = read_caption(self.clip, [negative_prompt] * len(prompts))
+        cond, uncond = (map_rows(c.to(device), lambda v: v.repeat_interleave(k, 0))
+                        for c in (caption, negative))  # fmt: skip
+        model = classifier_free_guidance(fixed_batch(self.prior, self.rows), cond, uncond,
+                                         options.prior_guidance)  # fmt: skip
+        denoiser = VPDenoiser(model, self.diffusion.prediction_type)
+        plan = make_plan(self._abar, options.prior_steps, spacing="trailing")
+        row_generators = [g for g in generators for _ in range(k)]  # image b's rows in turn
+        width = self.prior.config.embed_dim
+        noise = torch.stack([torch.randn(width, generator=g) for g in row_generators])
+        x = get_sampler(options.prior_sampler)(
+            denoiser, noise.to(device) * plan.init_noise_sigma, plan,
+            generators=row_generators, callback=callback,
+        )  # fmt: skip
+        z = F.normalize(self.space.from_diffusion(x), dim=-1)  # (B K, E)
+        return pick_closer(z.unflatten(0, (len(prompts), k)), caption.pooled.to(device))
 
 
 @dataclass(frozen=True)
@@ -61,97 +111,17 @@ class DecoderCondition:
     image: ImageCondition
 
 
-class UnCLIP:
-    """``pipe(prompts, seeds=...) -> list of PIL images``; :meth:`decode` draws images from given
-    image embeddings (variations)."""
+class UnCLIPDecoder:
+    """CLIP image embeddings z_i (B, E) and optional captions -> images (B, 3, S, S)."""
 
-    def __init__(
-        self,
-        *,
-        clip: CLIP,
-        prior: PriorTransformer,
-        prior_diffusion: DiffusionConfig,
-        embedding_space: LatentSpace,
-        decoder: UNet,
-        decoder_diffusion: DiffusionConfig,
-        resolution: int,
-        rows: int = 8,
-    ) -> None:
-        self.clip = clip.eval()
-        self.prior = prior.eval()
-        self.decoder = decoder.eval()
-        self.prior_diffusion, self.decoder_diffusion = prior_diffusion, decoder_diffusion
-        self.space = embedding_space
-        self.resolution = resolution
-        self.rows = rows
-        self._prior_abar = prior_diffusion.alphas_cumprod()
-        self._decoder_abar = decoder_diffusion.alphas_cumprod()
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.decoder.parameters()).device
-
-    # --------------------------------------------------------------------------- CLIP
+    def __init__(self, *, clip: CLIP, decoder: UNet, diffusion: DiffusionConfig, resolution: int,
+                 rows: int = 8) -> None:  # fmt: skip
+        self.clip, self.decoder = clip.eval(), decoder.eval()
+        self.diffusion, self.resolution, self.rows = diffusion, resolution, rows
+        self._abar = diffusion.alphas_cumprod()
 
     @torch.no_grad()
-    def caption(self, prompts: Sequence[str]) -> TextEmbedding:
-        """CLIP's reading of ``prompts``, one at a time: its text tower's states (B, T, W), their
-        mask and, as ``pooled``, the text embeddings z_t (B, E) (zero for the empty prompt)."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of strings, not one string")
-        parts = [self.clip.text.encode([p]) for p in prompts]
-        z_t = torch.cat([self.clip.encode_text([p]) for p in prompts])  # (B, E)
-        return TextEmbedding(torch.cat([p.states for p in parts]),
-                             torch.cat([p.mask for p in parts]), z_t)  # fmt: skip
-
-    @torch.no_grad()
-    def text_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
-        """CLIP text embeddings z_t (B, E) of ``prompts``, one at a time."""
-        return torch.cat([self.clip.encode_text([p]) for p in prompts])
-
-    @torch.no_grad()
-    def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """CLIP image embeddings z_i (B, E) of ``images``, each resized to CLIP's input side."""
-        pixels = [array_to_tensor(np.asarray(im.convert("RGB")))[None] for im in images]
-        size = self.clip.image_size
-        return torch.cat([self.clip.encode_image(fit_images(x.to(self.device), size))
-                          for x in pixels])  # fmt: skip
-
-    # --------------------------------------------------------------------------- stages
-
-    @torch.no_grad()
-    def sample_embeddings(
-        self,
-        prompts: Sequence[str],
-        *,
-        generators: Sequence[torch.Generator],
-        negative_prompt: str = "",
-        options: UnCLIPOptions = UnCLIPOptions(),
-        callback: Callback | None = None,
-    ) -> torch.Tensor:
-        """The prior's image embeddings z_i (B, E) for ``prompts``: ``options.candidates`` per
-        image, each from the image's generator in turn, the closest to z_t kept."""
-        k = options.candidates
-        caption = self.caption(prompts)
-        negative = self.caption([negative_prompt] * len(prompts))
-        cond, uncond = (map_rows(c, lambda v: v.repeat_interleave(k, 0))
-                        for c in (caption, negative))  # fmt: skip
-        model = classifier_free_guidance(fixed_batch(self.prior, self.rows), cond, uncond,
-                                         options.prior_guidance)  # fmt: skip
-        denoiser = VPDenoiser(model, self.prior_diffusion.prediction_type)
-        plan = make_plan(self._prior_abar, options.prior_steps, spacing="trailing")
-        row_generators = [g for g in generators for _ in range(k)]  # image b's rows in turn
-        width = self.prior.config.embed_dim
-        noise = torch.stack([torch.randn(width, generator=g) for g in row_generators])
-        x = get_sampler(options.prior_sampler)(
-            denoiser, noise.to(self.device) * plan.init_noise_sigma, plan,
-            generators=row_generators, callback=callback,
-        )  # fmt: skip
-        z = torch.nn.functional.normalize(self.space.from_diffusion(x), dim=-1)  # (B K, E)
-        return pick_closer(z.unflatten(0, (len(prompts), k)), caption.pooled)
-
-    @torch.no_grad()
-    def decode(
+    def __call__(
         self,
         z_i: torch.Tensor,
         prompts: Sequence[str],
@@ -161,19 +131,20 @@ class UnCLIP:
         options: UnCLIPOptions = UnCLIPOptions(),
         callback: Callback | None = None,
     ) -> torch.Tensor:
-        """Images (B, 3, S, S) in [-1, 1] drawn by the decoder from embeddings ``z_i`` (B, E),
-        with ``prompts`` as the optional caption ("" for none)."""
+        """Images in [-1, 1] drawn from ``z_i``, with ``prompts`` as the caption ("" for none)."""
         if len(prompts) != len(z_i) or len(generators) != len(z_i):
             raise ValueError(f"give one prompt and one generator per embedding ({len(z_i)})")
-        b, device = len(z_i), self.device
+        b, device = len(z_i), next(self.decoder.parameters()).device
         kept = torch.zeros(b, dtype=torch.bool, device=device)
         z_i = z_i.to(device)
-        cond = DecoderCondition(self.caption(prompts), ImageCondition(z_i, kept))
-        uncond = DecoderCondition(self.caption([negative_prompt] * b), ImageCondition(z_i, ~kept))
+        caption = read_caption(self.clip, prompts).to(device)
+        negative = read_caption(self.clip, [negative_prompt] * b).to(device)
+        cond = DecoderCondition(caption, ImageCondition(z_i, kept))
+        uncond = DecoderCondition(negative, ImageCondition(z_i, ~kept))
         net = fixed_batch(lambda x, t, c: self.decoder(x, t, c.text, image=c.image), self.rows)
         model = classifier_free_guidance(net, cond, uncond, options.guidance)
-        denoiser = VPDenoiser(model, self.decoder_diffusion.prediction_type)
-        plan = make_plan(self._decoder_abar, options.steps, spacing="trailing")
+        denoiser = VPDenoiser(model, self.diffusion.prediction_type)
+        plan = make_plan(self._abar, options.steps, spacing="trailing")
         shape = (self.decoder.config.in_channels, self.resolution, self.resolution)
         noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
         x = get_sampler(options.sampler)(
@@ -182,7 +153,23 @@ class UnCLIP:
         )  # fmt: skip
         return x.clamp(-1, 1)
 
-    # --------------------------------------------------------------------------- text-to-image
+
+@dataclass(frozen=True)
+class TextDiff:
+    """DALL-E 2's text diff (``unclip/embeddings.py``): move an image's embedding ``amount`` of
+    the way from the caption ``away`` toward the caption ``toward``."""
+
+    toward: str
+    away: str
+    amount: float
+
+
+class UnCLIP:
+    """``pipe(prompts, seeds=...) -> list of PIL images``, and :meth:`variations` of an image."""
+
+    def __init__(self, prior: UnCLIPPrior, decoder: UnCLIPDecoder) -> None:
+        self.prior, self.decoder = prior, decoder
+        self.clip = decoder.clip
 
     @torch.no_grad()
     def __call__(
@@ -200,12 +187,19 @@ class UnCLIP:
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         first, then = _stages(callback, options.prior_steps, options.steps)
-        z_i = self.sample_embeddings(prompts, generators=generators,
-                                     negative_prompt=negative_prompt, options=options,
-                                     callback=first)  # fmt: skip
-        x = self.decode(z_i, prompts, generators=generators, negative_prompt=negative_prompt,
-                        options=options, callback=then)  # fmt: skip
+        z_i = self.prior(prompts, generators=generators, negative_prompt=negative_prompt,
+                         options=options, callback=first)  # fmt: skip
+        x = self.decoder(z_i, prompts, generators=generators, negative_prompt=negative_prompt,
+                         options=options, callback=then)  # fmt: skip
         return [tensor_to_pil(img) for img in x]
+
+    @torch.no_grad()
+    def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """CLIP image embeddings z_i (B, E) of ``images``, one at a time, each resized to
+        CLIP's input side."""
+        size, device = self.clip.image_size, next(self.clip.parameters()).device
+        pixels = [array_to_tensor(np.asarray(im.convert("RGB")))[None] for im in images]
+        return torch.cat([self.clip.encode_image(fit_images(x.to(device), size)) for x in pixels])
 
     @torch.no_grad()
     def variations(
@@ -223,12 +217,12 @@ class UnCLIP:
         ``diff``, if given) once per seed, with ``prompt`` as the optional caption."""
         z_i = self.image_embeddings([image])  # (1, E)
         if diff is not None:
-            toward, away = self.text_embeddings([diff.toward, diff.away]).chunk(2)
-            z_i = text_diff(z_i, toward, away, diff.amount)
+            z_t = read_caption(self.clip, [diff.toward, diff.away]).pooled.to(z_i)
+            z_i = text_diff(z_i, z_t[:1], z_t[1:], diff.amount)
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        x = self.decode(z_i.expand(len(seeds), -1), [prompt] * len(seeds), generators=generators,
-                        negative_prompt=negative_prompt, options=options,
-                        callback=callback)  # fmt: skip
+        x = self.decoder(z_i.expand(len(seeds), -1), [prompt] * len(seeds),
+                         generators=generators, negative_prompt=negative_prompt,
+                         options=options, callback=callback)  # fmt: skip
         return [tensor_to_pil(img) for img in x]
 
 

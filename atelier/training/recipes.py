@@ -15,6 +15,9 @@
   captions' BPE tokens; ``shapes-maskgit``: a masked token transformer (MaskGIT) on the same.
 - ``shapes-dalle-minilm``, ``shapes-maskgit-minilm``: the same two reading the frozen MiniLM's
   states by cross-attention (Parti) instead of BPE tokens.
+- ``shapes-unclip-prior``: unCLIP's diffusion prior over shapes-clip's image embeddings;
+  ``shapes-unclip``: its decoder, a 32 px pixel UNet drawing from those embeddings, exported
+  with the prior (and the CLIP) as one unCLIP model (DALL-E 2).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
+from atelier.models.prior import PriorConfig
 from atelier.models.shapes_features import ShapesFeatureConfig
 from atelier.models.token_transformer import TokenTransformerConfig
 from atelier.models.tokenizer import TokenizerConfig
@@ -38,10 +42,13 @@ from atelier.training.config import TrainConfig
 from atelier.training.ldm import LDMObjective
 from atelier.training.token_tasks import TokenObjective
 from atelier.training.tokenizer_task import TokenizerLossConfig
+from atelier.training.unclip_tasks import UnCLIPObjective
 from atelier.training.vae_loss import VAELossConfig
+from atelier.unclip.options import UnCLIPOptions
 
 RecipeKind = Literal[
-    "vae", "ldm", "pixel", "clip", "features", "upscaler", "tokenizer", "dalle", "maskgit"
+    "vae", "ldm", "pixel", "clip", "features", "upscaler", "tokenizer", "dalle", "maskgit",
+    "unclip-prior", "unclip",
 ]
 
 
@@ -113,6 +120,18 @@ class Recipe:
     tokenizer_model: str = "shapes-vqgan"
     token_objective: TokenObjective = field(default_factory=TokenObjective)
     token_sampling: AutoregressiveOptions | MaskedOptions | None = None
+    # unCLIP: the prior's sizes (its widths and window are the CLIP's, set when the run starts)
+    # and diffusion, the trained CLIP it samples the space of, the trained prior a decoder run
+    # exports beside its decoder (``unet`` and ``diffusion`` are the decoder's), the dropout
+    # rates and the sampling defaults.
+    prior: PriorConfig | None = None
+    prior_diffusion: DiffusionConfig = field(
+        default_factory=lambda: DiffusionConfig(beta_schedule="cosine", prediction_type="sample")
+    )
+    clip_model: str = "shapes-clip"
+    prior_model: str = "shapes-unclip-prior"
+    unclip_objective: UnCLIPObjective = field(default_factory=UnCLIPObjective)
+    unclip_sampling: UnCLIPOptions = field(default_factory=UnCLIPOptions)
 
 
 _TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
@@ -390,6 +409,39 @@ def _shapes_maskgit_minilm() -> Recipe:
                    text_encoder=replace(_TEXT_MINILM, hidden_layer=-2))  # fmt: skip
 
 
+# unCLIP in 3 CPU-hours with shapes-clip (1.27 h): see _UNCLIP_PRIOR_STEPS and
+# _UNCLIP_DECODER_STEPS for the measured costs.
+_UNCLIP_PRIOR = PriorConfig(width=256, layers=4, heads=4)
+_UNCLIP_PRIOR_STEPS = 3000
+# The decoder: shapes-pixel's UNet (32 px pixels, CoordConv, text attention at 16 and 8 px),
+# reading shapes-clip's text states (128 wide) as its caption and the image embedding as four
+# more tokens and an addition to the time embedding; no MiniLM, no VAE.
+_UNCLIP_DECODER = replace(_UNET, in_channels=3, out_channels=3, context_dim=128,
+                          image_embed_dim=128, image_embed_tokens=4)  # fmt: skip
+_UNCLIP_DECODER_STEPS = 2000
+
+
+def _shapes_unclip_prior() -> Recipe:
+    return Recipe(
+        name="shapes-unclip-prior", kind="unclip-prior", data=ShapesData(resolution=32),
+        prior=_UNCLIP_PRIOR,
+        train=TrainConfig(max_steps=_UNCLIP_PRIOR_STEPS, batch_size=64, lr=3e-4,
+                          weight_decay=0.01, warmup_steps=200, lr_schedule="cosine",
+                          min_lr_ratio=0.05, grad_clip=1.0, ema_decay=0.999,
+                          ema_start=_UNCLIP_PRIOR_STEPS // 4, autocast="off",
+                          checkpoint_every=250, sample_every=500, log_every=25),
+    )  # fmt: skip
+
+
+def _shapes_unclip() -> Recipe:
+    return Recipe(
+        name="shapes-unclip", kind="unclip", data=ShapesData(resolution=32),
+        unet=_UNCLIP_DECODER, diffusion=_DIFFUSION,
+        train=replace(_LDM_TRAIN, max_steps=_UNCLIP_DECODER_STEPS,
+                      ema_start=_UNCLIP_DECODER_STEPS // 4, sample_every=500),
+    )  # fmt: skip
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
@@ -409,6 +461,8 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-maskgit": _shapes_maskgit,
     "shapes-dalle-minilm": _shapes_dalle_minilm,
     "shapes-maskgit-minilm": _shapes_maskgit_minilm,
+    "shapes-unclip-prior": _shapes_unclip_prior,
+    "shapes-unclip": _shapes_unclip,
 }
 
 
