@@ -409,16 +409,25 @@ def _shapes_maskgit_minilm() -> Recipe:
                    text_encoder=replace(_TEXT_MINILM, hidden_layer=-2))  # fmt: skip
 
 
-# unCLIP in 3 CPU-hours with shapes-clip (1.27 h): see _UNCLIP_PRIOR_STEPS and
-# _UNCLIP_DECODER_STEPS for the measured costs.
+# unCLIP in 3 CPU-hours with shapes-clip counted once (1.27 h), so 1.73 h for its two networks.
+# Measured with OMP_NUM_THREADS=1, both cores busy with other training runs, 10 steps of the
+# task's loss, backward and AdamW after 2 warm-up steps: the prior 0.63 CPU-s per batch-64 step,
+# the decoder 2.73 (3.2 CPU-s a step through the training loop, preparation included, over 12
+# steps). With about 10% for the loop, the sample grids and the one-off CLIP pass over the data
+# (its 20,000 images and captions, about a CPU-minute), the prior's 1,500 steps cost about
+# 0.29 h and the decoder's 1,500 about 1.25 h: 2.81 h with the CLIP, leaving room for a slower
+# machine. 1,500 batches of 64 are 4.8 passes over the 20,000 scenes for each.
 _UNCLIP_PRIOR = PriorConfig(width=256, layers=4, heads=4)
-_UNCLIP_PRIOR_STEPS = 3000
-# The decoder: shapes-pixel's UNet (32 px pixels, CoordConv, text attention at 16 and 8 px),
-# reading shapes-clip's text states (128 wide) as its caption and the image embedding as four
-# more tokens and an addition to the time embedding; no MiniLM, no VAE.
+_UNCLIP_PRIOR_STEPS = 1500
+# The decoder: shapes-pixel's UNet (32 px pixels, CoordConv, one transformer layer at 16 and 8
+# px) reading shapes-clip's text states (128 wide) as its caption and the image embedding as
+# four more tokens and an addition to the time embedding: 4.3 M parameters, no MiniLM, no VAE,
+# and the side CLIP reads. Pixels rather than the latent default's 64 px latents: a latent
+# decoder's card counts shapes-vae's 0.64 h too, which would leave it about 0.6 h, some 1,000
+# of its 2.0 s steps; at 32 px shapes-sr-32-64 upscales after it, as DALL-E 2's upsamplers do.
 _UNCLIP_DECODER = replace(_UNET, in_channels=3, out_channels=3, context_dim=128,
                           image_embed_dim=128, image_embed_tokens=4)  # fmt: skip
-_UNCLIP_DECODER_STEPS = 2000
+_UNCLIP_DECODER_STEPS = 1500
 
 
 def _shapes_unclip_prior() -> Recipe:
