@@ -185,6 +185,8 @@ class UnCLIP:
             raise TypeError("prompts must be a list of strings, not one string")
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
+        if not prompts:
+            return []
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         first, then = _stages(callback, options.prior_steps, options.steps)
         z_i = self.prior(prompts, generators=generators, negative_prompt=negative_prompt,
@@ -215,6 +217,8 @@ class UnCLIP:
     ) -> list[Image.Image]:
         """New images of ``image``: the decoder draws its CLIP image embedding (moved by
         ``diff``, if given) once per seed, with ``prompt`` as the optional caption."""
+        if not seeds:
+            return []
         z_i = self.image_embeddings([image])  # (1, E)
         if diff is not None:
             z_t = read_caption(self.clip, [diff.toward, diff.away]).pooled.to(z_i)

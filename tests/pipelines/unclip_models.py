@@ -1,5 +1,5 @@
 """A tiny, randomly initialised unCLIP model (and its prior) for pipeline and CLI tests: 16 px
-images, a CLIP embedding 8 wide, captions read in a 12-token window of 16-wide states."""
+images, a CLIP embedding 8 wide, captions read in a 16-token window of 16-wide states."""
 
 from pathlib import Path
 
@@ -12,19 +12,21 @@ from atelier.models.clip import CLIP, CLIPConfig, ViTConfig
 from atelier.models.latent_space import LatentSpace
 from atelier.models.prior import PriorConfig, PriorTransformer
 from atelier.models.unet import UNet, UNetConfig
+from atelier.shapes.bench import load_suite
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
 from atelier.unclip.options import UnCLIPOptions
 
-CAPTIONS = ["a red circle", "a blue square above a green triangle", "three yellow circles"] * 4
-TEXT = TextEncoderConfig(kind="transformer", max_length=12, width=16, layers=1, heads=2)
+TEXT = TextEncoderConfig(kind="transformer", max_length=16, width=16, layers=1, heads=2)
 PRIOR_DIFFUSION = DiffusionConfig(beta_schedule="cosine", prediction_type="sample")
 DECODER_DIFFUSION = DiffusionConfig(prediction_type="v_prediction", zero_terminal_snr=True)
 
 
 def tiny_clip(seed: int = 0) -> CLIP:
     torch.manual_seed(seed)
-    text = build_text_encoder(TEXT, tokenizer=train_bpe(CAPTIONS, vocab_size=300))
+    # Trained on the suite's prompts, so that eval's prompts fit the window.
+    bpe = train_bpe([bp.prompt for bp in load_suite()], vocab_size=300)
+    text = build_text_encoder(TEXT, tokenizer=bpe)
     vision = ViTConfig(image_size=16, patch_size=8, width=16, layers=1, heads=2)
     clip = CLIP(CLIPConfig(vision=vision, embed_dim=8), text).eval()
     clip.text_config = TEXT
@@ -34,7 +36,7 @@ def tiny_clip(seed: int = 0) -> CLIP:
 def tiny_prior(seed: int = 0, clip: CLIP | None = None) -> TrainedPrior:
     clip = clip or tiny_clip(seed)
     torch.manual_seed(seed)
-    config = PriorConfig(embed_dim=8, text_dim=16, text_length=12, width=32, layers=2, heads=2)
+    config = PriorConfig(embed_dim=8, text_dim=16, text_length=16, width=32, layers=2, heads=2)
     space = LatentSpace(mean=tuple(0.05 * k for k in range(8)), std=(0.3,) * 8)
     return TrainedPrior("tiny-prior", PriorTransformer(config).eval(), PRIOR_DIFFUSION, space, clip)
 

@@ -146,7 +146,7 @@ def test_a_tiny_prior_overfits_a_handful_of_pairs(clip, one_thread):
     encodings = CaptionEncodings(CAPTIONS, lambda p: read_caption(clip, p), progress=False)
     x, z = pairs()
     torch.manual_seed(0)
-    prior = PriorTransformer(PriorConfig(embed_dim=8, text_dim=16, text_length=12, width=64,
+    prior = PriorTransformer(PriorConfig(embed_dim=8, text_dim=16, text_length=16, width=64,
                                          layers=2, heads=4))  # fmt: skip
     task = PriorTask(prior=prior, diffusion=PRIOR_DIFFUSION, space=LatentSpace.measure(z),
                      captions=encodings, objective=NO_DROPOUT)  # fmt: skip
