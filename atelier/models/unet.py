@@ -257,7 +257,7 @@ class ImageEmbeddingProjection(nn.Module):
     """z_i (B, E) -> an addition to the time embedding (B, E_t) and K context tokens (B, K, D),
     as DALL-E 2's decoder takes it (after GLIDE's, which read a caption the same two ways)."""
 
-    def __init__(self, embed_dim: int, time_dim: int, context_dim: int | None, tokens: int):
+    def __init__(self, embed_dim: int, time_dim: int, context_dim: int | None, tokens: int) -> None:
         super().__init__()
         self.null = nn.Parameter(torch.zeros(embed_dim))
         self.to_time = nn.Linear(embed_dim, time_dim)

@@ -47,8 +47,17 @@ from atelier.training.vae_loss import VAELossConfig
 from atelier.unclip.options import UnCLIPOptions
 
 RecipeKind = Literal[
-    "vae", "ldm", "pixel", "clip", "features", "upscaler", "tokenizer", "dalle", "maskgit",
-    "unclip-prior", "unclip",
+    "vae",
+    "ldm",
+    "pixel",
+    "clip",
+    "features",
+    "upscaler",
+    "tokenizer",
+    "dalle",
+    "maskgit",
+    "unclip-prior",
+    "unclip",
 ]
 
 

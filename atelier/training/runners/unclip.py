@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,28 +51,40 @@ from atelier.training.unclip_tasks import DecoderTask, PriorTask, SamplePairs
 SAMPLE_PAIRS = 16
 
 
-def _clip_data(recipe: Recipe, clip: CLIP, data_dir: Path | None):
-    """The training set seen through ``clip`` (images' embeddings, each caption's encoding, both
-    cached), recaptioned as the recipe asks, and fresh held-out pairs to sample from."""
+@dataclass(frozen=True)
+class CLIPView:
+    """The training set seen through a CLIP: ``data`` (items ``((image, z_i), caption)``,
+    recaptioned as the recipe asks), every image's z_i (N, E), every caption's encoding, and
+    fresh held-out pairs to sample from."""
+
+    data: Any
+    embeddings: torch.Tensor
+    captions: CaptionEncodings
+    pairs: SamplePairs
+
+
+def _clip_view(recipe: Recipe, clip: CLIP, data_dir: Path | None) -> CLIPView:
+    """The recipe's data through ``clip``, the image embeddings and caption encodings read from
+    (or written to) their caches."""
     images = recipe_images(recipe, data_dir)
     source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
     digest = state_digest(("clip", clip))
     size = clip.image_size
     cache = home() / "data"
     file = cache / f"clip-{digest}-{source}.safetensors"
-    data = ImageEmbeddingDataset(images, lambda x: clip.encode_image(fit_images(x, size)),
-                                 clip_digest=digest, cache_file=file)  # fmt: skip
+    embedded = ImageEmbeddingDataset(images, lambda x: clip.encode_image(fit_images(x, size)),
+                                     clip_digest=digest, cache_file=file)  # fmt: skip
     held = held_out_scenes(SAMPLE_PAIRS, recipe.data.resolution)
     x = torch.stack([held[i][0] for i in range(len(held))])
     with torch.no_grad():
         pairs = SamplePairs(x, clip.encode_image(fit_images(x, size)),
                             [held[i][1] for i in range(len(held))])  # fmt: skip
-    data = recaptioned(recipe, images, data)
+    data = recaptioned(recipe, images, embedded)
     texts = [*captions(data), *pairs.captions]
     named = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:12]
     file = cache / f"clip-text-{digest}-{named}.safetensors"
     encodings = CaptionEncodings(texts, lambda p: _batched_caption(clip, p), cache_file=file)
-    return data, encodings, pairs
+    return CLIPView(data, embedded.embeddings, encodings, pairs)
 
 
 def _batched_caption(clip: CLIP, prompts: list[str]) -> TextEmbedding:
@@ -79,12 +92,6 @@ def _batched_caption(clip: CLIP, prompts: list[str]) -> TextEmbedding:
     prompt at a time for batch invariance, which a training cache does not need."""
     text = clip.text.encode(prompts)
     return TextEmbedding(text.states, text.mask, clip.encode_text(prompts))
-
-
-def _space(data) -> LatentSpace:
-    """The per-dimension statistics of the training images' embeddings."""
-    inner = getattr(data, "data", data)  # a recaptioned set wraps the embeddings
-    return LatentSpace.measure(inner.embeddings)
 
 
 def run_prior(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
@@ -102,17 +109,17 @@ def run_prior(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | N
     clip.requires_grad_(False)
     # The data preparation this process does (embeddings not yet on disk) counts as training.
     before = process_cpu_seconds()
-    data, encodings, pairs = _clip_data(recipe, clip, data_dir)
-    space = _space(data)
+    view = _clip_view(recipe, clip, data_dir)
+    space = LatentSpace.measure(view.embeddings)  # the per-dimension statistics
     config = replace(recipe.prior, embed_dim=clip.config.embed_dim, text_dim=clip.text.dim,
                      text_length=clip.text.max_length)  # fmt: skip
     torch.manual_seed(recipe.train.seed)
     prior = PriorTransformer(config)
     task = PriorTask(prior=prior, diffusion=recipe.prior_diffusion, space=space,
-                     captions=encodings, objective=recipe.unclip_objective, clip=clip,
-                     samples=pairs, sample_options=recipe.unclip_sampling)  # fmt: skip
+                     captions=view.captions, objective=recipe.unclip_objective, clip=clip,
+                     samples=view.pairs, sample_options=recipe.unclip_sampling)  # fmt: skip
     ledger = CPULedger(preparation=process_cpu_seconds() - before)
-    train(task, data, recipe.train, run_dir=run_dir, resume=resume,
+    train(task, view.data, recipe.train, run_dir=run_dir, resume=resume,
           callbacks=[TimestepLossLogger(recipe.prior_diffusion.n_train), ledger])  # fmt: skip
     final_weights(run_dir, "prior", prior)
     section, cpu = cost(recipe.name, ledger.total, trained="prior", base=recipe.clip_model,
@@ -145,16 +152,16 @@ def run_decoder(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path |
         raise RecipeError(f"data.resolution {recipe.data.resolution} is not a multiple of the "
                           "decoder's downsampling")  # fmt: skip
     before = process_cpu_seconds()
-    data, encodings, pairs = _clip_data(recipe, clip, data_dir)
+    view = _clip_view(recipe, clip, data_dir)
     config = replace(recipe.unet, image_embed_dim=clip.config.embed_dim,
                      context_dim=clip.text.dim)  # fmt: skip
     torch.manual_seed(recipe.train.seed)
     decoder = UNet(config)
-    task = DecoderTask(decoder=decoder, diffusion=recipe.diffusion, captions=encodings,
-                       objective=recipe.unclip_objective, clip=clip, samples=pairs,
+    task = DecoderTask(decoder=decoder, diffusion=recipe.diffusion, captions=view.captions,
+                       objective=recipe.unclip_objective, clip=clip, samples=view.pairs,
                        sample_options=recipe.unclip_sampling)  # fmt: skip
     ledger = CPULedger(preparation=process_cpu_seconds() - before)
-    train(task, data, recipe.train, run_dir=run_dir, resume=resume,
+    train(task, view.data, recipe.train, run_dir=run_dir, resume=resume,
           callbacks=[TimestepLossLogger(recipe.diffusion.n_train), ledger])  # fmt: skip
     final_weights(run_dir, "decoder", decoder)
     section, cpu = cost(recipe.name, ledger.total, trained="decoder", base=recipe.prior_model,
