@@ -9,6 +9,11 @@ inpaint and outpaint take a diffusion model or a token model (DALL-E, MaskGIT), 
 tokens of the region (``pipelines/token_editing.py``); ``--option NAME=VALUE`` sets any option of
 the model's kind. A token model's grid is fixed: it edits images of its own size only, and
 refuses diffusion's flags (``--sampler``, ``--method trained``, ``--jump``, ``--resample``).
+
+variations takes a diffusion model (img2img of the image under its caption, ``--strength``) or
+an unCLIP model, whose decoder draws the image's own CLIP embedding again with each new seed
+(DALL-E 2); ``--toward CAPTION --away CAPTION --amount A`` first moves that embedding along the
+difference of the two captions' (DALL-E 2's text diffs).
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from atelier.cli.common import (
     OPTION,
     STEPS,
     chosen_seed,
+    describe_generator,
     load_diffusion,
+    load_generator,
     options_for,
     painter_options,
     ranked_extra,
@@ -40,6 +47,7 @@ from atelier.pipelines.editing import Editor, source_keeping
 from atelier.pipelines.metadata import GenerationParams, save_numbered_png
 from atelier.pipelines.rerank import Choice, rerank
 from atelier.pipelines.token_editing import TokenEditor
+from atelier.pipelines.unclip import TextDiff
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
 SEED = typer.Option(
@@ -261,16 +269,45 @@ def variations(
     image: Path = typer.Argument(..., help="Source image."),
     n: int = typer.Option(4, "-n", help="How many variations."),
     prompt: str = typer.Option("", "--prompt", help="Optional caption to keep them on topic."),
-    strength: float = typer.Option(0.6, "--strength", help="How far each may wander, (0, 1]."),
+    strength: float = typer.Option(
+        None, "--strength", help="Diffusion models: how far each may wander, (0, 1] (0.6)."
+    ),
+    toward: str = typer.Option(
+        None, "--toward", help="unCLIP: move the image's CLIP embedding toward this caption..."
+    ),
+    away: str = typer.Option(None, "--away", help="...and away from this one (a text diff)."),
+    amount: float = typer.Option(0.5, "--amount", help="unCLIP text diff: how far, in [0, 1]."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
     sampler: str = SAMPLER, output: Path = OUTPUT,
 ) -> None:  # fmt: skip
-    """The same content with new details: encode, partly noise, resample."""
+    """The same content with new details: a diffusion model encodes, partly noises and
+    resamples the image; an unCLIP model decodes its CLIP embedding again (DALL-E 2)."""
     source = open_image(image)
     writable_folder(output)
+    seeds = _seeds(seed, max(n, 1))
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    if describe_generator(model).kind == "unclip":
+        if strength is not None:
+            raise fail(f"{model} is an unCLIP model, which decodes the image's CLIP embedding "
+                       "again: --strength belongs to a diffusion model's img2img variations; "
+                       "leave it out")  # fmt: skip
+        if (toward is None) != (away is None):
+            raise fail("a text diff needs both --toward CAPTION and --away CAPTION")
+        loaded = load_generator(model)
+        options = options_for(loaded.name, loaded.defaults, flags)
+        diff = TextDiff(toward, away, amount) if toward is not None else None
+        images = _run(lambda: loaded.variations(source, seeds=seeds, prompt=prompt,
+                                                options=options, diff=diff))  # fmt: skip
+        moved = {"toward": toward, "away": away, "amount": amount} if diff else {}
+        _save(images, [prompt] * len(images), seeds, loaded, options, output, "variations",
+              {"source": image.name, "embedding": "clip", **moved})  # fmt: skip
+        return
+    if toward is not None or away is not None:
+        raise fail(f"--toward and --away move an unCLIP model's CLIP embedding; {model} is a "
+                   "diffusion model: give --prompt, or an unCLIP --model")  # fmt: skip
+    strength = 0.6 if strength is None else strength
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
-    seeds = _seeds(seed, max(n, 1))
     images = _run(lambda: editor.variations(source, n, seed=seeds[0], prompt=prompt,
                                             strength=strength, options=options))  # fmt: skip
     _save(images, [prompt] * len(images), seeds, loaded, options, output, "variations",

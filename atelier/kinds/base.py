@@ -167,7 +167,8 @@ def _parse(spec: OptionSpec, value: Any) -> Any:
 def with_options(defaults: Any, given: Mapping[str, Any], *, who: str) -> Any:
     """``defaults`` (an options dataclass) with ``given`` overrides (values may be strings);
     ``who`` names the model in errors. An option the kind does not take is refused, naming
-    the ones it does; a step count past the budget is refused naming the limit."""
+    the ones it does; a step count past the budget (any ``steps`` or ``*_steps`` field) is
+    refused naming the limit."""
     specs = {s.name: s for s in option_specs(type(defaults))}
     unknown = sorted(set(given) - set(specs))
     if unknown:
@@ -181,8 +182,11 @@ def with_options(defaults: Any, given: Mapping[str, Any], *, who: str) -> Any:
         options = dataclasses.replace(defaults, **values)
     except TypeError as err:
         raise ValueError(f"bad options for {who} ({err})") from None
-    if isinstance(getattr(options, "steps", None), int):
-        check_steps(options.steps)
+    for f in dataclasses.fields(options):
+        count = getattr(options, f.name)
+        # Every step count a kind takes (diffusion's steps, a two-stage model's prior_steps).
+        if (f.name == "steps" or f.name.endswith("_steps")) and isinstance(count, int):
+            check_steps(count)
     return options
 
 

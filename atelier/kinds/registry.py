@@ -22,6 +22,8 @@ from atelier.kinds import (
     features,
     maskgit,
     tokenizer,
+    unclip,
+    unclip_prior,
     upscaler,
 )
 from atelier.kinds.base import Facts, ModelKind, TextToImage
@@ -37,6 +39,8 @@ KINDS: dict[str, ModelKind] = {
     "tokenizer": tokenizer.KIND,
     "dalle": dalle.KIND,
     "maskgit": maskgit.KIND,
+    "unclip": unclip.KIND,
+    unclip_prior.KIND_NAME: unclip_prior.KIND,
 }
 
 # The kinds that inpaint and outpaint: diffusion holds the known region's latents to the image's,

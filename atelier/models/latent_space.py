@@ -11,6 +11,10 @@ normalisation matters when channels differ in spread: with one global scale, a c
 spread is drowned by noise early and its absolute errors, which a uniform loss treats like any
 other channel's, are large relative to its signal (on shapes-vae latents the four channel stds
 are 0.28, 0.52, 0.49 and 1.41 after the global scale).
+
+Vectors (B, C) are normalised the same way, a "channel" being one dimension: unCLIP's prior
+diffuses CLIP image embeddings normalised per dimension (as Karlo does), so its targets have the
+unit variance its noise schedule assumes.
 """
 
 from __future__ import annotations
@@ -41,13 +45,15 @@ class LatentSpace:
                 raise ValueError(f"latent stds must be positive numbers, got {self.std!r}")
 
     def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if z.ndim != 4 or z.shape[1] != len(self.mean):
+        if z.ndim not in (2, 4) or z.shape[1] != len(self.mean):
+            c = len(self.mean)
             raise ValueError(
-                f"latents must be (B, {len(self.mean)}, h, w) for this latent space, "
+                f"latents must be (B, {c}, h, w) or vectors (B, {c}) for this latent space, "
                 f"got {tuple(z.shape)}"
             )
-        mean = torch.tensor(self.mean, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
+        shape = (1, -1, *([1] * (z.ndim - 2)))  # (1, C, 1, 1) or (1, C)
+        mean = torch.tensor(self.mean, dtype=z.dtype, device=z.device).view(shape)
+        std = torch.tensor(self.std, dtype=z.dtype, device=z.device).view(shape)
         return mean, std
 
     def to_diffusion(self, z: torch.Tensor) -> torch.Tensor:
@@ -81,10 +87,14 @@ class LatentSpace:
 
     @classmethod
     def measure(cls, latents: torch.Tensor, *, scale: float = 1.0) -> LatentSpace:
-        """Per-channel mean and std of ``latents`` (N, C, h, w), so that the result has zero
-        mean and standard deviation ``scale`` in every channel. Accumulates in float64."""
-        if latents.ndim != 4 or latents.shape[0] * latents.shape[2] * latents.shape[3] < 2:
-            raise ValueError(f"need a (N, C, h, w) batch of latents, got {tuple(latents.shape)}")
+        """Per-channel mean and std of ``latents`` (N, C, h, w) or vectors (N, C), so that the
+        result has zero mean and standard deviation ``scale`` in every channel. Accumulates in
+        float64."""
+        if latents.ndim not in (2, 4) or latents[:, 0].numel() < 2:
+            raise ValueError(
+                f"need a (N, C, h, w) batch of latents or (N, C) of vectors, got "
+                f"{tuple(latents.shape)}"
+            )
         z = latents.double().transpose(0, 1).reshape(latents.shape[1], -1)
         mean, std = z.mean(1), z.std(1)
         if not bool((std > 0).all()):

@@ -11,7 +11,10 @@ level), a middle block (resnet, transformer, resnet), one up block per level in 
 residual block also reads the matching down-path activation), then GroupNorm, SiLU and
 ``conv_out``. The timestep enters every residual block through its sinusoidal embedding and an
 MLP; a pooled text vector, if configured, is projected and added to it (as in GLIDE, Nichol et
-al., 2021). Parameter names follow diffusers' ``UNet2DConditionModel`` so that weights convert
+al., 2021). An unCLIP decoder (Ramesh et al., 2022) is also conditioned on a CLIP image
+embedding z_i (B, E): projected and added to the time embedding, and projected to K extra
+context tokens that every cross-attention reads before the caption's (:class:`ImageCondition`).
+Parameter names follow diffusers' ``UNet2DConditionModel`` so that weights convert
 with a short rename map (:mod:`atelier.models.unet_diffusers`).
 """
 
@@ -81,6 +84,10 @@ class UNetConfig:
     # then the text (diffusers' ``only_cross_attention``; the middle block keeps self-attention).
     # Text reaches a high-resolution level at a fraction of self-attention's cost there.
     cross_attention_only: tuple[bool, ...] | None = None
+    # unCLIP's decoder: the width E of the CLIP image embedding it draws (None: not one), and the
+    # context tokens it becomes beside the caption's (DALL-E 2 uses four).
+    image_embed_dim: int | None = None
+    image_embed_tokens: int = 4
 
     def __post_init__(self) -> None:
         positive = {
@@ -93,6 +100,7 @@ class UNetConfig:
             "head_dim": self.head_dim,
             "context_dim": self.context_dim,
             "pooled_dim": self.pooled_dim,
+            "image_embed_dim": self.image_embed_dim,
         }
         for name, value in positive.items():
             if value is not None and value < 1:
@@ -126,6 +134,11 @@ class UNetConfig:
                 )
             if any(self.cross_attention_only) and self.context_dim is None:
                 raise ValueError("cross_attention_only needs context_dim: text to attend to")
+        if isinstance(self.image_embed_tokens, bool) or self.image_embed_tokens < 0:
+            raise ValueError(f"image_embed_tokens must be >= 0, got {self.image_embed_tokens!r}")
+        if self.image_embed_dim is not None and self.image_embed_tokens and not self.context_dim:
+            raise ValueError("image_embed_tokens need context_dim: cross-attention to read them "
+                             "(or set image_embed_tokens=0)")  # fmt: skip
         if (self.heads is None) == (self.head_dim is None):
             raise ValueError("give exactly one of heads and head_dim")
         # The middle block at the last level always attends.
@@ -227,6 +240,38 @@ class Upsample(nn.Module):
 
 
 Conditioning = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]  # emb, states, mask
+
+
+@dataclass(frozen=True)
+class ImageCondition:
+    """What an unCLIP decoder draws: CLIP image embeddings ``embeds`` (B, E), unit vectors, and
+    ``dropped`` (B,) bool, True where the learned null embedding stands in for them (training's
+    dropout, and classifier-free guidance's unconditional rows). A dropped row's embedding is
+    never read."""
+
+    embeds: torch.Tensor
+    dropped: torch.Tensor
+
+
+class ImageEmbeddingProjection(nn.Module):
+    """z_i (B, E) -> an addition to the time embedding (B, E_t) and K context tokens (B, K, D),
+    as DALL-E 2's decoder takes it (after GLIDE's, which read a caption the same two ways)."""
+
+    def __init__(self, embed_dim: int, time_dim: int, context_dim: int | None, tokens: int) -> None:
+        super().__init__()
+        self.null = nn.Parameter(torch.zeros(embed_dim))
+        self.to_time = nn.Linear(embed_dim, time_dim)
+        self.tokens = tokens
+        self.to_tokens = nn.Linear(embed_dim, tokens * context_dim) if tokens else None
+
+    def forward(self, image: ImageCondition) -> tuple[torch.Tensor, torch.Tensor | None]:
+        embeds = image.embeds
+        z = torch.where(image.dropped[:, None], self.null.to(embeds.dtype), embeds)  # (B, E)
+        # Unit embeddings have components near 1 / sqrt(E); scaled, they enter at unit scale.
+        z = z * z.shape[1] ** 0.5
+        if self.to_tokens is None:
+            return self.to_time(z), None
+        return self.to_time(z), self.to_tokens(z).unflatten(1, (self.tokens, -1))  # (B, K, D)
 
 
 class DownBlock(nn.Module):
@@ -337,6 +382,11 @@ class UNet(nn.Module):
         self.noise_level_embedding = (
             EmbeddingMLP(widths[0], time_dim) if config.noise_level_conditioning else None
         )
+        self.image_embedding = None
+        if config.image_embed_dim is not None:
+            self.image_embedding = ImageEmbeddingProjection(
+                config.image_embed_dim, time_dim, config.context_dim, config.image_embed_tokens
+            )
 
         self.down_blocks = nn.ModuleList()
         skip_widths = [widths[0]]  # the channels of each activation the decoder will read back
@@ -386,13 +436,15 @@ class UNet(nn.Module):
         t: torch.Tensor,
         context: TextEmbedding | None = None,
         noise_level: torch.Tensor | None = None,
+        image: ImageCondition | None = None,
     ) -> torch.Tensor:
         """``x`` (B, C_in, H, W), ``t`` (B,) float timesteps, text ``context`` -> (B, C_out, H, W).
 
         ``context`` must be given exactly when the config has ``context_dim``; its masked-out
-        positions are never attended to.
+        positions are never attended to. ``image`` exactly when it has ``image_embed_dim``.
         """
         self._check_inputs(x, t, context)
+        self._check_image(x, image)
         width = self.config.block_channels[0]
         emb = self.time_embedding(timestep_embedding(t, width).to(x.dtype))
         if (noise_level is None) != (self.noise_level_embedding is None):
@@ -410,6 +462,13 @@ class UNet(nn.Module):
             states, mask = context.states, context.mask
             if self.pooled_embedding is not None:
                 emb = emb + self.pooled_embedding(context.pooled)  # (B, E)
+        if self.image_embedding is not None:
+            added, tokens = self.image_embedding(image)
+            emb = emb + added.to(emb.dtype)
+            if tokens is not None:
+                # The image's tokens come first and are always attended to.
+                states = torch.cat([tokens.to(states.dtype), states], dim=1)  # (B, K + T, D)
+                mask = torch.cat([torch.ones_like(mask[:, : tokens.shape[1]]), mask], dim=1)
         cond = (emb, states, mask)
 
         if self.config.coord_channels:
@@ -422,6 +481,20 @@ class UNet(nn.Module):
         for block in self.up_blocks:
             h = block(h, cond, skips)
         return self.conv_out(F.silu(self.conv_norm_out(h)))
+
+    def _check_image(self, x: torch.Tensor, image: ImageCondition | None) -> None:
+        dim = self.config.image_embed_dim
+        if (image is None) != (dim is None):
+            raise ValueError(
+                "pass image exactly when the config has image_embed_dim (an unCLIP decoder)"
+            )
+        if image is None:
+            return
+        b = x.shape[0]
+        if image.embeds.shape != (b, dim):
+            raise ValueError(f"image.embeds must be ({b}, {dim}), got {tuple(image.embeds.shape)}")
+        if image.dropped.shape != (b,) or image.dropped.dtype != torch.bool:
+            raise ValueError(f"image.dropped must be bool ({b},)")
 
     def _check_inputs(
         self, x: torch.Tensor, t: torch.Tensor, context: TextEmbedding | None

@@ -63,6 +63,12 @@ def limit_problems(req: BaseModel, limits: Limits) -> list[dict]:
         problems.append(
             problem("steps", f"steps {steps} is over this server's limit of {limits.max_steps}")
         )
+    # A kind's own step counts in the options map (MaskGIT's steps, unCLIP's prior_steps).
+    for name, value in (getattr(req, "options", None) or {}).items():
+        counts = name == "steps" or name.endswith("_steps")
+        if counts and isinstance(value, int | float) and value > limits.max_steps:
+            problems.append(problem("options", f"{name} {value} is over this server's limit of "
+                                    f"{limits.max_steps}"))  # fmt: skip
     if n > limits.max_batch:
         problems.append(problem("n", f"n {n} is over this server's limit of {limits.max_batch}"))
     for field in ("prompt", "negative_prompt"):

@@ -15,6 +15,9 @@
   captions' BPE tokens; ``shapes-maskgit``: a masked token transformer (MaskGIT) on the same.
 - ``shapes-dalle-minilm``, ``shapes-maskgit-minilm``: the same two reading the frozen MiniLM's
   states by cross-attention (Parti) instead of BPE tokens.
+- ``shapes-unclip-prior``: unCLIP's diffusion prior over shapes-clip's image embeddings;
+  ``shapes-unclip``: its decoder, a 32 px pixel UNet drawing from those embeddings, exported
+  with the prior (and the CLIP) as one unCLIP model (DALL-E 2).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
+from atelier.models.prior import PriorConfig
 from atelier.models.shapes_features import ShapesFeatureConfig
 from atelier.models.token_transformer import TokenTransformerConfig
 from atelier.models.tokenizer import TokenizerConfig
@@ -38,10 +42,22 @@ from atelier.training.config import TrainConfig
 from atelier.training.ldm import LDMObjective
 from atelier.training.token_tasks import TokenObjective
 from atelier.training.tokenizer_task import TokenizerLossConfig
+from atelier.training.unclip_tasks import UnCLIPObjective
 from atelier.training.vae_loss import VAELossConfig
+from atelier.unclip.options import UnCLIPOptions
 
 RecipeKind = Literal[
-    "vae", "ldm", "pixel", "clip", "features", "upscaler", "tokenizer", "dalle", "maskgit"
+    "vae",
+    "ldm",
+    "pixel",
+    "clip",
+    "features",
+    "upscaler",
+    "tokenizer",
+    "dalle",
+    "maskgit",
+    "unclip-prior",
+    "unclip",
 ]
 
 
@@ -113,6 +129,18 @@ class Recipe:
     tokenizer_model: str = "shapes-vqgan"
     token_objective: TokenObjective = field(default_factory=TokenObjective)
     token_sampling: AutoregressiveOptions | MaskedOptions | None = None
+    # unCLIP: the prior's sizes (its widths and window are the CLIP's, set when the run starts)
+    # and diffusion, the trained CLIP it samples the space of, the trained prior a decoder run
+    # exports beside its decoder (``unet`` and ``diffusion`` are the decoder's), the dropout
+    # rates and the sampling defaults.
+    prior: PriorConfig | None = None
+    prior_diffusion: DiffusionConfig = field(
+        default_factory=lambda: DiffusionConfig(beta_schedule="cosine", prediction_type="sample")
+    )
+    clip_model: str = "shapes-clip"
+    prior_model: str = "shapes-unclip-prior"
+    unclip_objective: UnCLIPObjective = field(default_factory=UnCLIPObjective)
+    unclip_sampling: UnCLIPOptions = field(default_factory=UnCLIPOptions)
 
 
 _TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
@@ -390,6 +418,50 @@ def _shapes_maskgit_minilm() -> Recipe:
                    text_encoder=replace(_TEXT_MINILM, hidden_layer=-2))  # fmt: skip
 
 
+# unCLIP in 3 CPU-hours with shapes-clip counted once (1.27 h), so 1.73 h for its two networks.
+# Measured with OMP_NUM_THREADS=1, both cores busy with other training runs, 10 steps of the
+# task's loss, backward and AdamW after 2 warm-up steps: the prior 0.63 CPU-s per batch-64 step,
+# the decoder 2.73 (3.2 CPU-s a step through the training loop, preparation included, over 12
+# steps). With about 10% for the loop, the sample grids and the one-off CLIP pass over the data
+# (its 20,000 images and captions, about a CPU-minute), the prior's 1,500 steps cost about
+# 0.29 h and the decoder's 1,500 about 1.25 h: 2.81 h with the CLIP, leaving room for a slower
+# machine. 1,500 batches of 64 are 4.8 passes over the 20,000 scenes for each.
+_UNCLIP_PRIOR = PriorConfig(width=256, layers=4, heads=4)
+_UNCLIP_PRIOR_STEPS = 1500
+# The decoder: shapes-pixel's UNet (32 px pixels, CoordConv, one transformer layer at 16 and 8
+# px) reading shapes-clip's text states (128 wide) as its caption and the image embedding as
+# four more tokens and an addition to the time embedding: 4.3 M parameters, no MiniLM, no VAE,
+# and the side CLIP reads. Pixels rather than the latent default's 64 px latents: a latent
+# decoder's card counts shapes-vae's 0.64 h too, which would leave it about 0.6 h, some 1,000
+# of its 2.0 s steps; at 32 px shapes-sr-32-64 upscales after it, as DALL-E 2's upsamplers do.
+_UNCLIP_DECODER = replace(_UNET, in_channels=3, out_channels=3, context_dim=128,
+                          image_embed_dim=128, image_embed_tokens=4)  # fmt: skip
+_UNCLIP_DECODER_STEPS = 1500
+# An EMA over about 200 steps from step 500: at 0.999 (0.998) the weights of step 500 would still
+# make up 37% (14%) of the average 1,000 steps later; at 0.995, under 1%.
+_UNCLIP_EMA = {"ema_decay": 0.995, "ema_start": 500}
+
+
+def _shapes_unclip_prior() -> Recipe:
+    return Recipe(
+        name="shapes-unclip-prior", kind="unclip-prior", data=ShapesData(resolution=32),
+        prior=_UNCLIP_PRIOR,
+        train=TrainConfig(max_steps=_UNCLIP_PRIOR_STEPS, batch_size=64, lr=3e-4,
+                          weight_decay=0.01, warmup_steps=200, lr_schedule="cosine",
+                          min_lr_ratio=0.05, grad_clip=1.0, **_UNCLIP_EMA, autocast="off",
+                          checkpoint_every=250, sample_every=500, log_every=25),
+    )  # fmt: skip
+
+
+def _shapes_unclip() -> Recipe:
+    return Recipe(
+        name="shapes-unclip", kind="unclip", data=ShapesData(resolution=32),
+        unet=_UNCLIP_DECODER, diffusion=_DIFFUSION,
+        train=replace(_LDM_TRAIN, max_steps=_UNCLIP_DECODER_STEPS, **_UNCLIP_EMA,
+                      sample_every=500),
+    )  # fmt: skip
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
@@ -409,6 +481,8 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-maskgit": _shapes_maskgit,
     "shapes-dalle-minilm": _shapes_dalle_minilm,
     "shapes-maskgit-minilm": _shapes_maskgit_minilm,
+    "shapes-unclip-prior": _shapes_unclip_prior,
+    "shapes-unclip": _shapes_unclip,
 }
 
 

@@ -32,6 +32,7 @@ from atelier.training.runners import (
     features,
     tokenizer,
     tokens,
+    unclip,
     upscaler,
 )
 
@@ -45,6 +46,8 @@ RUNNERS = {
     "tokenizer": tokenizer.run,
     "dalle": tokens.run,
     "maskgit": tokens.run,
+    "unclip-prior": unclip.run_prior,
+    "unclip": unclip.run_decoder,
 }
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.
@@ -62,6 +65,9 @@ USES = {
     "(e.g. `atelier train shapes-maskgit tokenizer_model={name}`)",
     "dalle": "`atelier generate PROMPT --model {name}`",
     "maskgit": "`atelier generate PROMPT --model {name}`",
+    "unclip-prior": "train an unCLIP decoder beside it with prior_model={name} "
+    "(e.g. `atelier train shapes-unclip prior_model={name}`)",
+    "unclip": "`atelier generate PROMPT --model {name}`, `atelier variations IMAGE --model {name}`",
 }
 
 

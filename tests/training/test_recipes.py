@@ -45,8 +45,26 @@ def test_every_recipe_builds_consistently(name):
             ) and recipe.train == sibling.train  # fmt: skip
         else:
             assert recipe.text_encoder is None
+    elif recipe.kind in ("unclip-prior", "unclip"):
+        # shapes-clip's space: 128-wide embeddings of 32 px images, 128-wide text states.
+        assert recipe.clip_model == "shapes-clip" and recipe.data.resolution == 32
+        if recipe.kind == "unclip-prior":
+            assert recipe.prior is not None and recipe.prior_diffusion.prediction_type == "sample"
+        else:
+            assert recipe.prior_model == "shapes-unclip-prior"
+            unet = recipe.unet
+            assert (unet.in_channels, unet.out_channels) == (3, 3)
+            assert (unet.image_embed_dim, unet.context_dim) == (128, 128)
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
+
+
+def test_both_unclip_recipes_fit_three_cpu_hours_with_the_clip():
+    # The recipes' measured costs (recipes.py): 0.63 and 2.73 CPU-s a step, plus 10% for the
+    # loop, the sample grids and the CLIP's pass over the data, beside shapes-clip's 1.27 h.
+    prior, decoder = get_recipe("shapes-unclip-prior"), get_recipe("shapes-unclip")
+    seconds = 1.1 * (0.63 * prior.train.max_steps + 2.73 * decoder.train.max_steps)
+    assert 1.27 + seconds / 3600 <= 3.0
 
 
 def test_overrides_are_typed():
