@@ -7,6 +7,7 @@ from typing import Literal, get_args
 
 from atelier.text.encoder import TextEncoder
 from atelier.text.minilm import MiniLMTextEncoder
+from atelier.text.pooling import TextPooling
 from atelier.text.tokenizer import BPETokenizer
 from atelier.text.trainable import TrainableTextEncoder
 from atelier.text.transformer import TransformerTextConfig
@@ -20,7 +21,8 @@ class TextEncoderConfig:
     """Which text encoder to build, and its settings.
 
     ``kind="transformer"``: a :class:`TrainableTextEncoder` of the given ``width``, ``layers``,
-    ``heads``, ``mlp_ratio`` and ``dropout`` over a trained BPE tokenizer.
+    ``heads``, ``mlp_ratio`` and ``dropout`` over a trained BPE tokenizer, its pooled vector read
+    by ``pooling`` (``text/pooling.py``: "mean", "eos" with causal attention, "attention").
     ``kind="minilm"``: the frozen :class:`MiniLMTextEncoder`, caching up to ``cache_size`` prompts,
     its states taken from ``hidden_layer`` (-1 the last, -2 the penultimate, 0 the embeddings),
     and with ``phrases`` each noun phrase's own states after the prompt's (StructureDiffusion).
@@ -37,6 +39,7 @@ class TextEncoderConfig:
     cache_size: int = 256
     hidden_layer: int = -1
     phrases: bool = False
+    pooling: TextPooling = "mean"
 
 
 def build_text_encoder(
@@ -46,6 +49,12 @@ def build_text_encoder(
     the trainable transformer (its vocabulary sets the embedding table)."""
     if config.phrases and config.kind != "minilm":
         raise ValueError("text_encoder.phrases is for the frozen MiniLM encoder (kind 'minilm')")
+    if config.pooling != "mean" and config.kind != "transformer":
+        # MiniLM's pooled vector is the mean it was trained to give as a sentence embedding.
+        raise ValueError(
+            f"text_encoder.pooling={config.pooling!r} is for the trainable transformer "
+            "(kind 'transformer'); the frozen MiniLM pools by the mean"
+        )
     if config.kind == "transformer":
         if tokenizer is None:
             raise ValueError("kind 'transformer' needs a tokenizer (see train_bpe)")
@@ -57,6 +66,7 @@ def build_text_encoder(
             heads=config.heads,
             mlp_ratio=config.mlp_ratio,
             dropout=config.dropout,
+            pooling=config.pooling,
         )
         return TrainableTextEncoder(tokenizer, transformer)
     if config.kind == "minilm":
