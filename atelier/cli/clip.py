@@ -11,7 +11,12 @@ from atelier.cli.errors import fail, open_image
 from atelier.data.base import array_to_tensor
 from atelier.data.images import square_pixels
 from atelier.eval.clip_metrics import clip_scores, retrieval_recall, zero_shot_probabilities
-from atelier.eval.shapes_probe import binding_accuracy, single_object_probe
+from atelier.eval.shapes_probe import (
+    binding_accuracy,
+    single_object_probe,
+    swapped_colour_captions,
+    swapped_colour_cosine,
+)
 from atelier.kinds.clip import load_clip
 from atelier.models.clip import CLIP
 
@@ -67,14 +72,20 @@ def score(
 def evaluate(
     model: str = typer.Argument(DEFAULT_CLIP, help="CLIP model name or folder."),
     per_class: int = typer.Option(20, "--per-class", help="Fresh renders per class."),
-    scenes: int = typer.Option(500, "--scenes", help="Fresh scenes for retrieval."),
+    scenes: int = typer.Option(500, "--scenes", help="Fresh scenes for retrieval and binding."),
 ) -> None:
     """Zero-shot accuracy on 18 single-object classes; retrieval recall and binding (caption
-    against a hard negative) on fresh scenes."""
+    against a hard negative, per kind of change) on fresh scenes; how far the text tower puts a
+    caption from its colour-swapped twin."""
     from atelier.data.shapes import ShapesDataset
     from atelier.eval.clip_metrics import zero_shot_accuracy
 
     clip = _clip(model)
+    text = clip.text_config
+    if text.kind == "transformer":
+        typer.echo(f"text tower: {text.layers} layers of {text.width}, pooling {text.pooling}")
+    else:
+        typer.echo(f"text tower: {text.kind}")
     images, labels, truth = single_object_probe(per_class, size=64)
     typer.echo(
         f"zero-shot accuracy (18 classes): {zero_shot_accuracy(clip, images, labels, truth):.3f}"
@@ -87,4 +98,8 @@ def evaluate(
     typer.echo(
         "caption above a hard negative (one fact changed): "
         + ", ".join(f"{k} {v:.3f}" for k, v in binding.items())
+    )
+    typer.echo(
+        f"text cosine, colours swapped between two shapes ({len(swapped_colour_captions())} "
+        f"caption pairs): {swapped_colour_cosine(clip):.4f}"
     )

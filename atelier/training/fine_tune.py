@@ -92,4 +92,11 @@ def clip_to_fine_tune(recipe: Recipe) -> CLIP:
             f"init_from={recipe.init_from} is a CLIP of another architecture ({clip.config}) "
             f"than the recipe's ({recipe.clip}); fine-tuning needs the same one"
         )
+    # The card and config.json name the recipe's text tower, so it must be the one loaded: a
+    # pooling or size that differs would be written down but never trained.
+    if clip.text_config != recipe.text_encoder:
+        raise RecipeError(
+            f"init_from={recipe.init_from} has another text tower ({clip.text_config}) than the "
+            f"recipe's ({recipe.text_encoder}); fine-tuning needs the same one"
+        )
     return clip.train()

@@ -9,7 +9,11 @@ from pathlib import Path
 import torch
 
 from atelier.eval.clip_metrics import retrieval_recall, zero_shot_accuracy
-from atelier.eval.shapes_probe import binding_accuracy, single_object_probe
+from atelier.eval.shapes_probe import (
+    binding_accuracy,
+    single_object_probe,
+    swapped_colour_cosine,
+)
 from atelier.kinds.card import cost, model_card
 from atelier.kinds.clip import save_clip
 from atelier.models.clip import CLIP
@@ -57,6 +61,8 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
         + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
         + "\n- true caption above a hard negative (one fact changed), 2,000 fresh scenes: "
         + ", ".join(f"{k} {v:.3f}" for k, v in binding.items())
+        + "\n- text cosine of a two-object caption and its colour-swapped twin (90 pairs): "
+        + f"{swapped_colour_cosine(clip):.4f}"
     )
     card = model_card(recipe.name, command=command, init_from=base, cpu=cpu, body=body,
                       recipe=asdict(recipe))  # fmt: skip
