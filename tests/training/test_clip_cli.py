@@ -65,6 +65,8 @@ def test_train_then_classify_score_and_eval(tmp_path, monkeypatch):
     out = runner.invoke(app, ["clip", "eval", "--per-class", "1", "--scenes", "20"])
     assert out.exit_code == 0, out.output
     assert "zero-shot accuracy" in out.output and "text_to_image_R@1" in out.output
+    assert "pooling mean" in out.output and "swap_colors" in out.output
+    assert "colours swapped between two shapes (90 caption pairs)" in out.output
     garbage = tmp_path / "g.png"
     garbage.write_bytes(b"not a png")
     out = runner.invoke(app, ["clip", "score", str(garbage), "--prompt", "a red circle"])
@@ -118,3 +120,27 @@ def test_fine_tune_with_hard_negatives(tmp_path, monkeypatch):
     out = runner.invoke(app, ["train", "shapes-clip-neg", "init_from=nowhere", *TINY,
                               "--out", str(tmp_path / "r3")])  # fmt: skip
     assert out.exit_code == 2 and "init_from=nowhere" in out.output
+
+
+def test_bind_recipe_trains_from_scratch_with_negatives_and_eos_pooling(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "shapes-clip-bind", *TINY, "data.hard_negatives=2"])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "runs" / "shapes-clip-bind" / "log.jsonl").read_text().splitlines()
+    log = [json.loads(x) for x in lines]
+    assert any("negative_won" in row for row in log)  # hard negatives from the first step
+    folder = tmp_path / "models" / "shapes-clip-bind"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["text_encoder"]["pooling"] == "eos"
+    assert json.loads((folder / "text_encoder" / "config.json").read_text())["pooling"] == "eos"
+    card = (folder / "README.md").read_text()
+    assert "from scratch" in card and "swap_colors" in card and "colour-swapped twin" in card
+    out = runner.invoke(app, ["clip", "eval", str(folder), "--per-class", "1", "--scenes", "20"])
+    assert out.exit_code == 0, out.output
+    assert "pooling eos" in out.output and "swap_colors" in out.output
+    assert "zero-shot accuracy" in out.output
+    # A fine-tune keeps its base's text tower: another pooling is refused, not written down.
+    out = runner.invoke(app, ["train", "shapes-clip-neg", *TINY, f"init_from={folder}",
+                              "--out", str(tmp_path / "r2")])  # fmt: skip
+    assert out.exit_code == 2 and "another text tower" in out.output

@@ -67,6 +67,19 @@ def test_both_unclip_recipes_fit_three_cpu_hours_with_the_clip():
     assert 1.27 + seconds / 3600 <= 3.0
 
 
+def test_bind_recipe_is_shapes_clip_with_eos_pooling_and_negatives_from_step_0():
+    clip, bind = get_recipe("shapes-clip"), get_recipe("shapes-clip-bind")
+    assert bind.init_from is None and bind.data.hard_negatives > 0
+    assert bind.text_encoder.pooling == "eos" and clip.text_encoder.pooling == "mean"
+    assert replace(bind, name=clip.name, data=clip.data, text_encoder=clip.text_encoder) == clip
+    # The pooling is a typed recipe field: any of the three by override, nothing else.
+    assert apply_overrides(bind, ["text_encoder.pooling=attention"]).text_encoder.pooling == (
+        "attention"
+    )
+    with pytest.raises(ValueError, match="pooling"):
+        apply_overrides(bind, ["text_encoder.pooling=max"])
+
+
 def test_overrides_are_typed():
     recipe = apply_overrides(
         get_recipe("shapes-ldm"),
