@@ -4,7 +4,8 @@ Notation: B images and B captions, E = ``embed_dim``. The image tower is a Visio
 (Dosovitskiy et al. 2021): the image, in [-1, 1], is cut into P x P patches, each linearly
 embedded, a learned class token and positions are added, pre-LayerNorm blocks (shared with the
 text transformer) mix them, and the class token's final state is the image feature. The text
-tower is any atelier :class:`TextEncoder` (its pooled vector; the trainable transformer or the
+tower is any atelier :class:`TextEncoder` (its pooled vector; the trainable transformer, read by
+its ``pooling``: the mean, CLIP's end token under a causal mask, or an attention pool; or the
 frozen MiniLM). Linear projections map both to E, where they are L2-normalised; the logits of
 every image-caption pair are cos(i, t) * exp(s) with a learned log-temperature s, initialised to
 log(1 / 0.07) and capped at log(100) as in the paper.

@@ -7,6 +7,7 @@ classifier-free guidance. Two encoders implement :class:`TextEncoder`:
 - ``window.py``: the fixed ``<bos> tokens <eos> <pad>`` layout and :class:`PromptTruncatedWarning`
 - ``tokenizer.py``: :func:`train_bpe` and :class:`BPETokenizer` (one ``tokenizer.json``)
 - ``transformer.py``: :class:`TransformerText`, the trainable network, and its config
+- ``pooling.py``: how that network's states become its pooled vector (mean, eos, attention)
 - ``encoder.py``: :class:`TextEncoder` and :class:`TextEmbedding`, the contract
 - ``trainable.py``: :class:`TrainableTextEncoder`, tokenizer + transformer, saved as a folder
 - ``minilm.py``: :class:`MiniLMTextEncoder`, frozen all-MiniLM-L6-v2 with an LRU prompt cache

@@ -293,6 +293,17 @@ def _shapes_clip_bind() -> Recipe:
     # causal text transformer, with NegCLIP's hard negatives from the first step rather than in
     # a fine-tune (shapes-clip-neg's 800 steps left swapped colours at chance, 0.48). Sized and
     # scheduled as shapes-clip, so the two differ only in pooling and negatives.
+    # Cost, measured with OMP_NUM_THREADS=1, both cores busy with other training runs, 10 steps
+    # of the task's loss, backward, clipping and AdamW after 2 warm-up steps: 1.17 and 1.01
+    # CPU-s a step in two sessions, where shapes-clip took 0.87 and 0.77 beside it (1.33x: the
+    # negatives double the text tower's batch). By shapes-clip's card (1.27 CPU-h for 3,000
+    # steps) that is about 1.7 CPU-h; drawing the 80,000 negatives once, 0.1 CPU-min. With the
+    # unCLIP stages' 1.54 h it would pass the issue's 3 h; 2,200 steps cost shapes-clip's 1.27 h.
+    # Six text layers (text_encoder.layers=6) cost 2.0x shapes-clip's step, so it keeps three.
+    # The pooling, from a short comparison (indicative only: 250 steps of batch 64 from scratch,
+    # four negatives per scene, about 3 CPU-min each): caption above its colour-swapped twin on
+    # 1,166 fresh scenes, mean 0.489, eos 0.529, attention 0.516 (shapes-clip 0.516); the text
+    # cosine of the 90 swapped-colour caption pairs 0.9995, 0.9927 and 0.9985.
     base = _shapes_clip()
     return replace(
         base, name="shapes-clip-bind",
