@@ -50,6 +50,14 @@ def load_clip_folder(folder: Path, data: dict[str, Any], *, device="cpu") -> CLI
         raise ValueError(f"{folder / 'config.json'} is not a valid CLIP config ({err})") from None
     if text_config.kind == "transformer":
         text = TrainableTextEncoder.load(folder / "text_encoder")
+        # The folder's two configs must agree on how the tower is read: the top one is what
+        # cards, fine-tunes and `clip eval` report.
+        if text.config.pooling != text_config.pooling:
+            raise ValueError(
+                f"{folder / 'config.json'} reads the text tower by {text_config.pooling!r} "
+                f"pooling, but {folder / 'text_encoder' / 'config.json'} by "
+                f"{text.config.pooling!r}"
+            )
     else:
         text = build_text_encoder(text_config)
     clip = build_and_load(lambda: CLIP(config, text), folder / "clip.safetensors",

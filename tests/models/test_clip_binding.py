@@ -116,6 +116,10 @@ def test_a_folder_keeps_its_pooling(pooling, tmp_path):
     assert loaded.text_config.pooling == pooling and loaded.text.config.pooling == pooling
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_text(captions), clip.encode_text(captions))
+    config = tmp_path / "c" / "config.json"
+    config.write_text(config.read_text().replace(f'"pooling": "{pooling}"', '"pooling": "mean"'))
+    with pytest.raises(ValueError, match="reads the text tower by 'mean' pooling"):
+        load_clip(tmp_path / "c")
 
 
 def test_swapped_colour_probe():
