@@ -7,8 +7,8 @@ The layers, lowest first (a package may import its own layer and those below):
     atomic, paths, digest,  files, state, hashes, the resource budget, bounded loading
     budget, safeload
     shapes                  the shapes world
-    text, diffusion,        text encoders; the diffusion math; token sampling; datasets
-    tokens, data
+    text, diffusion,        text encoders; the diffusion math; token sampling; the GAN
+    tokens, gan, data       losses; datasets
     models                  networks
     pipelines               inference assembly
     kinds                   model folders: one module per kind, and the registry
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1] / "atelier"
 LAYERS = [
     {"atomic", "paths", "digest", "budget", "safeload", "__init__"},
     {"shapes"},
-    {"text", "diffusion", "tokens", "data"},
+    {"text", "diffusion", "tokens", "gan", "data"},
     {"models"},
     {"pipelines"},
     {"kinds"},
@@ -43,7 +43,11 @@ LAYERS = [
 ]
 RANK = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
 # Training assembles a pipeline only to draw its sample grids.
-TRAINING_SAMPLE_GRIDS = {"atelier.training.ldm", "atelier.training.token_tasks"}
+TRAINING_SAMPLE_GRIDS = {
+    "atelier.training.ldm",
+    "atelier.training.token_tasks",
+    "atelier.training.gan_task",
+}
 
 
 def package(module: str) -> str:

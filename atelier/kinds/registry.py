@@ -20,6 +20,7 @@ from atelier.kinds import (
     dalle,
     diffusion,
     features,
+    gan,
     maskgit,
     tokenizer,
     upscaler,
@@ -37,6 +38,7 @@ KINDS: dict[str, ModelKind] = {
     "tokenizer": tokenizer.KIND,
     "dalle": dalle.KIND,
     "maskgit": maskgit.KIND,
+    "gan": gan.KIND,
 }
 
 
