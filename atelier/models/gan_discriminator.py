@@ -1,10 +1,15 @@
 """DF-GAN's discriminator (Tao et al., 2022): image features, then one joint image-text head.
 
-Notation: x (B, 3, R, R) an image, s (B, P) a sentence vector, K = ``channels``. A 3 x 3 conv
-lifts x to K channels; log2(R / 4) :class:`DownBlock`\\ s halve the side and double the width
-(capped at 8K) down to features f (B, 8K, 4, 4). The :class:`JointHead` tiles s_hat (the
-sentence rescaled as the generator sees it) over the 4 x 4 map, concatenates it to f, and a
-3 x 3 conv, LeakyReLU and a 4 x 4 conv give one logit D(x, s) that x is real *and* matches s.
+Notation: x (B, 3, R, R) an image, s_hat (B, P) a sentence vector rescaled as the generator
+sees it (:func:`~atelier.models.gan_generator.sentence_features`), K = ``channels``. A 3 x 3
+conv lifts x to K channels; log2(R / 4) :class:`DownBlock`\\ s halve the side and double the
+width (capped at 8K) down to features f (B, 8K, 4, 4). The :class:`JointHead` tiles s_hat over
+the 4 x 4 map, concatenates it to f, and a 3 x 3 conv, LeakyReLU and a 4 x 4 conv give one
+logit D(x, s) that x is real *and* matches s.
+
+The caller rescales the sentence, not the head: the gradient penalty then differentiates
+against what the head reads. Against MiniLM's unit vector, the rescaling's Jacobian (sqrt(P)
+= 20 times) would make MA-GP's sixth power of the gradient norm start near 10^4.
 
 Judging the pair rather than the image (DF-GAN's one-way output, section 3.3) is what lets
 mismatched captions be negatives: a real image with another caption, or with its own caption
@@ -24,8 +29,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from atelier.models.gan_generator import sentence_features
 
 
 @dataclass(frozen=True)
@@ -77,21 +80,21 @@ class DownBlock(nn.Module):
 
 
 class JointHead(nn.Module):
-    """Features f (B, 8K, 4, 4) and sentence s (B, P) -> the logit D(x, s) (B,)."""
+    """Features f (B, 8K, 4, 4) and sentence features s_hat (B, P) -> the logit D(x, s) (B,)."""
 
     def __init__(self, feature_channels: int, sentence_dim: int, hidden: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(feature_channels + sentence_dim, hidden, 3, padding=1, bias=False)
         self.out = nn.Conv2d(hidden, 1, 4, bias=False)
 
-    def forward(self, f: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        tiled = sentence_features(s.to(f.dtype))[:, :, None, None].expand(-1, -1, *f.shape[-2:])
+    def forward(self, f: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
+        tiled = s_hat.to(f.dtype)[:, :, None, None].expand(-1, -1, *f.shape[-2:])  # (B, P, 4, 4)
         h = F.leaky_relu(self.conv(torch.cat([f, tiled], dim=1)), 0.2)  # (B, hidden, 4, 4)
         return self.out(h).flatten()  # (B,)
 
 
 class JointDiscriminator(nn.Module):
-    """D(x, s) -> logits (B,); :meth:`features` and :meth:`judge` are its two halves."""
+    """D(x, s_hat) -> logits (B,); :meth:`features` and :meth:`judge` are its two halves."""
 
     def __init__(self, config: JointDiscriminatorConfig) -> None:
         super().__init__()
@@ -114,12 +117,12 @@ class JointDiscriminator(nn.Module):
             h = block(h)
         return h
 
-    def judge(self, f: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Features (B, 8K, 4, 4) and sentences (B, P) -> logits (B,)."""
-        if s.shape != (f.shape[0], self.config.sentence_dim):
-            raise ValueError(f"s must be ({f.shape[0]}, {self.config.sentence_dim}), got "
-                             f"{tuple(s.shape)}")  # fmt: skip
-        return self.head(f, s)
+    def judge(self, f: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
+        """Features (B, 8K, 4, 4) and sentence features (B, P) -> logits (B,)."""
+        if s_hat.shape != (f.shape[0], self.config.sentence_dim):
+            raise ValueError(f"s_hat must be ({f.shape[0]}, {self.config.sentence_dim}), got "
+                             f"{tuple(s_hat.shape)}")  # fmt: skip
+        return self.head(f, s_hat)
 
-    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return self.judge(self.features(x), s)
+    def forward(self, x: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
+        return self.judge(self.features(x), s_hat)

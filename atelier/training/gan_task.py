@@ -3,7 +3,8 @@
 Notation as in :mod:`atelier.gan.losses`; T is the augmentation (``gan/augment.py``, identity
 without one). Per batch of (x, caption), with hard negatives when the data has them:
 
-1. s = the captions' sentence vectors (and word states, for attention), s_hard the negatives';
+1. s = the captions' sentence vectors (and word states, for attention), s_hard the negatives',
+   rescaled once (``sentence_features``) into what D's head reads;
 2. x_hat = G(z, s), z ~ N(0, I) from the global generator (which checkpoints restore);
 3. D's image features of T(x), computed once, judged against s (real), against s rolled by one
    in the batch (another image's caption, DF-GAN's mismatched pair; a row whose neighbour has
@@ -62,7 +63,7 @@ from atelier.gan.losses import (
 )
 from atelier.gan.options import GANOptions
 from atelier.models.gan_discriminator import JointDiscriminator
-from atelier.models.gan_generator import FusionGenerator
+from atelier.models.gan_generator import FusionGenerator, sentence_features
 from atelier.pipelines.gan2image import GANPipeline
 from atelier.shapes.judge import judge
 from atelier.shapes.parse import parse_prompt
@@ -177,7 +178,7 @@ class GANTask:
         text = self.text_encoder.encode(captions)
         # A frozen encoder's vectors become leaves the penalty can differentiate against; a
         # trainable encoder's already require grad (and the penalty then reaches it too).
-        s = text.pooled.float()
+        s = sentence_features(text.pooled.float())  # (B, P), what D's head reads
         if penalised and not s.requires_grad:
             s = s.detach().requires_grad_()
         z = torch.randn(len(captions), G.config.z_dim, device=x.device)
@@ -192,7 +193,8 @@ class GANTask:
         d_negative = D.judge(f_real, s.roll(1, 0)).float()[others]
         logs: Logs = {}
         if hard:
-            d_hard = D.judge(f_real, self.text_encoder.encode(hard).pooled.float()).float()
+            s_hard = sentence_features(self.text_encoder.encode(hard).pooled.float())
+            d_hard = D.judge(f_real, s_hard).float()
             logs |= {"d_hard": d_hard.mean().item(),
                      "hard_won": (d_hard >= d_real).float().mean().item()}  # fmt: skip
             d_negative = torch.cat([d_negative, d_hard])

@@ -30,6 +30,7 @@ from atelier.training.runners import (
     clip,
     diffusion,
     features,
+    gan,
     tokenizer,
     tokens,
     upscaler,
@@ -45,6 +46,7 @@ RUNNERS = {
     "tokenizer": tokenizer.run,
     "dalle": tokens.run,
     "maskgit": tokens.run,
+    "gan": gan.run,
 }
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.
@@ -62,6 +64,7 @@ USES = {
     "(e.g. `atelier train shapes-maskgit tokenizer_model={name}`)",
     "dalle": "`atelier generate PROMPT --model {name}`",
     "maskgit": "`atelier generate PROMPT --model {name}`",
+    "gan": "`atelier generate PROMPT --model {name}`, `atelier interpolate PROMPT --model {name}`",
 }
 
 
@@ -83,10 +86,10 @@ def run_recipe(
     """Train ``recipe`` into ``out`` (default: under ~/.cache/atelier/runs); return its installed
     model folder. ``command`` is what the user typed, which the model card records;
     ``replace_shipped``: install under the recipe's name even if a shipped model has it."""
-    if recipe.data.hard_negatives and recipe.kind != "clip":
+    if recipe.data.hard_negatives and recipe.kind not in ("clip", "gan"):
         raise RecipeError(
-            f"data.hard_negatives is for contrastive (CLIP) recipes; {recipe.name} is a "
-            f"{recipe.kind} recipe: drop the override"
+            f"data.hard_negatives is for contrastive (CLIP) and GAN recipes; {recipe.name} is "
+            f"a {recipe.kind} recipe: drop the override"
         )
     run_dir = out if out is not None else home() / "runs" / recipe.name
     found = checkpoint_files(run_dir)

@@ -34,6 +34,10 @@ def test_every_recipe_builds_consistently(name):
         assert recipe.token_transformer is not None and recipe.tokenizer_model == "shapes-vqgan"
         options = {"dalle": "AutoregressiveOptions", "maskgit": "MaskedOptions"}[recipe.kind]
         assert type(recipe.token_sampling).__name__ == options
+    elif recipe.kind == "gan":
+        # Text widths and resolution are set from the encoder and the data when the run starts.
+        assert recipe.generator is not None and recipe.joint_discriminator is not None
+        assert recipe.text_encoder.kind == "minilm" and recipe.train.grad_clip is None
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
