@@ -116,10 +116,15 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     section, cpu = cost(recipe.name, ledger.total, trained="generator and discriminator")
     config = generator.config
     attention = config.attention_resolutions
+    words = (
+        f"word attention at {', '.join(map(str, attention))} px"
+        if attention
+        else "no word attention"
+    )
     section += (
         f"\n\n## GAN\n\n- DF-GAN generator, {side} px, width K = {config.channels}, z of "
         f"{config.z_dim}, {sum(p.numel() for p in generator.parameters()) / 1e6:.2f} M "
-        f"parameters; word attention at {', '.join(map(str, attention)) or 'no'} px\n"
+        f"parameters, {words}\n"
         f"- {recipe.text_encoder.kind} text encoder; trained {result.step} steps against a joint "
         f"discriminator with {recipe.gan_objective.penalty}, hard negatives per scene: "
         f"{recipe.data.hard_negatives}, augmentation: "
