@@ -9,7 +9,7 @@ logit D(x, s) that x is real *and* matches s.
 
 The caller rescales the sentence, not the head: the gradient penalty then differentiates
 against what the head reads. Against MiniLM's unit vector, the rescaling's Jacobian (sqrt(P)
-= 20 times) would make MA-GP's sixth power of the gradient norm start near 10^4.
+= 20 times) would make MA-GP (a sixth power of the gradient norm) start in the thousands.
 
 Judging the pair rather than the image (DF-GAN's one-way output, section 3.3) is what lets
 mismatched captions be negatives: a real image with another caption, or with its own caption
