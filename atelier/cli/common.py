@@ -13,7 +13,16 @@ from atelier.budget import check_seed
 from atelier.cli.errors import fail
 from atelier.kinds import diffusion
 from atelier.kinds.base import TextToImage, parse_assignments, with_options
-from atelier.kinds.registry import Listed, describe, load_model, load_text_to_image
+from atelier.kinds.registry import (
+    KINDS,
+    PAINTING_KINDS,
+    Listed,
+    describe,
+    load_model,
+    load_painter,
+    load_text_to_image,
+    with_article,
+)
 from atelier.pipelines.rerank import Choice, RerankedText2Image, Scorer
 
 # Diffusion's sampling flags, grouped apart in --help: other families take other options.
@@ -59,6 +68,25 @@ def load_diffusion(model: str, command: str) -> diffusion.Model:
         return load_model(model, want=diffusion.KIND)
     except (FileNotFoundError, ValueError) as err:
         raise fail(f"{command} needs a diffusion model: {err}") from None
+
+
+def painter_options(model: str, command: str, flags: dict[str, Any], items: Sequence[str] = ()
+                    ) -> tuple[TextToImage, Any]:  # fmt: skip
+    """A model that inpaints and outpaints (diffusion, or a token model) and the command's
+    options for it, checked against its config.json before the weights load; another kind, or
+    any problem, exits 2 naming it."""
+    needs = f"{command} needs a diffusion or token model"
+    try:
+        listed = describe(model)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
+        raise fail(f"{needs}: {err}") from None
+    if listed.kind not in PAINTING_KINDS:
+        raise fail(f"{needs}: {model} is {with_article(KINDS[listed.kind].label)}")
+    options = options_for(listed.name, listed.facts.defaults, flags, items)
+    try:
+        return load_painter(listed.path), options
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(f"{needs}: {err}") from None
 
 
 def generator_options(model: str, flags: dict[str, Any], items: Sequence[str] = ()

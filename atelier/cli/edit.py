@@ -4,6 +4,11 @@ Each writes PNGs carrying the AUTOMATIC1111-style ``parameters`` chunk (with the
 settings) and the exact JSON chunk, and prints each path on its own line. img2img, inpaint and
 outpaint take ``--candidates N --rerank clip``: N edits per image, CLIP keeps the one that fits
 the prompt best (DALL-E's reranking), and the PNG records the kept candidate's own seed.
+
+inpaint and outpaint take a diffusion model or a token model (DALL-E, MaskGIT), which masks the
+tokens of the region (``pipelines/token_editing.py``); ``--option NAME=VALUE`` sets any option of
+the model's kind. A token model's grid is fixed: it edits images of its own size only, and
+refuses diffusion's flags (``--sampler``, ``--method trained``, ``--jump``, ``--resample``).
 """
 
 from __future__ import annotations
@@ -16,20 +21,25 @@ from PIL import Image
 from atelier.budget import check_images, check_pixels, check_seed
 from atelier.cli.common import (
     GUIDANCE,
+    OPTION,
     STEPS,
     chosen_seed,
     load_diffusion,
     options_for,
+    painter_options,
     ranked_extra,
     ranking_scorer,
 )
 from atelier.cli.errors import fail, open_image, writable_folder
 from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.base import TextToImage
 from atelier.kinds.diffusion import Model
 from atelier.kinds.folder import DEFAULT_MODEL
+from atelier.kinds.token_model import TokenModel
 from atelier.pipelines.editing import Editor, source_keeping
 from atelier.pipelines.metadata import GenerationParams, save_numbered_png
 from atelier.pipelines.rerank import Choice, rerank
+from atelier.pipelines.token_editing import TokenEditor
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
 SEED = typer.Option(
@@ -97,11 +107,25 @@ def _editor(
     return loaded, options_for(loaded.name, base, flags), Editor(loaded.pipeline())
 
 
-def _save(images, prompts, seeds, loaded: Model, options, output: Path, mode: str, extra: dict,
-          ranked: list[dict] | None = None):  # fmt: skip
+def _token_flags(loaded: TokenModel, *, method: str, jump: int, resample: int) -> None:
+    """Exit 2 naming the flags of diffusion inpainting given with a token model."""
+    if method not in ("masked", "trained"):
+        raise fail(f"unknown inpainting method {method!r}; valid: masked, trained")
+    diffusion_only = {"--method trained": method == "trained", "--jump": jump != 0,
+                      "--resample": resample != 1}  # fmt: skip
+    given = [flag for flag, used in diffusion_only.items() if used]
+    if given:
+        one = len(given) == 1
+        raise fail(f"{loaded.name} is a {loaded.family.label}, which inpaints by masking the "
+                   f"tokens of the region: {', '.join(given)} belong{'s' if one else ''} to "
+                   f"diffusion inpainting; leave {'it' if one else 'them'} out")  # fmt: skip
+
+
+def _save(images, prompts, seeds, loaded: TextToImage, options, output: Path, mode: str,
+          extra: dict, ranked: list[dict] | None = None):  # fmt: skip
     for k, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
         params = GenerationParams.of(
-            image, prompt=prompt, seed=seed, options=options, model=loaded.config.name,
+            image, prompt=prompt, seed=seed, options=options, model=loaded.name,
             model_hash=loaded.model_hash, mode=mode,
             extra={**extra, **(ranked[k] if ranked else {})},
         )  # fmt: skip
@@ -164,27 +188,36 @@ def inpaint(
     resample: int = typer.Option(1, "--resample", help="RePaint: passes per jump."),
     n: int = typer.Option(1, "-n", help="Images to make."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
-    sampler: str = SAMPLER, output: Path = OUTPUT, candidates: int = CANDIDATES,
-    rerank: str = RERANK, clip_model: str = CLIP_MODEL,
+    sampler: str = SAMPLER, option: list[str] = OPTION, output: Path = OUTPUT,
+    candidates: int = CANDIDATES, rerank: str = RERANK, clip_model: str = CLIP_MODEL,
 ) -> None:  # fmt: skip
-    """Repaint the white part of the mask; everything else stays exactly as it was."""
+    """Repaint the white part of the mask; everything else stays exactly as it was. A token
+    model (DALL-E, MaskGIT) masks the tokens the white part touches and draws them again."""
     source, mask_image = open_image(image), _open_mask(mask)
     writable_folder(output)
-    loaded, options, editor = _editor(model, steps, guidance, sampler)
-    _note_size(source, loaded)
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    loaded, options = painter_options(model, "inpaint", flags, option)
     seeds = _seeds(seed, max(n, 1))
-    jumps = (jump, resample) if jump > 0 else None
+    settings: dict = {"method": method, "grow": grow, "feather": feather}
+    if isinstance(loaded, TokenModel):
+        _token_flags(loaded, method=method, jump=jump, resample=resample)
+        editor: Editor | TokenEditor = TokenEditor(loaded.pipeline())
+        _run(lambda: editor.check_image(*source.size))
+        diffusion_only = {}
+    else:
+        editor = Editor(loaded.pipeline())
+        _note_size(source, loaded)
+        diffusion_only = {"method": method, "resample": (jump, resample) if jump > 0 else None}
+        settings |= {"jump": jump, "resample": resample}
     choices, ranked = _best(
-        lambda s: editor.inpaint(
-            [source] * len(s), [mask_image] * len(s), [prompt] * len(s), seeds=s,
-            method=method, grow=grow, feather=feather, resample=jumps, options=options,
-        ),
+        lambda s: editor.inpaint([source] * len(s), [mask_image] * len(s), [prompt] * len(s),
+                                 seeds=s, grow=grow, feather=feather, options=options,
+                                 **diffusion_only),
         prompt, seeds, candidates, rerank, clip_model,
     )  # fmt: skip
     _save([c.image for c in choices], [prompt] * len(seeds), [c.seed for c in choices], loaded,
           options, output, "inpaint",
-          {"method": method, "grow": grow, "feather": feather, "jump": jump,
-           "resample": resample, "source": image.name, "mask": mask.name}, ranked)  # fmt: skip
+          {**settings, "source": image.name, "mask": mask.name}, ranked)  # fmt: skip
 
 
 def outpaint(
@@ -194,25 +227,32 @@ def outpaint(
     top: int = typer.Option(0, "--top"), bottom: int = typer.Option(0, "--bottom"),
     feather: float = typer.Option(0.0, "--feather", help="Soften the seam (pixels)."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
-    sampler: str = SAMPLER, output: Path = OUTPUT, candidates: int = CANDIDATES,
-    rerank: str = RERANK, clip_model: str = CLIP_MODEL,
+    sampler: str = SAMPLER, option: list[str] = OPTION, output: Path = OUTPUT,
+    candidates: int = CANDIDATES, rerank: str = RERANK, clip_model: str = CLIP_MODEL,
 ) -> None:  # fmt: skip
-    """Extend the canvas by pixels per side and paint the new area; the original is kept."""
+    """Extend the canvas by pixels per side and paint the new area; the original is kept. A
+    token model makes its own size only: the padded canvas must be that size."""
     source = open_image(image)
     (seed,) = _seeds(seed, 1)
+    pads = {"left": left, "right": right, "top": top, "bottom": bottom}
     try:
         check_pixels(source.width + left + right, source.height + top + bottom,
                      what="the outpainted canvas")  # fmt: skip
     except ValueError as err:
         raise fail(str(err)) from None
     writable_folder(output)
-    loaded, options, editor = _editor(model, steps, guidance, sampler)
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
+    loaded, options = painter_options(model, "outpaint", flags, option)
+    if isinstance(loaded, TokenModel):
+        editor: Editor | TokenEditor = TokenEditor(loaded.pipeline())
+        _run(lambda: editor.check_outpaint(source.width, source.height, **pads))
+    else:
+        editor = Editor(loaded.pipeline())
     choices, ranked = _best(
-        lambda s: [editor.outpaint(source, prompt, seed=x, left=left, right=right, top=top,
-                                   bottom=bottom, feather=feather, options=options) for x in s],
+        lambda s: [editor.outpaint(source, prompt, seed=x, feather=feather, options=options,
+                                   **pads) for x in s],
         prompt, [seed], candidates, rerank, clip_model,
     )  # fmt: skip
-    pads = {"left": left, "right": right, "top": top, "bottom": bottom}
     _save([choices[0].image], [prompt], [choices[0].seed], loaded, options, output, "outpaint",
           {**pads, "source": image.name}, ranked)  # fmt: skip
 

@@ -1,6 +1,7 @@
-"""``atelier export MODEL -o DIR [--half] [--name N] [--sampler S --steps K --guidance W]``: copy a
-model folder of any kind, optionally as float16, under a new name (an A/B arm promoted to the
-shipped name), and with new default sampling settings (a sweep's choice)."""
+"""``atelier export MODEL -o DIR [--half] [--name N] [--sampler S --steps K --guidance W]
+[-O NAME=VALUE ...]``: copy a model folder of any kind, optionally as float16, under a new name
+(an A/B arm promoted to the shipped name), and with new default sampling settings (a sweep's
+choice; ``-O`` sets any option of the model's kind, e.g. a token model's ``temperature``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import torch
 import typer
 
+from atelier.cli.common import OPTION
 from atelier.cli.errors import fail
+from atelier.kinds.base import parse_assignments
 from atelier.kinds.card import renamed
 from atelier.kinds.folder import read_config, resolve
 from atelier.kinds.registry import kind_of
@@ -26,12 +29,14 @@ def export(
         None, "--guidance-rescale", help="New default CFG rescale phi."
     ),
     name: str = typer.Option(None, "--name", help="New model name (config and card title)."),
+    option: list[str] = OPTION,
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     changes = {"sampler": sampler, "steps": steps, "guidance": guidance,
                "guidance_rescale": guidance_rescale}  # fmt: skip
     changes = {k: v for k, v in changes.items() if v is not None}
     try:
+        changes |= parse_assignments(option)
         folder = resolve(model)
         config = read_config(folder)
         kind = kind_of(folder, config)

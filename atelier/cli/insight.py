@@ -1,4 +1,4 @@
-"""``atelier explain`` (the reverse process as a filmstrip and GIF) and ``atelier inspect``."""
+"""``atelier explain`` (how an image came to be, as a filmstrip and GIF) and ``atelier inspect``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,22 @@ from pathlib import Path
 import typer
 
 from atelier.budget import check_prompt
-from atelier.cli.common import GUIDANCE, STEPS, load_diffusion, options_for
+from atelier.cli.common import (
+    DIFFUSION_PANEL,
+    GUIDANCE,
+    OPTION,
+    STEPS,
+    load_generator,
+    options_for,
+)
 from atelier.cli.errors import fail, writable_folder
 from atelier.eval.explain import reverse_process, save_explanation
 from atelier.eval.inspect import tree
+from atelier.eval.token_filling import token_filling
+from atelier.kinds import diffusion
 from atelier.kinds.folder import DEFAULT_MODEL, read_config, resolve
 from atelier.kinds.registry import kind_of
+from atelier.kinds.token_model import TokenModel
 from atelier.pipelines.composable import split_and
 
 
@@ -23,10 +33,14 @@ def explain(
     seed: int = typer.Option(0, "--seed"),
     steps: int = STEPS,
     guidance: float = GUIDANCE,
-    sampler: str = typer.Option(None, "--sampler", help="Sampler (default: the model's)."),
+    sampler: str = typer.Option(
+        None, "--sampler", help="Sampler (default: the model's).", rich_help_panel=DIFFUSION_PANEL
+    ),
+    option: list[str] = OPTION,
     output: Path = typer.Option(Path("out/explain"), "-o", "--output", help="Output folder."),
 ) -> None:
-    """Save x_t and the predicted x_0 at every step; prints the filmstrip and GIF paths."""
+    """Save a frame per step, captioned with it: a diffusion model's x_t over its predicted x_0,
+    a token model's grid with the undecided tokens grey; prints the filmstrip and GIF paths."""
     if not prompt.strip():
         raise fail("the prompt is empty; say what to draw")
     try:
@@ -35,10 +49,15 @@ def explain(
     except ValueError as err:
         raise fail(str(err)) from None
     writable_folder(output)
-    loaded = load_diffusion(model, "explain")
+    loaded = load_generator(model)
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
-    options = options_for(loaded.name, loaded.defaults, flags)
-    image, frames = reverse_process(loaded.pipeline(), prompt, seed=seed, options=options)
+    options = options_for(loaded.name, loaded.defaults, flags, option)
+    if isinstance(loaded, diffusion.Model):
+        image, frames = reverse_process(loaded.pipeline(), prompt, seed=seed, options=options)
+    elif isinstance(loaded, TokenModel):
+        image, frames = token_filling(loaded.pipeline(), prompt, seed=seed, options=options)
+    else:
+        raise fail(f"explain shows diffusion and token models step by step; {model} is neither")
     stem = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "prompt"
     strip, gif = save_explanation(frames, output, f"{stem}-{seed}")
     typer.echo(str(strip))

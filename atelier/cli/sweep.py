@@ -1,4 +1,6 @@
-"""``atelier sweep MODEL --x guidance=1,2,4 --y steps=10,20 [--z sampler=euler,heun]``."""
+"""``atelier sweep MODEL --x guidance=1,2,4 --y steps=10,20 [--z sampler=euler,heun]``: a grid over
+any sampling option of the model's kind (a MaskGIT model: ``--x temperature=0.5,1 --y
+steps=4,8``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import typer
 from PIL import Image
 
 from atelier.atomic import write_atomic
-from atelier.cli.common import load_diffusion
+from atelier.cli.common import OPTION, generator_options, load_generator
 from atelier.cli.errors import fail, writable_folder
 from atelier.eval.shapes_bench import to_json
 from atelier.eval.sweep import format_cells, grid_png, heatmaps, parse_axis, run_sweep
@@ -27,20 +29,28 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def sweep(
-    model: str = typer.Argument(..., help="Model name or folder."),
-    x: str = typer.Option(..., "--x", help="First axis, e.g. guidance=1,2,4,8."),
+    model: str = typer.Argument(..., help="Model name or folder (any text-to-image kind)."),
+    x: str = typer.Option(
+        ...,
+        "--x",
+        help="First axis, e.g. guidance=1,2,4,8: any option of "
+        "the model's kind (`atelier inspect MODEL` lists them).",
+    ),
     y: str = typer.Option(None, "--y", help="Second axis, e.g. steps=5,10,20,50."),
     z: str = typer.Option(None, "--z", help="Third axis, e.g. sampler=euler,dpmpp_2m."),
+    option: list[str] = OPTION,
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; each cell uses all."),
     prompts: str = typer.Option(SUITE_NAME, "--prompts", help="shapes-bench or a suite JSONL."),
     every: int = typer.Option(1, "--every", help="Use every k-th prompt of the suite."),
     output: Path = typer.Option(Path("out/sweep"), "-o", "--output", help="Output folder."),
 ) -> None:
-    """Judge the suite in every cell of the grid; write a table, CSV and JSON."""
-    loaded = load_diffusion(model, "sweep")
+    """Judge the suite in every cell of the grid; write a table, CSV and JSON. Options not on an
+    axis are the model's defaults, or those given with --option."""
+    # The axes are checked against the options config.json states before any weight loads.
+    listed, base, loaded = generator_options(model, {}, option)
     try:
         suite = load_suite(None if prompts == SUITE_NAME else prompts)
-        axes = [parse_axis(a) for a in (x, y, z) if a]
+        axes = [parse_axis(a, base, who=listed.name) for a in (x, y, z) if a]
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
     if every < 1:
@@ -48,10 +58,9 @@ def sweep(
     writable_folder(output)
     seed_list = _ints(seeds, "--seeds")
     suite = suite[::every]
+    loaded = loaded or load_generator(model)
     try:
-        cells = run_sweep(
-            loaded.pipeline(), suite, axes, base=loaded.config.defaults, seeds=seed_list
-        )
+        cells = run_sweep(loaded, suite, axes, base=base, seeds=seed_list)
     except ValueError as err:
         raise fail(str(err)) from None
     table = format_cells(cells)
@@ -62,11 +71,11 @@ def sweep(
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    stem = f"{loaded.config.name}-sweep"
+    stem = f"{loaded.name}-sweep"
     write_atomic(output / f"{stem}.csv", buffer.getvalue())
     write_atomic(output / f"{stem}.md", table + "\n")
     report = {
-        "model": loaded.config.name,
+        "model": loaded.name,
         "model_hash": loaded.model_hash,
         "prompts": prompts,
         "every": every,
@@ -96,7 +105,8 @@ def _pictures(cells, axes, output: Path, stem: str, table: str) -> None:
     write_atomic(output / f"{stem}-heatmap.png", buffer.getvalue())
     heat = Image.open(io.BytesIO(buffer.getvalue()))
     names = list(cells[0].settings)
-    rows = [[*(c.settings[n] for n in names), c.nfe, f"{c.seconds_per_image:.3f}",
+    rows = [[*(c.settings[n] for n in names), "-" if c.nfe is None else c.nfe,
+             f"{c.seconds_per_image:.3f}",
              *(f"{c.accuracy[s].accuracy:.3f}" if s in c.accuracy else "-"
                for s in ("seen", "held_out", "all"))] for c in cells]  # fmt: skip
     strips = "".join(

@@ -1,20 +1,25 @@
-"""``atelier explain``: the reverse process of one prompt as a filmstrip and an animation.
+"""``atelier explain``: how one prompt's image came to be, step by step, as a filmstrip and an
+animation.
 
-After every sampler step the callback sees the current latent x (VE form, x = x_0 + sigma eps)
-and the x_0 estimate the step used. Each is decoded to pixels: x scaled back to the VP form
-x / sqrt(1 + sigma^2), which is what the network saw, so early frames show noise; x_0 shows
-what the model believes the finished image will be at that moment.
+A diffusion model's reverse process: after every sampler step the callback sees the current
+latent x (VE form, x = x_0 + sigma eps) and the x_0 estimate the step used. Each is decoded to
+pixels: x scaled back to the VP form x / sqrt(1 + sigma^2), which is what the network saw, so
+early frames show noise; x_0 shows what the model believes the finished image will be at that
+moment. A token model's grid filling in is ``eval/token_filling.py``'s; both give columns the
+same filmstrip lays out, each over a caption naming its step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from atelier.atomic import write_atomic
 from atelier.data.base import tensor_to_array
@@ -23,15 +28,34 @@ from atelier.diffusion.samplers import StepInfo
 from atelier.pipelines.text2image import Text2Image
 
 
+class Column(Protocol):
+    """One step of a filmstrip: its pictures top to bottom and the lines captioning them."""
+
+    @property
+    def tiles(self) -> tuple[np.ndarray, ...]: ...  # each (H, W, 3) uint8
+
+    @property
+    def caption(self) -> tuple[str, ...]: ...
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One step: its index, the noise level it reached, the image x_t there and the x_0 the
-    step predicted."""
+    """One sampler step: its index of ``total``, the noise level it reached, the image x_t there
+    and the x_0 the step predicted."""
 
     step: int
+    total: int
     sigma: float
     x_t: np.ndarray  # (H, W, 3) uint8
     x_0: np.ndarray  # (H, W, 3) uint8
+
+    @property
+    def tiles(self) -> tuple[np.ndarray, ...]:
+        return (self.x_t, self.x_0)
+
+    @property
+    def caption(self) -> tuple[str, ...]:
+        return (f"step {self.step + 1}/{self.total}", f"sigma {self.sigma:.3g}")
 
 
 def reverse_process(
@@ -46,22 +70,39 @@ def reverse_process(
             vp = info.x / math.sqrt(1 + info.sigma_next**2)  # x after the step, at sigma_next
             pixels = pipe.decode(torch.cat([vp, info.denoised]))  # (2, 3, H, W) in [-1, 1]
             x_t, x_0 = tensor_to_array(pixels[0]), tensor_to_array(pixels[1])
-            frames.append(Frame(info.i, info.sigma_next, x_t, x_0))
+            frames.append(Frame(info.i, info.total, info.sigma_next, x_t, x_0))
     return image, frames
 
 
-def filmstrip(frames: list[Frame], *, scale: int = 2) -> Image.Image:
-    """Two rows, x_t above x_0, one column per step, each tile enlarged ``scale`` times."""
-    top = np.concatenate([f.x_t for f in frames], axis=1)
-    bottom = np.concatenate([f.x_0 for f in frames], axis=1)
-    strip = Image.fromarray(np.concatenate([top, bottom], axis=0))
-    return strip.resize((strip.width * scale, strip.height * scale), Image.NEAREST)
+def filmstrip(frames: Sequence[Column], *, scale: int = 2) -> Image.Image:
+    """One column per frame: its tiles top to bottom (for diffusion x_t above x_0), each
+    enlarged ``scale`` times, over a caption row in PIL's default font. A column is widened,
+    its tiles centred, where the caption is wider than they are (tiny test images)."""
+    font = ImageFont.load_default()
+    line, pad = font.getbbox("Ag")[3] + 2, 2
+    lines = max(len(f.caption) for f in frames)
+    tile_w = max(t.shape[1] for f in frames for t in f.tiles) * scale
+    text_w = max(math.ceil(font.getlength(text)) for f in frames for text in f.caption)
+    width = max(tile_w, text_w + 2 * pad)
+    pictures = [np.concatenate(f.tiles, axis=0) for f in frames]
+    height = max(p.shape[0] for p in pictures) * scale
+    strip = Image.new("RGB", (width * len(frames), height + lines * line + 2 * pad), "white")
+    draw = ImageDraw.Draw(strip)
+    for k, (frame, picture) in enumerate(zip(frames, pictures)):
+        tile = Image.fromarray(picture)
+        tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
+        strip.paste(tile, (k * width + (width - tile.width) // 2, 0))
+        for j, text in enumerate(frame.caption):
+            x = k * width + (width - font.getlength(text)) / 2
+            draw.text((x, height + pad + j * line), text, fill="black", font=font)
+    return strip
 
 
 def save_explanation(
-    frames: list[Frame], out: Path, stem: str, *, scale: int = 4, ms_per_frame: int = 250
+    frames: Sequence[Column], out: Path, stem: str, *, scale: int = 4, ms_per_frame: int = 250
 ) -> tuple[Path, Path]:
-    """Write ``stem``-filmstrip.png and ``stem``.gif (x_t beside x_0 per frame) atomically."""
+    """Write ``stem``-filmstrip.png and ``stem``.gif (a frame's tiles side by side, x_t beside
+    x_0 for diffusion) atomically."""
     import io
 
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +110,7 @@ def save_explanation(
     filmstrip(frames, scale=2).save(buffer, format="PNG")
     strip_path = out / f"{stem}-filmstrip.png"
     write_atomic(strip_path, buffer.getvalue())
-    tiles = [Image.fromarray(np.concatenate([f.x_t, f.x_0], axis=1)) for f in frames]
+    tiles = [Image.fromarray(np.concatenate(f.tiles, axis=1)) for f in frames]
     tiles = [t.resize((t.width * scale, t.height * scale), Image.NEAREST) for t in tiles]
     buffer = io.BytesIO()
     tiles[0].save(

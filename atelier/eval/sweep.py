@@ -1,9 +1,13 @@
 """Sweeps over sampling settings, as AUTOMATIC1111's X/Y/Z plot, with a metric in every cell.
 
-An axis is ``name=v1,v2,...`` over a :class:`SamplingOptions` field (``guidance``, ``steps``,
-``sampler``, ``spacing``, ``karras``). Every cell generates the same prompts with the same seeds,
-judges each image, and records accuracy per split, the network evaluations per image (NFE, as
-samplers differ in evaluations per step) and seconds per image, so cells compare fairly.
+An axis is ``name=v1,v2,...`` over any option of the model's kind: its options dataclass
+(``SamplingOptions`` for diffusion: ``guidance``, ``steps``, ``sampler``, ...; a DALL-E model's
+``temperature``, ``top_k``, ``top_p``, ``guidance``; a MaskGIT model's ``steps``,
+``temperature``, ``guidance``, ``choice_temperature``, ``schedule``), each value typed and
+checked as a command's ``--option`` is (``kinds/base.with_options``). Every cell generates the
+same prompts with the same seeds, judges each image, and records accuracy per split, the
+network passes per image (NFE: samplers differ in evaluations per step, a token model makes one
+pass per token or step) and seconds per image, so cells compare fairly.
 """
 
 from __future__ import annotations
@@ -17,13 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from atelier.diffusion.options import SamplingOptions
-from atelier.diffusion.samplers import network_evaluations
 from atelier.eval.shapes_bench import Accuracy, Judged, generate_and_judge, summarize
-from atelier.pipelines.text2image import Text2Image
+from atelier.kinds.base import TextToImage, network_evaluations, option_specs, with_options
 from atelier.shapes.bench import BenchPrompt
-
-AXIS_FIELDS = ("guidance", "steps", "sampler", "spacing", "karras", "guidance_rescale")
 
 
 @dataclass(frozen=True)
@@ -32,37 +32,25 @@ class Axis:
     values: tuple[Any, ...]
 
 
-def parse_axis(text: str) -> Axis:
-    """``"guidance=1,2,4"`` -> Axis("guidance", (1.0, 2.0, 4.0)), each value typed and checked."""
+def parse_axis(text: str, defaults: Any, *, who: str = "this model") -> Axis:
+    """``"guidance=1,2,4"`` -> Axis("guidance", (1.0, 2.0, 4.0)): the name must be a field of
+    ``defaults`` (a model's options, of its kind's dataclass), each value typed and checked
+    against it; ``who`` names the model in errors."""
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep or not raw.strip():
         raise ValueError(f"axis {text!r} is not name=v1,v2,... (e.g. guidance=1,2,4,8)")
-    if name not in AXIS_FIELDS:
-        raise ValueError(f"cannot sweep {name!r}; sweepable: {', '.join(AXIS_FIELDS)}")
+    sweepable = [spec.name for spec in option_specs(type(defaults))]
+    if name not in sweepable:
+        raise ValueError(f"cannot sweep {name!r}; sweepable for {who}: {', '.join(sweepable)}")
     values: list[Any] = []
     for item in (v.strip() for v in raw.split(",")):
         try:
-            if name in ("guidance", "guidance_rescale"):
-                values.append(float(item))
-            elif name == "steps":
-                values.append(int(item))
-            elif name == "karras":
-                if item.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(item)
-                values.append(item.lower() in ("true", "1"))
-            else:
-                values.append(item)
-        except ValueError:
-            raise ValueError(f"axis {name}: {item!r} is not a valid {name} value") from None
-    for value in values:  # SamplingOptions validates (unknown samplers name the valid ones)
-        replace(SamplingOptions(), **{name: value})
+            options = with_options(defaults, {name: item}, who=who)
+        except ValueError as err:
+            raise ValueError(f"axis {name}: {item!r} is not a valid {name} value ({err})") from None
+        values.append(getattr(options, name))
     return Axis(name, tuple(values))
-
-
-def nfe(options: SamplingOptions, *, zero_terminal_snr: bool = False) -> int:
-    """Network evaluations per image (classifier-free guidance batches its two passes as one)."""
-    return network_evaluations(options.sampler, options.steps, zero_terminal_snr=zero_terminal_snr)
 
 
 @dataclass(frozen=True)
@@ -70,8 +58,8 @@ class Cell:
     """One combination of axis values and what it measured."""
 
     settings: dict[str, Any]
-    options: SamplingOptions
-    nfe: int
+    options: Any  # the model's kind's options dataclass
+    nfe: int | None  # None: the model's kind does not count its network passes
     seconds_per_image: float
     accuracy: dict[str, Accuracy]  # split ("seen", "held_out", "all") -> Accuracy
     by_category: dict[str, dict[str, Accuracy]]
@@ -92,23 +80,24 @@ class Cell:
 
 
 def run_sweep(
-    pipe: Text2Image,
+    model: TextToImage,
     prompts: Sequence[BenchPrompt],
     axes: Sequence[Axis],
     *,
-    base: SamplingOptions,
+    base: Any = None,
     seeds: Sequence[int] = (0,),
     keep: int = 8,
     progress: bool = True,
 ) -> list[Cell]:
-    """Every combination of ``axes`` (the last varies fastest) over ``base`` options."""
+    """Every combination of ``axes`` (the last varies fastest) over ``base`` options (None:
+    the model's defaults)."""
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
         raise ValueError(f"each setting may be swept on one axis only, got {names}")
     if not seeds:
         raise ValueError("a sweep needs at least one seed")
+    base = model.defaults if base is None else base
     cells = []
-    ztsnr = pipe.diffusion.zero_terminal_snr
     for combo in itertools.product(*(a.values for a in axes)):
         settings = dict(zip(names, combo))
         options = replace(base, **settings)
@@ -117,14 +106,14 @@ def run_sweep(
         seconds = 0.0
         for s in seeds:
             judged, sec = generate_and_judge(
-                pipe, prompts, options=options, seed=s, progress=progress,
+                model, prompts, options=options, seed=s, progress=progress,
                 on_image=lambda _, im, kept=kept: kept.append(im) if len(kept) < keep else None,
             )  # fmt: skip
             results += judged
             seconds += sec / len(seeds)
         table = summarize(results)
         cells.append(
-            Cell(settings, options, nfe(options, zero_terminal_snr=ztsnr), seconds,
+            Cell(settings, options, network_evaluations(model, options), seconds,
                  dict(table["overall"]),
                  {c: dict(v) for c, v in table.items()}, tuple(results), tuple(kept))
         )  # fmt: skip
@@ -143,11 +132,15 @@ def format_cells(cells: Sequence[Cell]) -> str:
         lines.append(
             "| " + " | ".join(
                 [str(c.settings[n]) for n in names]
-                + [str(c.nfe), f"{c.seconds_per_image:.3f}"]
+                + [_count(c.nfe), f"{c.seconds_per_image:.3f}"]
                 + [f"{a.accuracy:.3f}" if a else "-" for a in accs]
             ) + " |"
         )  # fmt: skip
     return "\n".join(lines)
+
+
+def _count(nfe: int | None) -> str:
+    return "-" if nfe is None else str(nfe)
 
 
 def grid_png(cells: Sequence[Cell], *, label_width: int = 0) -> Image.Image:

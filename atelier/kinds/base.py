@@ -35,6 +35,8 @@ class TextToImage(Protocol):
     is an instance of ``type(model.defaults)`` (None: the defaults); ``callback`` is called
     after every step with an object carrying ``i`` and ``total``; ``size`` is the image side
     in pixels (None: ``resolution``), refused with a ValueError where a kind cannot make it.
+    A kind may also count its network passes per image, ``model.network_evaluations(options)``
+    (see :func:`network_evaluations`).
     """
 
     name: str
@@ -215,6 +217,14 @@ def options_summary(options: Any) -> str:
     if summary is not None:
         return summary()
     return ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(options).items())
+
+
+def network_evaluations(model: Any, options: Any) -> int | None:
+    """Network passes per image ``model`` makes with ``options`` (the NFE a sweep reports): the
+    kind's own ``network_evaluations(options)``, else None for a kind that does not count them
+    (optional, so a new family generates without it)."""
+    count = getattr(model, "network_evaluations", None)
+    return None if count is None else count(options)
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, str]:

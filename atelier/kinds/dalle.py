@@ -1,10 +1,11 @@
 """The DALL-E kind: a decoder-only transformer drawing image tokens one at a time, row-major,
-after the caption's BPE tokens (Ramesh et al., 2021), sampled with a KV cache, temperature,
-top-k, top-p and classifier-free guidance on logits (``tokens/options.py``:
+after the caption's BPE tokens (Ramesh et al., 2021) or reading the frozen MiniLM's states by
+cross-attention (Parti), sampled with a KV cache, temperature, top-k, top-p and
+classifier-free guidance on logits (``tokens/options.py``:
 :class:`~atelier.tokens.options.AutoregressiveOptions`).
 
-A folder holds the transformer, its image tokenizer and its text tokenizer; its layout and
-loading are shared with MaskGIT's (``kinds/token_model.py``).
+A folder holds the transformer, its image tokenizer and its text tokenizer (or its text
+encoder's name); its layout and loading are shared with MaskGIT's (``kinds/token_model.py``).
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ from torch import nn
 
 from atelier.budget import check_pixels
 from atelier.data.base import tensor_to_pil
+from atelier.diffusion import samplers
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.digest import state_digest
-from atelier.kinds.base import Facts, ModelKind, option_specs
+from atelier.kinds.base import Facts, ModelKind, option_specs, with_options
 from atelier.kinds.folder import build_config, save_weights, write_folder
 from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet, UNetConfig
@@ -150,6 +151,13 @@ class Model:
         if isinstance(self.text_encoder, TrainableTextEncoder):
             parts.append(("text_encoder", self.text_encoder))
         return state_digest(*parts, salt=self.config.text_encoder.kind, length=10)
+
+    def network_evaluations(self, options: SamplingOptions | None = None) -> int:
+        """Denoiser calls per image with ``options`` (None: the defaults), the NFE a sweep
+        reports; classifier-free guidance batches its two passes as one."""
+        options = options or self.defaults
+        ztsnr = self.config.diffusion.zero_terminal_snr
+        return samplers.network_evaluations(options.sampler, options.steps, zero_terminal_snr=ztsnr)
 
     def pipeline(self, *, rows: int = 8, size: int | None = None) -> Text2Image:
         """The sampling pipeline; ``size`` (pixels) makes images of another side than the
@@ -286,7 +294,7 @@ class DiffusionKind(ModelKind):
         return replace(model, config=replace(model.config, name=name))
 
     def with_defaults(self, model: Model, **changes: Any) -> Model:
-        defaults = model.config.defaults.overridden(**changes)
+        defaults = with_options(model.config.defaults, changes, who=model.config.name)
         return replace(model, config=replace(model.config, defaults=defaults))
 
 

@@ -1,10 +1,10 @@
 """The MaskGIT kind: a bidirectional transformer filling a grid of masked image tokens in a few
 parallel steps, keeping the most confident each time (Chang et al., 2022), read with the
-caption's BPE tokens as a prefix, guided on logits (``tokens/options.py``:
-:class:`~atelier.tokens.options.MaskedOptions`).
+caption's BPE tokens as a prefix or the frozen MiniLM's states by cross-attention, guided on
+logits (``tokens/options.py``: :class:`~atelier.tokens.options.MaskedOptions`).
 
-A folder holds the transformer, its image tokenizer and its text tokenizer; its layout and
-loading are shared with DALL-E's (``kinds/token_model.py``).
+A folder holds the transformer, its image tokenizer and its text tokenizer (or its text
+encoder's name); its layout and loading are shared with DALL-E's (``kinds/token_model.py``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ KINDS: dict[str, ModelKind] = {
     "gan": gan.KIND,
 }
 
+# The kinds that inpaint and outpaint: diffusion holds the known region's latents to the image's,
+# a token model keeps the known region's tokens and draws the others.
+PAINTING_KINDS = ("latent", "pixel", "dalle", "maskgit")
+
 
 def kind_of(folder: Path, config: dict[str, Any] | None = None) -> ModelKind:
     """The kind module of a folder, from its config.json; a clear error for an unknown kind."""
@@ -75,6 +79,23 @@ def load_text_to_image(model: str | Path, *, device: str | torch.device = "cpu")
     if not kind.facts(config).text_to_image:
         raise ValueError(f"{model} is a {kind.label}, which does not draw from text")
     return kind.load(folder, config, device=device)
+
+
+def load_painter(model: str | Path, *, device: str | torch.device = "cpu") -> Any:
+    """A model that inpaints and outpaints (a kind of :data:`PAINTING_KINDS`); other kinds are
+    refused naming what they are."""
+    folder = resolve(model)
+    config = read_config(folder)
+    kind = kind_of(folder, config)
+    if config["kind"] not in PAINTING_KINDS:
+        raise ValueError(f"{model} is {with_article(kind.label)}, which neither inpaints nor "
+                         "outpaints: give a diffusion or token model")  # fmt: skip
+    return kind.load(folder, config, device=device)
+
+
+def with_article(noun: str) -> str:
+    """``noun`` after "a" or "an"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from atelier.models.quantizer import GumbelQuantizer, Quantized, Quantizer, VectorQuantizer
-from atelier.models.vae import Decoder, Encoder, VAEConfig, check_image
+from atelier.models.vae import Decoder, Encoder, PaddingMode, VAEConfig, check_image
 
 QuantizerKind = Literal["vq", "gumbel"]
 QUANTIZERS: tuple[str, ...] = get_args(QuantizerKind)
@@ -43,6 +43,7 @@ class TokenizerConfig:
     layers_per_block: int = 1
     groups: int = 32
     mid_attention: bool = False
+    padding_mode: PaddingMode = "zeros"
     embed_dim: int = 32
     codebook_size: int = 512
     quantizer: QuantizerKind = "vq"
@@ -77,6 +78,7 @@ class TokenizerConfig:
             layers_per_block=self.layers_per_block,
             groups=self.groups,
             mid_attention=self.mid_attention,
+            padding_mode=self.padding_mode,
         )
 
     @property

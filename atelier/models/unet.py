@@ -218,9 +218,9 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     """Double the resolution: nearest-neighbour then a conv, which avoids checkerboard artefacts."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, padding_mode: str = "zeros") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, padding_mode=padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

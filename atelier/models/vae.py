@@ -20,6 +20,7 @@ upsampling and a conv), GroupNorm, SiLU, ``conv_out``. 1x1 ``quant_conv`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,9 @@ LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 # Every norm in the autoencoder uses 1e-6, not PyTorch's 1e-5: what the released weights expect.
 NORM_EPS = 1e-6
 
+PaddingMode = Literal["zeros", "replicate"]
+PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -41,6 +45,13 @@ class VAEConfig:
     The downsampling factor is f = 2^(len(block_channels) - 1): (32, 64, 128) gives f = 4,
     Stable Diffusion's (128, 256, 512, 512) gives f = 8. ``mid_attention`` adds a self-attention
     layer to both middle blocks (Stable Diffusion has it; on a CPU it is the costliest layer).
+
+    ``padding_mode`` is how every 3x3 conv sees past the border. Zeros (Stable Diffusion's) let
+    the network tell how far each position is from the edge, and it uses that: shapes-vqgan's
+    encoder, zero-padded, gives a blank 64 px image 47 distinct codes in rings from the border,
+    so the white background has no one code and a token model must learn where each ring goes.
+    ``"replicate"`` carries no position: a constant image stays constant through every layer
+    (conv, GroupNorm, nearest upsampling) and so is one code everywhere.
     """
 
     in_channels: int = 3
@@ -49,8 +60,12 @@ class VAEConfig:
     layers_per_block: int = 1
     groups: int = 32
     mid_attention: bool = True
+    padding_mode: PaddingMode = "zeros"
 
     def __post_init__(self) -> None:
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, "
+                             f"got {self.padding_mode!r}")  # fmt: skip
         positive = {
             "in_channels": self.in_channels,
             "latent_channels": self.latent_channels,
@@ -101,12 +116,14 @@ class DiagonalGaussian:
 class ResnetBlock(nn.Module):
     """Two GroupNorm-SiLU-conv layers plus a skip (a 1x1 conv when the width changes)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, groups: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, groups: int,
+                 padding_mode: PaddingMode = "zeros") -> None:  # fmt: skip
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=NORM_EPS)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode=padding_mode)
         self.norm2 = nn.GroupNorm(groups, out_channels, eps=NORM_EPS)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1,
+                               padding_mode=padding_mode)  # fmt: skip
         self.conv_shortcut = (
             nn.Conv2d(in_channels, out_channels, 1)
             if in_channels != out_channels
@@ -151,12 +168,13 @@ class Downsample(nn.Module):
     input pixel; the weights were trained with that alignment.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, padding_mode: PaddingMode = "zeros") -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+        self.pad_mode = "constant" if padding_mode == "zeros" else padding_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))  # (B, C, H/2, W/2)
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad_mode))  # (B, C, H/2, W/2)
 
 
 class DownBlock(nn.Module):
@@ -190,10 +208,14 @@ class UpBlock(nn.Module):
 class MidBlock(nn.Module):
     """The bottleneck: resnet, optional self-attention, resnet at the lowest resolution."""
 
-    def __init__(self, channels: int, *, groups: int, attention: bool) -> None:
+    def __init__(self, channels: int, *, groups: int, attention: bool,
+                 padding_mode: PaddingMode = "zeros") -> None:  # fmt: skip
         super().__init__()
         self.resnets = nn.ModuleList(
-            [ResnetBlock(channels, channels, groups=groups) for _ in range(2)]
+            [
+                ResnetBlock(channels, channels, groups=groups, padding_mode=padding_mode)
+                for _ in range(2)
+            ]  # fmt: skip
         )
         self.attentions = nn.ModuleList(
             [AttentionBlock(channels, groups=groups)] if attention else []
@@ -215,21 +237,23 @@ class Encoder(nn.Module):
 
     def __init__(self, config: VAEConfig, *, out_channels: int | None = None) -> None:
         super().__init__()
-        widths, groups = config.block_channels, config.groups
-        self.conv_in = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
+        widths, groups, pad = config.block_channels, config.groups, config.padding_mode
+        self.conv_in = nn.Conv2d(config.in_channels, widths[0], 3, padding=1, padding_mode=pad)
         self.down_blocks = nn.ModuleList()
         for level, width in enumerate(widths):
             previous = widths[max(level - 1, 0)]
             resnets = [
-                ResnetBlock(previous if j == 0 else width, width, groups=groups)
+                ResnetBlock(previous if j == 0 else width, width, groups=groups, padding_mode=pad)
                 for j in range(config.layers_per_block)
             ]
             last = level == len(widths) - 1
-            self.down_blocks.append(DownBlock(resnets, None if last else Downsample(width)))
-        self.mid_block = MidBlock(widths[-1], groups=groups, attention=config.mid_attention)
+            down = None if last else Downsample(width, padding_mode=pad)
+            self.down_blocks.append(DownBlock(resnets, down))
+        self.mid_block = MidBlock(widths[-1], groups=groups, attention=config.mid_attention,
+                                  padding_mode=pad)  # fmt: skip
         self.conv_norm_out = nn.GroupNorm(groups, widths[-1], eps=NORM_EPS)
         out_channels = 2 * config.latent_channels if out_channels is None else out_channels
-        self.conv_out = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(widths[-1], out_channels, 3, padding=1, padding_mode=pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)  # (B, C_0, H, W)
@@ -244,9 +268,11 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
-        widths, groups = config.block_channels, config.groups
-        self.conv_in = nn.Conv2d(config.latent_channels, widths[-1], 3, padding=1)
-        self.mid_block = MidBlock(widths[-1], groups=groups, attention=config.mid_attention)
+        widths, groups, pad = config.block_channels, config.groups, config.padding_mode
+        self.conv_in = nn.Conv2d(config.latent_channels, widths[-1], 3, padding=1,
+                                 padding_mode=pad)  # fmt: skip
+        self.mid_block = MidBlock(widths[-1], groups=groups, attention=config.mid_attention,
+                                  padding_mode=pad)  # fmt: skip
         self.up_blocks = nn.ModuleList()
         h_width = widths[-1]
         for level in reversed(range(len(widths))):
@@ -254,11 +280,12 @@ class Decoder(nn.Module):
             # One more resnet per level than the encoder, as in Stable Diffusion's decoder.
             resnets = []
             for _ in range(config.layers_per_block + 1):
-                resnets.append(ResnetBlock(h_width, width, groups=groups))
+                resnets.append(ResnetBlock(h_width, width, groups=groups, padding_mode=pad))
                 h_width = width
-            self.up_blocks.append(UpBlock(resnets, Upsample(width) if level > 0 else None))
+            up = Upsample(width, padding_mode=pad) if level > 0 else None
+            self.up_blocks.append(UpBlock(resnets, up))
         self.conv_norm_out = nn.GroupNorm(groups, widths[0], eps=NORM_EPS)
-        self.conv_out = nn.Conv2d(widths[0], config.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(widths[0], config.in_channels, 3, padding=1, padding_mode=pad)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid_block(self.conv_in(z))  # (B, C_last, h, w)

@@ -26,11 +26,16 @@ from atelier.data.base import array_to_tensor, tensor_to_pil
 from atelier.diffusion.inpainting import keep_known
 from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.samplers import StepInfo, deterministic
-from atelier.pipelines.masks import composite, latent_keep_mask, prepare_image, prepare_mask
+from atelier.pipelines.masks import (
+    composite,
+    latent_keep_mask,
+    outpaint_canvas,
+    prepare_image,
+    prepare_mask,
+)
 from atelier.pipelines.text2image import Start, Text2Image
 
 InpaintMethod = Literal["masked", "trained"]
-BACKGROUND = (255, 255, 255)
 
 
 def source_keeping(defaults: SamplingOptions) -> SamplingOptions:
@@ -165,20 +170,15 @@ class Editor:
         top: int = 0,
         bottom: int = 0,
         feather: float = 0.0,
+        negative_prompt: str = "",
         options: SamplingOptions = SamplingOptions(),
+        callback: Callable[[StepInfo], None] | None = None,
     ) -> Image.Image:
         """Extend the canvas by the given pixels per side and paint the new area: with the
         model's own inpainting inputs if it has them (``method="trained"``), else by masked
         sampling."""
-        pads = (left, right, top, bottom)
-        if min(pads) < 0 or not any(pads):
-            raise ValueError("outpainting needs at least one side to grow by a positive amount")
-        rgb = image.convert("RGB")
-        w, h = rgb.width + left + right, rgb.height + top + bottom
-        canvas = Image.new("RGB", (w, h), BACKGROUND)
-        canvas.paste(rgb, (left, top))
-        mask = Image.new("L", (w, h), 255)
-        mask.paste(0, (left, top, left + rgb.width, top + rgb.height))
+        canvas, mask = outpaint_canvas(image, left=left, right=right, top=top, bottom=bottom)
         method: InpaintMethod = "trained" if self.is_inpainting_model else "masked"
         return self.inpaint([canvas], [mask], [prompt], seeds=[seed], method=method,
-                            feather=feather, options=options)[0]  # fmt: skip
+                            feather=feather, negative_prompt=negative_prompt, options=options,
+                            callback=callback)[0]  # fmt: skip

@@ -7,7 +7,8 @@ Behaviour at the edges, all documented here and raised with the fix named:
 - any image mode is converted (transparency over white); sizes must suit the model.
 ``grow`` dilates the repaint region by whole pixels, ``feather`` softens its edge with a
 Gaussian of that many pixels; the final image takes the original pixels wherever the
-feathered mask is 0, so nothing outside it changes.
+feathered mask is 0, so nothing outside it changes. Outpainting is inpainting of a grown
+canvas whose new border is the mask.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
 from atelier.data.images import to_rgb
+
+# What outpainting pads the canvas with: the shapes world's background.
+BACKGROUND = (255, 255, 255)
 
 
 def prepare_image(image: Image.Image, *, multiple: int) -> Image.Image:
@@ -83,3 +87,25 @@ def composite(generated: Image.Image, original: Image.Image, repaint: np.ndarray
     o = np.asarray(original.convert("RGB"), dtype=np.float32)
     a = repaint[..., None]
     return Image.fromarray(np.clip(np.rint(a * g + (1 - a) * o), 0, 255).astype(np.uint8))
+
+
+def check_pads(left: int, right: int, top: int, bottom: int) -> None:
+    """A ValueError unless every pad is >= 0 and one is > 0."""
+    pads = (left, right, top, bottom)
+    if min(pads) < 0 or not any(pads):
+        raise ValueError("outpainting needs at least one side to grow by a positive amount")
+
+
+def outpaint_canvas(
+    image: Image.Image, *, left: int, right: int, top: int, bottom: int
+) -> tuple[Image.Image, Image.Image]:
+    """``image`` (RGB) on a canvas grown by the given pixels per side and filled with
+    :data:`BACKGROUND`, and the mask repainting exactly the new border."""
+    check_pads(left, right, top, bottom)
+    rgb = image.convert("RGB")
+    w, h = rgb.width + left + right, rgb.height + top + bottom
+    canvas = Image.new("RGB", (w, h), BACKGROUND)
+    canvas.paste(rgb, (left, top))
+    mask = Image.new("L", (w, h), 255)
+    mask.paste(0, (left, top, left + rgb.width, top + rgb.height))
+    return canvas, mask

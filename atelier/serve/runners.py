@@ -19,7 +19,8 @@ from atelier.data.base import tensor_to_pil
 from atelier.kinds import diffusion
 from atelier.kinds.base import TextToImage, with_options
 from atelier.kinds.folder import DEFAULT_MODEL, known_models
-from atelier.kinds.registry import load_model, load_text_to_image
+from atelier.kinds.registry import load_model, load_painter, load_text_to_image
+from atelier.kinds.token_model import TokenModel
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
 from atelier.serve.jobs import Job
 from atelier.serve.schemas import ImageResult, Limits, decode_image, image_size
@@ -67,6 +68,10 @@ class Models:
     def diffusion(self, name: str) -> diffusion.Model:
         """A diffusion model, for the edits only diffusion can make."""
         return self._get("diffusion", name, lambda n: load_model(n, want=diffusion.KIND))
+
+    def painter(self, name: str) -> diffusion.Model | TokenModel:
+        """A model that inpaints and outpaints: diffusion, or a token model."""
+        return self._get("painter", name, load_painter)
 
     def upscaler(self, name: str):
         from atelier.kinds import upscaler
@@ -126,6 +131,8 @@ class Runners:
             return self.models.upscaler(name or DEFAULT_UPSCALER)
         if kind == "txt2img":
             return self.models.text_to_image(name or self.settings.model)
+        if kind in ("inpaint", "outpaint"):
+            return self.models.painter(name or self.settings.model)
         return self.models.diffusion(name or self.settings.model)
 
     def check(self, kind: str, req: Any, model: Any) -> None:
@@ -143,6 +150,9 @@ class Runners:
             request_options(model, req, keeps_source=kind == "img2img")
         except ValueError as err:
             raise Refused("options", str(err)) from None
+        if isinstance(model, TokenModel) and kind in ("inpaint", "outpaint"):
+            self.check_token_edit(kind, req, model)
+            return
         if not isinstance(model, diffusion.Model):
             return  # another kind's sizes are its own; the job reports what it refuses
         from atelier.pipelines.editing import Editor
@@ -172,6 +182,26 @@ class Runners:
                 what = "the outpainted image" if kind == "outpaint" else "the image"
                 raise Refused("image", f"{what} is {w}x{h}; {model.name} needs sides that are "
                               f"multiples of {m}")  # fmt: skip
+
+    def check_token_edit(self, kind: str, req: Any, model: TokenModel) -> None:
+        """What a token model cannot inpaint or outpaint: diffusion's trained method, and any
+        image or canvas that is not the model's size (its grid is fixed)."""
+        from atelier.pipelines.token_editing import TokenEditor
+
+        if kind == "inpaint" and req.method != "masked":
+            raise Refused("method", f"{model.name} is a {model.family.label}, which inpaints by "
+                          "masking the tokens of the region; method 'trained' is for diffusion "
+                          "inpainting models: use 'masked'")  # fmt: skip
+        editor = TokenEditor(model.pipeline())
+        w, h = image_size(req.image)
+        try:
+            if kind == "inpaint":
+                editor.check_image(w, h)
+            else:
+                editor.check_outpaint(w, h, left=req.left, right=req.right, top=req.top,
+                                      bottom=req.bottom)  # fmt: skip
+        except ValueError as err:
+            raise Refused("image", str(err)) from None
 
     def save_images(self, job: Job, name: str, model_hash: str, images, seeds, options, mode,
                     extra, prompt) -> list[ImageResult]:  # fmt: skip
@@ -215,6 +245,7 @@ class Runners:
 
     def edit(self, jobs: list[Job], on_step) -> list[Any]:
         from atelier.pipelines.editing import Editor
+        from atelier.pipelines.token_editing import TokenEditor
 
         (job,) = jobs
         req = job.payload
@@ -224,13 +255,21 @@ class Runners:
             out = upscaler([image], seeds=[req.seed], callback=lambda info: on_step(info))
             return [self.save_images(job, upscaler.config.name, "-", out, [req.seed],
                                      upscaler.config.defaults, "upscale", {}, "")]  # fmt: skip
-        model = self.models.diffusion(req.model or self.settings.model)
+        model = self.model_for(job.kind, req)
         options = request_options(model, req, keeps_source=job.kind == "img2img")
-        editor = Editor(model.pipeline())
-        preview = previewer(editor.pipe)
+        if isinstance(model, TokenModel):
+            editor: Editor | TokenEditor = TokenEditor(model.pipeline())
+            how: dict[str, Any] = {}  # a token model inpaints one way: masking its tokens
 
-        def callback(info):
-            on_step(info, lambda: preview(info))
+            def callback(info):
+                on_step(info, None)
+        else:
+            editor = Editor(model.pipeline())
+            how = {"method": req.method} if job.kind == "inpaint" else {}
+            preview = previewer(editor.pipe)
+
+            def callback(info):
+                on_step(info, lambda: preview(info))
 
         image = decode_image(req.image)
         common = {"negative_prompt": req.negative_prompt, "options": options,
@@ -243,13 +282,13 @@ class Runners:
         elif job.kind == "inpaint":
             seeds = [req.seed]
             out = editor.inpaint([image], [decode_image(req.mask, what="mask")], [req.prompt],
-                                 seeds=seeds, method=req.method, grow=req.grow,
-                                 feather=req.feather, **common)  # fmt: skip
+                                 seeds=seeds, grow=req.grow, feather=req.feather, **how,
+                                 **common)  # fmt: skip
             extra = {"method": req.method, "grow": req.grow, "feather": req.feather}
         else:
             seeds = [req.seed]
             pads = {"left": req.left, "right": req.right, "top": req.top, "bottom": req.bottom}
-            out = [editor.outpaint(image, req.prompt, seed=req.seed, options=options, **pads)]
+            out = [editor.outpaint(image, req.prompt, seed=req.seed, **pads, **common)]
             extra = pads
         return [self.save_images(job, model.name, model.model_hash, out, seeds, options,
                                  job.kind, extra, req.prompt)]  # fmt: skip

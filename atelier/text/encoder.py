@@ -27,6 +27,14 @@ class TextEmbedding:
     mask: torch.Tensor  # (B, T) bool, True at positions to attend to
     pooled: torch.Tensor  # (B, P)
 
+    def __len__(self) -> int:
+        """B, the number of prompts (as for a batch of token ids)."""
+        return len(self.states)
+
+    def to(self, device: torch.device | str) -> TextEmbedding:
+        """The same embedding on ``device``."""
+        return TextEmbedding(self.states.to(device), self.mask.to(device), self.pooled.to(device))
+
 
 class TextEncoder(nn.Module, ABC):
     """Prompts -> :class:`TextEmbedding`; subclasses implement :meth:`_encode` for real prompts.

@@ -11,6 +11,11 @@ At step s = 0 .. S-1, with r = (s + 1) / S and U_0 the number unknown at the sta
 
 A token kept once is never changed (its confidence is +inf and at least one position stays
 unknown until the last step, which unmasks everything). The same schedule draws training masks.
+
+Inpainting starts from the image's own tokens with only the repainted ones masked: the schedule
+counts the U_0 unknown ones alone. At least one of them is decided per step, so a few unknown
+tokens are all decided in the first few steps (a single one in the first), and the steps after
+that change nothing (each still makes its pass, as ``transformer_passes`` counts).
 """
 
 from __future__ import annotations

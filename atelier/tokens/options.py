@@ -16,6 +16,12 @@ def _check_common(temperature: float, guidance: float) -> None:
         raise ValueError(f"guidance must be a finite number, got {guidance!r}")
 
 
+def _guided_rows(guidance: float) -> int:
+    """Rows of the network's batch per image: the conditional one, and at a guidance scale
+    other than 1 the unconditional one it is guided against."""
+    return 1 if guidance == 1 else 2
+
+
 @dataclass(frozen=True)
 class AutoregressiveOptions:
     """DALL-E sampling: temperature (0: greedy), top-k (0: off), top-p (1: off), and the
@@ -33,6 +39,11 @@ class AutoregressiveOptions:
                              f"got {self.top_k!r}")  # fmt: skip
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+
+    def transformer_passes(self, image_length: int) -> int:
+        """Transformer passes per image: one per token (n = ``image_length``), doubled by the
+        unconditional rows guidance adds (none at scale 1, as the pipeline skips them)."""
+        return image_length * _guided_rows(self.guidance)
 
     def label(self) -> str:
         """A short name for file names: ``t1.0-k0-p1.0-g3.0``."""
@@ -64,6 +75,11 @@ class MaskedOptions:
             raise ValueError(f"choice_temperature must be a finite number >= 0, "
                              f"got {self.choice_temperature!r}")  # fmt: skip
         get_schedule(self.schedule)  # raises naming the valid schedules
+
+    def transformer_passes(self, image_length: int) -> int:
+        """Transformer passes per image: one per step whatever the grid (``image_length`` is
+        taken only to share DALL-E's signature), doubled by guidance's unconditional rows."""
+        return self.steps * _guided_rows(self.guidance)
 
     def label(self) -> str:
         """A short name for file names: ``cosine-12-t1.0-g3.0``."""

@@ -88,8 +88,8 @@ def run_recipe(
     ``replace_shipped``: install under the recipe's name even if a shipped model has it."""
     if recipe.data.hard_negatives and recipe.kind not in ("clip", "gan"):
         raise RecipeError(
-            f"data.hard_negatives is for contrastive (CLIP) and GAN recipes; {recipe.name} is "
-            f"a {recipe.kind} recipe: drop the override"
+            f"data.hard_negatives is for contrastive (CLIP) recipes and GANs; {recipe.name} "
+            f"is a {recipe.kind} recipe: drop the override"
         )
     run_dir = out if out is not None else home() / "runs" / recipe.name
     found = checkpoint_files(run_dir)

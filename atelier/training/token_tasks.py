@@ -3,7 +3,9 @@
 Notation as in :mod:`atelier.models.token_transformer`: a batch of (c, caption) with c (B, g, g)
 the image tokenizer's codes, flattened row-major to (B, n). Captions are dropped to "" with
 probability ``p_uncond`` (so the same network learns the unconditional model that
-classifier-free guidance needs; DALL-E mini's "super-conditioning") and laid out as BPE ids.
+classifier-free guidance needs; DALL-E mini's "super-conditioning") and laid out as BPE ids, or
+encoded by a frozen text encoder for a cross-attention transformer (the dropped caption's states
+are the encoder's null states, as the diffusion models'), before the network reads them.
 
 - :class:`AutoregressiveTask`: cross-entropy of every c_i given the text and c_<i (teacher
   forcing; the text tokens themselves are not predicted).
@@ -30,12 +32,14 @@ from atelier.data.recaption import choose_captions
 from atelier.models.token_transformer import (
     AutoregressiveTransformer,
     MaskedTokenTransformer,
+    Text,
     TokenTransformer,
 )
 from atelier.models.tokenizer import ImageTokenizer
 from atelier.pipelines.token2image import AutoregressivePipeline, MaskedPipeline, TokenPipeline
 from atelier.shapes.judge import judge
 from atelier.shapes.parse import parse_prompt
+from atelier.text.encoder import TextEncoder
 from atelier.text.tokenizer import BPETokenizer
 from atelier.tokens.masked import cosine_schedule
 from atelier.tokens.options import AutoregressiveOptions, MaskedOptions
@@ -56,31 +60,43 @@ class TokenObjective:
 
 
 class TokenTask:
-    """What both token tasks share: the network, caption dropout, and sample grids."""
+    """What both token tasks share: the network, caption dropout, and sample grids. A prefix
+    network reads ``text_tokenizer``'s ids, a cross-attention one the frozen ``text_encoder``'s
+    states."""
 
     def __init__(
         self,
         network: TokenTransformer,
-        text_tokenizer: BPETokenizer,
+        text_tokenizer: BPETokenizer | None = None,
         *,
+        text_encoder: TextEncoder | None = None,
         objective: TokenObjective = TokenObjective(),
         image_tokenizer: ImageTokenizer | None = None,
         sample_prompts: Sequence[str] = (),
         sample_options: AutoregressiveOptions | MaskedOptions | None = None,
     ) -> None:
+        cross = network.config.cross_attention
+        if (text_encoder is not None, text_tokenizer is not None) != (cross, not cross):
+            raise ValueError("a prefix token transformer trains on text_tokenizer's ids, a "
+                             "cross-attention one on text_encoder's states: pass the one it "
+                             "reads")  # fmt: skip
         self.network, self.text_tokenizer, self.objective = network, text_tokenizer, objective
+        self.text_encoder = text_encoder
         self.image_tokenizer = image_tokenizer
         self.sample_prompts, self.sample_options = list(sample_prompts), sample_options
 
     def modules(self) -> dict[str, nn.Module]:
         return {"transformer": self.network}
 
-    def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Text ids (B, T) with captions dropped at ``p_uncond``, and codes (B, n)."""
+    def inputs(self, batch: Batch) -> tuple[Text, torch.Tensor]:
+        """The text (ids (B, T) or states) with captions dropped at ``p_uncond``, and codes
+        (B, n)."""
         codes, captions = batch
         captions = choose_captions(captions)
         drop = torch.rand(len(captions)) < self.objective.p_uncond
         prompts = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        if self.text_encoder is not None:
+            return self.text_encoder.encode(prompts).to(codes.device), codes.flatten(1)
         window = self.network.config.text_length
         text = self.text_tokenizer.encode(prompts, max_length=window).ids.to(codes.device)
         return text, codes.flatten(1)
@@ -120,6 +136,7 @@ class AutoregressiveTask(TokenTask):
 
     def pipeline(self) -> AutoregressivePipeline:
         return AutoregressivePipeline(network=self.network, text_tokenizer=self.text_tokenizer,
+                                      text_encoder=self.text_encoder,
                                       image_tokenizer=self.image_tokenizer)  # fmt: skip
 
 
@@ -146,4 +163,5 @@ class MaskedTokenTask(TokenTask):
 
     def pipeline(self) -> MaskedPipeline:
         return MaskedPipeline(network=self.network, text_tokenizer=self.text_tokenizer,
+                              text_encoder=self.text_encoder,
                               image_tokenizer=self.image_tokenizer)  # fmt: skip

@@ -193,6 +193,33 @@ def test_tokenizer_grid_and_round_trip_shapes(blocks, side):
         tokenizer.encode(torch.zeros(1, 3, 30, 30))
 
 
+def test_replicate_padding_gives_a_blank_image_one_code_and_zeros_padding_does_not():
+    """Zero padding tells every position its distance from the border: a blank image comes out
+    in rings of codes. Replicate padding carries no position, so a constant image is one code
+    and decodes to a constant image; the weights' names are the same in both modes."""
+    torch.manual_seed(0)
+    x = torch.full((1, 3, 64, 64), 0.4)
+    distinct = {}
+    for mode in ("zeros", "replicate"):
+        torch.manual_seed(0)
+        tokenizer = ImageTokenizer(replace(TINY, padding_mode=mode))
+        tokenizer.train()
+        tokenizer(torch.rand(4, 3, 64, 64) * 2 - 1)  # the codebook starts at encoder outputs
+        tokenizer.eval()
+        with torch.no_grad():
+            codes = tokenizer.encode(x)
+            image = tokenizer.decode_codes(codes)
+        distinct[mode] = codes.unique().numel()
+        if mode == "replicate":
+            assert (image - image[..., :1, :1]).abs().max() < 1e-5 * image.abs().max()
+        else:
+            keys = set(tokenizer.state_dict())
+    assert distinct["replicate"] == 1 and distinct["zeros"] > 1
+    assert keys == set(ImageTokenizer(replace(TINY, padding_mode="replicate")).state_dict())
+    with pytest.raises(ValueError, match="padding_mode"):
+        replace(TINY, padding_mode="circular")
+
+
 @pytest.mark.parametrize(
     "changes",
     [

@@ -13,6 +13,7 @@ from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.shapes.bench import load_suite
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
+from tests.pipelines.token_models import install_token_models
 
 CAPTIONS = ["a red circle", "a blue square above a green triangle", "three yellow circles"] * 4
 
@@ -59,6 +60,14 @@ def tiny_installed(tiny_model_dir, tmp_path, monkeypatch):
     """The tiny model, also findable by its name ("tiny")."""
     install_by_name(tiny_model_dir, tmp_path / "home", monkeypatch)
     return tiny_model_dir
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """Both tiny token models (``token_models.py``: tiny-dalle, tiny-maskgit) installed by name
+    under a fresh ATELIER_HOME."""
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
+    return install_token_models(tmp_path / "home" / "models")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""atelier explain (filmstrip + GIF of the reverse process) and atelier inspect (the tree)."""
+"""atelier explain (filmstrip + GIF: a diffusion model's reverse process, a token model's grid
+filling in, each column captioned with its step) and atelier inspect (the tree)."""
 
 import numpy as np
 import pytest
@@ -8,9 +9,19 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.diffusion.options import SamplingOptions
-from atelier.eval.explain import reverse_process
+from atelier.eval.explain import filmstrip, reverse_process
 from atelier.eval.inspect import count, tree
+from atelier.eval.token_filling import CHECKER, token_filling
 from atelier.kinds.registry import load_model
+from atelier.tokens.options import AutoregressiveOptions, MaskedOptions
+from tests.pipelines.token_models import tiny_token_model
+
+
+def caption_height(strip: Image.Image, tile_rows: int) -> int:
+    """Rows of ``strip`` below its tiles, where the captions are; they must hold dark text."""
+    below = np.asarray(strip.convert("L"))[tile_rows:]
+    assert below.min() < 100, "the caption row holds no text"
+    return below.shape[0]
 
 
 def test_reverse_process_has_a_frame_per_step_ending_at_the_image(tiny_model_dir):
@@ -20,6 +31,8 @@ def test_reverse_process_has_a_frame_per_step_ending_at_the_image(tiny_model_dir
     assert [f.step for f in frames] == [0, 1, 2]
     assert all(f.x_t.shape == (32, 32, 3) and f.x_0.shape == (32, 32, 3) for f in frames)
     assert frames[0].sigma > frames[-1].sigma
+    assert frames[0].caption == ("step 1/3", f"sigma {frames[0].sigma:.3g}")
+    assert frames[-1].caption == ("step 3/3", "sigma 0")
     # Euler's last step lands on its x_0 estimate: the last x_t is the final image.
     np.testing.assert_array_equal(frames[-1].x_t, np.asarray(image))
     again = model.pipeline()(["a red circle"], seeds=[0], options=options)[0]
@@ -34,11 +47,71 @@ def test_explain_command_writes_filmstrip_and_gif(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     strip_path, gif_path = result.output.split()
     strip = Image.open(strip_path)
-    assert strip.size == (4 * 32 * 2, 2 * 32 * 2)  # 4 steps wide, x_t over x_0, enlarged 2x
+    # 4 steps wide (a caption wider than a tile widens its column), x_t over x_0, enlarged 2x,
+    # over a caption row of two lines.
+    assert strip.width % 4 == 0 and 32 * 2 <= strip.width // 4 < 32 * 2 + 16
+    assert 20 < caption_height(strip, 2 * 32 * 2) < 40
+    tile = np.asarray(strip)[: 2 * 32 * 2, : strip.width // 4]
+    assert (tile != 255).any(axis=(0, 2)).sum() >= 32 * 2  # the tiles fill their column
     gif = Image.open(gif_path)
     assert gif.n_frames >= 4
     bad = CliRunner().invoke(app, ["explain", " ", "--model", str(tiny_model_dir)])
     assert bad.exit_code == 2 and "empty" in bad.output
+
+
+@pytest.mark.parametrize(
+    "kind, options, frames, known",
+    [
+        # MaskGIT keeps a frame per step; the cosine schedule decides few tokens first.
+        ("maskgit", MaskedOptions(steps=5), 16, [1, 4, 7, 12, 16]),
+        # DALL-E one token per step: every n/16-th step of a 4x4 grid is every step...
+        ("dalle", AutoregressiveOptions(), 16, list(range(1, 17))),
+        # ... and fewer frames asked take every (n / frames)-th.
+        ("dalle", AutoregressiveOptions(), 4, [4, 8, 12, 16]),
+    ],
+)
+def test_token_filling_shows_the_grid_deciding_its_tokens(kind, options, frames, known):
+    model = tiny_token_model(kind)
+    image, out = token_filling(model.pipeline(), "a red circle", seed=0, options=options,
+                               frames=frames)  # fmt: skip
+    assert [16 - int(f.unknown.sum()) for f in out] == known
+    first, last = out[0], out[-1]
+    grey = np.isin(first.image, CHECKER).all(axis=-1)  # (16, 16): pixels of the checker
+    assert grey.mean() == 1 - known[0] / 16  # every unknown cell, and only those
+    assert np.array_equal(grey[::4, ::4], first.unknown)  # one 4x4 cell per token
+    assert not last.unknown.any() and np.isin(last.image, CHECKER).all(axis=-1).mean() < 0.1
+    np.testing.assert_array_equal(last.image, np.asarray(image))  # the last frame is the image
+    assert last.caption == (f"step {last.step + 1}/{last.total}", "16/16 known")
+    strip = filmstrip(out, scale=2)
+    assert strip.width % len(out) == 0 and caption_height(strip, 16 * 2) > 20
+
+
+@pytest.mark.parametrize(
+    "kind, args, frames",
+    [("maskgit", ["-O", "steps=4"], 4), ("dalle", ["-O", "temperature=0.5"], 16)],
+)
+def test_explain_command_shows_a_token_model_filling_its_grid(installed, tmp_path, kind, args,
+                                                              frames):  # fmt: skip
+    result = CliRunner().invoke(app, ["explain", "a red circle", "--model", f"tiny-{kind}",
+                                      *args, "-o", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    strip_path, gif_path = result.output.split()
+    strip = Image.open(strip_path)
+    assert strip.width % frames == 0 and strip.width // frames >= 16 * 2
+    assert caption_height(strip, 16 * 2) > 20
+    gif = Image.open(gif_path)
+    # A frame per step kept (the last, held longer, merges into one), each the 16 px grid
+    # enlarged 4x; the first mostly grey checker, the last none.
+    assert gif.n_frames == frames and gif.size == (64, 64)
+    gif.seek(0)
+    first = np.asarray(gif.convert("RGB"))
+    gif.seek(frames - 1)
+    last = np.asarray(gif.convert("RGB"))
+    assert np.isin(first, CHECKER).all(axis=-1).mean() > 0.5
+    assert np.isin(last, CHECKER).all(axis=-1).mean() < 0.1
+    refused = CliRunner().invoke(app, ["explain", "x", "--model", "tiny-dalle", "--steps", "3",
+                                       "-o", str(tmp_path)])  # fmt: skip
+    assert refused.exit_code == 2 and "tiny-dalle takes no steps option" in refused.output
 
 
 def test_inspect_counts_every_parameter(tiny_model_dir):

@@ -1,5 +1,6 @@
 """MaskGIT decoding: the schedules, a step never changes a kept token, the number of tokens kept
-per step follows the schedule, and every token is filled at the end."""
+per step follows the schedule, every token is filled at the end, and a few unknown tokens (one,
+when inpainting a single token) are decided in as many steps."""
 
 import math
 
@@ -80,3 +81,33 @@ def test_decoding_fills_everything_keeping_tokens_as_scheduled():
         assert masked.tolist() == expected
         before, after = history[s - 1], history[s]
         assert torch.equal(after[before != MASK], before[before != MASK])
+
+
+@pytest.mark.parametrize("unknown, decided_by", [(1, 1), (2, 2), (3, 3)])
+def test_a_few_unknown_tokens_are_decided_early_and_never_changed_after(unknown, decided_by):
+    # Inpainting a small region: of 16 tokens only the last ``unknown`` are masked. The schedule
+    # counts those alone and decides at least one per step, so with 12 steps they are all
+    # decided within ``unknown`` steps, and the steps left change nothing.
+    n, steps = 16, 12
+    known = torch.arange(n) % MASK
+    start = known.clone()[None]
+    start[0, n - unknown :] = MASK
+    seen = []
+
+    def logits_fn(tokens):
+        return torch.randn(len(tokens), n, MASK, generator=torch.Generator().manual_seed(0))
+
+    out = masked_decode(logits_fn, start, mask_id=MASK, steps=steps,
+                        generators=[torch.Generator().manual_seed(1)],
+                        callback=lambda info: seen.append(info.tokens.clone()))  # fmt: skip
+    assert len(seen) == steps
+    assert (out != MASK).all() and torch.equal(out[0, : n - unknown], known[: n - unknown])
+    assert all(torch.equal(t, out) for t in seen[decided_by - 1 :])
+    assert [int((t == MASK).sum()) for t in seen[:decided_by]] == list(range(unknown - 1, -1, -1))
+
+
+def test_rows_with_nothing_unknown_are_left_as_they_are():
+    tokens = torch.tensor([[1, 2, 3, 4], [MASK, MASK, MASK, MASK]])
+    out = masked_decode(lambda t: torch.randn(len(t), 4, MASK), tokens, mask_id=MASK, steps=3,
+                        generators=[torch.Generator(), torch.Generator()])  # fmt: skip
+    assert out[0].tolist() == [1, 2, 3, 4] and (out[1] != MASK).all()

@@ -1,6 +1,7 @@
 """Recipes: every one builds, overrides are typed and validated, bad names are clear errors."""
 
 import re
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -34,6 +35,16 @@ def test_every_recipe_builds_consistently(name):
         assert recipe.token_transformer is not None and recipe.tokenizer_model == "shapes-vqgan"
         options = {"dalle": "AutoregressiveOptions", "maskgit": "MaskedOptions"}[recipe.kind]
         assert type(recipe.token_sampling).__name__ == options
+        sizes = recipe.token_transformer
+        if sizes.cross_attention:  # the frozen encoder's window and width, as the runner checks
+            assert recipe.text_encoder.kind == "minilm" and sizes.context_dim == 384
+            assert sizes.text_length == recipe.text_encoder.max_length
+            sibling = get_recipe(name.removesuffix("-minilm"))
+            assert replace(sizes, text_conditioning="prefix", context_dim=None) == (
+                sibling.token_transformer
+            ) and recipe.train == sibling.train  # fmt: skip
+        else:
+            assert recipe.text_encoder is None
     elif recipe.kind == "gan":
         # Text widths and resolution are set from the encoder and the data when the run starts.
         assert recipe.generator is not None and recipe.joint_discriminator is not None
@@ -73,7 +84,7 @@ def test_bad_overrides(override, message):
 
 
 def test_train_command_errors_are_clear():
-    result = CliRunner().invoke(app, ["train", "shapes-gan"])
+    result = CliRunner().invoke(app, ["train", "shapes-no-such-recipe"])
     assert result.exit_code == 2 and "valid: shapes-vae" in result.output
     result = CliRunner().invoke(app, ["train", "shapes-ldm", "train.max_step=1"])
     assert result.exit_code == 2 and "no field" in result.output

@@ -1,11 +1,15 @@
-"""Token-model training: tiny transformers overfit a handful of token grids, caption dropout and
-MaskGIT's training masks, and `atelier train shapes-dalle | shapes-maskgit` end to end (token
-cache, resume, the installed folder generating, the card counting the tokenizer's CPU time)."""
+"""Token-model training: tiny transformers overfit a handful of token grids (reading the caption
+as BPE ids or the frozen MiniLM's states by cross-attention), caption dropout and MaskGIT's
+training masks, and `atelier train shapes-dalle | shapes-maskgit | shapes-dalle-minilm` end to end
+(token cache, MiniLM's states cached, resume, the installed folder generating, the card counting
+the tokenizer's CPU time)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from atelier.cli import app
@@ -17,6 +21,7 @@ from atelier.models.token_transformer import (
     TokenTransformerConfig,
 )
 from atelier.models.tokenizer import ImageTokenizer, TokenizerConfig
+from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
 from atelier.training.token_tasks import (
     AutoregressiveTask,
@@ -59,6 +64,44 @@ def test_a_tiny_model_overfits_a_handful_of_token_grids(network_class, task_clas
     assert first > 3.0 and last * 20 < first, (first, last)
 
 
+@pytest.mark.parametrize("network_class, task_class", [
+    (AutoregressiveTransformer, AutoregressiveTask), (MaskedTokenTransformer, MaskedTokenTask),
+])  # fmt: skip
+def test_a_tiny_cross_attention_model_overfits_captioned_grids(network_class, task_class,
+                                                               one_thread):  # fmt: skip
+    """The same through cross-attention to MiniLM's states: the loss falls to a twentieth, and
+    the captions are read (each grid's loss is lowest under its own caption)."""
+    encoder = build_text_encoder(TextEncoderConfig(kind="minilm", max_length=8, hidden_layer=-2))
+    config = TokenTransformerConfig(text_length=8, codebook_size=32, grid=4, width=64, layers=2,
+                                    heads=4, text_conditioning="cross_attention",
+                                    context_dim=encoder.dim)  # fmt: skip
+    torch.manual_seed(0)
+    task = task_class(network_class(config), text_encoder=encoder,
+                      objective=TokenObjective(p_uncond=0.0))  # fmt: skip
+    codes = torch.randint(0, 32, (4, 4, 4))
+    optimizer = torch.optim.AdamW(task.network.parameters(), lr=3e-3)
+    losses = []
+    for step in range(250):
+        loss, _ = task.loss((codes, CAPTIONS), step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    first, last = losses[0], sum(losses[-20:]) / 20
+    assert first > 3.0 and last * 20 < first, (first, last)
+    if network_class is AutoregressiveTransformer:
+        network = task.network.eval()
+        with torch.no_grad():
+            text = encoder.encode(CAPTIONS)
+            flat = codes.flatten(1)
+            own = F.cross_entropy(network(text, flat[:, :-1]).flatten(0, 1), flat.flatten())
+            swapped = replace(text, states=text.states.roll(1, 0), mask=text.mask.roll(1, 0))
+            other = F.cross_entropy(network(swapped, flat[:, :-1]).flatten(0, 1), flat.flatten())
+        assert other > 5 * own, (own, other)
+    with pytest.raises(ValueError, match="pass the one it reads"):
+        task_class(network_class(config), train_bpe(CAPTIONS * 3, vocab_size=300))
+
+
 def test_captions_are_dropped_to_the_empty_caption():
     bpe = train_bpe(CAPTIONS * 3, vocab_size=300)
     config = TokenTransformerConfig(text_vocab=bpe.vocab_size, text_length=8, codebook_size=32,
@@ -99,7 +142,9 @@ TINY_RECIPE = [
 ]
 
 
-@pytest.mark.parametrize("recipe, kind", [("shapes-dalle", "dalle"), ("shapes-maskgit", "maskgit")])
+@pytest.mark.parametrize("recipe, kind", [
+    ("shapes-dalle", "dalle"), ("shapes-maskgit", "maskgit"), ("shapes-dalle-minilm", "dalle"),
+])  # fmt: skip
 def test_train_a_token_model_resume_and_generate(tmp_path, monkeypatch, recipe, kind):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
     torch.manual_seed(0)
@@ -122,6 +167,17 @@ def test_train_a_token_model_resume_and_generate(tmp_path, monkeypatch, recipe, 
     assert "its image tokenizer tiny-tok: 0.50 CPU-h" in card and "8x8 codes of 32" in card
     model = load_text_to_image(recipe)
     assert model.family.kind == kind and model.resolution == 32
+    if recipe.endswith("-minilm"):
+        # MiniLM read every caption once, into a file both processes used.
+        assert len(list((tmp_path / "data").glob("text-*.safetensors"))) == 1
+        assert "48 minilm states (layer -2) read by cross-attention" in card
+        assert model.text_tokenizer is None and model.text_encoder_config.hidden_layer == -2
+        assert not (folder / "text_tokenizer").exists()
+        other = [o for o in TINY_RECIPE if "text_length" not in o]
+        wrong = CliRunner().invoke(app, ["train", recipe, *other,
+                                         "token_transformer.text_length=32", "--out",
+                                         str(tmp_path / "wrong")])  # fmt: skip
+        assert wrong.exit_code != 0 and "set token_transformer.text_length=48" in wrong.output
     (image,) = model(["a red circle"], seeds=[0])
     assert image.size == (32, 32)
     missing = CliRunner().invoke(app, ["train", recipe, "tokenizer_model=nope", "--out",

@@ -2,9 +2,12 @@
 masked one (``kind = "maskgit"``), on the codes of a trained image tokenizer.
 
 The training images are encoded once by the tokenizer ``recipe.tokenizer_model`` names and kept
-as a token dataset under ``$ATELIER_HOME/data``; a BPE tokenizer is trained on the captions. The
-model folder holds both tokenizers beside the transformer, and its card's CPU time includes the
-image tokenizer's.
+as a token dataset under ``$ATELIER_HOME/data``. A prefix transformer reads the captions as BPE
+ids, from a BPE tokenizer trained on them; a cross-attention one reads the frozen text encoder
+``recipe.text_encoder`` names, whose states of every caption are computed once and kept under
+``$ATELIER_HOME/data`` too (``text/state_cache.py``, as the MiniLM diffusion recipes do). The
+model folder holds both tokenizers (or the encoder's name) beside the transformer, and its card's
+CPU time includes the image tokenizer's.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from atelier.kinds.registry import load_model
 from atelier.kinds.token_model import TokenModel, save_token_model
 from atelier.paths import home
 from atelier.shapes.bench import load_suite
+from atelier.text.factory import build_text_encoder
+from atelier.text.minilm import MiniLMTextEncoder
+from atelier.text.state_cache import preload_text_states
 from atelier.text.tokenizer import train_bpe
 from atelier.training.callbacks import CPULedger, process_cpu_seconds
 from atelier.training.checkpoint import final_weights
@@ -63,20 +69,33 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     data = TokenDataset(images, image_tokenizer.tokenizer.encode, codebook_size=codebook,
                         cache_file=home() / "data" / key)  # fmt: skip
     data = recaptioned(recipe, images, data)
-    text_tokenizer = train_bpe(captions(data), vocab_size=recipe.bpe_vocab)
-    config = replace(recipe.token_transformer, text_vocab=text_tokenizer.vocab_size,
-                     codebook_size=codebook, grid=image_tokenizer.grid)  # fmt: skip
+    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+    config = replace(recipe.token_transformer, codebook_size=codebook, grid=image_tokenizer.grid)
+    text_tokenizer, text_encoder, text_config = None, None, None
+    if config.cross_attention:
+        text_encoder, text_config = _frozen_text_encoder(recipe), recipe.text_encoder
+        preload_text_states(text_encoder, ["", *captions(data), *prompts], home() / "data")
+        reading = (f"{config.text_length} {recipe.text_encoder.kind} states (layer "
+                   f"{recipe.text_encoder.hidden_layer}) read by cross-attention")  # fmt: skip
+    else:
+        if recipe.text_encoder is not None:
+            raise RecipeError(
+                f"{recipe.name} reads captions as BPE ids, so text_encoder is unused: set "
+                "token_transformer.text_conditioning=cross_attention (and context_dim) to read it"
+            )
+        text_tokenizer = train_bpe(captions(data), vocab_size=recipe.bpe_vocab)
+        config = replace(config, text_vocab=text_tokenizer.vocab_size)
+        reading = f"{config.text_length} BPE text positions ({text_tokenizer.vocab_size} ids)"
     torch.manual_seed(recipe.train.seed)
     network = family.network(config)
     options = recipe.token_sampling or family.options()
     if not isinstance(options, family.options):
         raise RecipeError(f"token_sampling of a {recipe.kind} recipe must be "
                           f"{family.options.__name__}, got {type(options).__name__}")  # fmt: skip
-    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
     task_class = AutoregressiveTask if recipe.kind == "dalle" else MaskedTokenTask
-    task = task_class(network, text_tokenizer, objective=recipe.token_objective,
-                      image_tokenizer=image_tokenizer.tokenizer, sample_prompts=prompts,
-                      sample_options=options)  # fmt: skip
+    task = task_class(network, text_tokenizer, text_encoder=text_encoder,
+                      objective=recipe.token_objective, image_tokenizer=image_tokenizer.tokenizer,
+                      sample_prompts=prompts, sample_options=options)  # fmt: skip
     ledger = CPULedger(preparation=process_cpu_seconds() - before)
     train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
     final_weights(run_dir, "transformer", network)
@@ -86,11 +105,33 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     grid = image_tokenizer.grid
     section += (
         f"\n\n## Tokens\n\n- {grid}x{grid} codes of {codebook} from {recipe.tokenizer_model}, "
-        f"{config.text_length} BPE text positions ({text_tokenizer.vocab_size} ids)\n"
+        f"{reading}\n"
         f"- sampling defaults: {options.summary()}"
     )
     card = model_card(recipe.name, command=command, init_from=None, cpu=cpu,
                       body=section + METRICS_TODO, recipe=asdict(recipe))  # fmt: skip
     model = TokenModel(family, recipe.name, network.eval(), image_tokenizer, text_tokenizer,
-                       options)  # fmt: skip
+                       options, text_encoder=text_encoder,
+                       text_encoder_config=text_config)  # fmt: skip
     return save_token_model(model, run_dir / "model", card=card)
+
+
+def _frozen_text_encoder(recipe: Recipe) -> MiniLMTextEncoder:
+    """The frozen encoder a cross-attention recipe's ``text_encoder`` names, checked against the
+    transformer's window and width."""
+    text, sizes = recipe.text_encoder, recipe.token_transformer
+    if text is None or text.kind != "minilm":
+        raise RecipeError(
+            f"{recipe.name} reads captions by cross-attention, which needs the frozen MiniLM as "
+            "its text_encoder (kind 'minilm'), as shapes-dalle-minilm and shapes-maskgit-minilm "
+            "name it"
+        )
+    encoder = build_text_encoder(text)
+    if (sizes.text_length, sizes.context_dim) != (encoder.max_length, encoder.dim):
+        raise RecipeError(
+            f"the transformer reads {sizes.text_length} text states of {sizes.context_dim} but "
+            f"the text encoder gives {encoder.max_length} of {encoder.dim}: set "
+            f"token_transformer.text_length={encoder.max_length} and "
+            f"token_transformer.context_dim={encoder.dim}"
+        )
+    return encoder
