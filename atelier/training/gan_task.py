@@ -191,7 +191,7 @@ class GANTask:
         others = torch.tensor([a != b for a, b in zip(captions, captions[-1:] + captions[:-1])],
                               device=x.device)  # fmt: skip
         d_negative = D.judge(f_real, s.roll(1, 0)).float()[others]
-        logs: Logs = {}
+        logs: Logs = {"d_mismatch": d_negative.mean().item()} if len(d_negative) else {}
         if hard:
             s_hard = sentence_features(self.text_encoder.encode(hard).pooled.float())
             d_hard = D.judge(f_real, s_hard).float()
@@ -207,8 +207,6 @@ class GANTask:
         g_loss = generator_loss(functional_call(D, frozen, (x_fake, s.detach())).float())
         logs |= {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "penalty": penalty.item(),
                  "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}  # fmt: skip
-        if len(d_negative):
-            logs["d_mismatch"] = d_negative.mean().item()
         if len(x) > 1:
             logs["diversity"] = diversity(x_hat, x)
         return d_loss + g_loss, logs
