@@ -61,6 +61,10 @@ class GANModel:
             parts.append(("text_encoder", self.text_encoder))
         return state_digest(*parts, salt="gan-" + self.text_config.kind, length=10)
 
+    def network_evaluations(self, options: GANOptions | None = None) -> int:
+        """Generator passes per image: one, whatever the options."""
+        return 1
+
     def pipeline(self, *, rows: int = 8) -> GANPipeline:
         return GANPipeline(generator=self.generator, text_encoder=self.text_encoder, rows=rows)
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.gan.options import GANOptions
+from atelier.kinds.base import network_evaluations
 from atelier.kinds.gan import GANModel, save_gan
 from atelier.kinds.registry import describe, load_model, load_text_to_image
 from atelier.models.gan_generator import FusionGenerator, GeneratorConfig
@@ -65,13 +66,15 @@ def test_the_folder_round_trips_and_exports_in_float16(tmp_path):
     assert facts.title == "text-conditional GAN (DF-GAN), word attention at 8 px"
     assert facts.resolution == 16 and [o.name for o in facts.options] == ["truncation"]
     result = CliRunner().invoke(app, ["export", str(folder), "-o", str(tmp_path / "half"),
-                                      "--half", "--name", "gan-half"])  # fmt: skip
+                                      "--half", "--name", "gan-half",
+                                      "--option", "truncation=0.8"])  # fmt: skip
     assert result.exit_code == 0, result.output
     full, half = (p / "generator.safetensors" for p in (folder, tmp_path / "half"))
     assert half.stat().st_size < 0.6 * full.stat().st_size
     again = load_text_to_image(tmp_path / "half")
-    assert again.name == "gan-half"
-    (a,), (b,) = pixels(model(prompts[:1], seeds=[1])), pixels(again(prompts[:1], seeds=[1]))
+    assert again.name == "gan-half" and again.defaults == GANOptions(0.8)
+    options = GANOptions(0.8)
+    (a,), (b,) = (pixels(m(prompts[:1], seeds=[1], options=options)) for m in (model, again))
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 8  # float16 weights, float32 arithmetic
 
 
@@ -106,6 +109,7 @@ def test_a_batch_gives_the_same_images_as_single_runs():
     steps = []
     model(prompts[:2], seeds=seeds[:2], callback=steps.append)
     assert [(s.i, s.total) for s in steps] == [(0, 1)]
+    assert network_evaluations(model, GANOptions()) == 1  # one pass per image (sweep's NFE)
 
 
 def test_generate_replay_inspect(installed, tmp_path):
