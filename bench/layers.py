@@ -7,8 +7,9 @@ The layers, lowest first (a package may import its own layer and those below):
     atomic, paths, digest,  files, state, hashes, the resource budget, bounded loading
     budget, safeload
     shapes                  the shapes world
-    text, diffusion,        text encoders; the diffusion math; token sampling; datasets;
-    tokens, data, unclip    unCLIP's CLIP-space operations and options
+    text, diffusion,        text encoders; the diffusion math; token sampling; the GAN
+    tokens, gan, data,      losses; datasets; unCLIP's CLIP-space operations and options
+    unclip
     models                  networks
     pipelines               inference assembly
     kinds                   model folders: one module per kind, and the registry
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1] / "atelier"
 LAYERS = [
     {"atomic", "paths", "digest", "budget", "safeload", "__init__"},
     {"shapes"},
-    {"text", "diffusion", "tokens", "data", "unclip"},
+    {"text", "diffusion", "tokens", "gan", "data", "unclip"},
     {"models"},
     {"pipelines"},
     {"kinds"},
@@ -47,6 +48,7 @@ TRAINING_SAMPLE_GRIDS = {
     "atelier.training.ldm",
     "atelier.training.token_tasks",
     "atelier.training.unclip_tasks",
+    "atelier.training.gan_task",
 }
 
 

@@ -14,6 +14,7 @@ from atelier.cli.evaluate import eval_diff, evaluate
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
 from atelier.cli.insight import explain, inspect
+from atelier.cli.interpolate import interpolate
 from atelier.cli.serve import serve
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.sweep import sweep
@@ -30,6 +31,7 @@ app.add_typer(shapes_app, name="shapes")
 app.add_typer(clip_app, name="clip")
 app.command()(generate)
 app.command()(replay)
+app.command()(interpolate)
 app.command()(img2img)
 app.command()(inpaint)
 app.command()(outpaint)

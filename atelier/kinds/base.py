@@ -59,6 +59,23 @@ class TextToImage(Protocol):
     ) -> list[Image.Image]: ...
 
 
+@runtime_checkable
+class Interpolates(Protocol):
+    """A text-to-image model that can draw the path between two of its images (``atelier
+    interpolate``): ``frames`` images from (prompts[0], seeds[0]) to (prompts[1], seeds[1]),
+    the noise along the arc between the seeds' and the text along the line between the
+    prompts' embeddings. Token models cannot: their codes are discrete."""
+
+    def interpolate(
+        self,
+        prompts: tuple[str, str],
+        *,
+        seeds: tuple[int, int],
+        frames: int,
+        options: Any = None,
+    ) -> list[Image.Image]: ...
+
+
 @dataclass(frozen=True)
 class Facts:
     """What a listing shows of a model folder without loading its weights."""

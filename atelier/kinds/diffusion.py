@@ -20,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from atelier.budget import check_pixels
+from atelier.data.base import tensor_to_pil
 from atelier.diffusion import samplers
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
@@ -29,6 +30,7 @@ from atelier.kinds.folder import build_config, save_weights, write_folder
 from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
+from atelier.pipelines.interpolate import frame_weights, noise_path, text_path
 from atelier.pipelines.text2image import Text2Image
 from atelier.safeload import build_and_load, check_config_values
 from atelier.text.encoder import TextEncoder
@@ -196,6 +198,29 @@ class Model:
             prompts, seeds=seeds, negative_prompt=negative_prompt,
             options=options or self.defaults, callback=callback,
         )  # fmt: skip
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        prompts: tuple[str, str],
+        *,
+        seeds: tuple[int, int],
+        frames: int,
+        options: SamplingOptions | None = None,
+    ) -> list[Image.Image]:
+        """``frames`` images from (prompts[0], seeds[0]) to (prompts[1], seeds[1]): the initial
+        noise along the arc between the two seeds' (slerp), the text along the line between the
+        prompts' embeddings; a stochastic sampler's per-step noise is seeds[0]'s in every frame,
+        so only the path moves."""
+        pipe = self.pipeline()
+        weights = frame_weights(frames)
+        (n0, n1), _ = pipe.initial_noise(list(seeds))
+        encode = pipe.text_encoder.encode
+        text = text_path(encode([prompts[0]]), encode([prompts[1]]), weights)
+        latents = pipe.sample([prompts[0]] * frames, seeds=[seeds[0]] * frames,
+                              options=options or self.defaults,
+                              noise=noise_path(n0, n1, weights), text=text)  # fmt: skip
+        return [tensor_to_pil(x) for x in pipe.decode(latents)]
 
 
 def load_diffusion(

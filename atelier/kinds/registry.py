@@ -20,6 +20,7 @@ from atelier.kinds import (
     dalle,
     diffusion,
     features,
+    gan,
     maskgit,
     tokenizer,
     unclip,
@@ -41,6 +42,7 @@ KINDS: dict[str, ModelKind] = {
     "maskgit": maskgit.KIND,
     "unclip": unclip.KIND,
     unclip_prior.KIND_NAME: unclip_prior.KIND,
+    "gan": gan.KIND,
 }
 
 # The kinds that inpaint and outpaint: diffusion holds the known region's latents to the image's,

@@ -138,6 +138,8 @@ class Text2Image:
         resample: tuple[int, int] | None = None,
         extra: torch.Tensor | None = None,
         size: tuple[int, int] | None = None,
+        noise: torch.Tensor | None = None,
+        text: TextEmbedding | None = None,
     ) -> torch.Tensor:
         """Latents (B, C, h, w) in the diffusion model's space.
 
@@ -150,13 +152,20 @@ class Text2Image:
         networks trained with extra input channels (Stable Diffusion inpainting: mask and
         masked latents). ``size`` (h, w) samples latents of another size than the model's
         (editing an image of another size); ``start`` latents set it when given.
+        ``noise`` (B, C, h, w) is the unit initial noise instead of each seed's draw (the seeds
+        still seed the per-step noise of stochastic samplers), and ``text`` the prompts'
+        encoding instead of encoding ``prompts`` (which then only count the images): both for
+        interpolating between two draws (``pipelines/interpolate.py``).
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
-        texts, composition = compose(prompts)  # AUTOMATIC1111's AND: composable diffusion
-        cond = self.text_encoder.encode(texts)
+        if text is None:
+            texts, composition = compose(prompts)  # AUTOMATIC1111's AND: composable diffusion
+            cond = self.text_encoder.encode(texts)
+        else:
+            cond, composition = text, None
         uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
 
         if extra is not None:
@@ -175,7 +184,11 @@ class Text2Image:
         plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)
         if start is not None and size is None:
             size = tuple(start.latents.shape[-2:])
-        noise, generators = self.initial_noise(seeds, size)
+        drawn, generators = self.initial_noise(seeds, size)
+        if noise is not None and noise.shape != drawn.shape:
+            raise ValueError(f"initial noise is {tuple(noise.shape)}, expected "
+                             f"{tuple(drawn.shape)}")  # fmt: skip
+        noise = drawn if noise is None else noise.to(drawn)
         sampler = get_sampler(options.sampler)
         if start is None:
             first, x = 0, noise * plan.init_noise_sigma

@@ -39,7 +39,7 @@ from atelier.training.checkpoint import (
 from atelier.training.config import TrainConfig
 from atelier.training.ema import EMA
 from atelier.training.precision import use_bf16
-from atelier.training.task import SamplingTask, StatefulTask, Task
+from atelier.training.task import MultiRateTask, SamplingTask, StatefulTask, Task
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -130,7 +130,8 @@ def _train(
     if world_size > 1 and torch.cuda.is_available():
         for module in modules.values():
             module.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank))))
-    param_names, params, optimizer = _optimizer(modules, config)
+    scales = task.lr_scales() if isinstance(task, MultiRateTask) else {}
+    param_names, params, optimizer = _optimizer(modules, config, scales)
     device = params[0].device
     bf16 = use_bf16(config.autocast, device)
     if world_size > 1:
@@ -185,7 +186,7 @@ def _train(
         while step < config.max_steps:
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             local_loss, logs, per_sample = _accumulate(task, batches, step, config, device, bf16)
             out_of_time = config.max_minutes is not None and (
                 time.monotonic() - started > config.max_minutes * 60
@@ -230,36 +231,52 @@ def _train(
 
 
 def _optimizer(
-    modules: dict[str, nn.Module], config: TrainConfig
+    modules: dict[str, nn.Module], config: TrainConfig, scales: dict[str, float]
 ) -> tuple[list[str], list[nn.Parameter], torch.optim.AdamW]:
-    """AdamW over the trainable parameters; names and params come back in optimizer order."""
+    """AdamW over the trainable parameters; names and params come back in optimizer order.
+
+    Two groups per learning-rate scale (``MultiRateTask``; one scale of 1 without it), each
+    group's ``lr_scale`` kept in the group so a checkpoint records it.
+    """
+    unknown = sorted(set(scales) - set(modules))
+    if unknown:
+        raise ValueError(f"lr_scales names {unknown}, which task.modules() does not have")
+    for name, scale in scales.items():
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"the lr scale of {name} must be a finite number > 0, got {scale!r}")
     named = [
-        (f"{name}.{key}", p)
+        (scales.get(name, 1.0), f"{name}.{key}", p)
         for name, module in modules.items()
         for key, p in module.named_parameters()
         if p.requires_grad
     ]
     if not named:
         raise ValueError("task.modules() has no parameter with requires_grad")
-    # Biases and norm gains (1-D) are not decayed: pulling them toward 0 only hurts.
-    decayed = [p for _, p in named if p.ndim >= 2]
-    plain = [p for _, p in named if p.ndim < 2]
-    names = [n for n, p in named if p.ndim >= 2] + [n for n, p in named if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": config.weight_decay},
-            {"params": plain, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        betas=config.betas,
-    )
-    return names, decayed + plain, optimizer
+    groups, names, params = [], [], []
+    for scale in dict.fromkeys(s for s, _, _ in named):
+        # Biases and norm gains (1-D) are not decayed: pulling them toward 0 only hurts.
+        for decayed in (True, False):
+            members = [(n, p) for s, n, p in named if s == scale and (p.ndim >= 2) == decayed]
+            names += [n for n, _ in members]
+            params += [p for _, p in members]
+            groups.append({"params": [p for _, p in members], "lr_scale": scale,
+                           "weight_decay": config.weight_decay if decayed else 0.0})  # fmt: skip
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    return names, params, optimizer
 
 
 def _restore(
     task: Task, state: TrainingState, checkpoint: Checkpoint, rank: int, device: torch.device
 ) -> None:
+    asked = [group["lr_scale"] for group in state.optimizer.param_groups]
     restore_checkpoint(checkpoint, state)
+    # Checkpoints written before lr scales existed hold groups without one: a scale of 1.
+    saved = [group.get("lr_scale", 1.0) for group in state.optimizer.param_groups]
+    if saved != asked:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} was trained with learning-rate scales {saved} per "
+            f"parameter group, this run asks for {asked}: the task's lr_scales() changed"
+        )
     rng = tensors_with_prefix(checkpoint, "rng.")
     torch.set_rng_state(rng[f"torch.{rank}"])
     if device.type == "cuda":

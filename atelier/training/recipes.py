@@ -20,6 +20,8 @@
 - ``shapes-unclip-prior``: unCLIP's diffusion prior over shapes-clip's image embeddings;
   ``shapes-unclip``: its decoder, a 32 px pixel UNet drawing from those embeddings, exported
   with the prior (and the CLIP) as one unCLIP model (DALL-E 2).
+- ``shapes-gan``: a text-conditional GAN (DF-GAN) on 64 px scenes with the frozen MiniLM, one
+  pass per image, with a hard negative caption per scene for the discriminator.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ from typing import Literal
 
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
+from atelier.gan.options import GANOptions
 from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
+from atelier.models.gan_discriminator import JointDiscriminatorConfig
+from atelier.models.gan_generator import GeneratorConfig
 from atelier.models.prior import PriorConfig
 from atelier.models.shapes_features import ShapesFeatureConfig
 from atelier.models.token_transformer import TokenTransformerConfig
@@ -41,6 +46,7 @@ from atelier.models.vae import VAEConfig
 from atelier.text.factory import TextEncoderConfig
 from atelier.tokens.options import AutoregressiveOptions, MaskedOptions
 from atelier.training.config import TrainConfig
+from atelier.training.gan_task import GANObjective
 from atelier.training.ldm import LDMObjective
 from atelier.training.token_tasks import TokenObjective
 from atelier.training.tokenizer_task import TokenizerLossConfig
@@ -60,6 +66,7 @@ RecipeKind = Literal[
     "maskgit",
     "unclip-prior",
     "unclip",
+    "gan",
 ]
 
 
@@ -74,7 +81,8 @@ class ShapesData:
     ``captions_per_image`` > 1 gives every scene that many true captions, one drawn each time
     the scene is (text-to-image recipes; see ``data/recaption.py``). ``hard_negatives`` > 0
     gives every scene that many false captions, one fact away from its true one, one drawn as
-    an extra negative each time (CLIP recipes; NegCLIP, ``shapes/negatives.py``).
+    an extra negative each time (CLIP recipes, NegCLIP; GAN recipes, for the discriminator;
+    ``shapes/negatives.py``).
     """
 
     n: int = 20000
@@ -143,6 +151,13 @@ class Recipe:
     prior_model: str = "shapes-unclip-prior"
     unclip_objective: UnCLIPObjective = field(default_factory=UnCLIPObjective)
     unclip_sampling: UnCLIPOptions = field(default_factory=UnCLIPOptions)
+    # GANs: the generator's and the joint discriminator's sizes (their text widths and the
+    # resolution are set from the text encoder and the data when the run starts), the
+    # objective, and the sampling defaults its folder stores.
+    generator: GeneratorConfig | None = None
+    joint_discriminator: JointDiscriminatorConfig | None = None
+    gan_objective: GANObjective = field(default_factory=GANObjective)
+    gan_sampling: GANOptions = field(default_factory=GANOptions)
 
 
 _TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
@@ -488,6 +503,44 @@ def _shapes_unclip() -> Recipe:
     )  # fmt: skip
 
 
+# DF-GAN's networks at half its 64 px width (K = 16: 128 channels at 4-8 px down to 16 at
+# 64 px): G 2.05 M parameters, most of them in the fusion MLPs, which cost almost nothing; D
+# 0.95 M. Measured inside the loop with OMP_NUM_THREADS=1, 20 steps, both cores busy with other
+# runs: 1.29 CPU-s per batch-32 step (fp32, MA-GP, one hard negative per image). The 3-CPU-hour
+# budget, less MiniLM's states of 40,000 captions and negatives (7.6 CPU-s per 1,000: 0.09 h)
+# and 15 sample steps, holds about 8,000 steps; 7,500 leave room for a slower machine (2.8 h):
+# 240,000 scenes, 12 passes over the 20,000. K = 32 costs 3.9 s a step (3x). bf16 autocast
+# took 0.95 s; it is left off until a run shows the gradient penalty (a sixth power of a
+# gradient norm) keeps its precision in bf16.
+_GAN_TRAIN = TrainConfig(
+    max_steps=7500,
+    batch_size=32,
+    lr=1e-4,
+    betas=(0.0, 0.9),
+    grad_clip=None,  # DF-GAN clips nothing; one global norm over G and D would couple them
+    ema_decay=0.999,
+    ema_start=1000,
+    autocast="off",
+    checkpoint_every=250,
+    sample_every=500,
+    log_every=25,
+)
+
+
+def _shapes_gan() -> Recipe:
+    # The frozen MiniLM, as the default diffusion model reads text; its pooled sentence vector
+    # conditions G and D, its word states only with generator.attention_resolutions set.
+    # Without attention the window only has to hold the longest caption (43 tokens); the
+    # states of 40,000 captions and negatives take about 2.9 GB in memory.
+    return Recipe(
+        name="shapes-gan", kind="gan", train=_GAN_TRAIN,
+        data=ShapesData(hard_negatives=1),
+        text_encoder=replace(_TEXT_MINILM, cache_size=50000),
+        generator=GeneratorConfig(channels=16), joint_discriminator=JointDiscriminatorConfig(
+            channels=16),
+    )  # fmt: skip
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
@@ -510,6 +563,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-maskgit-minilm": _shapes_maskgit_minilm,
     "shapes-unclip-prior": _shapes_unclip_prior,
     "shapes-unclip": _shapes_unclip,
+    "shapes-gan": _shapes_gan,
 }
 
 

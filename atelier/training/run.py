@@ -30,6 +30,7 @@ from atelier.training.runners import (
     clip,
     diffusion,
     features,
+    gan,
     tokenizer,
     tokens,
     unclip,
@@ -48,6 +49,7 @@ RUNNERS = {
     "maskgit": tokens.run,
     "unclip-prior": unclip.run_prior,
     "unclip": unclip.run_decoder,
+    "gan": gan.run,
 }
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.
@@ -68,6 +70,7 @@ USES = {
     "unclip-prior": "train an unCLIP decoder beside it with prior_model={name} "
     "(e.g. `atelier train shapes-unclip prior_model={name}`)",
     "unclip": "`atelier generate PROMPT --model {name}`, `atelier variations IMAGE --model {name}`",
+    "gan": "`atelier generate PROMPT --model {name}`, `atelier interpolate PROMPT --model {name}`",
 }
 
 
@@ -89,10 +92,10 @@ def run_recipe(
     """Train ``recipe`` into ``out`` (default: under ~/.cache/atelier/runs); return its installed
     model folder. ``command`` is what the user typed, which the model card records;
     ``replace_shipped``: install under the recipe's name even if a shipped model has it."""
-    if recipe.data.hard_negatives and recipe.kind != "clip":
+    if recipe.data.hard_negatives and recipe.kind not in ("clip", "gan"):
         raise RecipeError(
-            f"data.hard_negatives is for contrastive (CLIP) recipes; {recipe.name} is a "
-            f"{recipe.kind} recipe: drop the override"
+            f"data.hard_negatives is for contrastive (CLIP) recipes and GANs; {recipe.name} "
+            f"is a {recipe.kind} recipe: drop the override"
         )
     run_dir = out if out is not None else home() / "runs" / recipe.name
     found = checkpoint_files(run_dir)

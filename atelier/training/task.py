@@ -46,6 +46,16 @@ class SamplingTask(Task, Protocol):
 
 
 @runtime_checkable
+class MultiRateTask(Task, Protocol):
+    """A task whose networks learn at different rates: ``lr_scales()`` maps a module name to a
+    factor on the loop's learning rate (a module it leaves out gets 1). A GAN gives its
+    discriminator a higher one (the two time-scale update rule; Heusel et al., 2017): with
+    Adam a rescaled loss would not change the step, only the learning rate does."""
+
+    def lr_scales(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
 class StatefulTask(Task, Protocol):
     """A task with state beyond its modules (say a running loss scale), checkpointed as tensors."""
 

@@ -55,6 +55,10 @@ def test_every_recipe_builds_consistently(name):
             unet = recipe.unet
             assert (unet.in_channels, unet.out_channels) == (3, 3)
             assert (unet.image_embed_dim, unet.context_dim) == (128, 128)
+    elif recipe.kind == "gan":
+        # Text widths and resolution are set from the encoder and the data when the run starts.
+        assert recipe.generator is not None and recipe.joint_discriminator is not None
+        assert recipe.text_encoder.kind == "minilm" and recipe.train.grad_clip is None
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
@@ -111,7 +115,7 @@ def test_bad_overrides(override, message):
 
 
 def test_train_command_errors_are_clear():
-    result = CliRunner().invoke(app, ["train", "shapes-gan"])
+    result = CliRunner().invoke(app, ["train", "shapes-no-such-recipe"])
     assert result.exit_code == 2 and "valid: shapes-vae" in result.output
     result = CliRunner().invoke(app, ["train", "shapes-ldm", "train.max_step=1"])
     assert result.exit_code == 2 and "no field" in result.output
