@@ -14,6 +14,8 @@ from atelier.data.hard_negatives import WithNegatives
 from atelier.data.latents import LatentDataset
 from atelier.data.recaption import Recaptioned
 from atelier.data.shapes import ShapesDataset
+from atelier.kinds.base import ModelKind
+from atelier.kinds.registry import load_model
 from atelier.paths import home
 from atelier.training.recipes import Recipe, RecipeError
 
@@ -85,3 +87,17 @@ def captions(data: CaptionedImages | LatentDataset | Recaptioned) -> list[str]:
     item's second half."""
     kept = getattr(data, "captions", None)
     return list(kept) if kept is not None else [data[i][1] for i in range(len(data))]
+
+
+def base_model(recipe: Recipe, field: str, kind: ModelKind, *, role: str, train_with: str):
+    """The trained model the recipe's ``field`` names (of ``kind``), which this recipe builds on;
+    a RecipeError saying how to get it: ``{recipe} {role} 'NAME', which cannot be loaded (...);
+    train it first (atelier train {train_with}) or set {field}=NAME``."""
+    name = getattr(recipe, field)
+    try:
+        return load_model(name, want=kind)
+    except (FileNotFoundError, ValueError) as err:
+        raise RecipeError(
+            f"{recipe.name} {role} {name!r}, which cannot be loaded ({err}); train it first "
+            f"(atelier train {train_with}) or set {field}=NAME"
+        ) from None

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.training.overrides import apply_overrides
-from atelier.training.recipes import RECIPES, get_recipe
+from atelier.training.recipes import RECIPES, RecipeError, get_recipe
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -188,3 +188,38 @@ def test_every_kind_a_recipe_trains_says_how_its_installed_model_is_used():
 
     assert set(RUNNERS) <= set(USES)
     assert {get_recipe(name).kind for name in RECIPES} <= set(RUNNERS)
+
+
+def test_a_missing_base_model_says_what_to_train(tmp_path, monkeypatch):
+    """A recipe built on another trained model (a token model's tokenizer, unCLIP's CLIP and
+    prior) names it, why it cannot load, and how to get it."""
+    from atelier.kinds import tokenizer as tokenizer_kind
+    from atelier.training.recipe_data import base_model
+
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    recipe = replace(get_recipe("shapes-dalle"), tokenizer_model="no-such-tokenizer")
+    with pytest.raises(RecipeError) as err:
+        base_model(
+            recipe,
+            "tokenizer_model",
+            tokenizer_kind.KIND,
+            role="learns the codes of the image tokenizer",
+            train_with="shapes-vqgan",
+        )
+    message = str(err.value)
+    assert message.startswith(
+        "shapes-dalle learns the codes of the image tokenizer "
+        "'no-such-tokenizer', which cannot be loaded ("
+    )
+    assert message.endswith(
+        "train it first (atelier train shapes-vqgan) or set tokenizer_model=NAME"
+    )
+    wrong = replace(recipe, tokenizer_model="shapes-clip")  # shipped, but not a tokenizer
+    with pytest.raises(RecipeError, match="shapes-clip"):
+        base_model(
+            wrong,
+            "tokenizer_model",
+            tokenizer_kind.KIND,
+            role="learns the codes of the image tokenizer",
+            train_with="shapes-vqgan",
+        )

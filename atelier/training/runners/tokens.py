@@ -23,7 +23,6 @@ from atelier.data.tokens import TokenDataset
 from atelier.kinds import dalle, maskgit
 from atelier.kinds import tokenizer as tokenizer_kind
 from atelier.kinds.card import METRICS_TODO, cost, model_card
-from atelier.kinds.registry import load_model
 from atelier.kinds.token_model import TokenModel, save_token_model
 from atelier.paths import home
 from atelier.shapes.bench import load_suite
@@ -34,7 +33,13 @@ from atelier.text.tokenizer import train_bpe
 from atelier.training.callbacks import CPULedger, process_cpu_seconds
 from atelier.training.checkpoint import final_weights
 from atelier.training.loop import train
-from atelier.training.recipe_data import captions, folder_digest, recaptioned, recipe_images
+from atelier.training.recipe_data import (
+    base_model,
+    captions,
+    folder_digest,
+    recaptioned,
+    recipe_images,
+)
 from atelier.training.recipes import Recipe, RecipeError
 from atelier.training.token_tasks import AutoregressiveTask, MaskedTokenTask
 
@@ -46,14 +51,9 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     family = {"dalle": dalle.FAMILY, "maskgit": maskgit.FAMILY}[recipe.kind]
     if recipe.token_transformer is None:
         raise RecipeError(f"{recipe.name} names no token_transformer sizes")
-    try:
-        image_tokenizer = load_model(recipe.tokenizer_model, want=tokenizer_kind.KIND)
-    except (FileNotFoundError, ValueError) as err:
-        raise RecipeError(
-            f"{recipe.name} learns the codes of the image tokenizer {recipe.tokenizer_model!r}, "
-            f"which cannot be loaded ({err}); train it first (atelier train shapes-vqgan) or "
-            "set tokenizer_model=NAME"
-        ) from None
+    image_tokenizer = base_model(recipe, "tokenizer_model", tokenizer_kind.KIND,
+                                 role="learns the codes of the image tokenizer",
+                                 train_with="shapes-vqgan")  # fmt: skip
     if image_tokenizer.resolution != recipe.data.resolution:
         raise RecipeError(
             f"the image tokenizer {recipe.tokenizer_model} was trained at "

@@ -26,7 +26,6 @@ from atelier.kinds import clip as clip_kind
 from atelier.kinds import unclip_prior
 from atelier.kinds.card import METRICS_TODO, cost, model_card
 from atelier.kinds.folder import resolve
-from atelier.kinds.registry import load_model
 from atelier.kinds.unclip import UnCLIPModel, save_unclip
 from atelier.kinds.unclip_prior import TrainedPrior, save_prior
 from atelier.models.clip import CLIP
@@ -39,6 +38,7 @@ from atelier.training.callbacks import CPULedger, TimestepLossLogger, process_cp
 from atelier.training.checkpoint import final_weights
 from atelier.training.loop import train
 from atelier.training.recipe_data import (
+    base_model,
     captions,
     folder_digest,
     held_out_scenes,
@@ -98,14 +98,13 @@ def run_prior(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | N
               command: str) -> Path:  # fmt: skip
     if recipe.prior is None:
         raise RecipeError(f"{recipe.name} names no prior sizes")
-    try:
-        clip = load_model(recipe.clip_model, want=clip_kind.KIND)
-    except (FileNotFoundError, ValueError) as err:
-        raise RecipeError(
-            f"{recipe.name} samples the embedding space of the CLIP {recipe.clip_model!r}, which "
-            f"cannot be loaded ({err}); train it first (atelier train shapes-clip) or set "
-            "clip_model=NAME"
-        ) from None
+    clip = base_model(
+        recipe,
+        "clip_model",
+        clip_kind.KIND,
+        role="samples the embedding space of the CLIP",
+        train_with="shapes-clip",
+    )
     clip.requires_grad_(False)
     # The data preparation this process does (embeddings not yet on disk) counts as training.
     before = process_cpu_seconds()
@@ -139,14 +138,9 @@ def run_decoder(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path |
                 command: str) -> Path:  # fmt: skip
     if recipe.unet is None:
         raise RecipeError(f"{recipe.name} names no unet sizes for its decoder")
-    try:
-        prior = load_model(recipe.prior_model, want=unclip_prior.KIND)
-    except (FileNotFoundError, ValueError) as err:
-        raise RecipeError(
-            f"{recipe.name} is exported with the unCLIP prior {recipe.prior_model!r}, which "
-            f"cannot be loaded ({err}); train it first (atelier train shapes-unclip-prior) or "
-            "set prior_model=NAME"
-        ) from None
+    prior = base_model(recipe, "prior_model", unclip_prior.KIND,
+                       role="is exported with the unCLIP prior",
+                       train_with="shapes-unclip-prior")  # fmt: skip
     clip = prior.clip.requires_grad_(False)
     if recipe.data.resolution % 2 ** (len(recipe.unet.block_channels) - 1):
         raise RecipeError(f"data.resolution {recipe.data.resolution} is not a multiple of the "
