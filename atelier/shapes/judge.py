@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,9 +76,15 @@ MAX_PROTOTYPE_DISTANCE = 2.5
 MAX_ASPECT = 1.3
 
 _WHITE = np.asarray(BACKGROUND, dtype=np.float64)
-_DIRECTIONS = np.stack(
-    [np.asarray(PALETTE[c], dtype=np.float64) - _WHITE for c in COLORS]
-)  # (6, 3)
+# A palette: colour name -> RGB. The world's six, or an extension naming more (a concept colour
+# a fine-tune learns, ``shapes/concept.py``): every colour is found and measured the same way.
+Palette = dict[str, tuple[int, int, int]]
+WORLD_PALETTE: Palette = {c: PALETTE[c] for c in COLORS}
+
+
+def _directions(palette: Palette) -> np.ndarray:
+    """(K, 3): each palette colour minus white, in the palette's order."""
+    return np.stack([np.asarray(rgb, dtype=np.float64) - _WHITE for rgb in palette.values()])
 
 
 @dataclass(frozen=True)
@@ -126,14 +133,17 @@ def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def pixel_model(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pixel: best palette index (H, W), alphas for all colours (H, W, 6), foreign mask."""
+def pixel_model(
+    rgb: np.ndarray, palette: Palette = WORLD_PALETTE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel: best palette index (H, W), alphas for all K colours (H, W, K), foreign mask."""
+    directions = _directions(palette)  # (K, 3)
     v = rgb - _WHITE  # (H, W, 3)
-    alphas = np.einsum("hwc,kc->hwk", v, _DIRECTIONS) / (_DIRECTIONS**2).sum(1)  # (H, W, 6)
+    alphas = np.einsum("hwc,kc->hwk", v, directions) / (directions**2).sum(1)  # (H, W, K)
     alphas = np.clip(alphas, 0.0, 1.0)
     residual = np.linalg.norm(
-        v[..., None, :] - alphas[..., None] * _DIRECTIONS, axis=-1
-    )  # (H, W, 6)
+        v[..., None, :] - alphas[..., None] * directions, axis=-1
+    )  # (H, W, K)
     best = residual.argmin(-1)  # (H, W)
     best_res = np.take_along_axis(residual, best[..., None], -1)[..., 0]
     best_alpha = np.take_along_axis(alphas, best[..., None], -1)[..., 0]
@@ -143,18 +153,26 @@ def pixel_model(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return label, alphas, foreign
 
 
-def _shape_of(fill: float, skew: float, aspect: float) -> str:
+def _shape_of(
+    fill: float, skew: float, aspect: float, prototypes: Mapping[str, _Prototype]
+) -> str:
     if aspect > MAX_ASPECT:
         return "unknown"
     dists = {
         name: np.hypot((fill - p.fill) / p.fill_scale, (skew - p.skew) / p.skew_scale)
-        for name, p in PROTOTYPES.items()
+        for name, p in prototypes.items()
     }
     name = min(dists, key=dists.get)
     return name if dists[name] <= MAX_PROTOTYPE_DISTANCE else "unknown"
 
 
-def _measure(alpha: np.ndarray, height: int, width: int, color: str) -> FoundObject:
+def _measure(
+    alpha: np.ndarray,
+    height: int,
+    width: int,
+    color: str,
+    prototypes: Mapping[str, _Prototype] = PROTOTYPES,
+) -> FoundObject:
     """Features of one object from its soft coverage ``alpha`` (H, W), zero outside the object."""
     cols, rows = alpha.max(axis=0), alpha.max(axis=1)  # (W,), (H,)
     w, h = cols.sum(), rows.sum()
@@ -169,11 +187,11 @@ def _measure(alpha: np.ndarray, height: int, width: int, color: str) -> FoundObj
     # column-maxima width is the side; the row maxima undercount a triangle's thin apex.
     fill = float(alpha.sum() / w**2)
     aspect = float(max(w, h) / max(min(w, h), 1e-6))
-    shape = _shape_of(fill, skew, aspect)
+    shape = _shape_of(fill, skew, aspect, prototypes)
     if shape == "unknown":
         side = float(max(w / width, h / height))
     else:
-        side = float(np.sqrt(alpha.sum() / PROTOTYPES[shape].area_ratio / (width * height)))
+        side = float(np.sqrt(alpha.sum() / prototypes[shape].area_ratio / (width * height)))
     if not SCALE_RANGE[0] <= side <= SCALE_RANGE[1]:
         size = "off-scale"
     else:
@@ -184,17 +202,23 @@ def _measure(alpha: np.ndarray, height: int, width: int, color: str) -> FoundObj
     )
 
 
-def detect(image: Image.Image | np.ndarray) -> list[FoundObject]:
-    """Every object in ``image``, in reading order (top to bottom, left to right)."""
+def detect(
+    image: Image.Image | np.ndarray,
+    palette: Palette = WORLD_PALETTE,
+    prototypes: Mapping[str, _Prototype] = PROTOTYPES,
+) -> list[FoundObject]:
+    """Every object in ``image``, in reading order (top to bottom, left to right). ``palette``
+    names the colours and ``prototypes`` the shapes to look for (the world's by default; an
+    extension adds a concept's, ``shapes/concept.py``)."""
     rgb = as_rgb_array(image)
     height, width = rgb.shape[:2]
-    label, alphas, foreign = pixel_model(rgb)
+    label, alphas, foreign = pixel_model(rgb, palette)
     min_pixels = MIN_AREA * height * width
     # Grow each component by half the minimum gap, so edges are counted but never a neighbour's.
     radius = max(1, round(MIN_GAP / 2 * max(height, width)))
     grow = np.ones((2 * radius + 1, 2 * radius + 1), dtype=bool)
     found: list[FoundObject] = []
-    for k, color in enumerate(COLORS):
+    for k, color in enumerate(palette):
         components, n = ndimage.label(label == k, structure=np.ones((3, 3)))
         for idx, box in enumerate(ndimage.find_objects(components), start=1):
             if box is None:
@@ -203,7 +227,7 @@ def detect(image: Image.Image | np.ndarray) -> list[FoundObject]:
             alpha = np.where(region, alphas[..., k], 0.0)
             if alpha.sum() < min_pixels:
                 continue
-            found.append(_measure(alpha, height, width, color))
+            found.append(_measure(alpha, height, width, color, prototypes))
     components, _ = ndimage.label(foreign, structure=np.ones((3, 3)))
     for idx, box in enumerate(ndimage.find_objects(components), start=1):
         mask = components[box] == idx
