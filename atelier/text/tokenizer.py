@@ -14,7 +14,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
 from atelier.atomic import write_atomic
 from atelier.text.window import TokenBatch, encode_window
@@ -66,6 +75,17 @@ class BPETokenizer:
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return self._tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def words(self) -> set[str]:
+        """Every token of the vocabulary."""
+        return set(self._tokenizer.get_vocab())
+
+    def add_words(self, words: list[str]) -> list[int]:
+        """Add ``words`` as whole-word tokens (textual inversion's); their ids."""
+        # lstrip: the space before the word is part of it, as a BPE word's "Ġ" prefix is.
+        self._tokenizer.add_tokens([AddedToken(w, single_word=True, lstrip=True, normalized=True)
+                                    for w in words])  # fmt: skip
+        return [self._tokenizer.token_to_id(w) for w in words]
 
     def to_str(self) -> str:
         """The whole tokenizer as the JSON text :meth:`save` writes (a model hash reads it)."""

@@ -17,6 +17,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from atelier.atomic import write_atomic
 from atelier.safeload import build_and_load, check_config_values
+from atelier.text.embeddings import embed_ids
 from atelier.text.encoder import TextEncoder
 from atelier.text.tokenizer import BPETokenizer
 from atelier.text.transformer import TransformerText, TransformerTextConfig
@@ -47,16 +48,30 @@ class TrainableTextEncoder(TextEncoder):
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = self.tokenizer.encode(prompts, max_length=self.max_length)
         mask = batch.mask.to(self.device)  # (B, T)
-        states, pooled = self.model(batch.ids.to(self.device), mask)  # (B, T, D), (B, D)
+        ids = batch.ids.to(self.device)
+        embeds = embed_ids(self.model.token_embedding, ids, self.learned)  # (B, T, D)
+        states, pooled = self.model(ids, mask, token_embeds=embeds)  # (B, T, D), (B, D)
         return states, mask, pooled
+
+    def _token_table(self) -> torch.nn.Embedding:
+        return self.model.token_embedding
+
+    def _known_words(self) -> set[str]:
+        return self.tokenizer.words()
+
+    def _add_to_tokenizer(self, words: list[str]) -> list[int]:
+        return self.tokenizer.add_words(words)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write config, weights and tokenizer into ``folder`` (created if needed)."""
         directory = Path(folder)
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(directory)
+        # Learned words travel in their own learned_embeds file, not in the encoder's.
         weights = {
-            name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in self.state_dict().items()
+            if not name.startswith("learned.")
         }
         write_atomic(directory / WEIGHTS_FILE, safetensors_bytes(weights))
         config = {"kind": KIND, **asdict(self.config)}

@@ -130,8 +130,12 @@ class TransformerText(nn.Module):
         self.apply(init_weights)
         nn.init.normal_(self.position_embedding, std=0.01)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, *, token_embeds: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``ids`` (B, T) int64, ``mask`` (B, T) bool -> ``(states (B, T, D), pooled (B, D))``.
+        ``token_embeds`` (B, T, D) stands in for the table's embeddings of ``ids`` (textual
+        inversion's new words, ``text/embeddings.py``).
 
         Every row needs at least one True in ``mask``; an all-padding row has nothing to attend
         to and would come out NaN.
@@ -139,7 +143,9 @@ class TransformerText(nn.Module):
         T = ids.shape[1]
         if T > self.config.max_length:
             raise ValueError(f"got {T} tokens, more than max_length={self.config.max_length}")
-        x = self.token_embedding(ids) + self.position_embedding[:T]  # (B, T, D)
+        if token_embeds is None:
+            token_embeds = self.token_embedding(ids)
+        x = token_embeds + self.position_embedding[:T]  # (B, T, D)
         for block in self.blocks:
             x = block(x, mask, causal=self.config.causal)
         states = self.ln_final(x)  # (B, T, D)
