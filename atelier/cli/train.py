@@ -21,6 +21,14 @@ def train(
     out: Path = typer.Option(None, "--out", help="Run folder (default ~/.cache/atelier/runs/…)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop cleanly after M min."),
+    token: str = typer.Option(
+        None, "--token", help="lora, dreambooth, textual-inversion: the rare word naming the "
+        "concept in the captions (default sks)."
+    ),
+    base: str = typer.Option(
+        None, "--base", help="lora, dreambooth, textual-inversion: the model to teach "
+        "(default shapes-ldm-minilm)."
+    ),
     install: bool = typer.Option(
         False,
         "--install",
@@ -32,8 +40,9 @@ def train(
     from atelier.training.recipes import RecipeError
     from atelier.training.run import run_recipe
 
+    personal = [f"personal.{k}={v}" for k, v in (("token", token), ("base", base)) if v]
     try:
-        chosen = apply_overrides(get_recipe(recipe), overrides or [])
+        chosen = apply_overrides(get_recipe(recipe), personal + (overrides or []))
         if max_minutes is not None:
             chosen = replace(chosen, train=replace(chosen.train, max_minutes=max_minutes))
     except ValueError as err:
@@ -41,7 +50,8 @@ def train(
     try:
         # The card records the command that reproduces the model.
         words = ["atelier", "train", recipe, *(overrides or [])]
-        for flag, value in (("--data", data), ("--out", out), ("--max-minutes", max_minutes)):
+        for flag, value in (("--data", data), ("--out", out), ("--max-minutes", max_minutes),
+                            ("--token", token), ("--base", base)):
             words += [flag, str(value)] if value is not None else []
         words += ["--resume"] if resume else []
         command = shlex.join(words + (["--install"] if install else []))

@@ -25,12 +25,16 @@ from atelier.diffusion import samplers
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
 from atelier.digest import state_digest
+from atelier.kinds import adapters
 from atelier.kinds.base import Facts, ModelKind, option_specs, with_options
 from atelier.kinds.folder import build_config, save_weights, write_folder
 from atelier.models.latent_space import LatentSpace
+from atelier.models.lora import LoRANetwork
+from atelier.models.lora_keys import from_tensors
 from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.pipelines.interpolate import frame_weights, noise_path, text_path
+from atelier.pipelines.lora_tags import LoRASpec, split_lora_tags
 from atelier.pipelines.text2image import Text2Image
 from atelier.safeload import build_and_load, check_config_values
 from atelier.text.encoder import TextEncoder
@@ -121,13 +125,20 @@ def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
 
 @dataclass
 class Model:
-    """The loaded parts of a diffusion model folder; a :class:`~atelier.kinds.base.TextToImage`."""
+    """The loaded parts of a diffusion model folder; a :class:`~atelier.kinds.base.TextToImage`.
+
+    Personalisation (``kinds/adapters.py``): a prompt's ``<lora:NAME:WEIGHT>`` tags attach those
+    LoRAs for its image (:meth:`use_loras`), and a word of an installed textual-inversion
+    embedding loads it into the text encoder (:meth:`use_embeddings`), as AUTOMATIC1111 does.
+    """
 
     config: ModelConfig
     unet: UNet
     text_encoder: TextEncoder
     vae: AutoencoderKL | None
     path: Path | None = None
+    loras: dict[str, LoRANetwork] = field(default_factory=dict, repr=False)  # loaded, by name
+    lora_specs: tuple[LoRASpec, ...] = ()  # the LoRAs attached now, with their weights
 
     @property
     def name(self) -> str:
@@ -151,6 +162,74 @@ class Model:
         if isinstance(self.text_encoder, TrainableTextEncoder):
             parts.append(("text_encoder", self.text_encoder))
         return state_digest(*parts, salt=self.config.text_encoder.kind, length=10)
+
+    def adapter_parts(self) -> dict[str, nn.Module]:
+        """The networks a LoRA may adapt: the UNet, and a trainable text encoder."""
+        parts: dict[str, nn.Module] = {"unet": self.unet}
+        if isinstance(self.text_encoder, TrainableTextEncoder):
+            parts["text_encoder"] = self.text_encoder
+        return parts
+
+    def use_loras(self, specs: Sequence[LoRASpec]) -> None:
+        """Attach exactly these LoRAs (name or file, weight), detaching any others; weight 0
+        leaves the model as it is, bit for bit. A file that does not fit is refused naming why."""
+        for name, _ in specs:
+            if name not in self.loras:
+                file = adapters.resolve_lora(name)
+                tensors, metadata = adapters.read_tensors(file, "LoRA")
+                try:
+                    network, _ = from_tensors(self.adapter_parts(), tensors, metadata)
+                except ValueError as err:
+                    raise ValueError(f"LoRA {name} ({file}) cannot be used with "
+                                     f"{self.name}: {err}") from None  # fmt: skip
+                self.loras[name] = network.to(self.device).eval()
+        weights: dict[str, float] = {}
+        for name, weight in specs:
+            weights[name] = weights.get(name, 0.0) + weight
+        for name, network in self.loras.items():
+            if name in weights:
+                network.attach(weights[name])
+            elif network.attached:
+                network.detach()
+        self.lora_specs = tuple(specs)
+
+    def use_embeddings(self, names: Sequence[str | Path]) -> list[str]:
+        """Load textual-inversion embeddings (names or files) into the text encoder; the
+        words they teach."""
+        words = []
+        for name in names:
+            file = adapters.resolve_embedding(name)
+            vectors = adapters.read_embeddings(file)
+            try:
+                self.text_encoder.add_tokens(vectors)
+            except ValueError as err:
+                raise ValueError(f"embedding {name} ({file}): {err}") from None
+            words += list(vectors)
+        return words
+
+    def embeddings_for(self, prompts: Sequence[str]) -> None:
+        """Load every installed embedding whose word a prompt uses and the encoder lacks."""
+        installed = adapters.installed_embeddings()
+        if not installed:
+            return
+        used = {w for p in prompts for w in p.lower().replace(",", " ").split()}
+        learned = set(self.text_encoder.learned.tokens) if self.text_encoder.learned else set()
+        for name in installed:
+            file = adapters.resolve_embedding(name)
+            if set(adapters.embedding_words(file)) & (used - learned):
+                self.use_embeddings([file])
+
+    def take_loras(self, prompt: str) -> str:
+        """Attach the LoRAs ``prompt`` asks for (loading the embeddings it uses) and return it
+        without its tags: for commands that run the pipeline themselves (editing)."""
+        text, specs = split_lora_tags(prompt)
+        self.embeddings_for([text])
+        self.use_loras(specs)
+        return text
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
 
     def network_evaluations(self, options: SamplingOptions | None = None) -> int:
         """Denoiser calls per image with ``options`` (None: the defaults), the NFE a sweep
@@ -194,10 +273,37 @@ class Model:
         callback: Callable[[Any], None] | None = None,
         size: int | None = None,
     ) -> list[Image.Image]:
-        return self.pipeline(size=size)(
-            prompts, seeds=seeds, negative_prompt=negative_prompt,
-            options=options or self.defaults, callback=callback,
-        )  # fmt: skip
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings, not one string")
+        parsed = [split_lora_tags(p) for p in prompts]
+        negative_prompt, _ = split_lora_tags(negative_prompt)
+        self.embeddings_for([text for text, _ in parsed])
+        groups: dict[tuple[LoRASpec, ...], list[int]] = {}
+        for i, (_, specs) in enumerate(parsed):
+            groups.setdefault(specs, []).append(i)
+        if list(groups) == [()]:
+            return self.pipeline(size=size)(
+                prompts, seeds=seeds, negative_prompt=negative_prompt,
+                options=options or self.defaults, callback=callback,
+            )  # fmt: skip
+        if len(prompts) != len(seeds):
+            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
+        # Each image is drawn with its own prompt's LoRAs; every image has its own generator,
+        # so drawing them in groups gives the pixels drawing them one by one would.
+        images: list[Image.Image | None] = [None] * len(prompts)
+        try:
+            for specs, rows in groups.items():
+                self.use_loras(specs)
+                drawn = self.pipeline(size=size)(
+                    [parsed[i][0] for i in rows], seeds=[seeds[i] for i in rows],
+                    negative_prompt=negative_prompt, options=options or self.defaults,
+                    callback=callback,
+                )  # fmt: skip
+                for i, image in zip(rows, drawn):
+                    images[i] = image
+        finally:
+            self.use_loras(())
+        return images
 
     @torch.no_grad()
     def interpolate(

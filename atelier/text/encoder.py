@@ -137,6 +137,18 @@ class TextEncoder(nn.Module, ABC):
         self.learned = learned.requires_grad_(False)
         return self.learned
 
+    def word_embedding(self, word: str) -> torch.Tensor:
+        """(D,): the mean of the table's embeddings of ``word``'s tokens (where textual
+        inversion starts a new word)."""
+        ids = self._word_ids(word)
+        if not ids:
+            raise ValueError(f"{word!r} has no tokens in this text encoder's vocabulary")
+        return self._token_table().weight[ids].detach().float().mean(0)
+
+    def _word_ids(self, word: str) -> list[int]:
+        """The token ids of ``word`` alone."""
+        raise ValueError(f"{type(self).__name__} cannot learn new words")
+
     def _token_table(self) -> nn.Embedding:
         """The embedding table of the V trained token ids."""
         raise ValueError(f"{type(self).__name__} cannot learn new words")

@@ -95,19 +95,18 @@ class MiniLMTextEncoder(TextEncoder):
     def _known_words(self) -> set[str]:
         return set(self.tokenizer.get_vocab())
 
+    def _word_ids(self, word: str) -> list[int]:
+        return self.tokenizer.encode(word, add_special_tokens=False).ids
+
     def _add_to_tokenizer(self, words: list[str]) -> list[int]:
         self.tokenizer.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in words])
         self.cache.clear()  # cached prompts that hold a new word were read as word pieces
         return [self.tokenizer.token_to_id(w) for w in words]
 
-    def _learning(self) -> bool:
-        """Whether the learned words are being trained now: then prompts are read with
-        gradients and the cache (which holds constants) is passed by."""
-        learned = self.learned
-        return learned is not None and learned.vectors.requires_grad and torch.is_grad_enabled()
-
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self._learning():
+        if self.learned is not None and self.learned.vectors.requires_grad:
+            # The learned words are being trained: their states change every step, so none is
+            # cached, and gradients flow where the caller enables them.
             if self.phrases:
                 raise ValueError("textual inversion reads whole prompts; turn phrases off")
             return self._bert(prompts, self.max_length)

@@ -80,6 +80,10 @@ class BPETokenizer:
         """Every token of the vocabulary."""
         return set(self._tokenizer.get_vocab())
 
+    def word_ids(self, word: str) -> list[int]:
+        """The ids of ``word`` as it reads inside a prompt (after a space)."""
+        return self._tokenizer.encode(" " + word, add_special_tokens=False).ids
+
     def add_words(self, words: list[str]) -> list[int]:
         """Add ``words`` as whole-word tokens (textual inversion's); their ids."""
         # lstrip: the space before the word is part of it, as a BPE word's "Ġ" prefix is.

@@ -59,6 +59,9 @@ class TrainableTextEncoder(TextEncoder):
     def _known_words(self) -> set[str]:
         return self.tokenizer.words()
 
+    def _word_ids(self, word: str) -> list[int]:
+        return self.tokenizer.word_ids(word)
+
     def _add_to_tokenizer(self, words: list[str]) -> list[int]:
         return self.tokenizer.add_words(words)
 

@@ -22,6 +22,9 @@
   with the prior (and the CLIP) as one unCLIP model (DALL-E 2).
 - ``shapes-gan``: a text-conditional GAN (DF-GAN) on 64 px scenes with the frozen MiniLM, one
   pass per image, with a hard negative caption per scene for the discriminator.
+- ``lora``, ``dreambooth``, ``textual-inversion``: teach a trained diffusion model (``base``) a
+  concept named by a rare token from at most 20 captioned images (``--data DIR``, else the
+  shapes world's concept set, ``shapes/concept.py``); ``training/personalize.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.discriminator import DiscriminatorConfig
 from atelier.models.gan_discriminator import JointDiscriminatorConfig
 from atelier.models.gan_generator import GeneratorConfig
+from atelier.models.lora import LoRAConfig
 from atelier.models.prior import PriorConfig
 from atelier.models.shapes_features import ShapesFeatureConfig
 from atelier.models.token_transformer import TokenTransformerConfig
@@ -67,7 +71,11 @@ RecipeKind = Literal[
     "unclip-prior",
     "unclip",
     "gan",
+    "lora",
+    "dreambooth",
+    "textual-inversion",
 ]
+PERSONAL_KINDS = ("lora", "dreambooth", "textual-inversion")
 
 
 class RecipeError(ValueError):
@@ -98,6 +106,32 @@ class ShapesData:
             )
         if self.hard_negatives < 0:
             raise ValueError(f"data.hard_negatives must be at least 0, got {self.hard_negatives}")
+
+
+@dataclass(frozen=True)
+class PersonalConfig:
+    """Teaching ``base`` a concept: the ``token`` that names it in every caption; without
+    ``--data``, ``concept_images`` images of the shapes world's concept set. LoRA's adapters
+    (``lora``); DreamBooth's prior preservation: ``class_images`` drawn by the base from the
+    captions with the token replaced by each of ``class_words`` in turn (removed when empty),
+    its loss weighted ``prior_weight`` (0: no prior preservation); textual inversion's new word
+    starts at the embedding of ``init_word``."""
+
+    token: str = "sks"
+    base: str = "shapes-ldm-minilm"
+    concept_images: int = 16
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    prior_weight: float = 1.0
+    class_images: int = 48
+    class_words: tuple[str, ...] = ("circle", "square", "triangle")
+    init_word: str = "shape"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_words", tuple(self.class_words))
+        if not 0 <= self.prior_weight <= 100:
+            raise ValueError(f"personal.prior_weight must be in [0, 100], got {self.prior_weight}")
+        if not 1 <= self.class_images <= 1000:
+            raise ValueError(f"personal.class_images must be in [1, 1000], got {self.class_images}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +192,8 @@ class Recipe:
     joint_discriminator: JointDiscriminatorConfig | None = None
     gan_objective: GANObjective = field(default_factory=GANObjective)
     gan_sampling: GANOptions = field(default_factory=GANOptions)
+    # Personalisation (lora, dreambooth, textual-inversion): the concept, its token, the base.
+    personal: PersonalConfig | None = None
 
 
 _TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
@@ -543,6 +579,27 @@ def _shapes_gan() -> Recipe:
     )  # fmt: skip
 
 
+# Personalisation, sized for the issue's 15 CPU-minutes on the default model (batch 4 of the 16
+# concept images; 20-step samplers for the class images and sample grids). Measured on this
+# machine with OMP_NUM_THREADS=1, both cores busy with other training runs: see
+# docs/personalisation.md. No caption dropout: the model keeps its own unconditional branch.
+_PERSONAL_OBJECTIVE = LDMObjective(p_uncond=0.0, weighting="uniform")
+_PERSONAL_TRAIN = TrainConfig(max_steps=400, batch_size=4, lr=1e-4, warmup_steps=20,
+                              lr_schedule="constant", grad_clip=1.0, checkpoint_every=100,
+                              sample_every=200, log_every=10)  # fmt: skip
+_PERSONAL_SAMPLING = SamplingOptions(steps=20, guidance=3.0, sampler="dpmpp_2m")
+
+
+def _personal(name: str, **train: object) -> Callable[[], Recipe]:
+    def recipe() -> Recipe:
+        return Recipe(
+            name=name, kind=name, train=replace(_PERSONAL_TRAIN, **train),
+            objective=_PERSONAL_OBJECTIVE, sampling=_PERSONAL_SAMPLING, personal=PersonalConfig(),
+        )  # fmt: skip
+
+    return recipe
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-vae": _shapes_vae,
     "shapes-ldm": _shapes_ldm,
@@ -566,6 +623,12 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-unclip-prior": _shapes_unclip_prior,
     "shapes-unclip": _shapes_unclip,
     "shapes-gan": _shapes_gan,
+    # LoRA at 1e-3 (diffusers' LoRA scripts use 1e-4 on SD at batch 1 and many more steps);
+    # DreamBooth's whole UNet at 5e-5 (its paper's 5e-6 is for SD's 860 M parameters);
+    # textual inversion at 5e-3 with no weight decay on the word (diffusers' script: 5e-4 x 4).
+    "lora": _personal("lora", lr=1e-3),
+    "dreambooth": _personal("dreambooth", lr=5e-5),
+    "textual-inversion": _personal("textual-inversion", lr=5e-3, weight_decay=0.0),
 }
 
 

@@ -31,6 +31,7 @@ from atelier.training.runners import (
     diffusion,
     features,
     gan,
+    personal,
     tokenizer,
     tokens,
     unclip,
@@ -50,7 +51,12 @@ RUNNERS = {
     "unclip-prior": unclip.run_prior,
     "unclip": unclip.run_decoder,
     "gan": gan.run,
+    "lora": personal.run,
+    "dreambooth": personal.run,
+    "textual-inversion": personal.run,
 }
+# Recipes whose result is not a model folder: the runner installs it where it belongs.
+ADAPTER_KINDS = ("lora", "textual-inversion")
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.
 USES = {
@@ -71,6 +77,7 @@ USES = {
     "(e.g. `atelier train shapes-unclip prior_model={name}`)",
     "unclip": "`atelier generate PROMPT --model {name}`, `atelier variations IMAGE --model {name}`",
     "gan": "`atelier generate PROMPT --model {name}`, `atelier interpolate PROMPT --model {name}`",
+    "dreambooth": "`atelier generate PROMPT --model {name}`",
 }
 
 
@@ -121,6 +128,9 @@ def run_recipe(
             f"cannot resume {run_dir}: {err}. Delete {run_dir} to start the run afresh, or "
             "give --out another folder"
         ) from None
+    if recipe.kind in ADAPTER_KINDS:
+        print(f"trained {recipe.name} in {(time.time() - began) / 60:.1f} min; installed: {folder}")
+        return folder
     note = _install_note(asked, recipe.name)
     if note:
         card = folder / "README.md"
