@@ -78,6 +78,8 @@ USES = {
     "unclip": "`atelier generate PROMPT --model {name}`, `atelier variations IMAGE --model {name}`",
     "gan": "`atelier generate PROMPT --model {name}`, `atelier interpolate PROMPT --model {name}`",
     "dreambooth": "`atelier generate PROMPT --model {name}`",
+    "lora": "`atelier generate PROMPT --lora {name}:1`, or `<lora:{name}:1>` in a prompt",
+    "textual-inversion": "its word in a prompt (`atelier generate PROMPT --embedding {name}`)",
 }
 
 

@@ -59,6 +59,10 @@ def test_every_recipe_builds_consistently(name):
         # Text widths and resolution are set from the encoder and the data when the run starts.
         assert recipe.generator is not None and recipe.joint_discriminator is not None
         assert recipe.text_encoder.kind == "minilm" and recipe.train.grad_clip is None
+    elif recipe.kind in ("lora", "dreambooth", "textual-inversion"):
+        # Taught to a trained model, which sets every size; no caption dropout.
+        assert recipe.personal is not None and recipe.objective.p_uncond == 0
+        assert recipe.kind != "textual-inversion" or recipe.train.weight_decay == 0
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
