@@ -42,6 +42,39 @@ OPTION = typer.Option(
 )  # fmt: skip
 
 
+LORA = typer.Option(
+    [], "--lora",
+    help="NAME[:WEIGHT] (repeatable): a LoRA (installed name or .safetensors file, diffusers' or "
+    "kohya's keys) at that multiplier, default 1; added to each prompt as <lora:NAME:WEIGHT>, "
+    "which also works typed in a prompt.",
+)  # fmt: skip
+EMBEDDING = typer.Option(
+    [], "--embedding",
+    help="A textual-inversion embedding to load (installed name or learned_embeds file; "
+    "installed ones also load when a prompt uses their word). Repeatable.",
+)  # fmt: skip
+
+
+def personalised(model: Any, prompts: Sequence[str], loras: Sequence[str],
+                 embeddings: Sequence[str]) -> list[str]:  # fmt: skip
+    """``prompts`` with the ``--lora`` flags as ``<lora:...>`` tags, after loading the
+    ``--embedding`` s into ``model`` (a diffusion model; another kind exits 2 naming it)."""
+    from atelier.pipelines.lora_tags import parse_lora_spec
+
+    if not loras and not embeddings:
+        return list(prompts)
+    if not isinstance(model, diffusion.Model):
+        raise fail(f"{model.name} is not a diffusion model: --lora and --embedding adapt the "
+                   "UNet and text encoder of one")  # fmt: skip
+    try:
+        specs = [parse_lora_spec(item) for item in loras]
+        model.use_embeddings(embeddings)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    tags = "".join(f" <lora:{name}:{weight:g}>" for name, weight in specs)
+    return [prompt + tags for prompt in prompts]
+
+
 def load_generator(model: str) -> TextToImage:
     """A text-to-image model of any kind, or exit 2 naming the problem."""
     try:

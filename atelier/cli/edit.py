@@ -25,7 +25,9 @@ from PIL import Image
 
 from atelier.budget import check_images, check_pixels, check_seed
 from atelier.cli.common import (
+    EMBEDDING,
     GUIDANCE,
+    LORA,
     OPTION,
     STEPS,
     chosen_seed,
@@ -34,6 +36,7 @@ from atelier.cli.common import (
     load_generator,
     options_for,
     painter_options,
+    personalised,
     ranked_extra,
     ranking_scorer,
 )
@@ -140,6 +143,19 @@ def _save(images, prompts, seeds, loaded: TextToImage, options, output: Path, mo
         typer.echo(str(save_numbered_png(image, output, f"{mode}-{seed}", params)))
 
 
+def _adapted(loaded: TextToImage, prompt: str, loras: list[str], embeddings: list[str]
+             ) -> tuple[str, str]:  # fmt: skip
+    """The prompt as the PNG records it (with ``<lora:...>`` tags for ``--lora``) and as the
+    editor reads it, the tags' LoRAs attached to a diffusion model (``kinds/diffusion.py``)."""
+    tagged = personalised(loaded, [prompt], loras, embeddings)[0]
+    if not isinstance(loaded, Model):
+        return tagged, tagged
+    try:
+        return tagged, loaded.take_loras(tagged)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+
+
 def _run(fn):
     try:
         return fn()
@@ -167,7 +183,8 @@ def img2img(
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
     sampler: str = SAMPLER, output: Path = OUTPUT, candidates: int = CANDIDATES,
-    rerank: str = RERANK, clip_model: str = CLIP_MODEL,
+    rerank: str = RERANK, clip_model: str = CLIP_MODEL, lora: list[str] = LORA,
+    embedding: list[str] = EMBEDDING,
 ) -> None:  # fmt: skip
     """Redraw an image under a prompt (SDEdit)."""
     source = open_image(image)
@@ -175,8 +192,9 @@ def img2img(
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
     seeds = _seeds(seed, max(n, 1))
+    prompt, text = _adapted(loaded, prompt, lora, embedding)
     choices, ranked = _best(
-        lambda s: editor.img2img([source] * len(s), [prompt] * len(s), seeds=s,
+        lambda s: editor.img2img([source] * len(s), [text] * len(s), seeds=s,
                                  strength=strength, negative_prompt=negative, options=options),
         prompt, seeds, candidates, rerank, clip_model,
     )  # fmt: skip
@@ -198,6 +216,7 @@ def inpaint(
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
     sampler: str = SAMPLER, option: list[str] = OPTION, output: Path = OUTPUT,
     candidates: int = CANDIDATES, rerank: str = RERANK, clip_model: str = CLIP_MODEL,
+    lora: list[str] = LORA, embedding: list[str] = EMBEDDING,
 ) -> None:  # fmt: skip
     """Repaint the white part of the mask; everything else stays exactly as it was. A token
     model (DALL-E, MaskGIT) masks the tokens the white part touches and draws them again."""
@@ -217,8 +236,9 @@ def inpaint(
         _note_size(source, loaded)
         diffusion_only = {"method": method, "resample": (jump, resample) if jump > 0 else None}
         settings |= {"jump": jump, "resample": resample}
+    prompt, text = _adapted(loaded, prompt, lora, embedding)
     choices, ranked = _best(
-        lambda s: editor.inpaint([source] * len(s), [mask_image] * len(s), [prompt] * len(s),
+        lambda s: editor.inpaint([source] * len(s), [mask_image] * len(s), [text] * len(s),
                                  seeds=s, grow=grow, feather=feather, options=options,
                                  **diffusion_only),
         prompt, seeds, candidates, rerank, clip_model,

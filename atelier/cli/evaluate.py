@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import typer
@@ -11,12 +11,15 @@ import typer
 from atelier.atomic import write_atomic
 from atelier.cli.common import (
     DIFFUSION_PANEL,
+    EMBEDDING,
     GUIDANCE,
     GUIDANCE_RESCALE,
+    LORA,
     OPTION,
     STEPS,
     generator_options,
     load_generator,
+    personalised,
     reranker,
 )
 from atelier.cli.errors import fail, writable_folder
@@ -86,6 +89,13 @@ def evaluate(
     guidance_rescale: float = GUIDANCE_RESCALE,
     option: list[str] = OPTION,
     limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
+    every: int = typer.Option(
+        1, "--every",
+        help="Only every Nth prompt of the suite (a subset spread over its categories and "
+        "splits, which run in order).",
+    ),  # fmt: skip
+    lora: list[str] = LORA,
+    embedding: list[str] = EMBEDDING,
     output: Path = typer.Option(Path("out/eval"), "-o", "--output", help="Folder for the JSON."),
     card: bool = typer.Option(False, "--card", help="Write the scores into the model card."),
     candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
@@ -106,15 +116,22 @@ def evaluate(
         raise fail(str(err)) from None
     if card and candidates > 1:
         raise fail("--card records the model's plain scores; run reranked evals without --card")
-    if samples < 1 or (limit is not None and limit < 1):
-        raise fail("--samples and --limit must be at least 1")
+    if samples < 1 or every < 1 or (limit is not None and limit < 1):
+        raise fail("--samples, --every and --limit must be at least 1")
+    if card and (every > 1 or lora or embedding):
+        raise fail("--card records the model's own scores on the whole suite; drop --every, "
+                   "--lora and --embedding")  # fmt: skip
     writable_folder(output)
     flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
              "guidance_rescale": guidance_rescale}  # fmt: skip
     _, options, loaded = generator_options(model, flags, option)
     loaded = loaded or load_generator(model)
+    prompts = prompts[::every]
     if limit is not None:
         prompts = prompts[:limit]
+    if lora or embedding:
+        tagged = personalised(loaded, [bp.prompt for bp in prompts], lora, embedding)
+        prompts = [replace(bp, prompt=text) for bp, text in zip(prompts, tagged)]
     pipe = reranker(loaded, candidates, rerank, clip_model)
     images: list = []
     results, seconds = generate_and_judge(
@@ -140,6 +157,9 @@ def evaluate(
         "candidates": candidates,
         "rerank": rerank,
         "seed": seed,
+        "every": every,
+        "loras": list(lora),
+        "embeddings": list(embedding),
         "seconds_per_image": seconds,
         "accuracy": to_json(table),
         "distribution": metrics_json(measured),
@@ -147,7 +167,10 @@ def evaluate(
         "images": [asdict(r) for r in results],
     }
     ranked = f"-rerank{candidates}" if candidates > 1 else ""
-    stem = f"{loaded.name}-{options_label(options)}{ranked}"
+    adapted = "".join(f"-lora-{item.replace(':', '@')}" for item in lora)
+    adapted += "".join(f"-emb-{Path(item).stem}" for item in embedding)
+    subset = f"-every{every}" if every > 1 else ""
+    stem = f"{loaded.name}{adapted}-{options_label(options)}{ranked}{subset}"
     path = output / f"{stem}.json"
     write_atomic(path, json.dumps(report, indent=1))
     typer.echo(str(path))

@@ -16,13 +16,16 @@ from atelier.budget import check_images, check_pixels, check_prompt, check_seed
 from atelier.cli.common import (
     DIFFUSION_PANEL,
     GUIDANCE,
+    EMBEDDING,
     GUIDANCE_RESCALE,
+    LORA,
     OPTION,
     STEPS,
     chosen_seed,
     generator_options,
     load_generator,
     options_for,
+    personalised,
     ranked_extra,
     reranker,
 )
@@ -120,6 +123,8 @@ def generate(
     clip_model: str = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank clip."),
     cascade: str = typer.Option(None, "--cascade", help="Upscale through sizes, e.g. 32,64,128."),
     hires: bool = typer.Option(False, "--hires", help="Hires fix: upscale the result 2x."),
+    lora: list[str] = LORA,
+    embedding: list[str] = EMBEDDING,
 ) -> None:
     """Generate images from text; prints each PNG's path on its own line."""
     if (prompt is None) == (prompts_file is None):
@@ -159,6 +164,7 @@ def generate(
             raise fail(str(err)) from None
     writable_folder(output)
     loaded = loaded or load_generator(model)
+    prompts = personalised(loaded, prompts, lora, embedding)
     drawing = reranker(loaded, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     model_hash = loaded.model_hash
@@ -176,7 +182,7 @@ def generate(
                     callback=lambda info, k=len(chunk) * candidates: bar.update(k / info.total),
                     size=side,
                 )
-            except ValueError as err:  # e.g. a size the model cannot make
+            except (FileNotFoundError, ValueError) as err:  # a size it cannot make, a LoRA
                 raise fail(str(err)) from None
             if stages:
                 finals = run_cascade([c.image for c in choices], [c.seed for c in choices], stages)

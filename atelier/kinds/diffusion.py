@@ -174,15 +174,7 @@ class Model:
         """Attach exactly these LoRAs (name or file, weight), detaching any others; weight 0
         leaves the model as it is, bit for bit. A file that does not fit is refused naming why."""
         for name, _ in specs:
-            if name not in self.loras:
-                file = adapters.resolve_lora(name)
-                tensors, metadata = adapters.read_tensors(file, "LoRA")
-                try:
-                    network, _ = from_tensors(self.adapter_parts(), tensors, metadata)
-                except ValueError as err:
-                    raise ValueError(f"LoRA {name} ({file}) cannot be used with "
-                                     f"{self.name}: {err}") from None  # fmt: skip
-                self.loras[name] = network.to(self.device).eval()
+            self.lora(name)
         weights: dict[str, float] = {}
         for name, weight in specs:
             weights[name] = weights.get(name, 0.0) + weight
@@ -192,6 +184,20 @@ class Model:
             elif network.attached:
                 network.detach()
         self.lora_specs = tuple(specs)
+
+    def lora(self, name: str) -> LoRANetwork:
+        """The LoRA a name or file means, loaded once and checked against this model (not
+        attached); a file that does not fit is refused naming why."""
+        if name not in self.loras:
+            file = adapters.resolve_lora(name)
+            tensors, metadata = adapters.read_tensors(file, "LoRA")
+            try:
+                network, _ = from_tensors(self.adapter_parts(), tensors, metadata)
+            except ValueError as err:
+                raise ValueError(f"LoRA {name} ({file}) cannot be used with "
+                                 f"{self.name}: {err}") from None  # fmt: skip
+            self.loras[name] = network.to(self.device).eval()
+        return self.loras[name]
 
     def use_embeddings(self, names: Sequence[str | Path]) -> list[str]:
         """Load textual-inversion embeddings (names or files) into the text encoder; the
@@ -282,6 +288,8 @@ class Model:
         for i, (_, specs) in enumerate(parsed):
             groups.setdefault(specs, []).append(i)
         if list(groups) == [()]:
+            if self.lora_specs:  # an editing command's LoRAs: this prompt asks for none
+                self.use_loras(())
             return self.pipeline(size=size)(
                 prompts, seeds=seeds, negative_prompt=negative_prompt,
                 options=options or self.defaults, callback=callback,

@@ -17,10 +17,12 @@ from PIL import Image
 
 from atelier.data.base import tensor_to_pil
 from atelier.kinds import diffusion
+from atelier.kinds.adapters import installed_loras
 from atelier.kinds.base import TextToImage, with_options
 from atelier.kinds.folder import DEFAULT_MODEL, known_models
 from atelier.kinds.registry import load_model, load_painter, load_text_to_image
 from atelier.kinds.token_model import TokenModel
+from atelier.pipelines.lora_tags import split_lora_tags
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
 from atelier.serve.jobs import Job
 from atelier.serve.schemas import ImageResult, Limits, decode_image, image_size
@@ -146,6 +148,7 @@ class Runners:
                 raise Refused("image", f"this upscaler takes {low}x{low} images, got {w}x{h}; "
                               f"resize to {low} px first (it makes {high} px)")  # fmt: skip
             return
+        self.check_loras(req, model)
         try:
             request_options(model, req, keeps_source=kind == "img2img")
         except ValueError as err:
@@ -182,6 +185,26 @@ class Runners:
                 what = "the outpainted image" if kind == "outpaint" else "the image"
                 raise Refused("image", f"{what} is {w}x{h}; {model.name} needs sides that are "
                               f"multiples of {m}")  # fmt: skip
+
+    def check_loras(self, req: Any, model: Any) -> None:
+        """A prompt's ``<lora:NAME:WEIGHT>`` tags name LoRAs installed on this server (never a
+        file of its disk) for a diffusion model, and fit it."""
+        _, specs = split_lora_tags(getattr(req, "prompt", ""))
+        if not specs:
+            return
+        if not isinstance(model, diffusion.Model):
+            raise Refused("prompt", f"{model.name} is not a diffusion model: <lora:...> tags "
+                          "adapt the UNet of one")  # fmt: skip
+        installed = installed_loras()
+        for name, _ in specs:
+            if name not in installed:
+                raise Refused("prompt", f"no LoRA named {name!r} on this server; installed: "
+                              f"{', '.join(installed) or 'none'}")  # fmt: skip
+        try:
+            for name, _ in specs:
+                model.lora(name)  # loaded and checked against the model, not attached
+        except ValueError as err:
+            raise Refused("prompt", str(err)) from None
 
     def check_token_edit(self, kind: str, req: Any, model: TokenModel) -> None:
         """What a token model cannot inpaint or outpaint: diffusion's trained method, and any
@@ -260,11 +283,13 @@ class Runners:
         if isinstance(model, TokenModel):
             editor: Editor | TokenEditor = TokenEditor(model.pipeline())
             how: dict[str, Any] = {}  # a token model inpaints one way: masking its tokens
+            text = req.prompt
 
             def callback(info):
                 on_step(info, None)
         else:
             editor = Editor(model.pipeline())
+            text = model.take_loras(req.prompt)
             how = {"method": req.method} if job.kind == "inpaint" else {}
             preview = previewer(editor.pipe)
 
@@ -276,19 +301,19 @@ class Runners:
                   "callback": callback}  # fmt: skip
         if job.kind == "img2img":
             seeds = [req.seed + k for k in range(req.n)]
-            out = editor.img2img([image] * req.n, [req.prompt] * req.n, seeds=seeds,
+            out = editor.img2img([image] * req.n, [text] * req.n, seeds=seeds,
                                  strength=req.strength, **common)  # fmt: skip
             extra = {"strength": req.strength}
         elif job.kind == "inpaint":
             seeds = [req.seed]
-            out = editor.inpaint([image], [decode_image(req.mask, what="mask")], [req.prompt],
+            out = editor.inpaint([image], [decode_image(req.mask, what="mask")], [text],
                                  seeds=seeds, grow=req.grow, feather=req.feather, **how,
                                  **common)  # fmt: skip
             extra = {"method": req.method, "grow": req.grow, "feather": req.feather}
         else:
             seeds = [req.seed]
             pads = {"left": req.left, "right": req.right, "top": req.top, "bottom": req.bottom}
-            out = [editor.outpaint(image, req.prompt, seed=req.seed, **pads, **common)]
+            out = [editor.outpaint(image, text, seed=req.seed, **pads, **common)]
             extra = pads
         return [self.save_images(job, model.name, model.model_hash, out, seeds, options,
                                  job.kind, extra, req.prompt)]  # fmt: skip

@@ -22,6 +22,7 @@ from atelier.budget import budget
 from atelier.data.images import IMAGE_FORMATS
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.pipelines.composable import split_and
+from atelier.pipelines.lora_tags import split_lora_tags
 from atelier.pipelines.masks import repaint_pixels
 from atelier.serve.errors import problem
 
@@ -130,6 +131,7 @@ class _Request(BaseModel):
     @classmethod
     def _sub_prompts(cls, v: str) -> str:
         split_and(v)  # AUTOMATIC1111's AND: every sub-prompt must hold text
+        split_lora_tags(v)  # AUTOMATIC1111's <lora:NAME:WEIGHT>, well formed
         return v
 
 
