@@ -27,7 +27,8 @@ def test_training_scenes_are_read_back_exactly():
     for scene, caption in scenes:
         found = detect_concept(render_concept(scene, 64))
         assert sorted((o.color, o.shape) for o in found) == sorted(
-            (o.color, o.shape) for o in scene.objects)
+            (o.color, o.shape) for o in scene.objects
+        )
         crosses = [o for o in scene.objects if o.shape == CONCEPT_SHAPE]
         assert len(crosses) == 1 and crosses[0].color in TRAIN_COLORS
         assert crosses[0].cell in TRAIN_CELLS and "sks" in caption.split()

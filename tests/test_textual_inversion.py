@@ -15,7 +15,8 @@ PROMPTS = ["a red sks in the top left", "a blue circle and a green square"]
 
 
 def trainable() -> TrainableTextEncoder:
-    tokenizer = train_bpe(["a red circle", "a blue square in the top left", "a green triangle"] * 20,
+    captions = ["a red circle", "a blue square in the top left", "a green triangle"]
+    tokenizer = train_bpe(captions * 20,
                           vocab_size=300)  # fmt: skip
     torch.manual_seed(0)
     config = TransformerTextConfig(vocab_size=tokenizer.vocab_size, max_length=16, width=32,

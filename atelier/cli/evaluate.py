@@ -90,7 +90,8 @@ def evaluate(
     option: list[str] = OPTION,
     limit: int = typer.Option(None, "--limit", help="Only the first N prompts (a quick look)."),
     every: int = typer.Option(
-        1, "--every",
+        1,
+        "--every",
         help="Only every Nth prompt of the suite (a subset spread over its categories and "
         "splits, which run in order).",
     ),  # fmt: skip

@@ -15,8 +15,8 @@ from tqdm import tqdm
 from atelier.budget import check_images, check_pixels, check_prompt, check_seed
 from atelier.cli.common import (
     DIFFUSION_PANEL,
-    GUIDANCE,
     EMBEDDING,
+    GUIDANCE,
     GUIDANCE_RESCALE,
     LORA,
     OPTION,

@@ -22,12 +22,15 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop cleanly after M min."),
     token: str = typer.Option(
-        None, "--token", help="lora, dreambooth, textual-inversion: the rare word naming the "
-        "concept in the captions (default sks)."
+        None,
+        "--token",
+        help="lora, dreambooth, textual-inversion: the rare word naming the "
+        "concept in the captions (default sks).",
     ),
     base: str = typer.Option(
-        None, "--base", help="lora, dreambooth, textual-inversion: the model to teach "
-        "(default shapes-ldm-minilm)."
+        None,
+        "--base",
+        help="lora, dreambooth, textual-inversion: the model to teach (default shapes-ldm-minilm).",
     ),
     install: bool = typer.Option(
         False,
@@ -50,8 +53,13 @@ def train(
     try:
         # The card records the command that reproduces the model.
         words = ["atelier", "train", recipe, *(overrides or [])]
-        for flag, value in (("--data", data), ("--out", out), ("--max-minutes", max_minutes),
-                            ("--token", token), ("--base", base)):
+        for flag, value in (
+            ("--data", data),
+            ("--out", out),
+            ("--max-minutes", max_minutes),
+            ("--token", token),
+            ("--base", base),
+        ):
             words += [flag, str(value)] if value is not None else []
         words += ["--resume"] if resume else []
         command = shlex.join(words + (["--install"] if install else []))

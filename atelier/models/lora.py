@@ -140,8 +140,10 @@ class LoRANetwork(nn.Module):
                     alpha=config.alpha, dropout=config.dropout,
                 )  # fmt: skip
         if not adapters:
-            raise ValueError(f"no linear layer is named {', '.join(config.targets)} in this "
-                             "model: choose targets it has (e.g. to_q, to_k, to_v, to_out)")
+            raise ValueError(
+                f"no linear layer is named {', '.join(config.targets)} in this "
+                "model: choose targets it has (e.g. to_q, to_k, to_v, to_out)"
+            )
         return cls(parts, adapters)
 
     def adapter(self, name: str) -> LoRAAdapter:

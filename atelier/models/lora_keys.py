@@ -1,4 +1,5 @@
-"""The key names other tools give LoRA tensors, to and from a :class:`~atelier.models.lora.LoRANetwork`.
+"""The key names other tools give LoRA tensors, to and from a
+:class:`~atelier.models.lora.LoRANetwork`.
 
 Two formats, both safetensors, told apart by their keys:
 
@@ -52,7 +53,8 @@ def kohya_name(name: str) -> str:
 def linear_names(parts: Mapping[str, nn.Module]) -> list[str]:
     """Every linear layer of ``parts`` as ``"<part>.<path>"``: what a LoRA file can name."""
     return [f"{part}.{path}" for part, network in parts.items()
-            for path, module in network.named_modules() if isinstance(module, nn.Linear)]  # fmt: skip
+            for path, module in network.named_modules()
+            if isinstance(module, nn.Linear)]  # fmt: skip
 
 
 def detect_format(keys: list[str]) -> LoRAFormat:
@@ -160,8 +162,8 @@ def from_tensors(
         for key, group in _grouped(tensors, (".lora_A.weight", ".lora_B.weight")).items():
             name = _known(key, ours)
             part, _, path = key.partition(".")
-            alpha = (config.get(f"{part}.alpha_pattern") or {}).get(path,
-                                                                    config.get(f"{part}.lora_alpha"))  # fmt: skip
+            pattern = config.get(f"{part}.alpha_pattern") or {}
+            alpha = pattern.get(path, config.get(f"{part}.lora_alpha"))
             adapters[name] = _adapter(name, group.get(".lora_A.weight"),
                                       group.get(".lora_B.weight"), alpha)  # fmt: skip
     return LoRANetwork(parts, adapters), fmt

@@ -26,7 +26,10 @@ def parse_lora_spec(text: str) -> LoRASpec:
 
 def _spec(name: str, weight: str | None, shown: str) -> LoRASpec:
     if not NAME.match(name):
-        raise ValueError(f"LoRA {shown!r}: a name is 1 to 100 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+        raise ValueError(
+            f"LoRA {shown!r}: a name is 1 to 100 letters, digits, '_', '.' or '-', not "
+            "starting with '.' or '-'"
+        )
     if weight is None or weight == "":
         return name, 1.0
     try:

@@ -153,9 +153,7 @@ def pixel_model(
     return label, alphas, foreign
 
 
-def _shape_of(
-    fill: float, skew: float, aspect: float, prototypes: Mapping[str, _Prototype]
-) -> str:
+def _shape_of(fill: float, skew: float, aspect: float, prototypes: Mapping[str, _Prototype]) -> str:
     if aspect > MAX_ASPECT:
         return "unknown"
     dists = {

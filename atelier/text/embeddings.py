@@ -28,7 +28,9 @@ class TokenVectors(nn.Module):
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         """``{word: (D,) float32}``: what ``learned_embeds.safetensors`` holds."""
-        return {t: v.detach().float().clone().contiguous() for t, v in zip(self.tokens, self.vectors)}
+        return {
+            t: v.detach().float().clone().contiguous() for t, v in zip(self.tokens, self.vectors)
+        }
 
 
 def embed_ids(table: nn.Embedding, ids: torch.Tensor, learned: TokenVectors | None) -> torch.Tensor:

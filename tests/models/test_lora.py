@@ -82,8 +82,14 @@ def test_merge_equals_hooks_and_unmerge_restores_every_weight():
 def test_key_names_both_ways():
     unet = base_unet()
     name = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out"
-    assert diffusers_name(name) == "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0"
-    assert kohya_name(name) == "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0"
+    assert (
+        diffusers_name(name)
+        == "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0"
+    )
+    assert (
+        kohya_name(name)
+        == "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0"
+    )
     names = linear_names({"unet": unet})
     assert len({kohya_name(n) for n in names}) == len(names)  # the table is one to one
     network = trained_lora(unet)
@@ -106,8 +112,9 @@ def test_atelier_lora_gives_diffusers_the_same_output(tmp_path):
     state, alphas, metadata = StableDiffusionLoraLoaderMixin.lora_state_dict(
         str(folder / DIFFUSERS_FILE), return_lora_metadata=True
     )
-    StableDiffusionLoraLoaderMixin.load_lora_into_unet(state, alphas, reference,
-                                                       adapter_name="concept", metadata=metadata)
+    StableDiffusionLoraLoaderMixin.load_lora_into_unet(
+        state, alphas, reference, adapter_name="concept", metadata=metadata
+    )
     reference.set_adapters(["concept"], weights=[0.6])
     x, t, c = inputs(TINY)
     with torch.no_grad():

@@ -39,7 +39,9 @@ def draw(model, prompt: str) -> np.ndarray:
 def test_lora_installs_both_formats_and_weight_zero_is_the_base(home):
     folder = run_recipe(tiny("lora"), out=home / "run")
     assert folder == adapters.loras_dir() / "t-lora"
-    assert (folder / adapters.DIFFUSERS_FILE).is_file() and (folder / "t-lora.safetensors").is_file()
+    assert (folder / adapters.DIFFUSERS_FILE).is_file() and (
+        folder / "t-lora.safetensors"
+    ).is_file()
     assert json.loads((folder / "lora.json").read_text())["token"] == "sks"
     assert list((home / "run" / "samples").glob("samples-*.png"))
     model = load_text_to_image("shapes-ldm-minilm")

@@ -142,8 +142,10 @@ def _base(recipe: Recipe) -> Model:
     try:
         return load_model(name, want=diffusion.KIND)
     except (FileNotFoundError, ValueError) as err:
-        raise RecipeError(f"{recipe.name} teaches the diffusion model base={name!r}, which "
-                          f"cannot be loaded ({err}); give one with --base NAME") from None
+        raise RecipeError(
+            f"{recipe.name} teaches the diffusion model base={name!r}, which "
+            f"cannot be loaded ({err}); give one with --base NAME"
+        ) from None
 
 
 def _card(recipe: Recipe, command: str, cpu: float, images: int, what: str, use: str) -> str:
@@ -177,7 +179,7 @@ def _export(recipe: Recipe, model: Model, trained: dict, run_dir: Path, command:
         folder = adapters.save_embeddings(trained["embeddings"], run_dir / "embedding",
                                           card=card, info=info)  # fmt: skip
         return adapters.install(folder, adapters.embeddings_dir(), name)
-    use = f"`atelier generate \"a red {p.token}\" --model {name}`"
+    use = f'`atelier generate "a red {p.token}" --model {name}`'
     card = _card(recipe, command, cpu, images, "A DreamBooth fine-tune", use)
     config = replace(model.config, name=name, defaults=model.config.defaults)
     tuned = Model(config, model.unet.eval(), model.text_encoder, model.vae)
