@@ -95,8 +95,8 @@ def read_tensors(file: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
     if len(shapes) > MAX_TENSORS:
         raise ValueError(f"{file} holds {len(shapes)} tensors, more than a {what} can "
                          f"({MAX_TENSORS})")  # fmt: skip
-    if any(len(shape) > 2 for shape in shapes.values()):
-        raise ValueError(f"{file} holds tensors of more than 2 dimensions: not a {what}")
+    if any(len(shape) > 4 for shape in shapes.values()):
+        raise ValueError(f"{file} holds tensors of more than 4 dimensions: not a {what}")
     count = 0
     for shape in shapes.values():
         count += int(torch.Size(shape).numel())

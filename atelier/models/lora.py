@@ -6,9 +6,12 @@ A = ``down.weight`` (r, d_in) and B = ``up.weight`` (d_out, r) and adds
     y = W x + b + m * (alpha / r) * B A dropout(x)
 
 where r is the rank, alpha the scale the adapter was trained with and m the multiplier it is
-used at (AUTOMATIC1111's ``<lora:NAME:m>``). A starts kaiming-uniform (``nn.Linear``'s default)
-and B at zero, so a new adapter changes nothing until it is trained; dropout acts on the input
-of A, as in peft.
+used at (AUTOMATIC1111's ``<lora:NAME:m>``). A convolution (C_out, C_in, k, k) gets the same
+update with A a convolution like it to r channels (r, C_in, k, k) and B a 1 x 1 one (C_out, r,
+1, 1), as kohya's LoCon and peft build it; targets name linear layers by default, and
+convolutions only when a target names them (``conv1``, ``conv2``). A starts kaiming-uniform
+(``nn.Linear``'s default) and B at zero, so a new adapter changes nothing until it is
+trained; dropout acts on the input of A, as in peft.
 
 A :class:`LoRANetwork` holds the adapters of one or more named networks ("unet",
 "text_encoder"), keyed by ``"<part>.<module path>"``. It leaves the networks untouched: while
@@ -58,17 +61,38 @@ class LoRAConfig:
             raise ValueError("give at least one target module (e.g. targets=[to_q,to_k,to_v])")
 
 
-class LoRAAdapter(nn.Module):
-    """One low-rank update of a linear layer: x -> (alpha / r) B A dropout(x), (..., d_out)."""
+Adapted = nn.Linear | nn.Conv2d
 
-    def __init__(self, d_in: int, d_out: int, *, rank: int, alpha: float,
-                 dropout: float = 0.0) -> None:  # fmt: skip
+
+class LoRAAdapter(nn.Module):
+    """One low-rank update of a linear layer: x -> (alpha / r) B A dropout(x), (..., d_out);
+    of a convolution (``conv=(kernel, stride, padding)``): (B, C_in, H, W) -> (B, C_out, H', W').
+    """
+
+    def __init__(self, d_in: int, d_out: int, *, rank: int, alpha: float, dropout: float = 0.0,
+                 conv: tuple[int, int, int] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.rank, self.alpha = rank, float(alpha)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.down = nn.Linear(d_in, rank, bias=False)  # A (r, d_in), kaiming-uniform
-        self.up = nn.Linear(rank, d_out, bias=False)  # B (d_out, r)
+        if conv is None:
+            self.down = nn.Linear(d_in, rank, bias=False)  # A (r, d_in), kaiming-uniform
+            self.up = nn.Linear(rank, d_out, bias=False)  # B (d_out, r)
+        else:
+            kernel, stride, padding = conv
+            self.down = nn.Conv2d(
+                d_in, rank, kernel, stride, padding, bias=False
+            )  # (r, C_in, k, k)
+            self.up = nn.Conv2d(rank, d_out, 1, bias=False)  # (C_out, r, 1, 1)
         nn.init.zeros_(self.up.weight)
+
+    @classmethod
+    def like(cls, layer: Adapted, *, rank: int, alpha: float, dropout: float = 0.0) -> LoRAAdapter:
+        """A new adapter (B = 0) for ``layer``."""
+        if isinstance(layer, nn.Linear):
+            return cls(layer.in_features, layer.out_features, rank=rank, alpha=alpha,
+                       dropout=dropout)  # fmt: skip
+        return cls(layer.in_channels, layer.out_channels, rank=rank, alpha=alpha, dropout=dropout,
+                   conv=(layer.kernel_size[0], layer.stride[0], layer.padding[0]))  # fmt: skip
 
     @property
     def scale(self) -> float:
@@ -78,17 +102,34 @@ class LoRAAdapter(nn.Module):
         return self.up(self.down(self.dropout(x))) * self.scale  # (..., d_out)
 
     def delta_weight(self) -> torch.Tensor:
-        """(alpha / r) B A, (d_out, d_in): what merging adds to W at multiplier 1."""
-        return (self.up.weight @ self.down.weight) * self.scale
+        """(alpha / r) B A, shaped as W: what merging adds to it at multiplier 1."""
+        up, down = self.up.weight, self.down.weight
+        if up.ndim == 2:
+            return (up @ down) * self.scale  # (d_out, d_in)
+        return (
+            torch.einsum("or,rikl->oikl", up[:, :, 0, 0], down) * self.scale
+        )  # (C_out, C_in, k, k)
 
 
-def find_targets(network: nn.Module, names: tuple[str, ...]) -> dict[str, nn.Linear]:
-    """The ``nn.Linear`` s of ``network`` whose last name is one of ``names``, by module path."""
+def find_targets(network: nn.Module, names: tuple[str, ...]) -> dict[str, Adapted]:
+    """The linear layers and convolutions of ``network`` whose last name is one of ``names``,
+    by module path (a convolution with groups, dilation or non-square kernels is left out)."""
     return {
         path: module
         for path, module in network.named_modules()
-        if isinstance(module, nn.Linear) and path.rsplit(".", 1)[-1] in names
+        if path.rsplit(".", 1)[-1] in names and adaptable(module)
     }
+
+
+def adaptable(module: nn.Module) -> bool:
+    """Whether a LoRA can adapt ``module``: a linear layer, or a plain square convolution."""
+    if isinstance(module, nn.Linear):
+        return True
+    return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.dilation == (1, 1)
+            and module.kernel_size[0] == module.kernel_size[1]
+            and module.stride[0] == module.stride[1]
+            and isinstance(module.padding, tuple) and module.padding[0] == module.padding[1]
+            and module.padding_mode == "zeros")  # fmt: skip
 
 
 def _key(name: str) -> str:
@@ -101,24 +142,29 @@ class LoRANetwork(nn.Module):
 
     def __init__(self, parts: Mapping[str, nn.Module], adapters: Mapping[str, LoRAAdapter]) -> None:
         super().__init__()
-        targets: dict[str, nn.Linear] = {}
+        targets: dict[str, Adapted] = {}
         for name, adapter in adapters.items():
             part, _, path = name.partition(".")
             if part not in parts:
                 raise ValueError(f"LoRA module {name!r} is for a {part!r}, which this model lacks "
                                  f"(it has {', '.join(parts)})")  # fmt: skip
             layer = dict(parts[part].named_modules()).get(path)
-            if not isinstance(layer, nn.Linear):
-                raise ValueError(f"LoRA module {name!r} names no linear layer of this model's "
-                                 f"{part}: the LoRA was made for another model")  # fmt: skip
-            want = (adapter.rank, layer.in_features), (layer.out_features, adapter.rank)
+            if layer is None or not adaptable(layer):
+                raise ValueError(f"LoRA module {name!r} names no linear layer or convolution "
+                                 f"of this model's {part}: the LoRA was made for another "
+                                 "model")  # fmt: skip
+            like = LoRAAdapter.like(layer, rank=adapter.rank, alpha=1)
+            want = tuple(like.down.weight.shape), tuple(like.up.weight.shape)
             have = tuple(adapter.down.weight.shape), tuple(adapter.up.weight.shape)
             if want != have:
                 raise ValueError(
-                    f"LoRA module {name!r} does not fit this model: the layer maps "
-                    f"{layer.in_features} -> {layer.out_features} features, the LoRA's down and "
-                    f"up are {have[0]} and {have[1]}; it was made for another model"
+                    f"LoRA module {name!r} does not fit this model: the layer's weight is "
+                    f"{tuple(layer.weight.shape)}, so its LoRA's down and up would be "
+                    f"{tuple(want[0])} and {tuple(want[1])}, the file's are {have[0]} and "
+                    f"{have[1]}; it was made for another model"
                 )
+            if isinstance(layer, nn.Conv2d):  # A slides over the input as W does
+                adapter.down.stride, adapter.down.padding = layer.stride, layer.padding
             targets[name] = layer
         self.names = list(adapters)
         self.adapters = nn.ModuleDict({_key(n): a for n, a in adapters.items()})
@@ -135,14 +181,13 @@ class LoRANetwork(nn.Module):
         for part, network in parts.items():
             names = config.targets if part == "unet" else config.text_targets
             for path, layer in find_targets(network, names).items():
-                adapters[f"{part}.{path}"] = LoRAAdapter(
-                    layer.in_features, layer.out_features, rank=config.rank,
-                    alpha=config.alpha, dropout=config.dropout,
-                )  # fmt: skip
+                adapters[f"{part}.{path}"] = LoRAAdapter.like(
+                    layer, rank=config.rank, alpha=config.alpha, dropout=config.dropout
+                )
         if not adapters:
             raise ValueError(
-                f"no linear layer is named {', '.join(config.targets)} in this "
-                "model: choose targets it has (e.g. to_q, to_k, to_v, to_out)"
+                f"no linear layer or convolution is named {', '.join(config.targets)} in "
+                "this model: choose targets it has (e.g. to_q, to_k, to_v, to_out, conv1, conv2)"
             )
         return cls(parts, adapters)
 

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from atelier.models.lora import LoRAAdapter, LoRANetwork
+from atelier.models.lora import LoRAAdapter, LoRANetwork, adaptable
 from atelier.models.unet_diffusers import name_to_diffusers
 
 LoRAFormat = Literal["diffusers", "kohya"]
@@ -51,10 +51,10 @@ def kohya_name(name: str) -> str:
 
 
 def linear_names(parts: Mapping[str, nn.Module]) -> list[str]:
-    """Every linear layer of ``parts`` as ``"<part>.<path>"``: what a LoRA file can name."""
+    """Every layer of ``parts`` a LoRA can adapt (linear layers and plain convolutions) as
+    ``"<part>.<path>"``: what a LoRA file can name."""
     return [f"{part}.{path}" for part, network in parts.items()
-            for path, module in network.named_modules()
-            if isinstance(module, nn.Linear)]  # fmt: skip
+            for path, module in network.named_modules() if adaptable(module)]  # fmt: skip
 
 
 def detect_format(keys: list[str]) -> LoRAFormat:
@@ -120,14 +120,25 @@ def _grouped(tensors: Mapping[str, torch.Tensor], suffixes: tuple[str, ...]) -> 
     return groups
 
 
-def _adapter(name: str, down: torch.Tensor | None, up: torch.Tensor | None,
-             alpha: float | None) -> LoRAAdapter:  # fmt: skip
-    if down is None or up is None or down.ndim != 2 or up.ndim != 2 or down.shape[0] != up.shape[1]:
+def _adapter(
+    name: str, down: torch.Tensor | None, up: torch.Tensor | None, alpha: float | None
+) -> LoRAAdapter:
+    ok = down is not None and up is not None and down.ndim == up.ndim
+    linear = ok and down.ndim == 2 and down.shape[0] == up.shape[1]
+    conv = (ok and down.ndim == 4 and down.shape[0] == up.shape[1] and up.shape[2:] == (1, 1)
+            and down.shape[2] == down.shape[3])  # fmt: skip
+    if not (linear or conv):
         raise ValueError(f"LoRA module {name!r} needs a down (r, d_in) and an up (d_out, r) "
-                         "matrix of the same rank")  # fmt: skip
+                         "matrix of the same rank (or, for a convolution, (r, C_in, k, k) and "
+                         "(C_out, r, 1, 1))")  # fmt: skip
     rank = down.shape[0]
-    adapter = LoRAAdapter(down.shape[1], up.shape[0], rank=rank,
-                          alpha=rank if alpha is None else alpha)  # fmt: skip
+    alpha = rank if alpha is None else alpha
+    if linear:
+        adapter = LoRAAdapter(down.shape[1], up.shape[0], rank=rank, alpha=alpha)
+    else:  # stride and padding become the layer's when a LoRANetwork pairs them
+        k = down.shape[2]
+        adapter = LoRAAdapter(down.shape[1], up.shape[0], rank=rank, alpha=alpha,
+                              conv=(k, 1, k // 2))  # fmt: skip
     adapter.down.weight.data.copy_(down)
     adapter.up.weight.data.copy_(up)
     return adapter

@@ -27,9 +27,16 @@ from tests.numerics import assert_close_to
 REL = 1e-5
 
 
-def trained_lora(unet: UNet, *, rank: int = 4, alpha: float = 8.0, seed: int = 2) -> LoRANetwork:
-    """A LoRA on ``unet``'s attention with B moved off zero, as if trained."""
-    network = LoRANetwork.create({"unet": unet}, LoRAConfig(rank=rank, alpha=alpha))
+ATTENTION = LoRAConfig().targets
+# LoCon: the resnets' convolutions too, and the stride-2 downsampling one.
+WITH_CONVS = (*ATTENTION, "conv1", "conv2", "conv")
+
+
+def trained_lora(unet: UNet, *, rank: int = 4, alpha: float = 8.0, seed: int = 2,
+                 targets: tuple[str, ...] = ATTENTION) -> LoRANetwork:  # fmt: skip
+    """A LoRA on ``unet``'s attention (or ``targets``) with B moved off zero, as if trained."""
+    config = LoRAConfig(rank=rank, alpha=alpha, targets=targets)
+    network = LoRANetwork.create({"unet": unet}, config)
     perturb(network, seed=seed)
     return network
 
@@ -64,11 +71,12 @@ def test_new_lora_and_weight_zero_are_the_base_bit_for_bit():
         assert torch.equal(unet(x, t, c), base)
 
 
-def test_merge_equals_hooks_and_unmerge_restores_every_weight():
+@pytest.mark.parametrize("targets", [ATTENTION, WITH_CONVS], ids=["attention", "convs"])
+def test_merge_equals_hooks_and_unmerge_restores_every_weight(targets):
     unet = base_unet()
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     x, t, c = inputs(TINY)
-    network = trained_lora(unet).attach(0.7)
+    network = trained_lora(unet, targets=targets).attach(0.7)
     with torch.no_grad():
         hooked = unet(x, t, c)
         network.merge()
@@ -100,12 +108,13 @@ def test_key_names_both_ways():
             assert torch.equal(a.down.weight, b.down.weight) and a.alpha == b.alpha
 
 
-def test_atelier_lora_gives_diffusers_the_same_output(tmp_path):
+@pytest.mark.parametrize("targets", [ATTENTION, WITH_CONVS], ids=["attention", "convs"])
+def test_atelier_lora_gives_diffusers_the_same_output(tmp_path, targets):
     from diffusers import UNet2DConditionModel
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
     unet = base_unet()
-    network = trained_lora(unet, rank=4, alpha=8.0)
+    network = trained_lora(unet, rank=4, alpha=8.0, targets=targets)
     folder = save_lora(network, tmp_path / "lora", name="concept", card="# concept\n", info={})
     reference = UNet2DConditionModel(**unet_config_to_diffusers(TINY)).eval()
     reference.load_state_dict(state_dict_to_diffusers(unet.state_dict()))
@@ -126,9 +135,10 @@ def test_atelier_lora_gives_diffusers_the_same_output(tmp_path):
     assert_close_to(got, expected, rel=REL)
 
 
-def test_kohya_file_loads_as_its_diffusers_twin(tmp_path):
+@pytest.mark.parametrize("targets", [ATTENTION, WITH_CONVS], ids=["attention", "convs"])
+def test_kohya_file_loads_as_its_diffusers_twin(tmp_path, targets):
     unet = base_unet()
-    network = trained_lora(unet, rank=2, alpha=1.0)
+    network = trained_lora(unet, rank=2, alpha=1.0, targets=targets)
     folder = save_lora(network, tmp_path / "lora", name="concept", card="# c\n", info={})
     x, t, c = inputs(TINY)
     outputs = {}
@@ -163,6 +173,6 @@ def test_malformed_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not a LoRA file in a known format"):
         from_tensors({"unet": base_unet()}, tensors, metadata)
     deep = tmp_path / "deep.safetensors"
-    save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 2, 3)}, str(deep))
-    with pytest.raises(ValueError, match="more than 2 dimensions"):
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 2, 3, 1, 1)}, str(deep))
+    with pytest.raises(ValueError, match="more than 4 dimensions"):
         read_tensors(deep, "LoRA")
