@@ -30,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 METHODS = {
     # name: (recipe, overrides)
     "lora": ("lora", []),
+    # LoCon: the resnets' and resampling convolutions as well as the attention.
+    "lora-conv": ("lora", ['personal.lora.targets=["to_q","to_k","to_v","to_out","conv1",'
+                           '"conv2","conv"]']),
     "dreambooth": ("dreambooth", []),
     "dreambooth-no-prior": ("dreambooth", ["personal.prior_weight=0"]),
     "textual-inversion": ("textual-inversion", []),

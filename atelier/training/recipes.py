@@ -579,14 +579,14 @@ def _shapes_gan() -> Recipe:
     )  # fmt: skip
 
 
-# Personalisation, sized for the issue's 15 CPU-minutes on the default model (batch 4 of the 16
-# concept images; 20-step samplers for the class images and sample grids). Measured on this
-# machine with OMP_NUM_THREADS=1, both cores busy with other training runs: see
-# docs/personalisation.md. No caption dropout: the model keeps its own unconditional branch.
+# Personalisation, sized for the issue's 15 CPU-minutes on the default model (batches of 8 of
+# the 16 concept images; 20-step samplers for the class images and sample grids). Measured with
+# OMP_NUM_THREADS=1, both cores busy with other training runs (docs/personalisation.md): a LoRA
+# step about 0.11 CPU-s. No caption dropout: the model keeps its own unconditional branch.
 _PERSONAL_OBJECTIVE = LDMObjective(p_uncond=0.0, weighting="uniform")
-_PERSONAL_TRAIN = TrainConfig(max_steps=400, batch_size=4, lr=1e-4, warmup_steps=20,
-                              lr_schedule="constant", grad_clip=1.0, checkpoint_every=100,
-                              sample_every=200, log_every=10)  # fmt: skip
+_PERSONAL_TRAIN = TrainConfig(max_steps=1000, batch_size=8, lr=1e-4, warmup_steps=20,
+                              lr_schedule="constant", grad_clip=1.0, checkpoint_every=250,
+                              sample_every=250, log_every=10)  # fmt: skip
 _PERSONAL_SAMPLING = SamplingOptions(steps=20, guidance=3.0, sampler="dpmpp_2m")
 
 
@@ -624,10 +624,11 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-unclip": _shapes_unclip,
     "shapes-gan": _shapes_gan,
     # LoRA at 1e-3 (diffusers' LoRA scripts use 1e-4 on SD at batch 1 and many more steps);
-    # DreamBooth's whole UNet at 5e-5 (its paper's 5e-6 is for SD's 860 M parameters);
+    # DreamBooth's whole UNet at 2e-4 (its paper's 5e-6 is for SD's 860 M parameters; at 5e-5
+    # 400 steps had not begun to draw the concept);
     # textual inversion at 5e-3 with no weight decay on the word (diffusers' script: 5e-4 x 4).
-    "lora": _personal("lora", lr=1e-3),
-    "dreambooth": _personal("dreambooth", lr=5e-5),
+    "lora": _personal("lora", lr=1e-3, max_steps=1500),
+    "dreambooth": _personal("dreambooth", lr=2e-4, max_steps=800),
     "textual-inversion": _personal("textual-inversion", lr=5e-3, weight_decay=0.0),
 }
 
