@@ -117,6 +117,41 @@ def dataset(
 
 
 @app.command()
+def concept(
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Folder to write (imagefolder layout)."
+    ),
+    token: str = typer.Option("sks", "--token", help="The rare word naming the concept."),
+    n: int = typer.Option(16, "--n", help="Number of images, 5 to 20."),
+    size: int = typer.Option(64, "--size", help="Canvas side in pixels: 32, 64 or 128."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write the concept set (a large cross the world lacks, named by TOKEN) as PNGs plus
+    metadata.jsonl, for `atelier train lora|dreambooth|textual-inversion --data`; its suite
+    (colours and cells the images never show) is what bench/personalize.py judges."""
+    from atelier.shapes.concept import render_concept, training_scenes
+
+    _check_size(size)
+    try:
+        scenes = training_scenes(n, token=token, seed=seed)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    if (output / "metadata.jsonl").exists():
+        raise fail(f"{output} already holds a dataset (metadata.jsonl); choose a new folder")
+    (output / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (scene, text) in enumerate(scenes):
+        name = f"images/{i:02d}.png"
+        Image.fromarray(render_concept(scene, size)).save(output / name)
+        objects = [
+            {"color": o.color, "shape": o.shape, "cell": list(o.cell)} for o in scene.objects
+        ]
+        lines.append(json.dumps({"file_name": name, "text": text, "objects": objects}))
+    write_atomic(output / "metadata.jsonl", "\n".join(lines) + "\n")
+    typer.echo(f"wrote {n} images and {output / 'metadata.jsonl'}")
+
+
+@app.command()
 def bench(
     output: Path = typer.Option(None, "-o", "--output", help="Write the regenerated suite here."),
 ) -> None:

@@ -81,3 +81,33 @@ def test_a_folder_whose_captions_lack_the_token_is_refused(home):
     (data / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": "a dog"}))
     with pytest.raises(RecipeError, match="name the concept by its token 'sks'"):
         run_recipe(tiny("lora"), out=home / "run", data_dir=data)
+
+
+def test_commands_from_a_folder_to_a_png(home):
+    """`atelier shapes concept`, `atelier train lora --data --token`, then `generate --lora`
+    and `img2img --lora`: the PNG records the tag, and replay draws it again."""
+    from typer.testing import CliRunner
+
+    from atelier.cli import app
+
+    runner = CliRunner()
+    data = home / "concept"
+    result = runner.invoke(app, ["shapes", "concept", "-o", str(data), "--token", "zqx",
+                                 "--n", "5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "lora", "--data", str(data), "--token", "zqx",
+                                 "--out", str(home / "run"), "name=zqx-lora",
+                                 "train.max_steps=2", "train.sample_every=2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = home / "png"
+    result = runner.invoke(app, ["generate", "a red zqx", "--lora", "zqx-lora:0.7", "--steps",
+                                 "3", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    png = next(out.glob("*.png"))
+    result = runner.invoke(app, ["replay", str(png)])
+    assert result.exit_code == 0 and "pixels match" in result.output, result.output
+    result = runner.invoke(app, ["img2img", str(png), "a blue zqx", "--lora", "zqx-lora",
+                                 "--steps", "3", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["generate", "a red zqx", "--lora", "nope", "-o", str(out)])
+    assert result.exit_code == 2 and "no LoRA 'nope'" in result.output
