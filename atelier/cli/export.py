@@ -1,7 +1,9 @@
 """``atelier export MODEL -o DIR [--half] [--name N] [--sampler S --steps K --guidance W]
 [-O NAME=VALUE ...]``: copy a model folder of any kind, optionally as float16, under a new name
 (an A/B arm promoted to the shipped name), and with new default sampling settings (a sweep's
-choice; ``-O`` sets any option of the model's kind, e.g. a token model's ``temperature``)."""
+choice; ``-O`` sets any option of the model's kind, e.g. a token model's ``temperature``).
+``--lora NAME:WEIGHT`` merges LoRAs into a diffusion model's weights (and ``--embedding`` is
+refused: a learned word lives in its own file)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import torch
 import typer
 
-from atelier.cli.common import OPTION
+from atelier.cli.common import LORA, OPTION
 from atelier.cli.errors import fail
 from atelier.kinds.base import parse_assignments
 from atelier.kinds.card import renamed
@@ -30,6 +32,7 @@ def export(
     ),
     name: str = typer.Option(None, "--name", help="New model name (config and card title)."),
     option: list[str] = OPTION,
+    lora: list[str] = LORA,
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     changes = {"sampler": sampler, "steps": steps, "guidance": guidance,
@@ -46,13 +49,33 @@ def export(
         old = str(config.get("name") or (config.get("upscaler") or {}).get("name") or folder.name)
         if name:
             loaded = kind.renamed(loaded, name)
+        merged = _merge_loras(loaded, lora)
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
     card_file = folder / "README.md"
     card = card_file.read_text() if card_file.is_file() else f"# {old}\n"
     card = renamed(card, old, name)
+    if merged:
+        card += f"\nMerged into its weights: LoRA {merged} (`atelier export --lora`).\n"
     dtype = torch.float16 if half else torch.float32
     try:
         typer.echo(str(kind.save(loaded, output, card=card, dtype=dtype)))
     except OSError as err:
         raise fail(f"cannot write the model folder {output} ({err.strerror or err})") from None
+
+
+def _merge_loras(loaded, items: list[str]) -> str:
+    """Merge the ``--lora NAME[:WEIGHT]`` s into a diffusion model's weights; what was merged."""
+    from atelier.kinds.diffusion import Model
+    from atelier.pipelines.lora_tags import parse_lora_spec
+
+    if not items:
+        return ""
+    if not isinstance(loaded, Model):
+        raise ValueError(f"{loaded.name} is not a diffusion model: --lora merges into the UNet "
+                         "of one")  # fmt: skip
+    specs = [parse_lora_spec(item) for item in items]
+    loaded.use_loras(specs)
+    for name in dict.fromkeys(name for name, _ in specs):
+        loaded.lora(name).merge()  # the hooks then add nothing; the weights hold the update
+    return ", ".join(f"{n} at {w:g}" for n, w in specs)

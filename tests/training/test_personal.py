@@ -49,6 +49,18 @@ def test_lora_installs_both_formats_and_weight_zero_is_the_base(home):
     assert np.array_equal(draw(model, f"{PROMPT} <lora:t-lora:0>"), base)
     assert not np.array_equal(draw(model, f"{PROMPT} <lora:t-lora:1>"), base)
     assert np.array_equal(draw(model, PROMPT), base)  # the tag's LoRA is gone afterwards
+    # Merged into the weights by `atelier export --lora`: the same images, up to rounding.
+    from typer.testing import CliRunner
+
+    from atelier.cli import app
+
+    merged_dir = home / "merged"
+    result = CliRunner().invoke(app, ["export", "shapes-ldm-minilm", "-o", str(merged_dir),
+                                      "--lora", "t-lora:1", "--name", "merged"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    hooked = draw(model, f"{PROMPT} <lora:t-lora:1>").astype(int)
+    merged = draw(load_text_to_image(merged_dir), PROMPT).astype(int)
+    assert np.abs(merged - hooked).max() <= 2
     # Resume: two more steps from the run's checkpoints.
     longer = tiny("lora")
     run_recipe(replace(longer, train=replace(longer.train, max_steps=4)), out=home / "run",
