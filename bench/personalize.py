@@ -27,12 +27,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+CONVS = 'personal.lora.targets=["to_q","to_k","to_v","to_out","conv1","conv2","conv"]'
 METHODS = {
     # name: (recipe, overrides)
-    "lora": ("lora", []),
+    "lora": ("lora", ["personal.prior_weight=0"]),
     # LoCon: the resnets' and resampling convolutions as well as the attention.
-    "lora-conv": ("lora", ['personal.lora.targets=["to_q","to_k","to_v","to_out","conv1",'
-                           '"conv2","conv"]']),
+    "lora-conv": ("lora", ["personal.prior_weight=0", CONVS]),
+    # With prior preservation, as diffusers' DreamBooth-LoRA script offers it.
+    "lora-prior": ("lora", []),
+    "lora-conv-prior": ("lora", [CONVS]),
     "dreambooth": ("dreambooth", []),
     "dreambooth-no-prior": ("dreambooth", ["personal.prior_weight=0"]),
     "textual-inversion": ("textual-inversion", []),

@@ -112,10 +112,11 @@ class ShapesData:
 class PersonalConfig:
     """Teaching ``base`` a concept: the ``token`` that names it in every caption; without
     ``--data``, ``concept_images`` images of the shapes world's concept set. LoRA's adapters
-    (``lora``); DreamBooth's prior preservation: ``class_images`` drawn by the base from the
-    captions with the token replaced by each of ``class_words`` in turn (removed when empty),
-    its loss weighted ``prior_weight`` (0: no prior preservation); textual inversion's new word
-    starts at the embedding of ``init_word``."""
+    (``lora``); prior preservation (DreamBooth's, and LoRA's as diffusers' DreamBooth-LoRA
+    script has it): ``class_images`` drawn by the base from the captions with the token
+    replaced by each of ``class_words`` in turn (removed when empty), its loss weighted
+    ``prior_weight`` (0: none); textual inversion's new word starts at the embedding of
+    ``init_word``."""
 
     token: str = "sks"
     base: str = "shapes-ldm-minilm"

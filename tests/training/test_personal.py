@@ -79,7 +79,7 @@ def test_textual_inversion_installs_a_word_that_loads_by_itself(home):
 
 
 def test_dreambooth_with_and_without_prior_preservation(home):
-    for weight, out in ((1.0, "prior"), (0.0, "plain")):
+    for weight, out in ((1.0, "prior"), (0.0, "plain")):  # LoRA takes the prior too
         recipe = replace(tiny("dreambooth", prior_weight=weight), name=f"t-db-{out}")
         folder = run_recipe(recipe, out=home / out)
         assert (home / out / "class_latents.safetensors").is_file() == (weight > 0)

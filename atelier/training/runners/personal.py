@@ -105,13 +105,14 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     model.unet.requires_grad_(False)
     model.text_encoder.requires_grad_(False)
     prior, trained = None, {}
+    if recipe.kind in ("lora", "dreambooth") and p.prior_weight > 0:
+        # Drawn before any adapter is attached: the base model's own pictures of the class.
+        prior = class_prior(recipe, model, captions, run_dir)
     if recipe.kind == "lora":
         network = LoRANetwork.create(model.adapter_parts(), p.lora).attach(1.0)
         trained = {"lora": network}
     elif recipe.kind == "dreambooth":
         trained = {"unet": model.unet.requires_grad_(True)}
-        if p.prior_weight > 0:
-            prior = class_prior(recipe, model, captions, run_dir)
     elif recipe.kind == "textual-inversion":
         try:
             learned = model.text_encoder.add_tokens({p.token: model.text_encoder.word_embedding(
