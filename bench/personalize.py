@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ def generator(method: str, path: Path | None):
     model = load_text_to_image("shapes-ldm-minilm")
     if method == "textual-inversion":
         model.use_embeddings([path])
-    suffix = f" <lora:{path.name}:1>" if method == "lora" else ""
+    suffix = f" <lora:{path.name}:1>" if METHODS[method][0] == "lora" else ""
     return model, suffix
 
 
@@ -115,16 +115,23 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ["ATELIER_HOME"] = str(args.home)
-    from atelier.eval.shapes_bench import paired_difference
+    from atelier.eval.shapes_bench import Judged, paired_difference
     from atelier.training.callbacks import process_cpu_seconds
 
-    report: dict = {"every": args.every, "seeds": args.seeds, "methods": {}}
     started = process_cpu_seconds()
-    base, _ = generator("base", None)
-    base_concept = concept_success(base, "", args.seeds)
-    base_bench = bench(base, "", args.every)
-    report["base"] = {"concept": base_concept,
-                      "bench": float(np.mean([r.passed for r in base_bench]))}  # fmt: skip
+    file = args.out / "personalize.json"
+    report = json.loads(file.read_text()) if file.is_file() else {}
+    if (report.get("every"), report.get("seeds")) != (args.every, args.seeds):
+        report = {"every": args.every, "seeds": args.seeds, "methods": {}}
+    if "images" not in report.get("base", {}):  # judged once and kept, paired by seed
+        base, _ = generator("base", None)
+        results = bench(base, "", args.every)
+        report["base"] = {"concept": concept_success(base, "", args.seeds),
+                          "bench": float(np.mean([r.passed for r in results])),
+                          "images": [asdict(r) for r in results]}  # fmt: skip
+    base_bench = [Judged(**{**r, "reasons": tuple(r["reasons"]), "misses": tuple(r["misses"])})
+                  for r in report["base"]["images"]]  # fmt: skip
+    base_concept = report["base"]["concept"]
     print(
         f"base: concept {base_concept}, bench {report['base']['bench']:.3f} "
         f"({len(base_bench)} images)",
@@ -145,7 +152,11 @@ def main() -> None:
                "wall_minutes": round((time.time() - began) / 60, 1)}  # fmt: skip
         report["methods"][method] = row
         print(f"{method}: {json.dumps(row)}", flush=True)
-    report["measuring_cpu_minutes"] = round((process_cpu_seconds() - started) / 60, 1)
+    spent = report.get("measuring_cpu_minutes", [])
+    report["measuring_cpu_minutes"] = [*(spent if isinstance(spent, list) else [spent])]
+    report["measuring_cpu_minutes"].append(
+        round((process_cpu_seconds() - started) / 60, 1)
+    )  # one entry per invocation
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "personalize.json").write_text(json.dumps(report, indent=1))
     print(f"{'method':<22}{'CPU-min':>8}{'concept pass':>14}{'drawn':>8}{'bench':>8}"
