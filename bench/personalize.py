@@ -33,10 +33,13 @@ METHODS = {
     "lora": ("lora", ["personal.prior_weight=0"]),
     # LoCon: the resnets' and resampling convolutions as well as the attention.
     "lora-conv": ("lora", ["personal.prior_weight=0", CONVS]),
-    # With prior preservation, as diffusers' DreamBooth-LoRA script offers it.
-    "lora-prior": ("lora", []),
-    "lora-conv-prior": ("lora", [CONVS]),
-    "dreambooth": ("dreambooth", []),
+    # With prior preservation (as diffusers' DreamBooth-LoRA script offers it) on 48 images the
+    # base draws of random shapes-world captions ("world"), or of the concept's captions with
+    # the token replaced by circle, square, triangle ("captions").
+    "lora-world": ("lora", []),
+    "lora-conv-world": ("lora", [CONVS]),
+    "dreambooth": ("dreambooth", ["personal.class_prompts=captions"]),
+    "dreambooth-world": ("dreambooth", []),
     "dreambooth-no-prior": ("dreambooth", ["personal.prior_weight=0"]),
     "textual-inversion": ("textual-inversion", []),
 }

@@ -114,9 +114,10 @@ class PersonalConfig:
     ``--data``, ``concept_images`` images of the shapes world's concept set. LoRA's adapters
     (``lora``); prior preservation (DreamBooth's, and LoRA's as diffusers' DreamBooth-LoRA
     script has it): ``class_images`` drawn by the base from the captions with the token
-    replaced by each of ``class_words`` in turn (removed when empty), its loss weighted
-    ``prior_weight`` (0: none); textual inversion's new word starts at the embedding of
-    ``init_word``."""
+    replaced by each of ``class_words`` in turn (removed when empty) or, with ``class_prompts``
+    "world", captions of random shapes-world scenes (the class of a shapes model is the world
+    itself), its loss weighted ``prior_weight`` (0: none); textual inversion's new word starts
+    at the embedding of ``init_word``."""
 
     token: str = "sks"
     base: str = "shapes-ldm-minilm"
@@ -125,12 +126,16 @@ class PersonalConfig:
     prior_weight: float = 1.0
     class_images: int = 48
     class_words: tuple[str, ...] = ("circle", "square", "triangle")
+    class_prompts: Literal["captions", "world"] = "world"
     init_word: str = "shape"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_words", tuple(self.class_words))
         if not 0 <= self.prior_weight <= 100:
             raise ValueError(f"personal.prior_weight must be in [0, 100], got {self.prior_weight}")
+        if self.class_prompts not in ("captions", "world"):
+            raise ValueError(f"personal.class_prompts must be captions or world, got "
+                             f"{self.class_prompts!r}")  # fmt: skip
         if not 1 <= self.class_images <= 1000:
             raise ValueError(f"personal.class_images must be in [1, 1000], got {self.class_images}")
 

@@ -22,12 +22,14 @@ from atelier.kinds.card import model_card
 from atelier.kinds.diffusion import Model, save_model
 from atelier.kinds.registry import load_model
 from atelier.models.lora import LoRANetwork
+from atelier.shapes.caption import caption
 from atelier.shapes.concept import (
     check_token,
     concept_suite,
     render_concept,
     training_scenes,
 )
+from atelier.shapes.scene import sample_scene
 from atelier.training.callbacks import CPULedger, process_cpu_seconds
 from atelier.training.checkpoint import final_weights
 from atelier.training.loop import train
@@ -62,17 +64,22 @@ def concept_data(recipe: Recipe, data_dir: Path | None, resolution: int):
 
 
 def class_prior(recipe: Recipe, model: Model, captions: list[str], run_dir: Path):
-    """DreamBooth's class latents and captions: the captions with the token replaced by each
-    class word in turn, drawn by the base model; kept in the run folder for a resume."""
+    """Prior preservation's class latents and captions, drawn by the base model: the captions
+    with the token replaced by each class word in turn, or captions of random shapes-world
+    scenes; kept in the run folder for a resume."""
     p = recipe.personal
     file = run_dir / "class_latents.safetensors"
-    words = p.class_words or ("",)
-    texts = []
-    for i in range(p.class_images):
-        word = words[(i // len(captions)) % len(words)]
-        caption = captions[i % len(captions)].split()
-        texts.append(" ".join(word if w == p.token else w for w in caption if w or word))
-    texts = [" ".join(t.split()) for t in texts]
+    if p.class_prompts == "world":
+        rngs = [np.random.default_rng([CLASS_SEED, i]) for i in range(p.class_images)]
+        texts = [caption(sample_scene(rng), rng) for rng in rngs]
+    else:
+        words = p.class_words or ("",)
+        texts = []
+        for i in range(p.class_images):
+            word = words[(i // len(captions)) % len(words)]
+            text = captions[i % len(captions)].split()
+            texts.append(" ".join(word if w == p.token else w for w in text))
+        texts = [" ".join(t.split()) for t in texts]
     if file.is_file():
         return load_file(str(file))["latents"], texts
     pipe = model.pipeline()
