@@ -164,6 +164,6 @@ def install(folder: Path, root: Path, name: str) -> Path:
     return target
 
 
-def embedding_words(file: Path) -> list[str]:
-    """The words an embeddings file teaches, from its header alone."""
-    return list(read_header(file))
+def embedding_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """The words an embeddings file teaches and their vectors' shapes, from its header alone."""
+    return read_header(file)

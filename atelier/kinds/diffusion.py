@@ -214,7 +214,8 @@ class Model:
         return words
 
     def embeddings_for(self, prompts: Sequence[str]) -> None:
-        """Load every installed embedding whose word a prompt uses and the encoder lacks."""
+        """Load every installed embedding whose word a prompt uses and the encoder lacks (one
+        learned for a text encoder of another width is passed over: it is another model's)."""
         installed = adapters.installed_embeddings()
         if not installed:
             return
@@ -222,7 +223,9 @@ class Model:
         learned = set(self.text_encoder.learned.tokens) if self.text_encoder.learned else set()
         for name in installed:
             file = adapters.resolve_embedding(name)
-            if set(adapters.embedding_words(file)) & (used - learned):
+            shapes = adapters.embedding_shapes(file)
+            fits = all(shape[-1] == self.text_encoder.dim for shape in shapes.values())
+            if fits and set(shapes) & (used - learned):
                 self.use_embeddings([file])
 
     def take_loras(self, prompt: str) -> str:
