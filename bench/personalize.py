@@ -75,7 +75,7 @@ def generator(method: str, path: Path | None):
     model = load_text_to_image("shapes-ldm-minilm")
     if method == "textual-inversion":
         model.use_embeddings([path])
-    suffix = f" <lora:{path.name}:1>" if METHODS[method][0] == "lora" else ""
+    suffix = f" <lora:{path.name}:1>" if METHODS.get(method, ("",))[0] == "lora" else ""
     return model, suffix
 
 
