@@ -70,10 +70,11 @@ def generator(method: str, path: Path | None):
     """(model, prompt suffix) that draws with the method applied (None: the base)."""
     from atelier.kinds.registry import load_text_to_image
 
-    if method in ("dreambooth", "dreambooth-no-prior"):
-        return load_text_to_image(path), ""
-    model = load_text_to_image("shapes-ldm-minilm")
-    if method == "textual-inversion":
+    recipe = METHODS.get(method, ("",))[0]
+    model = load_text_to_image(path if recipe == "dreambooth" else "shapes-ldm-minilm")
+    # The installed word "sks" (textual inversion's) must not load into the other methods.
+    model.auto_embeddings = False
+    if recipe == "textual-inversion":
         model.use_embeddings([path])
     suffix = f" <lora:{path.name}:1>" if METHODS.get(method, ("",))[0] == "lora" else ""
     return model, suffix
@@ -111,6 +112,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument(
+        "--concept-only",
+        action="store_true",
+        help="judge the concept suite again for --methods (and the base), keeping their "
+        "training and shapes-bench figures",
+    )
+    parser.add_argument(
         "--override",
         action="append",
         default=[],
@@ -126,6 +133,14 @@ def main() -> None:
     report = json.loads(file.read_text()) if file.is_file() else {}
     if (report.get("every"), report.get("seeds")) != (args.every, args.seeds):
         report = {"every": args.every, "seeds": args.seeds, "methods": {}}
+    if args.concept_only:
+        base, _ = generator("base", None)
+        report["base"]["concept"] = concept_success(base, "", args.seeds)
+        for method in args.methods.split(","):
+            path, _ = train(method, [])  # installed: nothing is trained
+            model, suffix = generator(method, path)
+            report["methods"][method]["concept"] = concept_success(model, suffix, args.seeds)
+            print(method, report["methods"][method]["concept"], flush=True)
     if "images" not in report.get("base", {}):  # judged once and kept, paired by seed
         base, _ = generator("base", None)
         results = bench(base, "", args.every)
@@ -140,7 +155,7 @@ def main() -> None:
         f"({len(base_bench)} images)",
         flush=True,
     )
-    for method in args.methods.split(","):
+    for method in [] if args.concept_only else args.methods.split(","):
         extra = [o.split(":", 1)[1] for o in args.override if o.split(":", 1)[0] == method]
         began = time.time()
         path, cpu_min = train(method, extra)

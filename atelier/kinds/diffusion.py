@@ -139,6 +139,9 @@ class Model:
     path: Path | None = None
     loras: dict[str, LoRANetwork] = field(default_factory=dict, repr=False)  # loaded, by name
     lora_specs: tuple[LoRASpec, ...] = ()  # the LoRAs attached now, with their weights
+    # Whether a prompt's word loads the installed embedding that teaches it (measurements of
+    # other methods turn it off, so an installed word cannot change what they draw).
+    auto_embeddings: bool = True
 
     @property
     def name(self) -> str:
@@ -216,7 +219,7 @@ class Model:
     def embeddings_for(self, prompts: Sequence[str]) -> None:
         """Load every installed embedding whose word a prompt uses and the encoder lacks (one
         learned for a text encoder of another width is passed over: it is another model's)."""
-        installed = adapters.installed_embeddings()
+        installed = adapters.installed_embeddings() if self.auto_embeddings else []
         if not installed:
             return
         used = {w for p in prompts for w in p.lower().replace(",", " ").split()}
