@@ -38,8 +38,8 @@ METHODS = {
     # the token replaced by circle, square, triangle ("captions").
     "lora-world": ("lora", []),
     "lora-conv-world": ("lora", [CONVS]),
-    "dreambooth": ("dreambooth", ["personal.class_prompts=captions"]),
-    "dreambooth-world": ("dreambooth", []),
+    "dreambooth": ("dreambooth", []),
+    "dreambooth-world": ("dreambooth", ["personal.class_prompts=world"]),
     "dreambooth-no-prior": ("dreambooth", ["personal.prior_weight=0"]),
     "textual-inversion": ("textual-inversion", []),
 }

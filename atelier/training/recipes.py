@@ -596,11 +596,12 @@ _PERSONAL_TRAIN = TrainConfig(max_steps=1000, batch_size=8, lr=1e-4, warmup_step
 _PERSONAL_SAMPLING = SamplingOptions(steps=20, guidance=3.0, sampler="dpmpp_2m")
 
 
-def _personal(name: str, **train: object) -> Callable[[], Recipe]:
+def _personal(name: str, personal: PersonalConfig = PersonalConfig(),
+              **train: object) -> Callable[[], Recipe]:  # fmt: skip
     def recipe() -> Recipe:
         return Recipe(
             name=name, kind=name, train=replace(_PERSONAL_TRAIN, **train),
-            objective=_PERSONAL_OBJECTIVE, sampling=_PERSONAL_SAMPLING, personal=PersonalConfig(),
+            objective=_PERSONAL_OBJECTIVE, sampling=_PERSONAL_SAMPLING, personal=personal,
         )  # fmt: skip
 
     return recipe
@@ -629,12 +630,19 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-unclip-prior": _shapes_unclip_prior,
     "shapes-unclip": _shapes_unclip,
     "shapes-gan": _shapes_gan,
-    # LoRA at 1e-3 (diffusers' LoRA scripts use 1e-4 on SD at batch 1 and many more steps);
-    # DreamBooth's whole UNet at 2e-4 (its paper's 5e-6 is for SD's 860 M parameters; at 5e-5
-    # 400 steps had not begun to draw the concept);
-    # textual inversion at 5e-3 with no weight decay on the word (diffusers' script: 5e-4 x 4).
+    # Measured by bench/personalize.py (docs/personalisation.md; bench/results/personalize):
+    # LoRA at 1e-3 (diffusers' LoRA scripts use 1e-4 on SD at batch 1 and many more steps)
+    # with prior preservation on random world captions: 5.0 CPU-min, 0.21 of the concept
+    # suite, shapes-bench -0.09 [-0.18, 0.00] (without the prior -0.50). DreamBooth's whole UNet
+    # at 2e-4 (its paper's 5e-6 is for SD's 860 M parameters; at 5e-5, 400 steps had not begun
+    # to draw the concept) with the prior on the concept's captions, the token replaced by a
+    # world shape: 3.8 CPU-min, 0.08, -0.25 (on world captions 0.02, -0.32; none 0.15, -0.41);
+    # textual inversion at 5e-3 with no weight decay on the word (diffusers' script: 5e-4 x 4):
+    # 2.2 CPU-min, 0.00 (the frozen UNet draws no cross for any word), shapes-bench unchanged.
     "lora": _personal("lora", lr=1e-3, max_steps=1500),
-    "dreambooth": _personal("dreambooth", lr=2e-4, max_steps=800),
+    "dreambooth": _personal(
+        "dreambooth", PersonalConfig(class_prompts="captions"), lr=2e-4, max_steps=800
+    ),  # fmt: skip
     "textual-inversion": _personal("textual-inversion", lr=5e-3, weight_decay=0.0),
 }
 
