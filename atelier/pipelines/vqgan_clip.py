@@ -79,11 +79,13 @@ class VQGANCLIPOptions:
 
 @dataclass(frozen=True)
 class VQGANCLIPResult:
-    """The image, the filmstrip's frames (in order, the last the image) and the loss per step."""
+    """The image, the filmstrip's frames (in order, the last the image), the loss per step and
+    the image's codes (h, w): a token model could draw it."""
 
     image: Image.Image
     frames: list[Image.Image]
     losses: list[float]
+    codes: torch.Tensor
 
 
 def filmstrip(frames: list[Image.Image]) -> Image.Image:
@@ -186,7 +188,8 @@ class VQGANCLIP:
             if callback is not None:
                 callback(i, options.iterations, losses[-1])
         image = self._image(z)
-        return VQGANCLIPResult(image, frames + [image], losses)
+        codes = self.tokenizer.quantizer.codes(z.detach())[0]
+        return VQGANCLIPResult(image, frames + [image], losses, codes)
 
     @torch.no_grad()
     def _image(self, z: torch.Tensor) -> Image.Image:

@@ -82,7 +82,12 @@ def tiny_clip() -> CLIP:
     text = TextEncoderConfig(kind="transformer", max_length=8, width=8, layers=1, heads=2)
     encoder = build_text_encoder(text, tokenizer=train_bpe(["a red circle"] * 4, vocab_size=270))
     vision = ViTConfig(image_size=8, patch_size=4, width=8, layers=1, heads=2)
-    return CLIP(CLIPConfig(vision=vision, embed_dim=6), encoder).double().eval()
+    clip = CLIP(CLIPConfig(vision=vision, embed_dim=6), encoder)
+    # GPT-2's small init makes an untrained tower embed every image alike; these weights let
+    # the image move the embedding, as a trained tower's do.
+    torch.nn.init.normal_(clip.visual.patch_embedding.weight, std=0.5)
+    torch.nn.init.normal_(clip.visual.blocks[0].attn.proj.weight, std=0.5)
+    return clip.double().eval()
 
 
 def toy_denoiser(x, sigma, t):
