@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1, help="every K-th prompt of the suite")
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--clip-model", default="shapes-clip")
-    parser.add_argument("--score-clip", default=None, help="CLIP for the score (default: --clip-model)")
+    parser.add_argument(
+        "--score-clip", default=None, help="CLIP for the score (default: --clip-model)"
+    )
     parser.add_argument("--clip-scales", default="100,1000")
     parser.add_argument("--noised-clip-model", default=None)
     parser.add_argument("--noised-clip-scales", default="3")
@@ -79,28 +81,41 @@ def main() -> None:
         arms.append((f"CFG + CLIP {s:g}", steered(model, SteerSpec("clip", s, args.clip_model))))
     if args.noised_clip_model:
         for s in (float(v) for v in args.noised_clip_scales.split(",")):
-            arms.append((f"CFG + noised CLIP {s:g}",
-                         steered(model, SteerSpec("clip", s, args.noised_clip_model))))
+            arms.append(
+                (
+                    f"CFG + noised CLIP {s:g}",
+                    steered(model, SteerSpec("clip", s, args.noised_clip_model)),
+                )
+            )
     if args.classifier_model:
         for s in (float(v) for v in args.classifier_scales.split(",")):
-            arms.append((f"CFG + classifier {s:g}",
-                         steered(model, SteerSpec("classifier", s, args.classifier_model))))
+            arms.append(
+                (
+                    f"CFG + classifier {s:g}",
+                    steered(model, SteerSpec("classifier", s, args.classifier_model)),
+                )
+            )
     if not args.no_vqgan:
         clip = load_clip(args.clip_model)
-        arms.append((f"VQGAN-CLIP {args.vqgan_iterations} it",
-                     vqgan_arm(args.tokenizer, clip, args.vqgan_iterations)))
+        arms.append(
+            (
+                f"VQGAN-CLIP {args.vqgan_iterations} it",
+                vqgan_arm(args.tokenizer, clip, args.vqgan_iterations),
+            )
+        )
     print(f"{args.model}: {len(suite)} prompts (every {args.every}) x {args.samples} seeds; "
           f"{options.sampler}, {options.steps} steps, CFG {options.guidance}; "
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
 
     rows, base = [], None
     for name, pipe in arms:
-        images, prompts = [], []
+        seen: list = []
         began = time.process_time()
         judged, seconds = generate_and_judge(
             pipe, suite, options=options, samples=args.samples, progress=False, batch=8,
-            on_image=lambda j, im: (images.append(im), prompts.append(j.prompt)),
+            on_image=lambda j, im, seen=seen: seen.append((im, j.prompt)),
         )  # fmt: skip
+        images, prompts = [im for im, _ in seen], [p for _, p in seen]
         cpu = (time.process_time() - began) / max(len(judged), 1)
         clip_score = float(score(images, prompts).mean())
         overall = summarize(judged)["overall"]["all"]
@@ -117,8 +132,12 @@ def main() -> None:
               f"vs CFG {d:<22} CLIP score {clip_score:6.2f}  {seconds:6.2f} s/img "
               f"({cpu:.2f} CPU-s)", flush=True)  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "every": args.every,
-                                         "samples": args.samples, "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"model": args.model, "every": args.every, "samples": args.samples, "rows": rows},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def save_classifier(model: TrainedClassifier, folder: str | Path, *, card: str,
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model.classifier, out / "classifier.safetensors", dtype=dtype)
-    config = {"kind": KIND_NAME, "name": model.name,
-              "classifier": asdict(model.classifier.config), "space": asdict(model.space)}  # fmt: skip
+    config = {"kind": KIND_NAME, "name": model.name, "space": asdict(model.space),
+              "classifier": asdict(model.classifier.config)}  # fmt: skip
     return write_folder(out, config, card)
 
 
@@ -56,8 +56,10 @@ def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> TrainedClassif
         raise ValueError(f"{folder / 'config.json'} is not a valid classifier config "
                          f"({err})") from None  # fmt: skip
     if (config.in_channels, config.image_size, config.image_size) != space.latent_shape:
-        raise ValueError(f"{folder / 'config.json'}: the classifier reads {config.in_channels} x "
-                         f"{config.image_size}^2 latents, its space is {space.latent_shape}")
+        raise ValueError(
+            f"{folder / 'config.json'}: the classifier reads {config.in_channels} x "
+            f"{config.image_size}^2 latents, its space is {space.latent_shape}"
+        )
     net = build_and_load(lambda: NoisedShapesClassifier(config), folder / "classifier.safetensors",
                          what="the classifier")  # fmt: skip
     net = net.eval().requires_grad_(False).to(device)

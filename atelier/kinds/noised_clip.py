@@ -82,8 +82,10 @@ def _load(folder: Path, data: dict[str, Any], *, device="cpu") -> TrainedNoisedC
         raise ValueError(f"{folder / 'config.json'} is not a valid noised-CLIP config "
                          f"({err})") from None  # fmt: skip
     if (config.in_channels, config.image_size, config.image_size) != space.latent_shape:
-        raise ValueError(f"{folder / 'config.json'}: the tower reads {config.in_channels} x "
-                         f"{config.image_size}^2 latents, its space is {space.latent_shape}")
+        raise ValueError(
+            f"{folder / 'config.json'}: the tower reads {config.in_channels} x "
+            f"{config.image_size}^2 latents, its space is {space.latent_shape}"
+        )
     sub = folder / "clip"
     clip = clip_kind.load_clip_folder(sub, read_config(sub), device=device)
     model = build_and_load(lambda: NoisedCLIP(config, clip), folder / "noised_clip.safetensors",

@@ -64,10 +64,12 @@ class NoisedClassifierConfig:
         if self.in_channels < 1 or self.hidden < 1 or not self.channels:
             raise ValueError("in_channels, hidden and channels must be positive")
         if any(c % self.groups for c in self.channels):
-            raise ValueError(f"channels {self.channels} must be multiples of groups {self.groups}")
-        if self.image_size % 2 ** len(self.channels):
-            raise ValueError(f"image_size {self.image_size} must be a multiple of "
-                             f"{2 ** len(self.channels)} for {len(self.channels)} levels")  # fmt: skip
+            raise ValueError(f"channels {self.channels} must be multiples of groups "
+                             f"{self.groups}")  # fmt: skip
+        levels = len(self.channels)
+        if self.image_size % 2**levels:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of {2**levels} "
+                             f"for {levels} levels")  # fmt: skip
 
 
 class NoisedShapesClassifier(nn.Module):

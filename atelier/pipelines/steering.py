@@ -71,6 +71,7 @@ def clip_steer(clip: Any, options: CLIPGuidanceOptions) -> Steer:
         generators = guidance_generators(seeds)
         decode = None
         if pipe.autoencoder is not None:
+
             def decode(z: torch.Tensor) -> torch.Tensor:
                 return pipe.autoencoder.decode(pipe.latent_space.from_diffusion(z))
 
@@ -98,7 +99,8 @@ def check_space(pipe: Text2Image, space: NoisedSpace, who: str) -> None:
 
 def noised_clip_steer(noised: Any, space: NoisedSpace, scale: float, *, who: str,
                       max_shift: float | None = 0.1) -> Steer:  # fmt: skip
-    """GLIDE's noised-CLIP guidance; ``noised`` is a :class:`~atelier.models.noised_clip.NoisedCLIP`."""
+    """GLIDE's noised-CLIP guidance; ``noised`` is a
+    :class:`~atelier.models.noised_clip.NoisedCLIP`."""
 
     def steer(pipe: Text2Image, prompts: Sequence[str], seeds: Sequence[int]) -> Wrap:
         check_space(pipe, space, who)

@@ -112,7 +112,8 @@ def request_steering(req: Any) -> Any:
     """The request's :class:`~atelier.kinds.steering.SteerSpec`, or None when it steers not."""
     from atelier.kinds.steering import DEFAULT_GUIDES, SteerSpec
 
-    clip, classifier = getattr(req, "clip_guidance", None), getattr(req, "classifier_guidance", None)
+    clip = getattr(req, "clip_guidance", None)
+    classifier = getattr(req, "classifier_guidance", None)
     if clip is None and classifier is None:
         return None
     method = "clip" if clip is not None else "classifier"

@@ -145,11 +145,19 @@ class Txt2ImgRequest(_Request):
     clip_guidance: float | None = Field(
         None, ge=0.0, le=MAX_STEER_SCALE, description="CLIP guidance scale (100 mild, 1000 strong)."
     )
-    clip_model: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$",
-                                   description="CLIP or noised CLIP (default shapes-clip).")
+    clip_model: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="CLIP or noised CLIP (default shapes-clip).",
+    )
     classifier_guidance: float | None = Field(None, ge=0.0, le=MAX_STEER_SCALE)
-    classifier_model: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$",
-                                         description="Default shapes-classifier-noised.")
+    classifier_model: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Default shapes-classifier-noised.",
+    )
     cutouts: int | None = Field(None, ge=1, le=MAX_CUTOUTS, description="CLIP guidance's cutouts.")
 
     @model_validator(mode="after")

@@ -25,8 +25,10 @@ from atelier.text.tokenizer import train_bpe
 
 def test_spherical_distance_is_half_the_squared_angle():
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(50, 7, generator=g, dtype=torch.float64), torch.randn(50, 7, generator=g,
-                                                                             dtype=torch.float64)
+    x, y = (
+        torch.randn(50, 7, generator=g, dtype=torch.float64),
+        torch.randn(50, 7, generator=g, dtype=torch.float64),
+    )
     cos = (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1))
     torch.testing.assert_close(spherical_dist_loss(3 * x, y), cos.clamp(-1, 1).acos() ** 2 / 2)
     # opposite vectors: theta = pi; equal ones: 0; broadcasting (n, 1, E) x (1, P, E)
@@ -104,13 +106,24 @@ def test_guided_shift_is_minus_sigma_squared_times_the_loss_gradient():
     targets = CLIPTargets(torch.nn.functional.normalize(torch.randn(2, 2, 6, generator=g,
                                                                    dtype=torch.float64), dim=-1),
                           torch.tensor([[1.0, -0.5], [2.0, 0.0]]))  # fmt: skip
-    options = CLIPGuidanceOptions(scale=300.0, tv_scale=5.0, range_scale=20.0, max_shift=None,
-                                  cutouts=CutoutOptions(count=4, translate=0.1, noise=0.2))
+    options = CLIPGuidanceOptions(
+        scale=300.0,
+        tv_scale=5.0,
+        range_scale=20.0,
+        max_shift=None,
+        cutouts=CutoutOptions(count=4, translate=0.1, noise=0.2),
+    )
 
     def loss(b, xb):  # L of image b, its cutouts drawn from a generator seeded as the guide's
-        return clip_loss(toy_denoiser(xb, sigma[b : b + 1], 0)[0], embed=clip.encode_image,
-                         cut_size=8, targets=targets.embeddings[b], weights=targets.weights[b],
-                         options=options, generator=torch.Generator().manual_seed(10 + b))
+        return clip_loss(
+            toy_denoiser(xb, sigma[b : b + 1], 0)[0],
+            embed=clip.encode_image,
+            cut_size=8,
+            targets=targets.embeddings[b],
+            weights=targets.weights[b],
+            options=options,
+            generator=torch.Generator().manual_seed(10 + b),
+        )
 
     guided = clip_guidance(toy_denoiser, embed=clip.encode_image, cut_size=8, targets=targets,
                            options=options, generators=[torch.Generator().manual_seed(10 + b)
@@ -142,8 +155,13 @@ def test_bad_settings_are_refused_naming_the_fix():
         CutoutOptions(count=0)
     with pytest.raises(ValueError, match="weights"):
         CLIPTargets(torch.zeros(2, 1, 4), torch.ones(3, 1))
-    guided = clip_guidance(toy_denoiser, embed=tiny_clip().encode_image, cut_size=8,
-                           targets=CLIPTargets.single(torch.ones(1, 6)),
-                           options=CLIPGuidanceOptions(), generators=[torch.Generator()])
+    guided = clip_guidance(
+        toy_denoiser,
+        embed=tiny_clip().encode_image,
+        cut_size=8,
+        targets=CLIPTargets.single(torch.ones(1, 6)),
+        options=CLIPGuidanceOptions(),
+        generators=[torch.Generator()],
+    )
     with pytest.raises(ValueError, match="set up for 1 images got a batch of 2"):
         guided(torch.zeros(2, 3, 8, 8), torch.ones(2), torch.zeros(2))

@@ -22,8 +22,9 @@ from tests.diffusion.test_clip_guidance import tiny_clip
 
 def test_classifier_logits_pad_narrow_heads_and_depend_on_t():
     torch.manual_seed(0)
-    net = NoisedShapesClassifier(NoisedClassifierConfig(in_channels=4, image_size=8,
-                                                        channels=(8,), groups=4, hidden=16))
+    net = NoisedShapesClassifier(
+        NoisedClassifierConfig(in_channels=4, image_size=8, channels=(8,), groups=4, hidden=16)
+    )
     x = torch.randn(2, 4, 8, 8)
     out = net(x, torch.tensor([0.0, 0.0]))
     assert out.shape == (2, N_HEADS, WIDEST)
@@ -55,7 +56,8 @@ def test_noised_clip_reads_latents_and_t_and_answers_to_the_frozen_text_tower():
     e = noised.encode_image(x, torch.tensor([1.0, 500.0, 999.0]))
     torch.testing.assert_close(e.norm(dim=-1), torch.ones(3))
     assert not torch.equal(e[0], noised.encode_image(x[:1], torch.tensor([500.0]))[0])
-    torch.testing.assert_close(noised.encode_text(["a red circle"]), clip.encode_text(["a red circle"]))
+    words = ["a red circle"]
+    torch.testing.assert_close(noised.encode_text(words), clip.encode_text(words))
     assert not any(p.requires_grad for p in noised.clip.parameters())
     noised.train()
     assert not noised.clip.training

@@ -57,7 +57,19 @@ def test_they_steer_the_model_they_read_and_refuse_another(trained, tmp_path):
         other = tiny_model(seed=1)  # other autoencoder weights: another latent space
         with pytest.raises(ValueError, match="reads the noised latents of tiny"):
             steered(other, spec)
-    result = CliRunner().invoke(app, ["generate", "a hexagon", "--model", "tiny",
-                                      "--classifier-guidance", "3", "-o", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "a hexagon",
+            "--model",
+            "tiny",
+            "--classifier-guidance",
+            "3",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2 and "classifier guidance reads shapes-world prompts" in (
-        result.output), result.output
+        result.output
+    ), result.output

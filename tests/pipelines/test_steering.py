@@ -34,8 +34,9 @@ def test_clip_guided_batch_equals_singles_and_moves_the_image(clip_dir):
     plain = pixels(model(PROMPTS, seeds=[5, 6, 7]))
     assert any(not np.array_equal(a, b) for a, b in zip(batch, plain))
     off = CLIPGuidanceOptions(scale=0.0, range_scale=0.0)
-    unsteered = pixels(SteeredText2Image(model, clip_steer(clip, off), {})(PROMPTS,
-                                                                           seeds=[5, 6, 7]))
+    unsteered = pixels(
+        SteeredText2Image(model, clip_steer(clip, off), {})(PROMPTS, seeds=[5, 6, 7])
+    )
     for a, b in zip(unsteered, plain):  # every scale 0: the plain model, bit for bit
         assert np.array_equal(a, b)
 
@@ -44,14 +45,16 @@ def test_steering_needs_a_guide_of_the_right_kind(clip_dir, tiny_model_dir):
     model = tiny_model()
     with pytest.raises(ValueError, match="needs a noise-aware classifier .* is a CLIP model"):
         steered(model, SteerSpec("classifier", 3.0, str(clip_dir)))
-    with pytest.raises(ValueError, match="needs a CLIP or noised CLIP model .* is a "
-                                         "text-to-image diffusion model"):
+    with pytest.raises(
+        ValueError, match="needs a CLIP or noised CLIP model .* is a text-to-image diffusion model"
+    ):
         steered(model, SteerSpec("clip", 100.0, str(tiny_model_dir)))
     with pytest.raises(ValueError, match=r"clip-guidance must be a number in \[0, 10000\]"):
         SteerSpec("clip", -1.0, "shapes-clip")
     with pytest.raises(ValueError, match="cutouts must be an integer"):
         SteerSpec("clip", 1.0, "shapes-clip", cutouts=0)
-    assert SteerSpec.from_record(SteerSpec("clip", 5.0, "c").to_record()) == SteerSpec("clip", 5.0, "c")
+    spec = SteerSpec("clip", 5.0, "c")
+    assert SteerSpec.from_record(spec.to_record()) == spec
     with pytest.raises(ValueError, match="not a steering record"):
         SteerSpec.from_record({"method": "clip", "scale": 1, "model": "c", "evil": 1})
 
@@ -62,8 +65,22 @@ def run(*args):
 
 def test_generate_steers_records_and_replays(tiny_installed, clip_dir, tmp_path):
     out = tmp_path / "out"
-    result = run("generate", "a red circle", "--model", "tiny", "--clip-guidance", 500,
-                 "--clip-model", clip_dir, "--cutouts", 3, "--steps", 2, "-o", out)
+    result = run(
+        "generate",
+        "a red circle",
+        "--model",
+        "tiny",
+        "--clip-guidance",
+        500,
+        "--clip-model",
+        clip_dir,
+        "--cutouts",
+        3,
+        "--steps",
+        2,
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.output
     (png,) = out.glob("*.png")
     params = read_params(png)
@@ -92,8 +109,16 @@ def test_generate_refuses_bad_steering(flags, message, tiny_installed, clip_dir,
 
 
 def test_token_models_are_not_steered(installed, tmp_path):
-    result = run("generate", "a red circle", "--model", "tiny-maskgit", "--clip-guidance", "100",
-                 "-o", tmp_path)
+    result = run(
+        "generate",
+        "a red circle",
+        "--model",
+        "tiny-maskgit",
+        "--clip-guidance",
+        "100",
+        "-o",
+        tmp_path,
+    )
     assert result.exit_code == 2
     assert "--clip-guidance steers diffusion models; tiny-maskgit is a" in result.output
 
@@ -101,8 +126,14 @@ def test_token_models_are_not_steered(installed, tmp_path):
 def test_api_fields_are_bounded_and_exclusive():
     with pytest.raises(ValidationError, match="not both"):
         Txt2ImgRequest(prompt="x", clip_guidance=1.0, classifier_guidance=1.0)
-    for bad in ({"clip_guidance": 1e5}, {"clip_guidance": -1}, {"cutouts": 0},
-                {"cutouts": 65}, {"clip_model": "../etc"}, {"classifier_guidance": True}):
+    for bad in (
+        {"clip_guidance": 1e5},
+        {"clip_guidance": -1},
+        {"cutouts": 0},
+        {"cutouts": 65},
+        {"clip_model": "../etc"},
+        {"classifier_guidance": True},
+    ):
         with pytest.raises(ValidationError):
             Txt2ImgRequest(prompt="x", **bad)
 

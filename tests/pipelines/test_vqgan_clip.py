@@ -59,16 +59,18 @@ def test_optimisation_lowers_the_loss_and_draws_codebook_images():
     options = VQGANCLIPOptions(iterations=30, lr=0.2, cutouts=cut, frames=4)
     result = pipe("a red circle | a blue square:-0.5", seed=3, options=options)
     # the loss of the start and of the result, on the same cutouts
-    targets = torch.stack([pipe.clip.encode_text([t])[0] for t in ("a red circle",
-                                                                   "a blue square")])
+    targets = torch.stack(
+        [pipe.clip.encode_text([t])[0] for t in ("a red circle", "a blue square")]
+    )
     weights = torch.tensor([1.0, -0.5])
     z0 = pipe.start(torch.Generator().manual_seed(3), None)
     z1 = pipe.tokenizer.quantizer.embed(result.codes[None])
 
     def loss(z):
         with torch.no_grad():
-            return float(pipe.loss(z, z, targets, weights, cut, 0.0,
-                                   torch.Generator().manual_seed(99)))
+            return float(
+                pipe.loss(z, z, targets, weights, cut, 0.0, torch.Generator().manual_seed(99))
+            )
 
     assert loss(z1) < loss(z0) - 0.05, (loss(z0), loss(z1))
     assert len(result.losses) == 30 and len(result.frames) == 4

@@ -78,8 +78,12 @@ def noised_data(recipe: Recipe, data_dir: Path | None) -> tuple[Model, NoisedDat
     scenes = recipe_images(recipe, None)
     pipe = model.pipeline()
     shape = tuple(pipe.latent_shape)
-    space = NoisedSpace(model.name, shape, model.config.diffusion,
-                        space_digest(pipe.autoencoder, pipe.latent_space, pipe.diffusion, shape))
+    space = NoisedSpace(
+        model.name,
+        shape,
+        model.config.diffusion,
+        space_digest(pipe.autoencoder, pipe.latent_space, pipe.diffusion, shape),
+    )
     return model, NoisedData(to_space(model, scenes, cache=True), scenes, space)
 
 
@@ -125,8 +129,12 @@ def run_clip(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | No
                       f"beside {recipe.diffusion_model} and {recipe.clip_model}",
                       recipe=asdict(recipe))  # fmt: skip
     clip_card = resolve(recipe.clip_model) / "README.md"
-    trained = TrainedNoisedCLIP(recipe.name, noised, data.space,
-                                clip_card=clip_card.read_text() if clip_card.is_file() else None)
+    trained = TrainedNoisedCLIP(
+        recipe.name,
+        noised,
+        data.space,
+        clip_card=clip_card.read_text() if clip_card.is_file() else None,
+    )
     return save_noised_clip(trained, run_dir / "model", card=card)
 
 
@@ -156,11 +164,15 @@ def run_classifier(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Pat
             z_t = abar.sqrt() * latents + (1 - abar).sqrt() * torch.randn_like(latents)
             steps = torch.full((len(scenes),), t)
             right = (classifier(z_t, steps.float()).argmax(-1) == truth).float()
-            lines.append(f"- t = {t}: heads {float(right.mean()):.3f}, whole images "
-                         f"{float(right.all(1).float().mean()):.3f}")
-    body = ("## Metrics (1000 fresh scenes, any split, noised at t)\n\nAccuracy of the 27 heads "
-            "(9 cells x colour, shape, size) and of images with every head right:\n\n"
-            + "\n".join(lines))
+            lines.append(
+                f"- t = {t}: heads {float(right.mean()):.3f}, whole images "
+                f"{float(right.all(1).float().mean()):.3f}"
+            )
+    body = (
+        "## Metrics (1000 fresh scenes, any split, noised at t)\n\nAccuracy of the 27 heads "
+        "(9 cells x colour, shape, size) and of images with every head right:\n\n"
+        + "\n".join(lines)
+    )
     card = model_card(recipe.name, command=command, init_from=None, body=body,
                       cpu=f"{ledger.total / 3600:.2f} h (user + system, all sessions), "
                       f"beside {recipe.diffusion_model}",
