@@ -57,6 +57,12 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--every", type=int, default=1, help="every K-th prompt of the suite")
     parser.add_argument("--samples", type=int, default=1)
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="CFG scale of every diffusion arm (0: the unconditional model)",
+    )
     parser.add_argument("--clip-model", default="shapes-clip")
     parser.add_argument(
         "--score-clip", default=None, help="CLIP for the score (default: --clip-model)"
@@ -74,11 +80,12 @@ def main() -> None:
 
     suite = load_suite()[:: args.every]
     model = load_model(args.model)
-    options = model.defaults
+    options = model.defaults.overridden(guidance=args.guidance)
     score = clip_scorer(load_clip(args.score_clip or args.clip_model))
-    arms = [("CFG alone", model)]
+    arm0 = "CFG" if options.guidance else "uncond"
+    arms = [(f"{arm0} alone", model)]
     for s in (float(v) for v in args.clip_scales.split(",") if v):
-        arms.append((f"CFG + CLIP {s:g}", steered(model, SteerSpec("clip", s, args.clip_model))))
+        arms.append((f"{arm0} + CLIP {s:g}", steered(model, SteerSpec("clip", s, args.clip_model))))
     if args.noised_clip_model:
         for s in (float(v) for v in args.noised_clip_scales.split(",")):
             arms.append(
@@ -129,7 +136,7 @@ def main() -> None:
         r = rows[-1]
         d = "-" if diff is None else f"{diff.accuracy:+.3f} [{diff.low:+.2f},{diff.high:+.2f}]"
         print(f"{name:<24} pass {r['pass']:.3f} [{overall.low:.2f},{overall.high:.2f}]  "
-              f"vs CFG {d:<22} CLIP score {clip_score:6.2f}  {seconds:6.2f} s/img "
+              f"vs {arm0} {d:<22} CLIP score {clip_score:6.2f}  {seconds:6.2f} s/img "
               f"({cpu:.2f} CPU-s)", flush=True)  # fmt: skip
     if args.json:
         args.json.write_text(

@@ -129,7 +129,8 @@ def generate(
         None,
         "--clip-guidance",
         rich_help_panel=STEERING_PANEL,
-        help="CLIP guidance scale (notebook convention: 100 mild, 1000 strong).",
+        help="CLIP guidance scale (notebook convention: 100 mild, 1000 strong; with a noised "
+        "CLIP a classifier-guidance scale, 1 to 10).",
     ),
     cutouts: int = typer.Option(
         8, "--cutouts", rich_help_panel=STEERING_PANEL, help="CLIP guidance: cutouts per step."
