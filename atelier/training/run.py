@@ -31,6 +31,7 @@ from atelier.training.runners import (
     diffusion,
     features,
     gan,
+    noised,
     tokenizer,
     tokens,
     unclip,
@@ -50,6 +51,8 @@ RUNNERS = {
     "unclip-prior": unclip.run_prior,
     "unclip": unclip.run_decoder,
     "gan": gan.run,
+    "clip-noised": noised.run_clip,
+    "classifier-noised": noised.run_classifier,
 }
 LOCAL_SUFFIX = "-local"
 # How a model of each recipe kind (and an inpainting one) is used once installed as NAME.
@@ -71,6 +74,10 @@ USES = {
     "(e.g. `atelier train shapes-unclip prior_model={name}`)",
     "unclip": "`atelier generate PROMPT --model {name}`, `atelier variations IMAGE --model {name}`",
     "gan": "`atelier generate PROMPT --model {name}`, `atelier interpolate PROMPT --model {name}`",
+    "clip-noised": "`atelier generate PROMPT --clip-guidance 3 --clip-model {name}` (with the "
+    "diffusion model it was trained beside)",
+    "classifier-noised": "`atelier generate PROMPT --classifier-guidance 3 --classifier-model "
+    "{name}` (with the diffusion model it was trained beside)",
 }
 
 
