@@ -19,6 +19,7 @@ from atelier.cli.serve import serve
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.sweep import sweep
 from atelier.cli.train import train
+from atelier.cli.vqgan_clip import vqgan_clip
 
 app = typer.Typer(
     name="atelier",
@@ -46,6 +47,7 @@ app.command()(explain)
 app.command()(inspect)
 app.command()(serve)
 app.command()(export)
+app.command("vqgan-clip")(vqgan_clip)
 
 
 def _version(value: bool) -> None:

@@ -183,3 +183,40 @@ def ranked_extra(choice: Choice, requested: int, candidates: int, rerank: str | 
         return {}
     return {"rerank": rerank, "candidates": candidates, "requested_seed": requested,
             "clip_score": round(choice.score, 4)}  # fmt: skip
+
+
+# Steering by gradient (generate), grouped apart in --help.
+STEERING_PANEL = "Steering by gradient (diffusion models)"
+
+
+def steering_spec(clip_guidance: float | None, clip_model: str, classifier_guidance: float | None,
+                  classifier_model: str | None, *, cutouts: int, cut_power: float,
+                  tv_scale: float, range_scale: float) -> Any:  # fmt: skip
+    """The command's steering (None without --clip-guidance or --classifier-guidance), checked
+    before any model loads; bad values exit naming the flag."""
+    from atelier.kinds.steering import DEFAULT_GUIDES, SteerSpec
+
+    if clip_guidance is not None and classifier_guidance is not None:
+        raise fail("give --clip-guidance or --classifier-guidance, not both")
+    if clip_guidance is None and classifier_guidance is None:
+        return None
+    method = "clip" if clip_guidance is not None else "classifier"
+    model = clip_model if method == "clip" else classifier_model or DEFAULT_GUIDES["classifier"]
+    scale = clip_guidance if method == "clip" else classifier_guidance
+    try:
+        return SteerSpec(method, scale, model, cutouts=cutouts, cut_power=cut_power,
+                         tv_scale=tv_scale, range_scale=range_scale)  # fmt: skip
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
+def steer(model: TextToImage, spec: Any) -> TextToImage:
+    """``model`` steered by ``spec`` (itself when None), or exit 2 naming the problem."""
+    from atelier.kinds.steering import steered
+
+    if spec is None:
+        return model
+    try:
+        return steered(model, spec)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None

@@ -20,6 +20,7 @@ from atelier.cli.common import (
     GUIDANCE_RESCALE,
     LORA,
     OPTION,
+    STEERING_PANEL,
     STEPS,
     chosen_seed,
     generator_options,
@@ -28,6 +29,8 @@ from atelier.cli.common import (
     personalised,
     ranked_extra,
     reranker,
+    steer,
+    steering_spec,
 )
 from atelier.cli.errors import fail, writable_folder
 from atelier.diffusion.samplers import SAMPLER_NAMES
@@ -120,7 +123,51 @@ def generate(
     batch: int = typer.Option(8, "--batch", help="Images sampled together (pixels unchanged)."),
     candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
     rerank: str = typer.Option(None, "--rerank", help="Keep the best candidate by: clip."),
-    clip_model: str = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank clip."),
+    clip_model: str = typer.Option(
+        "shapes-clip",
+        "--clip-model",
+        help="CLIP for --rerank clip and --clip-guidance (a noised CLIP guides at x_t).",
+    ),
+    clip_guidance: float = typer.Option(
+        None,
+        "--clip-guidance",
+        rich_help_panel=STEERING_PANEL,
+        help="CLIP guidance scale (notebook convention: 100 mild, 1000 strong; with a noised "
+        "CLIP a classifier-guidance scale, 1 to 10).",
+    ),
+    cutouts: int = typer.Option(
+        8, "--cutouts", rich_help_panel=STEERING_PANEL, help="CLIP guidance: cutouts per step."
+    ),
+    cut_power: float = typer.Option(
+        1.0,
+        "--cut-power",
+        rich_help_panel=STEERING_PANEL,
+        help="CLIP guidance: cutout size power (>1: smaller).",
+    ),
+    tv_scale: float = typer.Option(
+        0.0,
+        "--tv-scale",
+        rich_help_panel=STEERING_PANEL,
+        help="CLIP guidance: total-variation penalty.",
+    ),
+    range_scale: float = typer.Option(
+        50.0,
+        "--range-scale",
+        rich_help_panel=STEERING_PANEL,
+        help="CLIP guidance: penalty on values outside [-1, 1].",
+    ),
+    classifier_guidance: float = typer.Option(
+        None,
+        "--classifier-guidance",
+        rich_help_panel=STEERING_PANEL,
+        help="Noise-aware classifier guidance scale (toward the prompt's cells).",
+    ),
+    classifier_model: str = typer.Option(
+        None,
+        "--classifier-model",
+        rich_help_panel=STEERING_PANEL,
+        help="Noise-aware classifier (default shapes-classifier-noised).",
+    ),
     cascade: str = typer.Option(None, "--cascade", help="Upscale through sizes, e.g. 32,64,128."),
     hires: bool = typer.Option(False, "--hires", help="Hires fix: upscale the result 2x."),
     lora: list[str] = LORA,
@@ -141,10 +188,16 @@ def generate(
         check_images(len(prompts) * n * max(candidates, 1))
     except ValueError as err:
         raise fail(str(err)) from None
+    steering = steering_spec(clip_guidance, clip_model, classifier_guidance, classifier_model,
+                             cutouts=cutouts, cut_power=cut_power, tv_scale=tv_scale,
+                             range_scale=range_scale)  # fmt: skip
     # Everything the model's config.json can tell is checked before its weights load.
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
              "guidance_rescale": guidance_rescale}  # fmt: skip
     listed, options, loaded = generator_options(model, flags, option)
+    if steering is not None and listed.kind not in ("latent", "pixel"):
+        raise fail(f"--{steering.method}-guidance steers diffusion models; {model} is a "
+                   f"{listed.facts.title} model")  # fmt: skip
     side = size or listed.facts.resolution
     sizes = _cascade(cascade, hires, side)
     try:
@@ -165,6 +218,9 @@ def generate(
     writable_folder(output)
     loaded = loaded or load_generator(model)
     prompts = personalised(loaded, prompts, lora, embedding)
+    if steering is not None and (lora or embedding):
+        raise fail("--lora and --embedding cannot be combined with steering yet")
+    loaded = steer(loaded, steering)
     drawing = reranker(loaded, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     model_hash = loaded.model_hash
@@ -194,7 +250,8 @@ def generate(
                 params = GenerationParams.of(
                     image, prompt=p, seed=s, options=options, model=loaded.name,
                     model_hash=model_hash, negative_prompt=negative,
-                    extra={**ranked, **({"cascade": sizes} if sizes else {})},
+                    extra={**ranked, **({"cascade": sizes} if sizes else {}),
+                           **({"steer": steering.to_record()} if steering else {})},
                 )  # fmt: skip
                 path = save_numbered_png(image, output, str(s), params)
                 tqdm.write(str(path))
@@ -265,6 +322,14 @@ def replay(
             err=True,
         )
     options = options_for(loaded.name, loaded.defaults, params.options)
+    if "steer" in params.extra:
+        from atelier.kinds.steering import SteerSpec
+
+        try:
+            spec = SteerSpec.from_record(params.extra["steer"])
+        except ValueError as err:
+            raise fail(f"{image}: {err}") from None
+        loaded = steer(loaded, spec)
     try:
         again = np.asarray(render(loaded, params, options), dtype=np.int16)
     except (ValueError, FileNotFoundError) as err:

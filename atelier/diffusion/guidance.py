@@ -201,36 +201,92 @@ def _composed_guidance(
     return model
 
 
-def classifier_guidance(
-    denoiser: Denoiser, classifier: Classifier, y: torch.Tensor, scale: float
+def gradient_guidance(
+    denoiser: Denoiser,
+    log_density: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scale: float,
+    *,
+    max_shift: float | None = None,
 ) -> Denoiser:
-    """Classifier guidance (Dhariwal & Nichol 2021) on a VE denoiser.
+    """Steer a VE denoiser by the gradient of a noise-aware log-density (ADM, GLIDE).
 
-    ``classifier(x_t, t) -> logits (B, K)`` is trained on VP latents; ``y`` (B,) holds the target
-    classes. With x_t = x / sqrt(1 + sigma^2),
+    ``log_density(x_t, t) -> (B,)`` reads VP latents x_t = x / sqrt(1 + sigma^2) (a noise-aware
+    classifier's log p(y | x_t, t), a noised CLIP's similarity to the prompt). Then
 
-        D'(x, sigma, t) = D(x, sigma, t) + s sigma^2 grad_x log p(y | x_t, t),
+        D'(x, sigma, t) = D(x, sigma, t) + s sigma^2 grad_x log_density(x_t, t),
 
-    the score sigma^-2 (D - x) shifted by s grad_x log p. With abar = 1 / (1 + sigma^2) this is
-    exactly the paper's eps' = eps - s sqrt(1 - abar) grad_{x_t} log p(y | x_t, t): both move
-    x_0 by s (1 - abar) / sqrt(abar) grad_{x_t} log p.
+    the score sigma^-2 (D - x) shifted by s grad_x. ``max_shift`` caps each image's RMS change of
+    the x_0 estimate (None: no cap): on a zero-terminal-SNR schedule's first step sigma^2 is
+    about 1.7e7, where a gradient of noise would otherwise replace the sample.
     """
     _check_scale(scale)
 
     def guided(x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         denoised = denoiser(x, sigma, t)
+        if scale == 0:
+            return denoised
         sigma = per_image(sigma, x).to(torch.float64)  # (B,)
         alpha = broadcast((1 / (1 + sigma**2)).sqrt(), x)  # sqrt(abar), as VPDenoiser scales x
-        # Samplers run under no_grad; the classifier's gradient needs a graph all the same.
+        # Samplers run under no_grad; the gradient needs a graph all the same.
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
-            x_t = x_in * alpha
-            log_p = classifier(x_t, per_image(t, x).to(x.dtype)).log_softmax(-1)  # (B, K)
-            chosen = log_p.gather(-1, y.to(log_p.device).long().reshape(-1, 1)).sum()
-            (grad,) = torch.autograd.grad(chosen, x_in)
-        return denoised + scale * broadcast(sigma**2, x) * grad
+            x_t = (x_in * alpha).to(x.dtype)
+            log_p = log_density(x_t, per_image(t, x).to(x.dtype))  # (B,)
+            (grad,) = torch.autograd.grad(log_p.sum(), x_in)
+        shift = scale * broadcast(sigma**2, x) * grad.double()
+        if max_shift is not None:
+            rms = shift.flatten(1).pow(2).mean(1).sqrt()  # (B,)
+            shift = shift * broadcast((max_shift / rms.clamp(min=1e-30)).clamp(max=1.0), shift)
+        return (denoised.double() + shift).to(denoised.dtype)
 
     return guided
+
+
+def class_log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p(y | x) (B,) from logits (B, K) and classes y (B,), or from M independent heads:
+    logits (B, M, K) and y (B, M), summed over the heads whose y is not -1 (no target).
+    Padded classes of a head hold logits of -inf."""
+    log_p = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+    y = y.to(log_p.device).long()
+    if log_p.ndim == 2:
+        if y.shape != log_p.shape[:1]:
+            raise ValueError(f"classes must be (B,) = ({log_p.shape[0]},), got {tuple(y.shape)}")
+        return log_p.gather(-1, y[:, None])[:, 0]
+    if log_p.ndim != 3 or y.shape != log_p.shape[:2]:
+        raise ValueError(f"heads need logits (B, M, K) and classes (B, M), got "
+                         f"{tuple(log_p.shape)} and {tuple(y.shape)}")  # fmt: skip
+    chosen = log_p.gather(-1, y.clamp(min=0)[..., None])[..., 0]  # (B, M)
+    return torch.where(y >= 0, chosen, torch.zeros_like(chosen)).sum(1)
+
+
+def classifier_guidance(
+    denoiser: Denoiser,
+    classifier: Classifier,
+    y: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    scale: float,
+    *,
+    max_shift: float | None = None,
+) -> Denoiser:
+    """Classifier guidance (Dhariwal & Nichol 2021) on a VE denoiser.
+
+    ``classifier(x_t, t) -> logits (B, K)`` is trained on VP latents; ``y`` (B,) holds the target
+    classes (or, for a classifier of M independent attributes, logits (B, M, K) and y (B, M),
+    -1 where an attribute is free: :func:`class_log_likelihood`). ``y`` may instead be a function
+    choosing the targets from each step's (detached) logits, for targets that depend on what the
+    sample already shows (a layout the prompt leaves open). With x_t = x / sqrt(1 + sigma^2),
+
+        D'(x, sigma, t) = D(x, sigma, t) + s sigma^2 grad_x log p(y | x_t, t),
+
+    the score sigma^-2 (D - x) shifted by s grad_x log p. With abar = 1 / (1 + sigma^2) this is
+    exactly the paper's eps' = eps - s sqrt(1 - abar) grad_{x_t} log p(y | x_t, t): both move
+    x_0 by s (1 - abar) / sqrt(abar) grad_{x_t} log p. ``max_shift``: :func:`gradient_guidance`.
+    """
+
+    def log_density(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        logits = classifier(x_t, t)
+        return class_log_likelihood(logits, y(logits.detach()) if callable(y) else y)
+
+    return gradient_guidance(denoiser, log_density, scale, max_shift=max_shift)
 
 
 def dynamic_threshold(

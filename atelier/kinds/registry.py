@@ -22,6 +22,8 @@ from atelier.kinds import (
     features,
     gan,
     maskgit,
+    noised_classifier,
+    noised_clip,
     tokenizer,
     unclip,
     unclip_prior,
@@ -43,6 +45,8 @@ KINDS: dict[str, ModelKind] = {
     "unclip": unclip.KIND,
     unclip_prior.KIND_NAME: unclip_prior.KIND,
     "gan": gan.KIND,
+    noised_clip.KIND_NAME: noised_clip.KIND,
+    noised_classifier.KIND_NAME: noised_classifier.KIND,
 }
 
 # The kinds that inpaint and outpaint: diffusion holds the known region's latents to the image's,

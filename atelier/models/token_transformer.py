@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atelier.text.encoder import TextEmbedding
+from atelier.text.feed_forward import feed_forward
 
 TextConditioning = Literal["prefix", "cross_attention"]
 TEXT_CONDITIONINGS: tuple[TextConditioning, ...] = get_args(TextConditioning)
@@ -218,11 +219,7 @@ class Block(nn.Module):
             self.ln_cross = nn.LayerNorm(config.width)
             self.cross_attn = CrossAttention(config)
         self.ln_mlp = nn.LayerNorm(config.width)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.width, config.mlp_ratio * config.width),
-            nn.GELU(),
-            nn.Linear(config.mlp_ratio * config.width, config.width),
-        )
+        self.mlp = feed_forward(config.width, config.mlp_ratio)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(

@@ -181,7 +181,8 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         options = tuple(sorted((req.options or {}).items()))
         key = ("txt2img", req.model or settings.model, req.steps, req.guidance,
                req.guidance_rescale, req.sampler, options, req.size,
-               req.negative_prompt)  # fmt: skip
+               req.negative_prompt, req.clip_guidance, req.clip_model, req.classifier_guidance,
+               req.classifier_model, req.cutouts)  # fmt: skip
         return enqueue("txt2img", req, runners.txt2img, batch_key=key)
 
     @app.post(

@@ -75,6 +75,21 @@ class Models:
         """A model that inpaints and outpaints: diffusion, or a token model."""
         return self._get("painter", name, load_painter)
 
+    def steered(self, model: Any, spec: Any) -> Any:
+        """``model`` steered by ``spec`` (a :class:`~atelier.kinds.steering.SteerSpec`), its
+        guide an installed model, kept loaded for the next request that names it."""
+        from atelier.kinds.steering import steered
+
+        if spec.model not in known_models():
+            raise FileNotFoundError(
+                f"no model named {spec.model!r} on this server; GET /v1/models lists them"
+            )
+        with self._lock:
+            key = ("steered", f"{model.name}|{sorted(spec.to_record().items())}")
+            if key not in self._loaded:
+                self._loaded[key] = steered(model, spec)
+            return self._loaded[key]
+
     def upscaler(self, name: str):
         from atelier.kinds import upscaler
 
@@ -93,6 +108,21 @@ def request_options(model: TextToImage, req: Any, *, keeps_source: bool = False)
     given = {k: getattr(req, k) for k in DIFFUSION_FIELDS if getattr(req, k, None) is not None}
     given |= getattr(req, "options", None) or {}
     return with_options(base, given, who=model.name)
+
+
+def request_steering(req: Any) -> Any:
+    """The request's :class:`~atelier.kinds.steering.SteerSpec`, or None when it steers not."""
+    from atelier.kinds.steering import DEFAULT_GUIDES, SteerSpec
+
+    clip = getattr(req, "clip_guidance", None)
+    classifier = getattr(req, "classifier_guidance", None)
+    if clip is None and classifier is None:
+        return None
+    method = "clip" if clip is not None else "classifier"
+    model = getattr(req, f"{method}_model", None) or DEFAULT_GUIDES[method]
+    cutouts = getattr(req, "cutouts", None)
+    return SteerSpec(method, clip if clip is not None else classifier, model,
+                     **({"cutouts": cutouts} if cutouts is not None else {}))  # fmt: skip
 
 
 class Refused(ValueError):
@@ -153,6 +183,12 @@ class Runners:
             request_options(model, req, keeps_source=kind == "img2img")
         except ValueError as err:
             raise Refused("options", str(err)) from None
+        spec = request_steering(req)
+        if spec is not None:
+            try:
+                self.models.steered(model, spec)
+            except (FileNotFoundError, ValueError) as err:
+                raise Refused(f"{spec.method}_guidance", str(err)) from None
         if isinstance(model, TokenModel) and kind in ("inpaint", "outpaint"):
             self.check_token_edit(kind, req, model)
             return
@@ -246,12 +282,15 @@ class Runners:
         req0 = jobs[0].payload
         model = self.models.text_to_image(req0.model or self.settings.model)
         options = request_options(model, req0)
+        spec = request_steering(req0)
+        extra = {"steer": spec.to_record()} if spec is not None else {}
+        drawn = self.models.steered(model, spec) if spec is not None else model
         prompts, seeds = [], []
         for job in jobs:
             prompts += [job.payload.prompt] * job.payload.n
             seeds += [job.payload.seed + k for k in range(job.payload.n)]
         preview = previewer(model.pipeline()) if isinstance(model, diffusion.Model) else None
-        images = model(
+        images = drawn(
             prompts, seeds=seeds, negative_prompt=req0.negative_prompt, size=req0.size,
             options=options,
             callback=lambda info: on_step(info, (lambda: preview(info)) if preview else None),
@@ -261,7 +300,7 @@ class Runners:
             n = job.payload.n
             results.append(self.save_images(
                 job, model.name, model.model_hash, images[start : start + n],
-                seeds[start : start + n], options, "txt2img", {}, job.payload.prompt,
+                seeds[start : start + n], options, "txt2img", extra, job.payload.prompt,
             ))  # fmt: skip
             start += n
         return results

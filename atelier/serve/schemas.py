@@ -29,6 +29,9 @@ from atelier.serve.errors import problem
 # The OpenAPI string format of image fields: base64 bytes that PIL decodes (schema checkers such
 # as schemathesis register a strategy for it).
 IMAGE_FORMAT = "image-base64"
+# Steering's bounds (kinds/steering.py: SteerSpec), repeated so the schema states them.
+MAX_STEER_SCALE = 10_000.0
+MAX_CUTOUTS = 64
 # No model makes anything of a smaller image (the default one needs sides of 8 or more).
 MIN_SIDE = 8
 
@@ -139,6 +142,31 @@ class Txt2ImgRequest(_Request):
     prompt: str = Field(..., min_length=1, max_length=LIMITS.max_prompt_chars)
     n: int = Field(1, ge=1, le=LIMITS.max_batch, description="Images, seeds seed..seed+n-1.")
     size: int | None = Field(None, ge=16, le=256, multiple_of=16)
+    # Steering by gradient (diffusion models): CLIP guidance through x_0 (or at x_t with a noised
+    # CLIP), or a noise-aware classifier's toward the prompt's cells; one of the two.
+    clip_guidance: float | None = Field(
+        None, ge=0.0, le=MAX_STEER_SCALE, description="CLIP guidance scale (100 mild, 1000 strong)."
+    )
+    clip_model: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="CLIP or noised CLIP (default shapes-clip).",
+    )
+    classifier_guidance: float | None = Field(None, ge=0.0, le=MAX_STEER_SCALE)
+    classifier_model: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Default shapes-classifier-noised.",
+    )
+    cutouts: int | None = Field(None, ge=1, le=MAX_CUTOUTS, description="CLIP guidance's cutouts.")
+
+    @model_validator(mode="after")
+    def _one_steering(self) -> Txt2ImgRequest:
+        if self.clip_guidance is not None and self.classifier_guidance is not None:
+            raise ValueError("give clip_guidance or classifier_guidance, not both")
+        return self
 
 
 def _open(data: str, what: str) -> Image.Image:

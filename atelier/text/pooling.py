@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atelier.text.feed_forward import feed_forward
+
 TextPooling = Literal["mean", "eos", "attention"]
 TEXT_POOLINGS: tuple[TextPooling, ...] = get_args(TextPooling)
 
@@ -64,9 +66,7 @@ class AttentionPool(nn.Module):
         self.kv = nn.Linear(width, 2 * width)
         self.proj = nn.Linear(width, width)
         self.ln = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width)
-        )
+        self.mlp = feed_forward(width, mlp_ratio)
         nn.init.normal_(self.query, std=0.02)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atelier.text.feed_forward import feed_forward
 from atelier.text.pooling import TEXT_POOLINGS, TextPooling, build_pooling
 
 
@@ -102,11 +103,7 @@ class Block(nn.Module):
         self.ln_attn = nn.LayerNorm(config.width)
         self.attn = SelfAttention(config)
         self.ln_mlp = nn.LayerNorm(config.width)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.width, config.mlp_ratio * config.width),
-            nn.GELU(),
-            nn.Linear(config.mlp_ratio * config.width, config.width),
-        )
+        self.mlp = feed_forward(config.width, config.mlp_ratio)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, *, causal: bool = False) -> torch.Tensor:

@@ -31,6 +31,7 @@ from atelier.training.runners import (
     diffusion,
     features,
     gan,
+    noised,
     personal,
     tokenizer,
     tokens,
@@ -51,6 +52,8 @@ RUNNERS = {
     "unclip-prior": unclip.run_prior,
     "unclip": unclip.run_decoder,
     "gan": gan.run,
+    "clip-noised": noised.run_clip,
+    "classifier-noised": noised.run_classifier,
     "lora": personal.run,
     "dreambooth": personal.run,
     "textual-inversion": personal.run,
@@ -77,6 +80,10 @@ USES = {
     "(e.g. `atelier train shapes-unclip prior_model={name}`)",
     "unclip": "`atelier generate PROMPT --model {name}`, `atelier variations IMAGE --model {name}`",
     "gan": "`atelier generate PROMPT --model {name}`, `atelier interpolate PROMPT --model {name}`",
+    "clip-noised": "`atelier generate PROMPT --clip-guidance 3 --clip-model {name}` (with the "
+    "diffusion model it was trained beside)",
+    "classifier-noised": "`atelier generate PROMPT --classifier-guidance 3 --classifier-model "
+    "{name}` (with the diffusion model it was trained beside)",
     "dreambooth": "`atelier generate PROMPT --model {name}`",
     "lora": "`atelier generate PROMPT --lora {name}:1`, or `<lora:{name}:1>` in a prompt",
     "textual-inversion": "its word in a prompt (`atelier generate PROMPT --embedding {name}`)",

@@ -6,6 +6,7 @@ import base64
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -81,6 +82,38 @@ def servable(case) -> None:
     # stays as it is, to be refused. test_api.py and test_toy_kind.py check other kinds' maps.
     if _schema_valid_options(body.get("options")):
         body["options"] = {"steps": 2, "karras": True}
+    # Steering needs a guide model installed beside the server's, which a schema cannot name:
+    # schema-valid steering fields are dropped (test_steering.py checks them with a guide).
+    if case.operation.path == "/v1/txt2img" and _schema_valid_steering(body):
+        for name in STEERING:
+            body.pop(name, None)
+
+
+STEERING = ("clip_guidance", "classifier_guidance", "clip_model", "classifier_model", "cutouts")
+
+
+def _schema_valid_steering(body: dict) -> bool:
+    def number(v, lo, hi, whole=False):
+        if v is None:
+            return True
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return False
+        return lo <= v <= hi and (not whole or float(v).is_integer())
+
+    def name(v):
+        return v is None or (
+            isinstance(v, str)
+            and len(v) <= 100
+            and re.fullmatch(r"[A-Za-z0-9_.\-]+", v) is not None
+        )
+
+    return (
+        number(body.get("clip_guidance"), 0, 10_000)
+        and number(body.get("classifier_guidance"), 0, 10_000)
+        and number(body.get("cutouts"), 1, 64, whole=True)
+        and name(body.get("clip_model"))
+        and name(body.get("classifier_model"))
+    )
 
 
 def _schema_valid_options(options) -> bool:
