@@ -94,6 +94,7 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         # Inpaint: take the generated image, paint a mask stroke, generate.
         card.locator("button", has_text="Edit this").click()
         wait_until(page, "document.getElementById('imageCanvas').width === 32")
+        page.locator("#maskCanvas").scroll_into_view_if_needed()
         box = page.locator("#maskCanvas").bounding_box()
         page.mouse.move(box["x"] + 150, box["y"] + 40)
         page.mouse.down()
