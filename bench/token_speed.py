@@ -86,9 +86,11 @@ def main() -> None:
                 pipe([PROMPT] * n, seeds=range(n), options=model.defaults)
 
             rows.append((model.name, "no KV cache", seconds_per_image(uncached, args.images)))
-    print(f"\n{'model':<40} {'how':<12} s/image (one thread, {args.images} images)")
+    base = rows[0][2] if rows else 1.0
+    print(f"\n{'model':<40} {'how':<12} {'s/image':>8} {'x first row':>11}   "
+          f"(one thread, {args.images} images)")
     for name, how, seconds in rows:
-        print(f"{name:<40} {how:<12} {seconds:.3f}")
+        print(f"{name:<40} {how:<12} {seconds:>8.3f} {seconds / base:>10.2f}x")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from atelier.tokens.autoregressive import TokenCallback, TokenStep
 from atelier.tokens.logits import LogitsFn, gumbel_noise, sample_logits
 
 MaskSchedule = Callable[[float], float]
-ScheduleName = Literal["cosine", "linear", "square"]
+ScheduleName = Literal["cosine", "linear", "square", "convex"]
 SCHEDULE_NAMES: tuple[str, ...] = get_args(ScheduleName)
 
 
@@ -49,9 +49,17 @@ def square_schedule(r: float) -> float:
     return 1.0 - r * r
 
 
+def convex_schedule(r: float) -> float:
+    """gamma(r) = (1 - r)^2: many tokens decided first, few at the end, so that with
+    confidence-ordered choice the hard tokens (decided last) come a few per step, each step
+    seeing the ones before it."""
+    return (1.0 - r) ** 2
+
+
 def get_schedule(name: str) -> MaskSchedule:
     """The mask schedule ``name``; a ValueError naming the valid ones."""
-    schedules = {"cosine": cosine_schedule, "linear": linear_schedule, "square": square_schedule}
+    schedules = {"cosine": cosine_schedule, "linear": linear_schedule, "square": square_schedule,
+                 "convex": convex_schedule}  # fmt: skip
     if name not in schedules:
         raise ValueError(f"unknown mask schedule {name!r}; valid: {', '.join(SCHEDULE_NAMES)}")
     return schedules[name]

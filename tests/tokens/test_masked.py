@@ -19,12 +19,15 @@ MASK = 16
 
 
 def test_schedules_run_from_all_masked_to_none():
-    for schedule in (cosine_schedule, linear_schedule, get_schedule("square")):
+    for schedule in (cosine_schedule, linear_schedule, get_schedule("square"),
+                     get_schedule("convex")):
         assert schedule(0.0) == 1.0 and schedule(1.0) == pytest.approx(0.0)
         values = [schedule(r / 10) for r in range(11)]
         assert all(a > b for a, b in zip(values, values[1:]))
     assert cosine_schedule(0.5) == pytest.approx(math.sqrt(0.5))
     assert get_schedule("cosine") is cosine_schedule
+    # Convex: three quarters of the tokens decided by half way, where the cosine has 29%.
+    assert get_schedule("convex")(0.5) == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("seed", range(5))
