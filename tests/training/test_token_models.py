@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from atelier.cli import app
+from atelier.kinds.folder import is_shipped
 from atelier.kinds.registry import load_text_to_image
 from atelier.kinds.tokenizer import TrainedTokenizer, save_tokenizer
 from atelier.models.token_transformer import (
@@ -23,6 +24,7 @@ from atelier.models.token_transformer import (
 from atelier.models.tokenizer import ImageTokenizer, TokenizerConfig
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
+from atelier.training.run import install_name
 from atelier.training.token_tasks import (
     AutoregressiveTask,
     MaskedTokenTask,
@@ -162,10 +164,13 @@ def test_train_a_token_model_resume_and_generate(tmp_path, monkeypatch, recipe, 
     assert [row["step"] for row in rows] == [1, 2, 3]
     assert (run_dir / "samples" / "samples-0000002.png").is_file()
     assert len(list((tmp_path / "data").glob("tokens-*.safetensors"))) == 1  # encoded once
-    folder = tmp_path / "models" / recipe
+    # A shipped recipe's run installs beside the shipped model, as NAME-local.
+    installed = install_name(recipe)
+    assert installed == (f"{recipe}-local" if is_shipped(recipe) else recipe)
+    folder = tmp_path / "models" / installed
     card = (folder / "README.md").read_text()
     assert "its image tokenizer tiny-tok: 0.50 CPU-h" in card and "8x8 codes of 32" in card
-    model = load_text_to_image(recipe)
+    model = load_text_to_image(installed)
     assert model.family.kind == kind and model.resolution == 32
     if recipe.endswith("-minilm"):
         # MiniLM read every caption once, into a file both processes used.
