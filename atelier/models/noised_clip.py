@@ -22,39 +22,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.models.clip import CLIP
+from atelier.models.clip import CLIP, ViTConfig
 from atelier.models.unet import EmbeddingMLP, timestep_embedding
 from atelier.text.transformer import Block, init_weights
 
 
 @dataclass(frozen=True)
-class NoisedViTConfig:
-    """Shape of the noised image tower; ``in_channels`` and ``image_size`` are the latent's."""
+class NoisedViTConfig(ViTConfig):
+    """Shape of the noised image tower: CLIP's image tower (:class:`ViTConfig`) over latents,
+    ``in_channels`` and ``image_size`` the latent's."""
 
-    in_channels: int = 4
     image_size: int = 16
     patch_size: int = 2
-    width: int = 128
-    layers: int = 4
-    heads: int = 4
-    mlp_ratio: int = 4
-    dropout: float = 0.0
+    in_channels: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "image_size", "patch_size", "width", "layers", "heads",
-                     "mlp_ratio"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"NoisedViTConfig.{name} must be positive, "
-                                 f"got {getattr(self, name)}")  # fmt: skip
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size "
-                             f"{self.patch_size}")  # fmt: skip
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-
-    @property
-    def tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 + 1
+        super().__post_init__()
+        if self.in_channels < 1:
+            raise ValueError(f"NoisedViTConfig.in_channels must be positive, "
+                             f"got {self.in_channels}")  # fmt: skip
 
 
 class NoisedVisionTransformer(nn.Module):
