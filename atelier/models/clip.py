@@ -70,13 +70,16 @@ class CLIPConfig:
 
 
 class VisionTransformer(nn.Module):
-    """Images (B, 3, S, S) in [-1, 1] -> the class token's final state (B, D)."""
+    """Images (B, 3, S, S) in [-1, 1] -> the class token's final state (B, D).
 
-    def __init__(self, config: ViTConfig) -> None:
+    ``in_channels`` other than 3 and :meth:`encode`'s ``added`` (a vector added to every token
+    before the first block) serve the noised image tower (``models/noised_clip.py``)."""
+
+    def __init__(self, config: ViTConfig, *, in_channels: int = 3) -> None:
         super().__init__()
         self.config = config
         p, d = config.patch_size, config.width
-        self.patch_embedding = nn.Conv2d(3, d, kernel_size=p, stride=p)
+        self.patch_embedding = nn.Conv2d(in_channels, d, kernel_size=p, stride=p)
         self.class_token = nn.Parameter(torch.zeros(1, 1, d))
         self.position_embedding = nn.Parameter(torch.zeros(config.tokens, d))
         self.ln_pre = nn.LayerNorm(d)
@@ -93,9 +96,16 @@ class VisionTransformer(nn.Module):
                 f"the image tower takes (B, 3, {size}, {size}) images in [-1, 1], "
                 f"got {tuple(images.shape)}; resize to {size} px first"
             )
-        x = self.patch_embedding(images).flatten(2).transpose(1, 2)  # (B, N, D)
+        return self.encode(images)
+
+    def encode(self, x: torch.Tensor, added: torch.Tensor | None = None) -> torch.Tensor:
+        """Checked input (B, C, S, S), plus ``added`` (B, D) on every token if given -> (B, D)."""
+        x = self.patch_embedding(x).flatten(2).transpose(1, 2)  # (B, N, D)
         x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N + 1, D)
-        x = self.ln_pre(x + self.position_embedding)
+        x = x + self.position_embedding
+        if added is not None:
+            x = x + added[:, None]
+        x = self.ln_pre(x)
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # (B, N + 1)
         for block in self.blocks:
             x = block(x, mask)

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.models.clip import CLIP, ViTConfig
+from atelier.models.clip import CLIP, VisionTransformer, ViTConfig
 from atelier.models.unet import EmbeddingMLP, timestep_embedding
-from atelier.text.transformer import Block, init_weights
+from atelier.text.transformer import init_weights
 
 
 @dataclass(frozen=True)
@@ -43,38 +43,23 @@ class NoisedViTConfig(ViTConfig):
                              f"got {self.in_channels}")  # fmt: skip
 
 
-class NoisedVisionTransformer(nn.Module):
-    """x_t (B, C, h, w) and t (B,) -> the class token's final state (B, D)."""
+class NoisedVisionTransformer(VisionTransformer):
+    """x_t (B, C, h, w) and t (B,) -> the class token's final state (B, D): CLIP's image tower
+    over latents, the timestep's embedding added to every token."""
 
     def __init__(self, config: NoisedViTConfig) -> None:
-        super().__init__()
-        self.config = config
-        p, d = config.patch_size, config.width
-        self.patch_embedding = nn.Conv2d(config.in_channels, d, kernel_size=p, stride=p)
-        self.class_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.position_embedding = nn.Parameter(torch.zeros(config.tokens, d))
-        self.time_embedding = EmbeddingMLP(d, d)
-        self.ln_pre = nn.LayerNorm(d)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
-        self.ln_post = nn.LayerNorm(d)
-        self.apply(init_weights)
-        nn.init.normal_(self.class_token, std=0.02)
-        nn.init.normal_(self.position_embedding, std=0.01)
+        super().__init__(config, in_channels=config.in_channels)
+        self.time_embedding = EmbeddingMLP(config.width, config.width)
+        self.time_embedding.apply(init_weights)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         c, s = self.config.in_channels, self.config.image_size
         if x_t.ndim != 4 or x_t.shape[1:] != (c, s, s):
             raise ValueError(f"the noised image tower takes (B, {c}, {s}, {s}) latents, "
                              f"got {tuple(x_t.shape)}")  # fmt: skip
         t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
-        x = self.patch_embedding(x_t).flatten(2).transpose(1, 2)  # (B, N, D)
-        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N + 1, D)
-        temb = self.time_embedding(timestep_embedding(t, self.config.width).to(x.dtype))  # (B, D)
-        x = self.ln_pre(x + self.position_embedding + temb[:, None])
-        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # (B, N + 1)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.ln_post(x[:, 0])  # (B, D)
+        temb = self.time_embedding(timestep_embedding(t, self.config.width).to(x_t.dtype))
+        return self.encode(x_t, added=temb)  # (B, D)
 
 
 class NoisedCLIP(nn.Module):
