@@ -40,7 +40,9 @@ class ViTConfig:
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "width", "layers", "heads", "mlp_ratio"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ViTConfig.{name} must be positive, got {getattr(self, name)}")
+                raise ValueError(
+                    f"{type(self).__name__}.{name} must be positive, got {getattr(self, name)}"
+                )
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
