@@ -33,7 +33,9 @@ def pick_closer(candidates: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
 def slerp(a: torch.Tensor, b: torch.Tensor, theta: float | torch.Tensor) -> torch.Tensor:
     """Spherical interpolation of unit vectors (B, E): theta = 0 gives ``a``, 1 gives ``b``,
     along the great circle between them (Shoemake 1985; DALL-E 2's interpolations and text diffs
-    rotate this way, keeping the norm CLIP's embeddings have)."""
+    rotate this way, keeping the norm CLIP's embeddings have). ``theta`` is one number, one per
+    row, or for one pair of ends (1, E) any T of them, giving the path (T, E); 0 and 1 give the
+    ends bit for bit."""
     if a.shape != b.shape:
         raise ValueError(f"cannot interpolate {tuple(a.shape)} and {tuple(b.shape)}")
     theta = torch.as_tensor(theta, dtype=a.dtype, device=a.device).reshape(-1, 1)  # (B or 1, 1)
@@ -45,7 +47,10 @@ def slerp(a: torch.Tensor, b: torch.Tensor, theta: float | torch.Tensor) -> torc
     safe = torch.where(near, torch.ones_like(sin), sin)
     w_a = torch.where(near, 1 - theta, ((1 - theta) * omega).sin() / safe)
     w_b = torch.where(near, theta, (theta * omega).sin() / safe)
-    return F.normalize(w_a * a + w_b * b, dim=-1)
+    path = F.normalize(w_a * a + w_b * b, dim=-1)
+    # The ends exactly (renormalising may move a unit vector's last bit): an interpolation's
+    # first and last frames decode the two embeddings themselves.
+    return torch.where(theta == 0, a, torch.where(theta == 1, b, path))
 
 
 def text_diff(

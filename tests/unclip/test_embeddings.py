@@ -39,6 +39,13 @@ def test_slerp_runs_along_the_great_circle():
     assert torch.allclose(slerp(a, a, 0.3), a)
     per_image = slerp(torch.cat([a, a]), torch.cat([b, b]), torch.tensor([0.0, 1.0]))
     assert torch.allclose(per_image, torch.cat([a, b]))
+    # One pair of ends and T thetas: the path (T, E), its ends the two vectors bit for bit.
+    g = torch.Generator().manual_seed(0)
+    c, d = (F.normalize(torch.randn(1, 16, generator=g), dim=-1) for _ in range(2))
+    path = slerp(c, d, torch.linspace(0, 1, 5))
+    assert path.shape == (5, 16) and torch.equal(path[0], c[0]) and torch.equal(path[-1], d[0])
+    assert torch.allclose(path[2], slerp(c, d, 0.5)[0])
+    assert torch.allclose(path.norm(dim=-1), torch.ones(5))
 
 
 def test_a_text_diff_moves_the_image_toward_the_new_caption_and_away_from_the_old():
