@@ -42,7 +42,8 @@ FORMAT_VERSION = 1
 @dataclass
 class UnCLIPModel:
     """A loaded unCLIP folder; a :class:`~atelier.kinds.base.TextToImage` that also makes
-    variations of an image (:meth:`variations`)."""
+    variations of an image (:meth:`variations`) and the path between two images
+    (:meth:`interpolate_images`)."""
 
     name: str
     prior: TrainedPrior
@@ -112,6 +113,21 @@ class UnCLIPModel:
             image, seeds=seeds, prompt=prompt, negative_prompt=negative_prompt,
             options=options or self.defaults, diff=diff, callback=callback,
         )  # fmt: skip
+
+    def interpolate_images(
+        self,
+        images: tuple[Image.Image, Image.Image],
+        *,
+        seed: int,
+        frames: int,
+        options: UnCLIPOptions | None = None,
+        callback: Callable[[Any], None] | None = None,
+    ) -> list[Image.Image]:
+        """``frames`` images from ``images[0]`` to ``images[1]``: their CLIP embeddings slerped
+        and each decoded at ``seed`` (DALL-E 2's interpolations)."""
+        return self.pipeline().interpolate(images, seed=seed, frames=frames,
+                                           options=options or self.defaults,
+                                           callback=callback)  # fmt: skip
 
 
 def save_unclip(model: UnCLIPModel, folder: str | Path, *, card: str, prior_card: str | None = None,

@@ -9,8 +9,9 @@ upsampler):
   per dimension (a :class:`~atelier.models.latent_space.LatentSpace` over vectors).
 - :class:`UnCLIPDecoder`: the decoder UNet (``models/unet.py`` with ``image_embed_dim``) draws
   pixels from z_i, with the caption's states as GLIDE's optional second condition.
-- :class:`UnCLIP`: text-to-image (prior, then decoder) and variations (the decoder on an image's
-  own z_i, optionally moved by a text diff).
+- :class:`UnCLIP`: text-to-image (prior, then decoder), variations (the decoder on an image's
+  own z_i, optionally moved by a text diff) and interpolations (the decoder along the great
+  circle between two images' z_i, at one seed).
 
 Both stages use ``diffusion/``'s plans, samplers and classifier-free guidance; the unconditional
 rows read the negative prompt ("" by default) and, in the decoder, the learned null embedding in
@@ -41,8 +42,9 @@ from atelier.models.latent_space import LatentSpace
 from atelier.models.prior import PriorTransformer
 from atelier.models.unet import ImageCondition, UNet
 from atelier.pipelines.fixed_batch import fixed_batch, map_rows
+from atelier.pipelines.interpolate import frame_weights
 from atelier.text.encoder import TextEmbedding
-from atelier.unclip.embeddings import pick_closer, text_diff
+from atelier.unclip.embeddings import pick_closer, slerp, text_diff
 from atelier.unclip.options import UnCLIPOptions
 
 Callback = Callable[[StepInfo], None]
@@ -227,6 +229,28 @@ class UnCLIP:
         x = self.decoder(z_i.expand(len(seeds), -1), [prompt] * len(seeds),
                          generators=generators, negative_prompt=negative_prompt,
                          options=options, callback=callback)  # fmt: skip
+        return [tensor_to_pil(img) for img in x]
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        images: tuple[Image.Image, Image.Image],
+        *,
+        seed: int,
+        frames: int,
+        options: UnCLIPOptions = UnCLIPOptions(),
+        callback: Callback | None = None,
+    ) -> list[Image.Image]:
+        """DALL-E 2's interpolation of two images (section 3.2): z_i along the great circle
+        between their embeddings, slerp(z_a, z_b, theta) for ``frames`` theta from 0 to 1, each
+        decoded with the generator of one ``seed`` (the paper fixes the decoder's seed across a
+        row), so only the embedding moves from frame to frame."""
+        z_a, z_b = self.image_embeddings(list(images)).split(1)  # (1, E) each
+        theta = torch.tensor(frame_weights(frames), dtype=z_a.dtype, device=z_a.device)
+        path = slerp(z_a, z_b, theta)  # (F, E)
+        generators = [torch.Generator().manual_seed(int(seed)) for _ in range(frames)]
+        x = self.decoder(path, [""] * frames, generators=generators, options=options,
+                         callback=callback)  # fmt: skip
         return [tensor_to_pil(img) for img in x]
 
 

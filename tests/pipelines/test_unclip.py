@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from atelier.data.base import tensor_to_pil
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.kinds.registry import describe, load_model, load_text_to_image
 from atelier.kinds.unclip import save_unclip
@@ -115,6 +116,59 @@ def test_variations_decode_the_images_own_embedding_and_text_diffs_move_it(model
     direction = torch.nn.functional.normalize(z_t[0] - z_t[1], dim=0)
     assert (decoded[0][0] @ direction) > (z_i[0] @ direction)  # moved toward the new caption
     assert not same(moved[0], images[0])
+
+
+def angle(u: torch.Tensor, v: torch.Tensor) -> float:
+    """The angle between two unit vectors, well conditioned near 0 (atan2 of sine and cosine)."""
+    u, v = u.double(), v.double()
+    cos = u @ v
+    return float(torch.atan2((v - cos * u).norm(), cos))
+
+
+def test_an_interpolation_decodes_the_slerp_path_between_two_images_at_one_seed(model, monkeypatch):
+    a, b = model(["a red circle", "three yellow circles"], seeds=[0, 1])
+    frames = model.interpolate_images((a, b), seed=6, frames=5)
+    assert len(frames) == 5 and frames[0].size == (16, 16)
+    assert len({np.asarray(f).tobytes() for f in frames}) == 5  # the embedding moves
+    # The ends are A's and B's own embeddings decoded at that seed: their variations.
+    assert same(frames[0], model.variations(a, seeds=[6])[0])
+    assert same(frames[-1], model.variations(b, seeds=[6])[0])
+    decoded = []
+    original = pipeline.UnCLIPDecoder.__call__
+
+    def spy(self, z, prompts, *, generators, **kwargs):
+        decoded.append((z, [g.initial_seed() for g in generators]))
+        return original(self, z, prompts, generators=generators, **kwargs)
+
+    monkeypatch.setattr(pipeline.UnCLIPDecoder, "__call__", spy)
+    again = model.interpolate_images((a, b), seed=6, frames=5)
+    assert all(same(x, y) for x, y in zip(again, frames))
+    (path, seeds), z = decoded[0], model.pipeline().image_embeddings([a, b])
+    assert seeds == [6] * 5  # every frame from the one seed's noise
+    assert torch.equal(path[0], z[0]) and torch.equal(path[-1], z[1])
+    # Each frame is its embedding decoded alone at the seed: a batch of frames is singles.
+    (middle,) = model.pipeline().decoder(
+        path[2:3], [""], options=model.defaults, generators=[torch.Generator().manual_seed(6)]
+    )
+    assert same(tensor_to_pil(middle), frames[2])
+    # The random tiny CLIP puts every image within a few milliradians of every other, where a
+    # slerp and a normalised lerp agree; two embeddings 1.2 rad apart tell them apart.
+    pipe = model.pipeline()
+    g = torch.Generator().manual_seed(1)
+    ends = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=-1)  # (2, E)
+    pipe.image_embeddings = lambda images: ends
+    pipe.interpolate((a, b), seed=6, frames=5, options=model.defaults)
+    path, omega = decoded[-1][0], angle(ends[0], ends[1])
+    assert omega > 1.0
+    for k, z_k in enumerate(path):
+        theta = k / 4  # the k-th of 5 evenly spaced frames, both ends included
+        assert abs(float(z_k.norm()) - 1) < 1e-6
+        # On the great circle (the two arcs add up to omega), theta of the way along it.
+        assert abs(angle(ends[0], z_k) - theta * omega) < 1e-5
+        assert abs(angle(z_k, ends[1]) - (1 - theta) * omega) < 1e-5
+    assert torch.equal(path[0], ends[0]) and torch.equal(path[-1], ends[1])
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        model.interpolate_images((a, b), seed=6, frames=1)
 
 
 def test_a_folder_round_trips(model, tmp_path):
