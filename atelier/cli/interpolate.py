@@ -5,6 +5,10 @@ A GAN moves its noise z along the arc between the two seeds' (slerp) and its tex
 along the line between the two prompts'; a diffusion model does the same with its initial
 noise and text (``pipelines/interpolate.py``). Token models draw discrete codes, with no path
 between two images, and are refused.
+
+``atelier interpolate --image A.png --to-image B.png --model UNCLIP``: an unCLIP model's path
+between two given images (DALL-E 2, section 3.2): their CLIP image embeddings slerped, every
+frame decoded at ``--seed`` (``pipelines/unclip.py``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from atelier.cli.common import (
     GUIDANCE_RESCALE,
     OPTION,
     STEPS,
+    describe_generator,
     generator_options,
     load_generator,
+    options_for,
 )
-from atelier.cli.errors import fail, writable_folder
+from atelier.cli.errors import fail, open_image, writable_folder
 from atelier.kinds.base import Interpolates
 from atelier.kinds.folder import DEFAULT_MODEL
 from atelier.pipelines.composable import split_and
@@ -68,11 +74,68 @@ def _write(folder: Path, gif: bytes, png: bytes) -> tuple[Path, Path]:
             number += 1
 
 
+def _check_frames(frames: int, duration: int) -> None:
+    if frames < 2 or duration < 1:
+        raise fail("--frames must be at least 2 and --duration at least 1")
+    try:
+        check_images(frames)
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
+def _interpolate_images(
+    first: Path | None, last: Path | None, *, prompt: str | None, to: str | None, seed: int,
+    to_seed: int | None, frames: int, duration: int, model: str, flags: dict, option: list[str],
+    output: Path,
+) -> None:  # fmt: skip
+    """The ``--image A --to-image B`` path: an unCLIP model's frames between two images' CLIP
+    embeddings, each decoded at ``seed``; written and printed as the prompt path's are."""
+    if first is None or last is None:
+        given, missing = ("--image", "--to-image B.png") if last is None else (
+            "--to-image", "--image A.png")  # fmt: skip
+        raise fail(f"{given} needs {missing}: the path runs between two images")
+    if prompt is not None or to is not None:
+        raise fail("--image and --to-image interpolate between two images' CLIP embeddings, "
+                   "with no prompt on the path: leave out PROMPT and --to (or interpolate two "
+                   "prompts without --image)")  # fmt: skip
+    if to_seed is not None:
+        raise fail("every frame of an image interpolation is decoded at --seed, so that only "
+                   "the embedding moves: leave out --to-seed")  # fmt: skip
+    _check_frames(frames, duration)
+    try:
+        check_seed(seed)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    listed = describe_generator(model)
+    if listed.kind != "unclip":
+        raise fail(f"{listed.name} is a {listed.facts.title} model: --image interpolates in CLIP "
+                   "image-embedding space, which only an unCLIP model (kind unclip) decodes "
+                   "from; give --model shapes-unclip or another unCLIP model")  # fmt: skip
+    options = options_for(listed.name, listed.facts.defaults, flags, option)
+    images = (open_image(first, "first image"), open_image(last, "last image"))
+    writable_folder(output)
+    loaded = load_generator(model)
+    try:
+        drawn = loaded.interpolate_images(images, seed=seed, frames=frames, options=options)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    record = {"model": loaded.name, "model_hash": loaded.model_hash,
+              "images": [first.name, last.name], "seed": seed, "frames": frames,
+              "embedding": "clip", "options": asdict(options)}  # fmt: skip
+    gif, strip = _write(output, *_encoded(drawn, duration, record))
+    typer.echo(str(gif))
+    typer.echo(str(strip))
+
+
 def interpolate(
-    prompt: str = typer.Argument(..., help="The first image's prompt."),
+    prompt: str = typer.Argument(None, help="The first image's prompt."),
     to: str = typer.Option(None, "--to", help="The last image's prompt (default: PROMPT)."),
-    seed: int = typer.Option(0, "--seed", help="The first image's seed."),
+    seed: int = typer.Option(0, "--seed", help="The first image's seed (--image: every frame's)."),
     to_seed: int = typer.Option(None, "--to-seed", help="The last image's seed (default: --seed)."),
+    image: Path = typer.Option(
+        None, "--image", help="unCLIP: the first image; the path runs in CLIP space (no PROMPT)."
+    ),
+    to_image: Path = typer.Option(None, "--to-image", help="unCLIP: the last image."),
     frames: int = typer.Option(8, "--frames", help="Images along the path, both ends included."),
     duration: int = typer.Option(120, "--duration", help="Milliseconds per GIF frame."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder."),
@@ -85,14 +148,23 @@ def interpolate(
     option: list[str] = OPTION,
     output: Path = typer.Option(Path("out/interpolate"), "-o", "--output", help="Output folder."),
 ) -> None:
-    """Draw the path between two seeds or two prompts (or both) as a GIF and a strip PNG;
-    prints both paths."""
+    """Draw the path between two seeds or two prompts (or both), or with an unCLIP model
+    between two images, as a GIF and a strip PNG; prints both paths."""
+    flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
+             "guidance_rescale": guidance_rescale}  # fmt: skip
+    if image is not None or to_image is not None:
+        _interpolate_images(image, to_image, prompt=prompt, to=to, seed=seed, to_seed=to_seed,
+                            frames=frames, duration=duration, model=model, flags=flags,
+                            option=option, output=output)  # fmt: skip
+        return
+    if prompt is None:
+        raise fail("give PROMPT (with --to PROMPT, --to-seed SEED or both), or with an unCLIP "
+                   "model --image A.png --to-image B.png")  # fmt: skip
     last_prompt = prompt if to is None else to
     last_seed = seed if to_seed is None else to_seed
     if (last_prompt, last_seed) == (prompt, seed):
         raise fail("the two ends are the same image: give --to PROMPT, --to-seed SEED or both")
-    if frames < 2 or duration < 1:
-        raise fail("--frames must be at least 2 and --duration at least 1")
+    _check_frames(frames, duration)
     try:
         for text in (prompt, last_prompt):
             check_prompt(text)
@@ -101,12 +173,13 @@ def interpolate(
                                  "AND, which has no one embedding to move along")  # fmt: skip
         check_seed(seed)
         check_seed(last_seed)
-        check_images(frames)
     except ValueError as err:
         raise fail(str(err)) from None
-    flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
-             "guidance_rescale": guidance_rescale}  # fmt: skip
     listed, options, loaded = generator_options(model, flags, option)
+    if listed.kind == "unclip":
+        raise fail(f"{listed.name} is an unCLIP model, which interpolates between two "
+                   "images in CLIP space: give --image A.png --to-image B.png instead of "
+                   "prompts")  # fmt: skip
     writable_folder(output)
     loaded = loaded or load_generator(model)
     if not isinstance(loaded, Interpolates):

@@ -4,6 +4,7 @@ PNGs recording the mode), `inspect`, `export --half`, `eval`, `compare`, `sweep`
 API's /v1/models and /v1/txt2img; and the refusals of what it cannot take."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -132,6 +133,63 @@ def test_variations_of_an_image_and_its_text_diffs(home, tmp_path, tiny_model_di
                 tmp_path / "d")  # fmt: skip
     assert plain.exit_code == 0, plain.output
     assert read_params(next((tmp_path / "d").glob("*.png"))).extra["strength"] == 0.6
+
+
+def test_interpolate_between_two_images_in_clip_space(home, tmp_path):
+    model = load_text_to_image(NAME)
+    a, b = model(["a red circle", "three yellow circles"], seeds=[0, 1])
+    first, last = tmp_path / "a.png", tmp_path / "b.png"
+    a.save(first)
+    b.save(last)
+    out = tmp_path / "interp"
+    result = run("interpolate", "--image", first, "--to-image", last, "--model", NAME, "--seed",
+                 "5", "--frames", "4", "--steps", "2", "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    gif, strip = out / "00000-interpolate.gif", out / "00000-interpolate-strip.png"
+    assert result.output.split() == [str(gif), str(strip)]
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 4
+    frames = np.split(np.asarray(Image.open(strip)), 4, axis=1)
+    assert frames[0].shape == (16, 16, 3)
+    options = replace(model.defaults, steps=2)
+    drawn = model.interpolate_images((a, b), seed=5, frames=4, options=options)
+    assert all(np.array_equal(f, np.asarray(d)) for f, d in zip(frames, drawn))
+    # The ends decode A's and B's own embeddings at the seed: their variations.
+    ends = [model.variations(x, seeds=[5], options=options)[0] for x in (a, b)]
+    assert np.array_equal(frames[0], np.asarray(ends[0]))
+    assert np.array_equal(frames[-1], np.asarray(ends[1]))
+    record = json.loads(Image.open(strip).text["atelier-interpolate"])
+    assert record["images"] == ["a.png", "b.png"] and record["seed"] == 5
+    assert record["model_hash"] == model.model_hash and record["options"]["steps"] == 2
+    assert record["embedding"] == "clip"
+
+
+def test_interpolate_refuses_what_an_image_path_cannot_take(home, tmp_path, tiny_model_dir):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (16, 16), "white").save(image)
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not a png at all")
+    pair = ["--image", image, "--to-image", image]
+    for args, problem in (
+        ([*pair, "--model", tiny_model_dir], "only an unCLIP model (kind unclip)"),
+        (["--image", image, "--model", NAME], "--image needs --to-image B.png"),
+        (["--to-image", image, "--model", NAME], "--to-image needs --image A.png"),
+        ([*pair, "--to", "a blue square", "--model", NAME], "leave out PROMPT and --to"),
+        (["a red circle", *pair, "--model", NAME], "leave out PROMPT and --to"),
+        ([*pair, "--to-seed", "3", "--model", NAME], "leave out --to-seed"),
+        ([*pair, "--frames", "1", "--model", NAME], "--frames must be at least 2"),
+        ([*pair, "--guidance-rescale", "0.5", "--model", NAME], "takes no guidance_rescale"),
+        (["--image", garbage, "--to-image", image, "--model", NAME],
+         "cannot use " + str(garbage) + " as the first image"),
+        (["--image", image, "--to-image", tmp_path / "missing.png", "--model", NAME],
+         "no last image file at"),
+        (["a red circle", "--to", "a blue square", "--model", NAME],
+         "give --image A.png --to-image B.png"),
+        ([], "give PROMPT"),
+    ):  # fmt: skip
+        result = run("interpolate", *args, "-o", tmp_path / "x")
+        assert result.exit_code == 2 and problem in result.output, (args, result.output)
+    assert not (tmp_path / "x").exists()  # refused before the output folder is made
 
 
 def test_eval_compare_and_sweep(home, tmp_path, tiny_model_dir, clip_dir):
