@@ -155,6 +155,10 @@ class UnCLIPDecoder:
         )  # fmt: skip
         return x.clamp(-1, 1)
 
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        """A progress preview of a step's x_0 estimate (B, 3, S, S): the decoder draws pixels."""
+        return x.clamp(-1, 1)
+
 
 @dataclass(frozen=True)
 class TextDiff:

@@ -50,6 +50,7 @@ from atelier.serve.schemas import (
     Progress,
     Txt2ImgRequest,
     UpscaleRequest,
+    VariationsRequest,
     limit_problems,
 )
 
@@ -150,6 +151,8 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             req = req.model_copy(update={"seed": secrets.randbelow(2**31 - 1)})
         try:
             model = runners.model_for(kind, req)
+        except Refused as err:  # a model of the wrong kind for the endpoint
+            raise HTTPException(422, [problem(err.field, str(err))]) from None
         except (FileNotFoundError, ValueError) as err:
             raise HTTPException(404, str(err)) from None
         try:
@@ -224,6 +227,18 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     )
     def upscale(req: UpscaleRequest) -> JobCreated:
         return enqueue("upscale", req, runners.edit)
+
+    @app.post(
+        "/v1/variations",
+        status_code=202,
+        response_model=JobCreated,
+        dependencies=guarded,
+        responses=job_docs,
+    )
+    def variations(req: VariationsRequest) -> JobCreated:
+        """An unCLIP model's variations of the image (DALL-E 2): its CLIP embedding decoded
+        once per seed. A model of another kind is refused with 422."""
+        return enqueue("variations", req, runners.variations)
 
     def view(job: Job) -> JobView:
         images = job.result if job.status == "done" and job.result else []

@@ -16,11 +16,11 @@ from typing import Any
 from PIL import Image
 
 from atelier.data.base import tensor_to_pil
-from atelier.kinds import diffusion
+from atelier.kinds import diffusion, unclip
 from atelier.kinds.adapters import installed_loras
 from atelier.kinds.base import TextToImage, with_options
 from atelier.kinds.folder import DEFAULT_MODEL, known_models
-from atelier.kinds.registry import load_model, load_painter, load_text_to_image
+from atelier.kinds.registry import describe, load_model, load_painter, load_text_to_image
 from atelier.kinds.token_model import TokenModel
 from atelier.pipelines.lora_tags import split_lora_tags
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
@@ -42,6 +42,15 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     batching: bool = True
     inline_images: bool = False  # also return each PNG as base64 in the job view
+
+
+class Refused(ValueError):
+    """A request its model cannot serve, found before it is queued; ``field`` is the body field
+    to blame."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Models:
@@ -95,6 +104,21 @@ class Models:
 
         return self._get("upscaler", name, lambda n: load_model(n, want=upscaler.KIND))
 
+    def unclip(self, name: str) -> unclip.UnCLIPModel:
+        """An unCLIP model, for variations of an image's CLIP embedding; a model of another kind
+        is :class:`Refused`, naming its kind and what to send instead."""
+
+        def load(n: str) -> unclip.UnCLIPModel:
+            listed = describe(n)
+            if listed.kind != "unclip":
+                raise Refused("model", f"{listed.name} is a {listed.facts.title} model (kind "
+                              f"{listed.kind}): variations decode an image's CLIP embedding, "
+                              "which only an unCLIP model (kind unclip) does; name one in "
+                              "'model' (GET /v1/models lists each model's kind)")  # fmt: skip
+            return load_model(n, want=unclip.KIND)
+
+        return self._get("unclip", name, load)
+
 
 def request_options(model: TextToImage, req: Any, *, keeps_source: bool = False) -> Any:
     """The model's options with the request's: diffusion's fields and the generic ``options``
@@ -125,15 +149,6 @@ def request_steering(req: Any) -> Any:
                      **({"cutouts": cutouts} if cutouts is not None else {}))  # fmt: skip
 
 
-class Refused(ValueError):
-    """A request its model cannot serve, found before it is queued; ``field`` is the body field
-    to blame."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 def png_base64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -150,7 +165,8 @@ def previewer(pipe):
 
 
 class Runners:
-    """``txt2img(jobs, on_step)`` and ``edit(jobs, on_step)``: what the job queue runs."""
+    """``txt2img``, ``edit`` and ``variations`` (each ``(jobs, on_step)``): what the job queue
+    runs."""
 
     def __init__(self, settings: ServeSettings, models: Models) -> None:
         self.settings, self.models = settings, models
@@ -165,6 +181,8 @@ class Runners:
             return self.models.text_to_image(name or self.settings.model)
         if kind in ("inpaint", "outpaint"):
             return self.models.painter(name or self.settings.model)
+        if kind == "variations":
+            return self.models.unclip(name or self.settings.model)
         return self.models.diffusion(name or self.settings.model)
 
     def check(self, kind: str, req: Any, model: Any) -> None:
@@ -356,3 +374,20 @@ class Runners:
             extra = pads
         return [self.save_images(job, model.name, model.model_hash, out, seeds, options,
                                  job.kind, extra, req.prompt)]  # fmt: skip
+
+    def variations(self, jobs: list[Job], on_step) -> list[Any]:
+        """An unCLIP model's variations: one image per seed, decoded from the request image's
+        CLIP embedding, with the request's prompt as the optional caption."""
+        (job,) = jobs
+        req = job.payload
+        model = self.models.unclip(req.model or self.settings.model)
+        options = request_options(model, req)
+        seeds = [req.seed + k for k in range(req.n)]
+        preview = previewer(model.pipeline().decoder)
+        out = model.variations(
+            decode_image(req.image), seeds=seeds, prompt=req.prompt,
+            negative_prompt=req.negative_prompt, options=options,
+            callback=lambda info: on_step(info, lambda: preview(info)),
+        )  # fmt: skip
+        return [self.save_images(job, model.name, model.model_hash, out, seeds, options,
+                                 "variations", {"embedding": "clip"}, req.prompt)]  # fmt: skip

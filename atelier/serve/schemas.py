@@ -274,6 +274,16 @@ class UpscaleRequest(_ImageRequest):
     pass
 
 
+class VariationsRequest(_ImageRequest):
+    """An unCLIP model's variations (DALL-E 2): the image's CLIP embedding decoded once per seed."""
+
+    prompt: str = Field(
+        "", max_length=LIMITS.max_prompt_chars,
+        description="Optional caption for the decoder, to keep the variations on topic.",
+    )  # fmt: skip
+    n: int = Field(1, ge=1, le=LIMITS.max_batch, description="Images, seeds seed..seed+n-1.")
+
+
 class ImageResult(BaseModel):
     url: str
     seed: int
