@@ -1,10 +1,11 @@
 """The web page end to end in headless Chromium driven by Playwright.
 
 It types a prompt, generates (Ctrl+Enter), sees the image appear with its parameters, paints a
-mask on it, inpaints, and cancels a running job. Screenshots go to ``out/e2e`` for people to
-look at. The server's content security policy is in force: the page must work under it (and
-Playwright's ``wait_for_function``, which evaluates strings, would not). Needs Debian's
-``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package;
+mask on it, inpaints, and cancels a running job; and it makes an unCLIP model's variations of an
+uploaded image, after the default diffusion model is refused for them. Screenshots go to
+``out/e2e`` for people to look at. The server's content security policy is in force: the page
+must work under it (and Playwright's ``wait_for_function``, which evaluates strings, would
+not). Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package;
 ``make test`` installs both.
 """
 
@@ -52,9 +53,15 @@ def server(tmp_path_factory):
     from atelier.kinds.diffusion import save_model
     from atelier.serve.app import ServeSettings, create_app
     from tests.pipelines.conftest import tiny_model
+    from tests.pipelines.unclip_models import install_unclip
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(tiny_model(), folder, card="# tiny\n")
+    # The tiny unCLIP model installed by name (tiny-unclip), for the variations tab.
+    home = tmp_path_factory.mktemp("home")
+    install_unclip(home / "models")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ATELIER_HOME", str(home))
     app = create_app(ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out")))
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -66,6 +73,7 @@ def server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=5)
+    patch.undo()
 
 
 def test_generate_inpaint_and_cancel_in_the_browser(server):
@@ -131,4 +139,44 @@ def test_generate_inpaint_and_cancel_in_the_browser(server):
         shown = page.locator("#status").text_content()
         assert shown.startswith("steps: ") and "100" in shown and "{" not in shown
         assert not [line for line in console if "Content Security Policy" in line], console
+        browser.close()
+
+
+def test_variations_of_an_uploaded_image_with_an_unclip_model(server, tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "source.png"
+    image = Image.new("RGB", (32, 32), (240, 240, 240))
+    image.paste((200, 30, 30), (4, 4, 20, 20))
+    image.save(source)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(server)
+        wait_until(page, "document.getElementById('model').options.length >= 2")
+        page.click("#tab-variations")
+        assert page.locator("#variationsHint").is_visible()
+        assert not page.locator("#strength").is_visible()  # img2img's
+        assert not page.locator("#brush").is_visible()  # inpainting's
+        page.set_input_files("#source", str(source))
+        wait_until(page, "document.getElementById('imageCanvas').width === 32")
+        # The default model is a diffusion model: refused, and the page says what to choose.
+        page.click("#generate")
+        wait_until(page, "document.getElementById('status').className === 'error'")
+        assert "only an unCLIP model (kind unclip)" in page.locator("#status").text_content()
+        page.select_option("#model", "tiny-unclip")
+        assert "kind unclip" in page.locator("#modelKind").text_content()
+        page.fill("#steps", "2")
+        page.fill("#seed", "4")
+        page.fill("#count", "2")
+        page.click("#generate")  # no prompt: a variation's caption is optional
+        page.locator(".card").nth(1).wait_for(timeout=60_000)
+        wait_until(page, "document.getElementById('status').textContent === 'done'")
+        cards = page.locator(".card pre.parameters")
+        texts = [cards.nth(k).inner_text() for k in range(2)]
+        assert all("Mode: variations" in t and "Model: tiny-unclip" in t for t in texts), texts
+        assert {"Seed: 4" in t for t in texts} == {True, False}  # seeds 4 and 5
+        assert page.locator(".card img").first.evaluate("img => img.naturalWidth") == 16
+        page.screenshot(path=str(SHOTS / "4-variations.png"))
         browser.close()
