@@ -249,6 +249,10 @@ def cli_cases(rng: random.Random, per: int, files, models, pngs, work: Path):
         "root limits": lambda: [rng.choice(["--max-pixels", "--max-steps", "--max-images"]),
                                 intv("100000"), "generate", "x", "--model", ok_model,
                                 "--steps", "2", "-o", out()],
+        # Last, so that the cases above draw what they drew before it was added.
+        "interpolate": lambda: ["interpolate", "--image", img(), "--to-image", img(), "--model",
+                                pick("tiny-unclip", [str(p) for p in models.values()]),
+                                "--frames", intv("3"), "--steps", intv("2"), "-o", out()],
     }  # fmt: skip
     return [(name, [str(a) for a in maker()]) for name, maker in makers.items()
             for _ in range(per)]  # fmt: skip
@@ -336,6 +340,7 @@ def http_cases(rng: random.Random, per: int, files) -> list[tuple[str, str, obje
         "/v1/inpaint": {**sane, "image": b64("ok.png"), "mask": b64("mask.png")},
         "/v1/outpaint": {**sane, "image": b64("ok.png"), "right": 8},
         "/v1/upscale": {"image": b64("ok.png"), "seed": 1},
+        "/v1/variations": {**sane, "image": b64("ok.png"), "model": "tiny-unclip", "n": 1},
     }
     out = []
     for path, base in bases.items():
@@ -434,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         files = hostile_files(work / "files")
         # Installed by name too, so that replay finds a PNG's model by its name and hash.
         good = tiny_model_folder(tmp / "home" / "models" / "tiny")
+        from tests.pipelines.unclip_models import install_unclip
+
+        install_unclip(tmp / "home" / "models")  # tiny-unclip: variations, image interpolation
         (work / "models").mkdir()
         models = hostile_models(work / "models", good)
         from atelier.cli import app

@@ -114,7 +114,7 @@ class Models:
                 raise Refused("model", f"{listed.name} is a {listed.facts.title} model (kind "
                               f"{listed.kind}): variations decode an image's CLIP embedding, "
                               "which only an unCLIP model (kind unclip) does; name one in "
-                              "'model' (GET /v1/models lists each model's kind)")  # fmt: skip
+                              "'model' (the model list gives each model's kind)")  # fmt: skip
             return load_model(n, want=unclip.KIND)
 
         return self._get("unclip", name, load)

@@ -24,6 +24,7 @@ from atelier.serve.app import ServeSettings, create_app
 from atelier.serve.schemas import IMAGE_FORMAT, Limits
 from tests.pipelines.conftest import tiny_model
 from tests.pipelines.test_cascade import TINY_UNET
+from tests.pipelines.unclip_models import install_unclip
 
 # Examples per operation: kept small for `make test`; raise it for a deeper run, e.g.
 # ATELIER_SCHEMA_EXAMPLES=200 pytest tests/serve/test_schema.py --hypothesis-show-statistics
@@ -41,6 +42,7 @@ def make_app():
     fast = SamplingOptions(steps=2, guidance=1.0, sampler="euler")
     config = UpscalerConfig("shapes-sr-32-64", 32, 64, TINY_UNET, defaults=fast)
     save_upscaler(UNet(TINY_UNET), config, ROOT / "home" / "models" / config.name, card="# sr\n")
+    install_unclip(ROOT / "home" / "models")  # tiny-unclip, for /v1/variations
     settings = ServeSettings(model=str(ROOT / "tiny"), output=ROOT / "out", limits=Limits())
     return create_app(settings)
 
@@ -82,6 +84,15 @@ def servable(case) -> None:
     # stays as it is, to be refused. test_api.py and test_toy_kind.py check other kinds' maps.
     if _schema_valid_options(body.get("options")):
         body["options"] = {"steps": 2, "karras": True}
+    # Variations need an unCLIP model (another kind is refused with 422): a request naming no
+    # model gets the installed tiny one, whose options are the unCLIP kind's (no CFG rescale).
+    if case.operation.path == "/v1/variations":
+        if body.get("model") is None:
+            body["model"] = "tiny-unclip"
+        if _schema_valid_options(body.get("options")):
+            body["options"] = {"steps": 2, "two_sample_pick": False}
+        if _schema_valid_rescale(body.get("guidance_rescale")):
+            body.pop("guidance_rescale", None)
     # Steering needs a guide model installed beside the server's, which a schema cannot name:
     # schema-valid steering fields are dropped (test_steering.py checks them with a guide).
     if case.operation.path == "/v1/txt2img" and _schema_valid_steering(body):
@@ -114,6 +125,15 @@ def _schema_valid_steering(body: dict) -> bool:
         and name(body.get("clip_model"))
         and name(body.get("classifier_model"))
     )
+
+
+def _schema_valid_rescale(value) -> bool:
+    """Whether ``value`` is a ``guidance_rescale`` the schema allows (absent, null, or in [0, 1])."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return 0 <= value <= 1
 
 
 def _schema_valid_options(options) -> bool:
