@@ -128,7 +128,7 @@ def _schema_valid_steering(body: dict) -> bool:
 
 
 def _schema_valid_rescale(value) -> bool:
-    """Whether ``value`` is a ``guidance_rescale`` the schema allows (absent, null, or in [0, 1])."""
+    """Whether ``value`` is a ``guidance_rescale`` the schema allows (null, or in [0, 1])."""
     if value is None:
         return True
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
