@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from atelier.atomic import write_atomic
+from atelier.budget import check_images, check_seed
 from atelier.cli.common import (
     DIFFUSION_PANEL,
     EMBEDDING,
@@ -122,14 +123,19 @@ def evaluate(
     if card and (every > 1 or lora or embedding):
         raise fail("--card records the model's own scores on the whole suite; drop --every, "
                    "--lora and --embedding")  # fmt: skip
+    prompts = prompts[::every]
+    if limit is not None:
+        prompts = prompts[:limit]
+    try:
+        check_images(len(prompts) * samples * candidates)
+        check_seed(seed)
+    except ValueError as err:
+        raise fail(str(err)) from None
     writable_folder(output)
     flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
              "guidance_rescale": guidance_rescale}  # fmt: skip
     _, options, loaded = generator_options(model, flags, option)
     loaded = loaded or load_generator(model)
-    prompts = prompts[::every]
-    if limit is not None:
-        prompts = prompts[:limit]
     if lora or embedding:
         tagged = personalised(loaded, [bp.prompt for bp in prompts], lora, embedding)
         prompts = [replace(bp, prompt=text) for bp, text in zip(prompts, tagged)]
