@@ -17,6 +17,13 @@ one fact changed, must score low. The image features do not depend on the text, 
 step computes f once per image and judges it against several sentences (:meth:`features`,
 :meth:`judge`).
 
+Two options make D see shapes from the first step rather than learning to after thousands:
+``residual_gain`` starts every block's gamma there (DF-GAN's 0 leaves a fresh D a linear map of
+16 x 16 px colour averages, against which shapes-gan's generator drew one colour blob for
+every caption at step 500), and ``spectral_norm`` divides every conv's weight by its largest
+singular value (Miyato et al., 2018; one power iteration per training call), which bounds D's
+Lipschitz constant by construction, where the gradient penalties need a second backward pass.
+
 No normalisation layer mixes samples, so each logit depends on its own pair only, which the
 gradient penalties of ``gan/losses.py`` rely on.
 """
@@ -40,6 +47,8 @@ class JointDiscriminatorConfig:
     channels: int = 32
     max_mult: int = 8
     sentence_dim: int = 384
+    residual_gain: float = 0.0
+    spectral_norm: bool = False
 
     def __post_init__(self) -> None:
         side = self.resolution
@@ -60,10 +69,10 @@ class JointDiscriminatorConfig:
 
 class DownBlock(nn.Module):
     """Halve the side: a 1 x 1 shortcut and 2 x 2 average pool, plus gamma times a residual
-    of a stride-2 4 x 4 conv and a 3 x 3 conv (LeakyReLU after each), gamma starting at 0 so a
-    fresh discriminator is a stack of poolings it learns to bend (DF-GAN)."""
+    of a stride-2 4 x 4 conv and a 3 x 3 conv (LeakyReLU after each), gamma starting at ``gain``: DF-GAN's 0 makes
+    a fresh discriminator a stack of poolings it learns to bend."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, gain: float = 0.0) -> None:
         super().__init__()
         self.residual = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
@@ -72,7 +81,7 @@ class DownBlock(nn.Module):
             nn.LeakyReLU(0.2),
         )
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.gamma = nn.Parameter(torch.full((1,), float(gain)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         skip = F.avg_pool2d(self.shortcut(h), 2)  # (B, C_out, H/2, W/2)
@@ -101,11 +110,15 @@ class JointDiscriminator(nn.Module):
         self.config = config
         self.conv_in = nn.Conv2d(3, config.width(0), 3, padding=1)
         self.blocks = nn.ModuleList(
-            DownBlock(config.width(level), config.width(level + 1))
+            DownBlock(config.width(level), config.width(level + 1), config.residual_gain)
             for level in range(config.blocks)
         )
         self.head = JointHead(config.width(config.blocks), config.sentence_dim,
                               hidden=2 * config.channels)  # fmt: skip
+        if config.spectral_norm:
+            for module in list(self.modules()):
+                if isinstance(module, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(module)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, R, R) -> features (B, 8K, 4, 4), independent of the text."""
