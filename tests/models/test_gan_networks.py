@@ -88,3 +88,61 @@ def test_sentence_features_have_norm_sqrt_p_and_keep_the_empty_prompt_zero():
     norms = sentence_features(s).norm(dim=1)
     torch.testing.assert_close(norms[:2], torch.full((2,), 4.0))
     assert norms[2] == 0
+
+
+def test_positional_maps_start_at_zero_and_give_each_pixel_its_own_bias():
+    config = GeneratorConfig(resolution=32, z_dim=8, sentence_dim=12, word_dim=12, channels=4)
+    torch.manual_seed(0)
+    plain = FusionGenerator(config)
+    torch.manual_seed(0)
+    placed = FusionGenerator(GeneratorConfig(**{**config.__dict__, "positional": True}))
+    shapes = [tuple(block.position.shape) for block in placed.blocks]
+    assert shapes == [(32, 8, 8), (16, 16, 16), (8, 32, 32)]  # C_in at each output side
+    missing = placed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == [f"blocks.{k}.position" for k in range(3)]
+    z, t = torch.randn(2, 8), text(2)
+    assert torch.equal(plain(z, t), placed(z, t))  # zero maps: the same generator
+    # A bias at one pixel of the last block moves the image near that pixel only (three 3 x 3
+    # convs follow: the block's two and to_rgb, at most 3 px away), so the map does place things.
+    with torch.no_grad():
+        placed.blocks[-1].position[:, 5, 20] = 3.0
+    diff = (placed(z, t) - plain(z, t)).abs().sum((0, 1))  # (32, 32)
+    rows, cols = torch.nonzero(diff > 1e-6, as_tuple=True)
+    assert len(rows) > 0
+    assert rows.min() >= 2 and rows.max() <= 8 and cols.min() >= 17 and cols.max() <= 23
+
+
+def test_a_linear_output_is_the_tanh_generator_before_its_tanh():
+    config = GeneratorConfig(resolution=16, z_dim=8, sentence_dim=12, word_dim=12, channels=4)
+    torch.manual_seed(0)
+    squashed = FusionGenerator(config)
+    linear = FusionGenerator(GeneratorConfig(**{**config.__dict__, "output": "linear"}))
+    linear.load_state_dict(squashed.state_dict())
+    z, t = torch.randn(3, 8), text(3)
+    torch.testing.assert_close(torch.tanh(linear(z, t)), squashed(z, t))
+    with torch.no_grad():
+        linear.to_rgb.bias.fill_(5.0)
+    assert linear(z, t).max() > 1  # unbounded; whoever makes pixels clamps
+    with pytest.raises(ValueError, match="output must be 'tanh' or 'linear', got 'relu'"):
+        GeneratorConfig(output="relu")
+
+
+def test_residual_gain_and_spectral_norm_options_of_the_discriminator():
+    base = dict(resolution=32, channels=4, sentence_dim=12)
+    dfgan = JointDiscriminator(JointDiscriminatorConfig(**base))
+    assert all(b.gamma.item() == 0 for b in dfgan.blocks)
+    torch.manual_seed(0)
+    d = JointDiscriminator(JointDiscriminatorConfig(**base, residual_gain=1.0, spectral_norm=True))
+    assert all(b.gamma.item() == 1 for b in d.blocks)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 3 * len(d.blocks) + 2  # conv_in, 3 per block, the head's 2
+    x, s = torch.randn(4, 3, 32, 32), sentence_features(torch.randn(4, 12))
+    for _ in range(30):  # one power iteration per training-mode call
+        d(x, s)
+    for conv in convs:
+        # The weight a call uses has largest singular value 1 (as a matrix of out x in*k*k).
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert abs(sigma.item() - 1) < 0.05, sigma
+    d.eval()
+    alone = torch.cat([d(x[i : i + 1], s[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(alone, d(x, s))  # still each pair on its own
