@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 BetaSchedule = Literal["linear", "scaled_linear", "cosine"]
-TimestepSpacing = Literal["leading", "trailing", "linspace"]
+TimestepSpacing = Literal["leading", "trailing", "linspace", "lcm"]
 BETA_SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 TIMESTEP_SPACINGS: tuple[str, ...] = get_args(TimestepSpacing)
 
@@ -97,6 +97,21 @@ def sigmas_from_alphas_cumprod(abar: torch.Tensor) -> torch.Tensor:
     return ((1 - abar) / abar).sqrt()
 
 
+# N of the skipping-step grid a latent consistency model is distilled on and sampled from: the
+# ODE solver steps k = T / N timesteps at a time (Luo et al. 2023, Sec. 4.3; diffusers'
+# ``original_inference_steps``), so k = 20 for T = 1000.
+LCM_SOLVER_STEPS = 50
+
+
+def skipping_timesteps(n_train: int, solver_steps: int = LCM_SOLVER_STEPS) -> torch.Tensor:
+    """The skipping-step grid, ascending (float64): k - 1, 2k - 1, ..., N k - 1 with
+    k = n_train // N, the timesteps t_{n+k} a consistency model is distilled at."""
+    if not 1 <= solver_steps <= n_train:
+        raise ValueError(f"solver steps must be in [1, {n_train}], got {solver_steps}")
+    k = n_train // solver_steps
+    return torch.arange(1, solver_steps + 1, dtype=torch.float64) * k - 1
+
+
 def spaced_timesteps(
     n_train: int, n_steps: int, spacing: TimestepSpacing, *, steps_offset: int = 0
 ) -> torch.Tensor:
@@ -104,7 +119,9 @@ def spaced_timesteps(
 
     ``leading``: 0, r, 2r, ... with r = n_train // n_steps (plus ``steps_offset``); ``trailing``:
     rounded n_train, n_train - r, ... minus one, so the first step is at T - 1; ``linspace``: evenly
-    from T - 1 to 0, fractional. (Lin et al. 2024, Table 2.)
+    from T - 1 to 0, fractional (Lin et al. 2024, Table 2). ``lcm``: evenly spaced indices into
+    the skipping-step grid, descending from T - 1, so every step is at a timestep a latent
+    consistency model was distilled at (as diffusers' LCMScheduler picks them).
     """
     if n_steps < 1:
         raise ValueError(f"steps must be at least 1, got {n_steps}")
@@ -112,6 +129,13 @@ def spaced_timesteps(
         raise ValueError(f"steps ({n_steps}) cannot exceed the {n_train} training timesteps")
     if spacing == "linspace":
         return torch.linspace(0, n_train - 1, n_steps, dtype=torch.float64).flip(0)
+    if spacing == "lcm":
+        grid = skipping_timesteps(n_train, min(LCM_SOLVER_STEPS, n_train)).flip(0)
+        if n_steps > len(grid):
+            raise ValueError(f"lcm spacing takes at most {len(grid)} steps (its skipping-step "
+                             f"grid), got {n_steps}")  # fmt: skip
+        picks = np.floor(np.linspace(0, len(grid), n_steps, endpoint=False)).astype(np.int64)
+        return grid[torch.from_numpy(picks)]
     if spacing == "leading":
         ratio = n_train // n_steps
         return (torch.arange(n_steps, dtype=torch.float64) * ratio).round().flip(0) + steps_offset

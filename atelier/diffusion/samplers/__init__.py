@@ -15,10 +15,11 @@ from atelier.diffusion.samplers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_
 from atelier.diffusion.samplers.euler import sample_euler
 from atelier.diffusion.samplers.euler_ancestral import sample_euler_ancestral
 from atelier.diffusion.samplers.heun import sample_heun
+from atelier.diffusion.samplers.lcm import sample_lcm
 from atelier.diffusion.samplers.unipc import sample_unipc
 
 SamplerName = Literal[
-    "ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "unipc"
+    "ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "unipc", "lcm"
 ]
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
 
@@ -45,13 +46,17 @@ SAMPLERS: dict[str, Sampler] = {
     "dpmpp_2m": sample_dpmpp_2m,
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "unipc": sample_unipc,
+    "lcm": sample_lcm,
 }
 # Each stochastic sampler's deterministic (ODE) counterpart: the same solver without the fresh
-# noise it adds at every step (DDIM is DDPM with eta 0).
+# noise it adds at every step (DDIM is DDPM with eta 0). LCM noises its x_0 estimate with fresh
+# noise; DDIM with the noise that estimate implies (LCM's c_skip is at most 0.0025 from t = 1
+# on, so its x_0 estimate is the network's own).
 DETERMINISTIC_COUNTERPART: dict[str, str] = {
     "ddpm": "ddim",
     "euler_ancestral": "euler",
     "dpmpp_2m_sde": "dpmpp_2m",
+    "lcm": "ddim",
 }
 STOCHASTIC: frozenset[str] = frozenset(DETERMINISTIC_COUNTERPART)
 

@@ -21,6 +21,7 @@ import math
 import torch
 
 from atelier.diffusion.denoiser import Denoiser
+from atelier.diffusion.parameterization import broadcast
 from atelier.diffusion.plan import SamplingPlan
 from atelier.diffusion.samplers.base import (
     Callback,
@@ -30,6 +31,16 @@ from atelier.diffusion.samplers.base import (
     noise_like,
     sigma_at,
 )
+
+
+def ddim_step(
+    x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor
+) -> torch.Tensor:
+    """DDIM's deterministic step (eta 0) in the VE view: x' = x_0 + sigma' eps, eps = (x - x_0) /
+    sigma. ``sigma`` and ``sigma_next`` are scalars or per-image (B,); the latent consistency
+    distillation's ODE solver takes this step from each image's own t_{n+k} to t_n."""
+    eps = (x - denoised) / broadcast(sigma, x)
+    return denoised + broadcast(sigma_next, x) * eps
 
 
 @torch.no_grad()
@@ -55,8 +66,7 @@ def sample_ddim(
         r = (sigma_next / plan.sigmas[i]) ** 2
         sigma_up = eta * sigma_next * (1 - r).sqrt()
         sigma_down = sigma_next * (1 - eta**2 * (1 - r)).sqrt()
-        eps = (x - denoised) / sigma.to(x.dtype)
-        x = denoised + sigma_down.to(x.dtype) * eps
+        x = ddim_step(x, denoised, sigma, sigma_down)
         # Drawn on every step, the last (sigma_up = 0) too, as diffusers does: the generators then
         # advance exactly as in its scheduler.
         if eta > 0:
