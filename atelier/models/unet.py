@@ -14,6 +14,8 @@ MLP; a pooled text vector, if configured, is projected and added to it (as in GL
 al., 2021). An unCLIP decoder (Ramesh et al., 2022) is also conditioned on a CLIP image
 embedding z_i (B, E): projected and added to the time embedding, and projected to K extra
 context tokens that every cross-attention reads before the caption's (:class:`ImageCondition`).
+A latent consistency model (Luo et al., 2023) distilled from a guided teacher takes the guidance
+scale s as an input: LCM's w-embedding, projected onto the timestep's sinusoids.
 Parameter names follow diffusers' ``UNet2DConditionModel`` so that weights convert
 with a short rename map (:mod:`atelier.models.unet_diffusers`).
 """
@@ -88,6 +90,9 @@ class UNetConfig:
     # context tokens it becomes beside the caption's (DALL-E 2 uses four).
     image_embed_dim: int | None = None
     image_embed_tokens: int = 4
+    # LCM's w-embedding: the classifier-free guidance scale a distilled student was taught with,
+    # an input (``forward(..., guidance=)``) in place of guidance's second, unconditional pass.
+    guidance_embedding: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -167,15 +172,38 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
-class EmbeddingMLP(nn.Module):
-    """Linear, SiLU, Linear: lifts a timestep sinusoid or a pooled text vector to width E."""
+def guidance_scale_embedding(scale: torch.Tensor, dim: int) -> torch.Tensor:
+    """LCM's w-embedding of guidance scales s (B,) -> (B, dim), float32: sines then cosines of
+    1000 w, w = s - 1 (LCM's w, guidance's weight beyond the conditional model), at frequencies
+    10000^(-i / (dim/2 - 1)), as diffusers' LatentConsistencyModelPipeline computes it."""
+    half = dim // 2
+    # The angles reach 10^4 radians, so the frequencies are rounded as diffusers rounds them.
+    step = torch.tensor(10000.0, device=scale.device).log() / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=scale.device) * -step)
+    angles = (scale.float() - 1) * 1000.0
+    angles = angles[:, None] * freqs[None, :]  # (B, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
-    def __init__(self, in_dim: int, dim: int) -> None:
+
+class EmbeddingMLP(nn.Module):
+    """Linear, SiLU, Linear: lifts a timestep sinusoid or a pooled text vector to width E.
+
+    With ``cond_dim``, a condition (B, cond_dim) is projected onto the input first (diffusers'
+    ``cond_proj``); the projection starts at zero, so the network starts as the one without it.
+    """
+
+    def __init__(self, in_dim: int, dim: int, *, cond_dim: int | None = None) -> None:
         super().__init__()
+        self.cond_proj = None
+        if cond_dim is not None:
+            self.cond_proj = nn.Linear(cond_dim, in_dim, bias=False)
+            nn.init.zeros_(self.cond_proj.weight)
         self.linear_1 = nn.Linear(in_dim, dim)
         self.linear_2 = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is not None:
+            x = x + self.cond_proj(condition)  # (B, in_dim)
         return self.linear_2(F.silu(self.linear_1(x)))
 
 
@@ -375,7 +403,11 @@ class UNet(nn.Module):
 
         extra = 2 if config.coord_channels else 0
         self.conv_in = nn.Conv2d(config.in_channels + extra, widths[0], 3, padding=1)
-        self.time_embedding = EmbeddingMLP(widths[0], time_dim)
+        # A student distilled with the guidance scale as an input starts as its teacher: the
+        # w-embedding's projection is zero until training moves it.
+        self.time_embedding = EmbeddingMLP(
+            widths[0], time_dim, cond_dim=widths[0] if config.guidance_embedding else None
+        )
         self.pooled_embedding = (
             EmbeddingMLP(config.pooled_dim, time_dim) if config.pooled_dim is not None else None
         )
@@ -437,16 +469,24 @@ class UNet(nn.Module):
         context: TextEmbedding | None = None,
         noise_level: torch.Tensor | None = None,
         image: ImageCondition | None = None,
+        *,
+        guidance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x`` (B, C_in, H, W), ``t`` (B,) float timesteps, text ``context`` -> (B, C_out, H, W).
 
         ``context`` must be given exactly when the config has ``context_dim``; its masked-out
-        positions are never attended to. ``image`` exactly when it has ``image_embed_dim``.
+        positions are never attended to. ``image`` exactly when it has ``image_embed_dim``;
+        ``guidance`` (B,), the classifier-free guidance scales s, exactly when it has
+        ``guidance_embedding``.
         """
         self._check_inputs(x, t, context)
         self._check_image(x, image)
+        self._check_guidance(x, guidance)
         width = self.config.block_channels[0]
-        emb = self.time_embedding(timestep_embedding(t, width).to(x.dtype))
+        scale = None
+        if guidance is not None:
+            scale = guidance_scale_embedding(guidance, width).to(x.dtype)  # (B, C_0)
+        emb = self.time_embedding(timestep_embedding(t, width).to(x.dtype), scale)
         if (noise_level is None) != (self.noise_level_embedding is None):
             raise ValueError(
                 "pass noise_level exactly when the config has noise_level_conditioning"
@@ -481,6 +521,13 @@ class UNet(nn.Module):
         for block in self.up_blocks:
             h = block(h, cond, skips)
         return self.conv_out(F.silu(self.conv_norm_out(h)))
+
+    def _check_guidance(self, x: torch.Tensor, guidance: torch.Tensor | None) -> None:
+        if (guidance is None) == self.config.guidance_embedding:
+            raise ValueError("pass guidance exactly when the config has guidance_embedding (a "
+                             "latent consistency model)")  # fmt: skip
+        if guidance is not None and guidance.shape != (x.shape[0],):
+            raise ValueError(f"guidance must be ({x.shape[0]},), got {tuple(guidance.shape)}")
 
     def _check_image(self, x: torch.Tensor, image: ImageCondition | None) -> None:
         dim = self.config.image_embed_dim

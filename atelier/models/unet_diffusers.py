@@ -74,6 +74,9 @@ def unet_config_to_diffusers(config: UNetConfig) -> dict[str, Any]:
     if config.cross_attention_only is not None:
         kwargs["only_cross_attention"] = tuple(config.cross_attention_only)
         kwargs["mid_block_only_cross_attention"] = False
+    if config.guidance_embedding:
+        # LCM's w-embedding, fed as ``timestep_cond`` (diffusers' LCM pipeline computes it).
+        kwargs["time_cond_proj_dim"] = config.block_channels[0]
     if config.pooled_dim is not None:
         kwargs["class_embed_type"] = "projection"
         kwargs["projection_class_embeddings_input_dim"] = config.pooled_dim
