@@ -54,8 +54,10 @@ def concat_cond(a: Any, b: Any, *, paired: bool = True) -> Any:
     )
 
 
-def _check_scale(scale: float) -> None:
-    if not math.isfinite(scale):
+def _check_scale(scale: float | torch.Tensor) -> None:
+    finite = bool(torch.isfinite(scale).all()) if isinstance(scale, torch.Tensor) else (
+        math.isfinite(scale))  # fmt: skip
+    if not finite:
         raise ValueError(f"guidance scale must be a finite number, got {scale!r}")
 
 
@@ -113,7 +115,7 @@ def classifier_free_guidance(
     net: CondNet,
     cond: Any,
     uncond: Any,
-    scale: float,
+    scale: float | torch.Tensor,
     *,
     rescale: float = 0.0,
     interval: tuple[float, float] | None = None,
@@ -124,7 +126,8 @@ def classifier_free_guidance(
     output = eps_u + s (eps_c - eps_u), conditional and unconditional halves evaluated in one
     network call on a doubled batch (cond first). ``uncond`` is whatever the unconditional branch
     should see: the null embedding, or the encoded negative prompt. s = 1 is the conditional
-    model alone and s = 0 the unconditional one; Ho & Salimans' w is s - 1.
+    model alone and s = 0 the unconditional one; Ho & Salimans' w is s - 1. ``scale`` may be one
+    per image (B,), as a latent consistency distillation's teacher is guided at each image's own.
 
     Guiding the raw output is exact for every prediction type: x_0 is affine in the output with
     coefficients set by x_t and t alone, so mixing outputs with weights summing to 1 mixes the
@@ -146,7 +149,10 @@ def classifier_free_guidance(
         lo, hi = interval
         if not lo <= hi:
             raise ValueError(f"guidance interval needs lo <= hi, got ({lo}, {hi})")
+    per_row = isinstance(scale, torch.Tensor)
     if composition is not None:
+        if per_row:
+            raise ValueError("a composition is guided at one scale, not one per image")
         return _composed_guidance(net, cond, uncond, scale, rescale, interval, composition)
     pair = concat_cond(cond, uncond)
 
@@ -155,13 +161,35 @@ def classifier_free_guidance(
         inside = torch.ones_like(t, dtype=torch.bool)
         if interval is not None:
             inside = (t >= interval[0]) & (t <= interval[1])  # (B,)
-        if scale == 1 or not inside.any():
+        if (not per_row and scale == 1) or not inside.any():
             return net(x_t, t, cond)
         out_c, out_u = net(torch.cat([x_t, x_t]), torch.cat([t, t]), pair).chunk(2)
-        guided = out_u + scale * (out_c - out_u)
+        s = broadcast(scale, out_c) if per_row else scale
+        guided = out_u + s * (out_c - out_u)
         if rescale > 0:
             guided = rescale_guidance(guided, out_c, rescale)
         return torch.where(inside.reshape(-1, *([1] * (guided.ndim - 1))), guided, out_c)
+
+    return model
+
+
+def embedded_guidance(
+    net: Callable[[torch.Tensor, torch.Tensor, Any, torch.Tensor], torch.Tensor],
+    cond: Any,
+    scale: float | torch.Tensor,
+) -> ModelFn:
+    """Guidance a network was taught to take as an input, as a model ``(x_t, t) -> output``.
+
+    A latent consistency model (Luo et al. 2023) distilled from a teacher guided at scale s
+    reads s itself (its w-embedding): ``net(x_t, t, cond, s)`` with s (B,), one pass on the
+    conditional rows alone, with no unconditional branch to steer away from. ``scale`` is one
+    number or one per image (B,).
+    """
+    _check_scale(scale)
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(scale, dtype=torch.float32, device=x_t.device)
+        return net(x_t, per_image(t, x_t), cond, s.expand(x_t.shape[0]) if s.ndim == 0 else s)
 
     return model
 

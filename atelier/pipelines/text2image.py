@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -20,7 +20,7 @@ from torch import nn
 from atelier.data.base import tensor_to_pil
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.denoiser import Denoiser, VPDenoiser
-from atelier.diffusion.guidance import classifier_free_guidance
+from atelier.diffusion.guidance import classifier_free_guidance, embedded_guidance
 from atelier.diffusion.inpainting import sample_with_jumps
 from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.plan import make_plan, start_step_for_strength
@@ -56,9 +56,18 @@ class WithInputs:
     inputs: torch.Tensor
 
 
-def _with_inputs(network: nn.Module) -> Callable[..., torch.Tensor]:
-    def run(x: torch.Tensor, t: torch.Tensor, cond: WithInputs) -> torch.Tensor:
-        return network(torch.cat([x, cond.inputs.to(x)], dim=1), t, cond.text)
+def _with_inputs(network: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def run(x: torch.Tensor, t: torch.Tensor, cond: WithInputs, **kwargs: Any) -> torch.Tensor:
+        return network(torch.cat([x, cond.inputs.to(x)], dim=1), t, cond.text, **kwargs)
+
+    return run
+
+
+def _with_scale(network: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``network(x, t, cond, guidance=s)`` as ``(x, t, cond, s)``, so fixed chunks split s too."""
+
+    def run(x: torch.Tensor, t: torch.Tensor, cond: Any, scale: torch.Tensor) -> torch.Tensor:
+        return network(x, t, cond, guidance=scale)
 
     return run
 
@@ -96,6 +105,12 @@ class Text2Image:
     @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
+
+    @property
+    def guidance_embedded(self) -> bool:
+        """Whether the network takes the guidance scale as an input (a latent consistency
+        model): it is guided without an unconditional pass, so without a negative prompt."""
+        return bool(getattr(getattr(self.network, "config", None), "guidance_embedding", False))
 
     def initial_noise(
         self, seeds: Sequence[int], size: tuple[int, int] | None = None
@@ -166,18 +181,26 @@ class Text2Image:
             cond = self.text_encoder.encode(texts)
         else:
             cond, composition = text, None
-        uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
+        if self.guidance_embedded:
+            self._check_embedded(negative_prompt, composition is not None, options)
+            uncond = None
+        else:
+            uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
 
+        network: Callable[..., torch.Tensor] = self.network
         if extra is not None:
             rows = extra if composition is None else extra[composition.image.to(extra.device)]
-            cond, uncond = WithInputs(cond, rows), WithInputs(uncond, extra)
-            net = fixed_batch(_with_inputs(self.network), self.rows)
+            cond = WithInputs(cond, rows)
+            uncond = WithInputs(uncond, extra) if uncond is not None else None
+            network = _with_inputs(network)
+        if self.guidance_embedded:
+            model = embedded_guidance(fixed_batch(_with_scale(network), self.rows), cond,
+                                      options.guidance)  # fmt: skip
         else:
-            net = fixed_batch(self.network, self.rows)
-        model = classifier_free_guidance(
-            net, cond, uncond, options.guidance, rescale=options.guidance_rescale,
-            composition=composition,
-        )  # fmt: skip
+            model = classifier_free_guidance(
+                fixed_batch(network, self.rows), cond, uncond, options.guidance,
+                rescale=options.guidance_rescale, composition=composition,
+            )  # fmt: skip
         denoiser: Denoiser = VPDenoiser(model, self.diffusion.prediction_type)
         if wrap is not None:
             denoiser = wrap(denoiser)
@@ -208,6 +231,21 @@ class Text2Image:
         return sampler(
             denoiser, x, plan, generators=generators, callback=callback, start_step=first
         )
+
+    def _check_embedded(self, negative_prompt: str, composed: bool, options: SamplingOptions):
+        """Refuse what needs an unconditional pass, which a network guided by its input lacks."""
+        refused = [
+            what for what, asked in (
+                (f"a negative prompt ({negative_prompt!r})", negative_prompt != ""),
+                ("prompts composed with AND", composed),
+                (f"guidance rescale ({options.guidance_rescale})", options.guidance_rescale != 0),
+            ) if asked
+        ]  # fmt: skip
+        if refused:
+            raise ValueError(
+                f"this model takes the guidance scale as an input and makes no unconditional "
+                f"pass, so it cannot use {' or '.join(refused)}"
+            )
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

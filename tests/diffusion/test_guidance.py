@@ -14,6 +14,7 @@ from atelier.diffusion.guidance import (
     classifier_guidance,
     concat_cond,
     dynamic_threshold,
+    embedded_guidance,
     rescale_guidance,
     static_threshold,
 )
@@ -195,6 +196,45 @@ def test_bad_interval_and_rescale_are_rejected():
         classifier_free_guidance(toy_net, embedding(1), embedding(2), 5.0, interval=(600, 200))
     with pytest.raises(ValueError, match=r"phi must be in \[0, 1\]"):
         classifier_free_guidance(toy_net, embedding(1), embedding(2), 5.0, rescale=1.5)
+
+
+def rows(emb: TextEmbedding, i: int) -> TextEmbedding:
+    return TextEmbedding(emb.states[i : i + 1], emb.mask[i : i + 1], emb.pooled[i : i + 1])
+
+
+def test_a_scale_per_image_guides_each_image_at_its_own():
+    cond, uncond = embedding(1), embedding(2)
+    scales = torch.tensor([1.0, 2.5, 7.0])
+    x, t = inputs()
+    spy = Spy(toy_net)
+    out = classifier_free_guidance(spy, cond, uncond, scales)(x, t)
+    assert spy.batches == [2 * B]  # a row at scale 1 still rides in the one doubled call
+    for i, s in enumerate(scales.tolist()):
+        one = classifier_free_guidance(toy_net, rows(cond, i), rows(uncond, i), s)
+        torch.testing.assert_close(out[i : i + 1], one(x[i : i + 1], t[i : i + 1]))
+    with pytest.raises(ValueError, match="finite"):
+        classifier_free_guidance(toy_net, cond, uncond, torch.tensor([1.0, math.nan, 2.0]))
+    composition = Composition(torch.arange(B), torch.ones(B), B)
+    with pytest.raises(ValueError, match="one scale"):
+        classifier_free_guidance(toy_net, cond, uncond, scales, composition=composition)
+
+
+def test_embedded_guidance_is_one_conditional_call_reading_the_scale():
+    calls = []
+
+    def net(x, t, cond, scale):
+        calls.append((x.shape[0], scale))
+        return toy_net(x, t, cond) * scale.reshape(-1, 1, 1, 1)
+
+    cond = embedding(1)
+    x, t = inputs()
+    out = embedded_guidance(net, cond, 2.5)(x, t)
+    assert [b for b, _ in calls] == [B] and torch.equal(calls[0][1], torch.full((B,), 2.5))
+    assert torch.equal(out, toy_net(x, t, cond) * 2.5)
+    scales = torch.tensor([1.0, 2.0, 3.0])
+    assert torch.equal(embedded_guidance(net, cond, scales)(x, t)[1], toy_net(x, t, cond)[1] * 2)
+    with pytest.raises(ValueError, match="finite"):
+        embedded_guidance(net, cond, math.inf)
 
 
 # Classifier guidance ---------------------------------------------------------------------------
