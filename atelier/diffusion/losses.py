@@ -157,3 +157,13 @@ def loss_by_timestep(
     total.index_add_(0, bucket, losses.detach().double())
     edges = torch.arange(n_buckets + 1, dtype=torch.float64) * n_train / n_buckets
     return TimestepBuckets(edges, total / count, count)
+
+
+def pseudo_huber(x: torch.Tensor, y: torch.Tensor, c: float) -> torch.Tensor:
+    """The pseudo-Huber distance sqrt((x - y)^2 + c^2) - c per element (Charbonnier's; Song &
+    Dhariwal 2023 for consistency training, LCM's c = 0.001): quadratic within about c of the
+    target, linear beyond, so a few far-off targets do not dominate the gradient."""
+    if not (math.isfinite(c) and c > 0):
+        raise ValueError(f"the pseudo-Huber c must be a finite number > 0, got {c!r}")
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return ((x.to(dtype) - y.to(dtype)).square() + c**2).sqrt() - c

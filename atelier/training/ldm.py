@@ -121,29 +121,36 @@ class LatentDiffusionTask:
             return
         # The loop sets eval mode, swaps EMA weights in and restores both afterwards.
         pipe = self.pipeline()
-        images = pipe(
-            self.sample_prompts, seeds=range(len(self.sample_prompts)), options=self.sample_options
-        )
-        passed = [
-            judge(np.asarray(img), parse_prompt(p)).passed
-            for img, p in zip(images, self.sample_prompts)
-        ]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cols = 8
-        rows = [
-            np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
-            for r in range(0, len(images) - len(images) % cols, cols)
-        ]
-        if rows:
-            Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
+        images, passed = judged_samples(pipe, self.sample_prompts, self.sample_options)
+        save_grid(images, out_dir / f"samples-{step:07d}.png")
         # Whether position words are read at all (eval/probes.py); sampling alone hides it.
         words = word_sensitivity(pipe)
         record = {
-            "step": step, "judge_pass": float(np.mean(passed)), "n": len(passed),
+            "step": step, "judge_pass": passed, "n": len(images),
             "position_vs_colour": round(words.position_vs_colour, 4),
         }  # fmt: skip
         with open(out_dir / "samples.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def judged_samples(
+    pipe: Text2Image, prompts: Sequence[str], options: SamplingOptions
+) -> tuple[list[Image.Image], float]:
+    """The prompts drawn at seeds 0, 1, ... and the share of them the shapes judge passes."""
+    images = pipe(prompts, seeds=range(len(prompts)), options=options)
+    passed = [judge(np.asarray(img), parse_prompt(p)).passed for img, p in zip(images, prompts)]
+    return images, float(np.mean(passed))
+
+
+def save_grid(images: Sequence[Image.Image], path: Path, cols: int = 8) -> None:
+    """Whole rows of ``cols`` images as one PNG (a last, partial row is left out)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
+        for r in range(0, len(images) - len(images) % cols, cols)
+    ]
+    if rows:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
 # A cell holds an object when the mean distance of its centre's latents from the image's median

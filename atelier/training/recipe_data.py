@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from atelier.data.base import CaptionedImages
 from atelier.data.folder import ImageFolderDataset
 from atelier.data.hard_negatives import WithNegatives
-from atelier.data.latents import LatentDataset
+from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.recaption import Recaptioned
 from atelier.data.shapes import ShapesDataset
 from atelier.kinds.base import ModelKind
@@ -101,3 +102,17 @@ def base_model(recipe: Recipe, field: str, kind: ModelKind, *, role: str, train_
             f"{recipe.name} {role} {name!r}, which cannot be loaded ({err}); train it first "
             f"(atelier train {train_with}) or set {field}=NAME"
         ) from None
+
+
+def model_latents(model, images: CaptionedImages, *, cache_key: str | None) -> torch.Tensor:
+    """``images`` as a trained diffusion model's clean latents, in its own latent space (its
+    images in pixel space). Its autoencoder's encodings are kept under the data folder, named
+    by its weights and ``cache_key`` (None: not kept)."""
+    if model.vae is None:
+        return torch.stack([images[i][0] for i in range(len(images))])
+    file = None
+    if cache_key is not None:
+        file = home() / "data" / f"latents-{module_digest(model.vae)}-{cache_key}-raw.safetensors"
+    raw = LatentDataset(images, model.vae, scale=1.0, cache_file=file,
+                        progress=cache_key is not None).latents  # fmt: skip
+    return model.pipeline().latent_space.to_diffusion(raw).float()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.shapes import ShapesDataset
 from atelier.kinds import clip as clip_kind
 from atelier.kinds import diffusion as diffusion_kind
@@ -21,12 +20,16 @@ from atelier.kinds.noised_clip import TrainedNoisedCLIP, save_noised_clip
 from atelier.models.noised_classifier import NoisedShapesClassifier, cell_attribute_targets
 from atelier.models.noised_clip import NoisedCLIP
 from atelier.models.noised_space import NoisedSpace, space_digest
-from atelier.paths import home
 from atelier.training.callbacks import CPULedger, process_cpu_seconds
 from atelier.training.checkpoint import final_weights
 from atelier.training.loop import train
 from atelier.training.noised_tasks import NoisedClassifierTask, NoisedCLIPTask
-from atelier.training.recipe_data import base_model, held_out_scenes, recipe_images
+from atelier.training.recipe_data import (
+    base_model,
+    held_out_scenes,
+    model_latents,
+    recipe_images,
+)
 from atelier.training.recipes import Recipe, RecipeError
 
 PROBE_TIMESTEPS = (0, 250, 500, 750)
@@ -54,19 +57,6 @@ class _Pairs:
         return self.latents[i], self.labels[i]
 
 
-def to_space(model: Model, scenes: ShapesDataset, *, cache: bool) -> torch.Tensor:
-    """The scenes as the diffusion model's clean latents (its images in pixel space)."""
-    pipe = model.pipeline()
-    if model.vae is None:
-        return torch.stack([scenes[i][0] for i in range(len(scenes))])
-    file = None
-    if cache:
-        key = f"latents-{module_digest(model.vae)}-{scenes.cache_key}-raw"
-        file = home() / "data" / f"{key}.safetensors"
-    raw = LatentDataset(scenes, model.vae, scale=1.0, cache_file=file, progress=cache).latents
-    return pipe.latent_space.to_diffusion(raw).float()
-
-
 def noised_data(recipe: Recipe, data_dir: Path | None) -> tuple[Model, NoisedData]:
     """The diffusion model the recipe names, and the recipe's scenes in its space."""
     if data_dir is not None:
@@ -84,12 +74,13 @@ def noised_data(recipe: Recipe, data_dir: Path | None) -> tuple[Model, NoisedDat
         model.config.diffusion,
         space_digest(pipe.autoencoder, pipe.latent_space, pipe.diffusion, shape),
     )
-    return model, NoisedData(to_space(model, scenes, cache=True), scenes, space)
+    latents = model_latents(model, scenes, cache_key=scenes.cache_key)
+    return model, NoisedData(latents, scenes, space)
 
 
 def _held_out(model: Model, n: int) -> tuple[torch.Tensor, ShapesDataset]:
     scenes = held_out_scenes(n, model.resolution)
-    return to_space(model, scenes, cache=False), scenes
+    return model_latents(model, scenes, cache_key=None), scenes
 
 
 def run_clip(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
