@@ -49,6 +49,7 @@ TRAINING_SAMPLE_GRIDS = {
     "atelier.training.token_tasks",
     "atelier.training.unclip_tasks",
     "atelier.training.gan_task",
+    "atelier.training.lcm_task",
 }
 
 

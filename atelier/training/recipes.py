@@ -27,6 +27,8 @@
   ``shapes-classifier-noised``: ADM's noise-aware classifier of each cell's colour, shape and
   size on the same latents. Both steer that model by gradient (``generate --clip-guidance`` with
   ``--clip-model shapes-clip-noised``, ``--classifier-guidance``).
+- ``shapes-ldm-minilm-lcm``: the default latent model distilled into a latent consistency model
+  (LCM) that draws in 1 to 4 steps, the guidance scale an input of its UNet.
 - ``lora``, ``dreambooth``, ``textual-inversion``: teach a trained diffusion model (``base``) a
   concept named by a rare token from at most 20 captioned images (``--data DIR``, else the
   shapes world's concept set, ``shapes/concept.py``); ``training/personalize.py``.
@@ -58,6 +60,7 @@ from atelier.text.factory import TextEncoderConfig
 from atelier.tokens.options import AutoregressiveOptions, MaskedOptions
 from atelier.training.config import TrainConfig
 from atelier.training.gan_task import GANObjective
+from atelier.training.lcm_task import ConsistencyDistillation
 from atelier.training.ldm import LDMObjective
 from atelier.training.token_tasks import TokenObjective
 from atelier.training.tokenizer_task import TokenizerLossConfig
@@ -80,6 +83,7 @@ RecipeKind = Literal[
     "gan",
     "clip-noised",
     "classifier-noised",
+    "lcm",
     "lora",
     "dreambooth",
     "textual-inversion",
@@ -209,10 +213,13 @@ class Recipe:
     gan_sampling: GANOptions = field(default_factory=GANOptions)
     # Noise-aware guides: the network's sizes (its input channels and side are the diffusion
     # model's latent's, set when the run starts) and the trained diffusion model whose noised
-    # latents it reads; a noised CLIP answers to ``clip_model``'s frozen text tower.
+    # latents it reads; a noised CLIP answers to ``clip_model``'s frozen text tower. A latent
+    # consistency model is distilled from ``diffusion_model`` (its teacher) with
+    # ``distillation``'s settings, in the teacher's architecture and latent space.
     noised_clip: NoisedViTConfig | None = None
     noised_classifier: NoisedClassifierConfig | None = None
     diffusion_model: str = "shapes-ldm-minilm"
+    distillation: ConsistencyDistillation | None = None
     # Personalisation (lora, dreambooth, textual-inversion): the concept, its token, the base.
     personal: PersonalConfig | None = None
 
@@ -639,6 +646,32 @@ def _shapes_classifier_noised() -> Recipe:
     )  # fmt: skip
 
 
+# Latent consistency distillation of the default (Luo et al. 2023): its UNet, with LCM's
+# w-embedding, learns in one pass what the teacher guided at s in [2, 5] draws along its ODE.
+# Measured at these sizes with OMP_NUM_THREADS=1, both cores busy with two other training runs,
+# through the training loop (loss, backward, clipping, AdamW; steps 3 to 12 of 12): 0.64 CPU-s
+# per batch-32 step (0.95 s of wall clock), the teacher's doubled guided pass and the target's
+# pass beside the student's forward and backward. The issue's 1.5 CPU-hours on top of the base,
+# less the teacher's VAE over the 20,000 scenes and MiniLM over their captions (about 1.5 and 2
+# CPU-min, once per machine) and a tenth for the loop and the sample grids, hold about 7,000
+# steps; 6,000 (about 1.25 CPU-h in all, ten passes over the scenes) leave room for a slower
+# machine.
+_LCM_TRAIN = TrainConfig(max_steps=6000, batch_size=32, lr=1e-4, warmup_steps=100,
+                         lr_schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0, ema_decay=None,
+                         autocast="off", checkpoint_every=250, sample_every=500,
+                         log_every=25)  # fmt: skip
+
+
+def _shapes_ldm_minilm_lcm() -> Recipe:
+    # Sampled as LCM's pipeline samples: 4 steps on the distillation's skipping-step grid, the
+    # guidance scale read by the UNet (the base's CFG 3) instead of a second, unconditional pass.
+    return Recipe(
+        name="shapes-ldm-minilm-lcm", kind="lcm", train=_LCM_TRAIN,
+        distillation=ConsistencyDistillation(),
+        sampling=SamplingOptions(steps=4, guidance=3.0, sampler="lcm", spacing="lcm"),
+    )  # fmt: skip
+
+
 # Personalisation, sized for the issue's 15 CPU-minutes on the default model (batches of 8 of
 # the 16 concept images; 20-step samplers for the class images and sample grids). Measured with
 # OMP_NUM_THREADS=1, both cores busy with other training runs (docs/personalisation.md): a LoRA
@@ -686,6 +719,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-gan": _shapes_gan,
     "shapes-clip-noised": _shapes_clip_noised,
     "shapes-classifier-noised": _shapes_classifier_noised,
+    "shapes-ldm-minilm-lcm": _shapes_ldm_minilm_lcm,
     # Measured by bench/personalize.py (docs/personalisation.md; bench/results/personalize):
     # LoRA at 1e-3 (diffusers' LoRA scripts use 1e-4 on SD at batch 1 and many more steps)
     # with prior preservation on random world captions: 5.0 CPU-min, 0.21 of the concept

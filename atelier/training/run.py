@@ -31,6 +31,7 @@ from atelier.training.runners import (
     diffusion,
     features,
     gan,
+    lcm,
     noised,
     personal,
     tokenizer,
@@ -54,6 +55,7 @@ RUNNERS = {
     "gan": gan.run,
     "clip-noised": noised.run_clip,
     "classifier-noised": noised.run_classifier,
+    "lcm": lcm.run,
     "lora": personal.run,
     "dreambooth": personal.run,
     "textual-inversion": personal.run,
@@ -84,6 +86,7 @@ USES = {
     "diffusion model it was trained beside)",
     "classifier-noised": "`atelier generate PROMPT --classifier-guidance 3 --classifier-model "
     "{name}` (with the diffusion model it was trained beside)",
+    "lcm": "`atelier generate PROMPT --model {name}` (4 steps; `--steps 1` or 2 for fewer)",
     "dreambooth": "`atelier generate PROMPT --model {name}`",
     "lora": "`atelier generate PROMPT --lora {name}:1`, or `<lora:{name}:1>` in a prompt",
     "textual-inversion": "its word in a prompt (`atelier generate PROMPT --embedding {name}`)",
