@@ -171,6 +171,8 @@ class Text2Image:
         still seed the per-step noise of stochastic samplers), and ``text`` the prompts'
         encoding instead of encoding ``prompts`` (which then only count the images): both for
         interpolating between two draws (``pipelines/interpolate.py``).
+        A network that takes the guidance scale as an input (a latent consistency model) reads
+        ``options.guidance`` itself, one pass a step with no unconditional rows.
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
@@ -232,7 +234,9 @@ class Text2Image:
             denoiser, x, plan, generators=generators, callback=callback, start_step=first
         )
 
-    def _check_embedded(self, negative_prompt: str, composed: bool, options: SamplingOptions):
+    def _check_embedded(
+        self, negative_prompt: str, composed: bool, options: SamplingOptions
+    ) -> None:
         """Refuse what needs an unconditional pass, which a network guided by its input lacks."""
         refused = [
             what for what, asked in (
