@@ -87,8 +87,10 @@ def main() -> None:
 
             rows.append((model.name, "no KV cache", seconds_per_image(uncached, args.images)))
     base = rows[0][2] if rows else 1.0
-    print(f"\n{'model':<40} {'how':<12} {'s/image':>8} {'x first row':>11}   "
-          f"(one thread, {args.images} images)")
+    print(
+        f"\n{'model':<40} {'how':<12} {'s/image':>8} {'x first row':>11}   "
+        f"(one thread, {args.images} images)"
+    )
     for name, how, seconds in rows:
         print(f"{name:<40} {how:<12} {seconds:>8.3f} {seconds / base:>10.2f}x")
 

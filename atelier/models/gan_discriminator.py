@@ -69,8 +69,8 @@ class JointDiscriminatorConfig:
 
 class DownBlock(nn.Module):
     """Halve the side: a 1 x 1 shortcut and 2 x 2 average pool, plus gamma times a residual
-    of a stride-2 4 x 4 conv and a 3 x 3 conv (LeakyReLU after each), gamma starting at ``gain``: DF-GAN's 0 makes
-    a fresh discriminator a stack of poolings it learns to bend."""
+    of a stride-2 4 x 4 conv and a 3 x 3 conv (LeakyReLU after each), gamma starting at
+    ``gain``: DF-GAN's 0 makes a fresh discriminator a stack of poolings it learns to bend."""
 
     def __init__(self, in_channels: int, out_channels: int, gain: float = 0.0) -> None:
         super().__init__()

@@ -7,9 +7,10 @@ Notation: z (B, Z) noise, s (B, P) the sentence vector, w (B, T, D) the word sta
 
 A linear layer maps z to a 4 x 4 map of 8K channels; each of the log2(R / 4)
 :class:`GeneratorBlock`\\ s doubles the side and fuses c twice (widths 8K, 8K, 4K, 2K, K from
-4 px to 64 px); LeakyReLU, a 3 x 3 conv and tanh make the RGB image in [-1, 1] (``output = "linear"`` drops the
-tanh, as StyleGAN does, and whoever makes pixels clamps: shapes-world images are mostly white,
-+1, where tanh's gradient vanishes, and DF-GAN's generator collapsed to all-white images there):
+4 px to 64 px); LeakyReLU, a 3 x 3 conv and tanh make the RGB image in [-1, 1]
+(``output = "linear"`` drops the tanh, as StyleGAN does, and whoever makes pixels clamps:
+shapes-world images are mostly white, +1, where tanh's gradient vanishes, and DF-GAN's
+generator collapsed to all-white images there):
 
     h <- up(h);  h <- shortcut(h) + conv(DF(conv(DF(h, c)), c))
 
@@ -128,7 +129,8 @@ class DeepFusion(nn.Module):
 
 
 class GeneratorBlock(nn.Module):
-    """Upsample 2x (nearest), add the positional map if any, then a residual of fusion and 3 x 3 convs beside a shortcut."""
+    """Upsample 2x (nearest), add the positional map if any, then a residual of fusion and
+    3 x 3 convs beside a shortcut."""
 
     def __init__(self, cond_dim: int, in_channels: int, out_channels: int,
                  side: int | None = None) -> None:  # fmt: skip

@@ -189,8 +189,9 @@ def test_eval_report_has_metrics_floors_and_a_graded_grid(
 def test_eval_refuses_an_image_count_over_the_budget_before_loading(tmp_path):
     # A fuzzed --samples once built a job list of 10^20 entries (MemoryError); the model
     # named here does not exist, so reaching the loader would fail differently.
-    for extra, message in ((["--samples", "99999999999999999999"], "over the limit of 10,000 images"),
-                           (["--seed", "-1"], "seed")):  # fmt: skip
+    refusals = ((["--samples", "99999999999999999999"], "over the limit of 10,000 images"),
+                (["--seed", "-1"], "seed"))  # fmt: skip
+    for extra, message in refusals:
         result = CliRunner().invoke(app, ["eval", "no-such-model", "-o", str(tmp_path / "e"),
                                           *extra])  # fmt: skip
         assert result.exit_code == 2, result.output

@@ -19,8 +19,12 @@ MASK = 16
 
 
 def test_schedules_run_from_all_masked_to_none():
-    for schedule in (cosine_schedule, linear_schedule, get_schedule("square"),
-                     get_schedule("convex")):
+    for schedule in (
+        cosine_schedule,
+        linear_schedule,
+        get_schedule("square"),
+        get_schedule("convex"),
+    ):
         assert schedule(0.0) == 1.0 and schedule(1.0) == pytest.approx(0.0)
         values = [schedule(r / 10) for r in range(11)]
         assert all(a > b for a, b in zip(values, values[1:]))
