@@ -38,6 +38,11 @@ METHODS = {
     # the token replaced by circle, square, triangle ("captions").
     "lora-world": ("lora", []),
     "lora-conv-world": ("lora", [CONVS]),
+    # Second attempt at forgetting: Custom Diffusion (Kumari et al., 2023) adapts only the
+    # cross-attention's key and value, the layers that read the text, so prompts without the
+    # token move less; and the world prior with twice the images at three times the weight.
+    "lora-kv-world": ("lora", ['personal.lora.targets=["attn2.to_k","attn2.to_v"]']),
+    "lora-world-strong": ("lora", ["personal.class_images=96", "personal.prior_weight=3"]),
     "dreambooth": ("dreambooth", []),
     "dreambooth-world": ("dreambooth", ["personal.class_prompts=world"]),
     "dreambooth-no-prior": ("dreambooth", ["personal.prior_weight=0"]),

@@ -112,12 +112,15 @@ class LoRAAdapter(nn.Module):
 
 
 def find_targets(network: nn.Module, names: tuple[str, ...]) -> dict[str, Adapted]:
-    """The linear layers and convolutions of ``network`` whose last name is one of ``names``,
-    by module path (a convolution with groups, dilation or non-square kernels is left out)."""
+    """The linear layers and convolutions of ``network`` whose path ends with one of ``names``
+    as whole dotted parts ("to_k" every attention's key, "attn2.to_k" only the cross-attention's,
+    Custom Diffusion's choice), by module path (a convolution with groups, dilation or
+    non-square kernels is left out)."""
     return {
         path: module
         for path, module in network.named_modules()
-        if path.rsplit(".", 1)[-1] in names and adaptable(module)
+        if any(path == name or path.endswith("." + name) for name in names)
+        and adaptable(module)
     }
 
 

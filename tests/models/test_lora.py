@@ -55,6 +55,21 @@ def test_targets_the_attention_projections():
     assert all(name.startswith("unet.") for name in network.names)
 
 
+def test_dotted_targets_pick_the_cross_attention_only():
+    # Custom Diffusion's choice: the keys and values that read the text, not self-attention's.
+    unet = base_unet()
+    network = LoRANetwork.create({"unet": unet},
+                                 LoRAConfig(targets=("attn2.to_k", "attn2.to_v")))  # fmt: skip
+    ends = {tuple(name.rsplit(".", 2)[-2:]) for name in network.names}
+    assert ends == {("attn2", "to_k"), ("attn2", "to_v")}
+    every = LoRANetwork.create({"unet": base_unet()}, LoRAConfig(targets=("to_k",)))
+    cross_keys = [name for name in network.names if name.endswith("to_k")]
+    assert len(every.names) == 2 * len(cross_keys)  # attn1's and attn2's keys
+    assert {name.rsplit(".", 2)[-2] for name in every.names} == {"attn1", "attn2"}
+    with pytest.raises(ValueError, match="no linear layer or convolution is named"):
+        LoRANetwork.create({"unet": base_unet()}, LoRAConfig(targets=("n2.to_k",)))
+
+
 def test_new_lora_and_weight_zero_are_the_base_bit_for_bit():
     unet = base_unet()
     x, t, c = inputs(TINY)
