@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atelier.kinds.folder import DEFAULT_MODEL, resolve
+from atelier.kinds.default import DEFAULT_MODEL
+from atelier.kinds.folder import resolve
 from atelier.kinds.registry import load_text_to_image
 from atelier.pipelines.metadata import GenerationParams, save_png
 from atelier.shapes.bench import BenchPrompt, load_suite

@@ -27,7 +27,7 @@ from atelier.eval.shapes_bench import (  # noqa: E402
     paired_difference,
     summarize,
 )
-from atelier.kinds.folder import DEFAULT_MODEL  # noqa: E402
+from atelier.kinds.default import DEFAULT_MODEL  # noqa: E402
 from atelier.kinds.registry import load_model  # noqa: E402
 from atelier.shapes.bench import load_suite  # noqa: E402
 

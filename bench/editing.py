@@ -41,7 +41,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atelier.eval.shapes_bench import bootstrap  # noqa: E402
-from atelier.kinds.folder import DEFAULT_MODEL  # noqa: E402
+from atelier.kinds.default import DEFAULT_MODEL  # noqa: E402
 from atelier.kinds.registry import load_model  # noqa: E402
 from atelier.pipelines.editing import Editor, source_keeping  # noqa: E402
 from atelier.pipelines.masks import prepare_mask  # noqa: E402

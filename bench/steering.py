@@ -33,7 +33,7 @@ from atelier.eval.shapes_bench import (  # noqa: E402
 )
 from atelier.kinds import tokenizer as tokenizer_kind  # noqa: E402
 from atelier.kinds.clip import load_clip  # noqa: E402
-from atelier.kinds.folder import DEFAULT_MODEL  # noqa: E402
+from atelier.kinds.default import DEFAULT_MODEL  # noqa: E402
 from atelier.kinds.registry import load_model  # noqa: E402
 from atelier.kinds.steering import SteerSpec, steered  # noqa: E402
 from atelier.pipelines.vqgan_clip import VQGANCLIP, VQGANCLIPOptions  # noqa: E402

@@ -18,7 +18,7 @@ from atelier.cli.interpolate import interpolate
 from atelier.cli.serve import serve
 from atelier.cli.shapes import app as shapes_app
 from atelier.cli.sweep import sweep
-from atelier.cli.train import train
+from atelier.cli.train import RecipeHelp, train
 from atelier.cli.vqgan_clip import vqgan_clip
 
 app = typer.Typer(
@@ -38,7 +38,7 @@ app.command()(inpaint)
 app.command()(outpaint)
 app.command()(variations)
 app.command()(upscale)
-app.command()(train)
+app.command(cls=RecipeHelp)(train)
 app.command("eval")(evaluate)
 app.command("eval-diff")(eval_diff)
 app.command()(sweep)

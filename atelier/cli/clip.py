@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 
 from atelier.cli.errors import fail, open_image
-from atelier.data.base import array_to_tensor
-from atelier.data.images import square_pixels
-from atelier.eval.clip_metrics import clip_scores, retrieval_recall, zero_shot_probabilities
-from atelier.eval.shapes_probe import (
-    binding_accuracy,
-    single_object_probe,
-    swapped_colour_captions,
-    swapped_colour_cosine,
-)
-from atelier.kinds.clip import load_clip
-from atelier.models.clip import CLIP
+
+if TYPE_CHECKING:
+    import torch
+
+    from atelier.models.clip import CLIP
 
 app = typer.Typer(
     help="CLIP: zero-shot classification, scores and retrieval.", no_args_is_help=True
@@ -27,6 +21,8 @@ DEFAULT_CLIP = "shapes-clip"
 
 
 def _clip(model: str) -> CLIP:
+    from atelier.kinds.clip import load_clip
+
     try:
         return load_clip(model)
     except (FileNotFoundError, ValueError) as err:
@@ -34,6 +30,9 @@ def _clip(model: str) -> CLIP:
 
 
 def _image(path: Path, size: int) -> torch.Tensor:
+    from atelier.data.base import array_to_tensor
+    from atelier.data.images import square_pixels
+
     return array_to_tensor(square_pixels(open_image(path), size))[None]  # (1, 3, S, S)
 
 
@@ -46,6 +45,8 @@ def classify(
     model: str = typer.Option(DEFAULT_CLIP, "--model", help="CLIP model name or folder."),
 ) -> None:
     """Print each label's zero-shot probability, most probable first."""
+    from atelier.eval.clip_metrics import zero_shot_probabilities
+
     names = [label.strip() for label in labels.split(",") if label.strip()]
     if len(names) < 2:
         raise fail("--labels needs at least two comma-separated labels")
@@ -62,6 +63,8 @@ def score(
     model: str = typer.Option(DEFAULT_CLIP, "--model", help="CLIP model name or folder."),
 ) -> None:
     """CLIP score, 100 * max(cos, 0), of one image and caption."""
+    from atelier.eval.clip_metrics import clip_scores
+
     if not prompt.strip():
         raise fail("--prompt is empty; give the caption to score")
     clip = _clip(model)
@@ -77,8 +80,16 @@ def evaluate(
     """Zero-shot accuracy on 18 single-object classes; retrieval recall and binding (caption
     against a hard negative, per kind of change) on fresh scenes; how far the text tower puts a
     caption from its colour-swapped twin."""
+    import torch
+
     from atelier.data.shapes import ShapesDataset
-    from atelier.eval.clip_metrics import zero_shot_accuracy
+    from atelier.eval.clip_metrics import retrieval_recall, zero_shot_accuracy
+    from atelier.eval.shapes_probe import (
+        binding_accuracy,
+        single_object_probe,
+        swapped_colour_captions,
+        swapped_colour_cosine,
+    )
 
     clip = _clip(model)
     text = clip.text_config

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from atelier.budget import check_seed
 from atelier.cli.errors import fail
-from atelier.kinds import diffusion
-from atelier.kinds.base import TextToImage, parse_assignments, with_options
-from atelier.kinds.registry import (
-    KINDS,
-    PAINTING_KINDS,
-    Listed,
-    describe,
-    load_model,
-    load_painter,
-    load_text_to_image,
-    with_article,
-)
-from atelier.pipelines.rerank import Choice, RerankedText2Image, Scorer
+
+# The command modules import torch, the models and the pipelines inside their commands, so that
+# `atelier --help` and a mistyped flag answer without loading them (tests/test_cli_startup.py).
+if TYPE_CHECKING:
+    from atelier.kinds import diffusion
+    from atelier.kinds.base import TextToImage
+    from atelier.kinds.registry import Listed
+    from atelier.pipelines.rerank import Choice, RerankedText2Image, Scorer
 
 # Diffusion's sampling flags, grouped apart in --help: other families take other options.
 DIFFUSION_PANEL = "Diffusion options"
@@ -59,6 +54,7 @@ def personalised(model: Any, prompts: Sequence[str], loras: Sequence[str],
                  embeddings: Sequence[str]) -> list[str]:  # fmt: skip
     """``prompts`` with the ``--lora`` flags as ``<lora:...>`` tags, after loading the
     ``--embedding`` s into ``model`` (a diffusion model; another kind exits 2 naming it)."""
+    from atelier.kinds import diffusion
     from atelier.pipelines.lora_tags import parse_lora_spec
 
     if not loras and not embeddings:
@@ -77,6 +73,8 @@ def personalised(model: Any, prompts: Sequence[str], loras: Sequence[str],
 
 def load_generator(model: str) -> TextToImage:
     """A text-to-image model of any kind, or exit 2 naming the problem."""
+    from atelier.kinds.registry import load_text_to_image
+
     try:
         return load_text_to_image(model)
     except (FileNotFoundError, ValueError) as err:
@@ -86,6 +84,8 @@ def load_generator(model: str) -> TextToImage:
 def describe_generator(model: str) -> Listed:
     """A text-to-image model's listing from its config.json alone (fast: options are checked
     against it before the weights load), or exit 2 naming the problem."""
+    from atelier.kinds.registry import describe
+
     try:
         listed = describe(model)
     except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
@@ -97,6 +97,9 @@ def describe_generator(model: str) -> Listed:
 
 def load_diffusion(model: str, command: str) -> diffusion.Model:
     """A diffusion model for a command only diffusion can do (editing), or exit 2."""
+    from atelier.kinds import diffusion
+    from atelier.kinds.registry import load_model
+
     try:
         return load_model(model, want=diffusion.KIND)
     except (FileNotFoundError, ValueError) as err:
@@ -108,6 +111,8 @@ def painter_options(model: str, command: str, flags: dict[str, Any], items: Sequ
     """A model that inpaints and outpaints (diffusion, or a token model) and the command's
     options for it, checked against its config.json before the weights load; another kind, or
     any problem, exits 2 naming it."""
+    from atelier.kinds.registry import KINDS, PAINTING_KINDS, describe, load_painter, with_article
+
     needs = f"{command} needs a diffusion or token model"
     try:
         listed = describe(model)
@@ -137,6 +142,8 @@ def options_for(name: str, defaults: Any, flags: dict[str, Any], items: Sequence
     """``defaults`` (a model's, of its kind's options type) with the command's flags that were
     given (not None) and its ``--option NAME=VALUE`` items; an option the model's kind does not
     take, or a value past the budget, exits naming what to do instead."""
+    from atelier.kinds.base import parse_assignments, with_options
+
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         given |= parse_assignments(items)
@@ -172,8 +179,11 @@ def ranking_scorer(candidates: int, rerank: str | None, clip_model: str) -> Scor
         raise fail(f"--rerank clip needs a CLIP model: {err}") from None
 
 
-def reranker(model: TextToImage, candidates: int, rerank: str | None, clip_model: str):
+def reranker(model: TextToImage, candidates: int, rerank: str | None, clip_model: str
+             ) -> RerankedText2Image:  # fmt: skip
     """``model`` drawing ``candidates`` per image (a plain one keeps candidate 0 only)."""
+    from atelier.pipelines.rerank import RerankedText2Image
+
     return RerankedText2Image(model, ranking_scorer(candidates, rerank, clip_model), candidates)
 
 

@@ -6,20 +6,19 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 import typer
 
 from atelier.atomic import write_atomic
 from atelier.cli.common import load_generator
 from atelier.cli.errors import fail, writable_folder
-from atelier.eval.arena import Entrant, arena_html, format_arena, run_arena
-from atelier.kinds.base import parse_assignments, with_options
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
 
 def _settings(items: list[str], models: list[str]) -> dict[str, dict]:
     """``["shapes-ldm:steps=10", ...]`` -> {model: {"steps": "10"}}; each model's kind types and
     checks its own options."""
+    from atelier.kinds.base import parse_assignments
+
     out: dict[str, dict] = {m: {} for m in models}
     for item in items:
         model, sep, setting = item.rpartition(":")
@@ -43,8 +42,12 @@ def compare(
 ) -> None:
     """Same prompts and seeds for every entrant; Bradley-Terry ratings on alignment and
     fidelity, win rates per category; writes JSON and a self-contained HTML page."""
+    import torch
+
     from atelier.data.shapes import ShapesDataset
+    from atelier.eval.arena import Entrant, arena_html, format_arena, run_arena
     from atelier.eval.clip_metrics import CLIPImageFeatures
+    from atelier.kinds.base import with_options
     from atelier.kinds.clip import load_clip
 
     if len(models) < 2:

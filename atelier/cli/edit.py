@@ -19,9 +19,9 @@ difference of the two captions' (DALL-E 2's text diffs).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from PIL import Image
 
 from atelier.budget import check_images, check_pixels, check_seed
 from atelier.cli.common import (
@@ -41,16 +41,17 @@ from atelier.cli.common import (
     ranking_scorer,
 )
 from atelier.cli.errors import fail, open_image, writable_folder
-from atelier.diffusion.options import SamplingOptions
-from atelier.kinds.base import TextToImage
-from atelier.kinds.diffusion import Model
-from atelier.kinds.folder import DEFAULT_MODEL
-from atelier.kinds.token_model import TokenModel
-from atelier.pipelines.editing import Editor, source_keeping
-from atelier.pipelines.metadata import GenerationParams, save_numbered_png
-from atelier.pipelines.rerank import Choice, rerank
-from atelier.pipelines.token_editing import TokenEditor
-from atelier.pipelines.unclip import TextDiff
+from atelier.kinds.default import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from atelier.diffusion.options import SamplingOptions
+    from atelier.kinds.base import TextToImage
+    from atelier.kinds.diffusion import Model
+    from atelier.kinds.token_model import TokenModel
+    from atelier.pipelines.editing import Editor
+    from atelier.pipelines.rerank import Choice
 
 MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Model name or folder.")
 SEED = typer.Option(
@@ -69,6 +70,8 @@ CLIP_MODEL = typer.Option("shapes-clip", "--clip-model", help="CLIP for --rerank
 def _open_mask(path: Path) -> Image.Image:
     """The mask as its file holds it (grey levels and alpha mean something), opened only in the
     formats the dataset loader takes and only after its header's size is within the budget."""
+    from PIL import Image
+
     from atelier.data.images import IMAGE_FORMATS
 
     if not path.is_file():
@@ -112,6 +115,8 @@ def _editor(
 ) -> tuple[Model, SamplingOptions, Editor]:
     """The model, its sampling options with the command's overrides, and an editor on it.
     ``keeps_source`` (img2img, variations): the model's sampler made deterministic."""
+    from atelier.pipelines.editing import Editor, source_keeping
+
     loaded = load_diffusion(model, "editing")
     base = source_keeping(loaded.defaults) if keeps_source else loaded.defaults
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
@@ -134,6 +139,8 @@ def _token_flags(loaded: TokenModel, *, method: str, jump: int, resample: int) -
 
 def _save(images, prompts, seeds, loaded: TextToImage, options, output: Path, mode: str,
           extra: dict, ranked: list[dict] | None = None):  # fmt: skip
+    from atelier.pipelines.metadata import GenerationParams, save_numbered_png
+
     for k, (image, prompt, seed) in enumerate(zip(images, prompts, seeds)):
         params = GenerationParams.of(
             image, prompt=prompt, seed=seed, options=options, model=loaded.name,
@@ -147,6 +154,8 @@ def _adapted(loaded: TextToImage, prompt: str, loras: list[str], embeddings: lis
              ) -> tuple[str, str]:  # fmt: skip
     """The prompt as the PNG records it (with ``<lora:...>`` tags for ``--lora``) and as the
     editor reads it, the tags' LoRAs attached to a diffusion model (``kinds/diffusion.py``)."""
+    from atelier.kinds.diffusion import Model
+
     tagged = personalised(loaded, [prompt], loras, embeddings)[0]
     if not isinstance(loaded, Model):
         return tagged, tagged
@@ -167,6 +176,8 @@ def _best(draw, prompt: str, seeds: list[int], candidates: int, how: str | None,
           ) -> tuple[list[Choice], list[dict]]:  # fmt: skip
     """``draw(seeds)`` edits, ``candidates`` per requested seed, CLIP's pick of each; and what
     each pick's PNG records about the choice."""
+    from atelier.pipelines.rerank import rerank
+
     score = ranking_scorer(candidates, how, clip_model)
     choices = _run(lambda: rerank(lambda _, s: draw(s), [prompt] * len(seeds), seeds, score,
                                   candidates))  # fmt: skip
@@ -220,6 +231,10 @@ def inpaint(
 ) -> None:  # fmt: skip
     """Repaint the white part of the mask; everything else stays exactly as it was. A token
     model (DALL-E, MaskGIT) masks the tokens the white part touches and draws them again."""
+    from atelier.kinds.token_model import TokenModel
+    from atelier.pipelines.editing import Editor
+    from atelier.pipelines.token_editing import TokenEditor
+
     source, mask_image = open_image(image), _open_mask(mask)
     writable_folder(output)
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler}
@@ -260,6 +275,10 @@ def outpaint(
 ) -> None:  # fmt: skip
     """Extend the canvas by pixels per side and paint the new area; the original is kept. A
     token model makes its own size only: the padded canvas must be that size."""
+    from atelier.kinds.token_model import TokenModel
+    from atelier.pipelines.editing import Editor
+    from atelier.pipelines.token_editing import TokenEditor
+
     source = open_image(image)
     (seed,) = _seeds(seed, 1)
     pads = {"left": left, "right": right, "top": top, "bottom": bottom}
@@ -302,6 +321,8 @@ def variations(
 ) -> None:  # fmt: skip
     """The same content with new details: a diffusion model encodes, partly noises and
     resamples the image; an unCLIP model decodes its CLIP embedding again (DALL-E 2)."""
+    from atelier.pipelines.unclip import TextDiff
+
     source = open_image(image)
     writable_folder(output)
     seeds = _seeds(seed, max(n, 1))
@@ -341,6 +362,7 @@ def upscale(
 ) -> None:  # fmt: skip
     """Upscale with a super-resolution diffusion model (SR3 / Imagen style)."""
     from atelier.kinds.upscaler import load_upscaler
+    from atelier.pipelines.metadata import GenerationParams, save_numbered_png
 
     source = open_image(image)
     writable_folder(output)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from PIL import Image
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -24,25 +25,17 @@ from atelier.cli.common import (
     reranker,
 )
 from atelier.cli.errors import fail, writable_folder
-from atelier.eval.report import clip_score_pair, distribution_metrics, eval_html, metrics_json
-from atelier.eval.shapes_bench import (
-    Judged,
-    format_table,
-    generate_and_judge,
-    miss_breakdown,
-    paired_difference,
-    summarize,
-    to_json,
-)
-from atelier.kinds.base import options_label, options_summary
-from atelier.kinds.card import SHAPES_BENCH_HEADING, replace_section
 from atelier.shapes.bench import SUITE_NAME, load_suite
+
+if TYPE_CHECKING:
+    from atelier.eval.shapes_bench import Judged
 
 
 def _metrics(images, prompts, features: str, clip_model: str):
     """Distribution metrics with every evaluator that is installed, and the CLIP score."""
     from atelier.eval.clip_metrics import CLIPImageFeatures
     from atelier.eval.fid import Resized
+    from atelier.eval.report import clip_score_pair, distribution_metrics
     from atelier.kinds.clip import load_clip
     from atelier.kinds.features import load_feature_net
 
@@ -112,6 +105,17 @@ def evaluate(
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals,
     FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML."""
+    from atelier.eval.report import eval_html, metrics_json
+    from atelier.eval.shapes_bench import (
+        format_table,
+        generate_and_judge,
+        miss_breakdown,
+        summarize,
+        to_json,
+    )
+    from atelier.kinds.base import options_label, options_summary
+    from atelier.kinds.card import SHAPES_BENCH_HEADING, replace_section
+
     try:
         prompts = load_suite(None if suite == SUITE_NAME else suite)
     except (FileNotFoundError, ValueError) as err:
@@ -200,6 +204,8 @@ def evaluate(
 
 
 def _read_eval(path: Path) -> tuple[dict, list[Judged]]:
+    from atelier.eval.shapes_bench import Judged
+
     try:
         report = json.loads(path.read_text())
         images = [
@@ -230,6 +236,8 @@ def eval_diff(
 ) -> None:
     """Paired comparison of two evals: after minus before, per category and split, with 95%
     bootstrap intervals over prompts."""
+    from atelier.eval.shapes_bench import format_table, paired_difference
+
     (a_report, a), (b_report, b) = _read_eval(before), _read_eval(after)
     try:
         table = paired_difference(a, b)

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
 from atelier.cli.common import LORA, OPTION
 from atelier.cli.errors import fail
-from atelier.kinds.base import parse_assignments
-from atelier.kinds.card import renamed
-from atelier.kinds.folder import read_config, resolve
-from atelier.kinds.registry import kind_of
 
 
 def export(
@@ -35,6 +30,13 @@ def export(
     lora: list[str] = LORA,
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
+    import torch
+
+    from atelier.kinds.base import parse_assignments
+    from atelier.kinds.card import renamed
+    from atelier.kinds.folder import read_config, resolve
+    from atelier.kinds.registry import kind_of
+
     changes = {"sampler": sampler, "steps": steps, "guidance": guidance,
                "guidance_rescale": guidance_rescale}  # fmt: skip
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import typer
-from PIL import Image
-from tqdm import tqdm
 
 from atelier.budget import check_images, check_pixels, check_prompt, check_seed
 from atelier.cli.common import (
@@ -33,13 +30,14 @@ from atelier.cli.common import (
     steering_spec,
 )
 from atelier.cli.errors import fail, writable_folder
-from atelier.diffusion.samplers import SAMPLER_NAMES
-from atelier.kinds.base import TextToImage
-from atelier.kinds.folder import DEFAULT_MODEL
-from atelier.kinds.registry import list_models, load_text_to_image
-from atelier.pipelines.composable import split_and
-from atelier.pipelines.metadata import GenerationParams, read_params, save_numbered_png
-from atelier.text.window import PromptTruncatedWarning
+from atelier.diffusion.sampler_names import SAMPLER_NAMES
+from atelier.kinds.default import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from atelier.kinds.base import TextToImage
+    from atelier.pipelines.metadata import GenerationParams
 
 # Truncation warnings shown per command: a prompts file of long lines must not flood the terminal.
 MAX_WARNINGS = 5
@@ -174,6 +172,12 @@ def generate(
     embedding: list[str] = EMBEDDING,
 ) -> None:
     """Generate images from text; prints each PNG's path on its own line."""
+    from tqdm import tqdm
+
+    from atelier.pipelines.composable import split_and
+    from atelier.pipelines.metadata import GenerationParams, save_numbered_png
+    from atelier.text.window import PromptTruncatedWarning
+
     if (prompt is None) == (prompts_file is None):
         raise fail("give a PROMPT or --prompts FILE (exactly one)")
     if n < 1 or batch < 1:
@@ -266,6 +270,8 @@ def generate(
 def _find_model(params: GenerationParams, given: str | None) -> TextToImage:
     """The model that made ``params``: ``given``, else the model of its name, else (when that
     one's hash differs, e.g. it was retrained) any known text-to-image model with its hash."""
+    from atelier.kinds.registry import list_models, load_text_to_image
+
     if given is not None:
         return load_generator(given)
     try:
@@ -294,6 +300,11 @@ def replay(
     ),
 ) -> None:
     """Regenerate an image from its embedded parameters and report whether the pixels match."""
+    import numpy as np
+    from PIL import Image
+
+    from atelier.pipelines.metadata import read_params
+
     try:
         params = read_params(image)
     except (ValueError, FileNotFoundError) as err:

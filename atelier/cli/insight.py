@@ -17,14 +17,7 @@ from atelier.cli.common import (
     options_for,
 )
 from atelier.cli.errors import fail, writable_folder
-from atelier.eval.explain import reverse_process, save_explanation
-from atelier.eval.inspect import tree
-from atelier.eval.token_filling import token_filling
-from atelier.kinds import diffusion
-from atelier.kinds.folder import DEFAULT_MODEL, read_config, resolve
-from atelier.kinds.registry import kind_of
-from atelier.kinds.token_model import TokenModel
-from atelier.pipelines.composable import split_and
+from atelier.kinds.default import DEFAULT_MODEL
 
 
 def explain(
@@ -41,6 +34,12 @@ def explain(
 ) -> None:
     """Save a frame per step, captioned with it: a diffusion model's x_t over its predicted x_0,
     a token model's grid with the undecided tokens grey; prints the filmstrip and GIF paths."""
+    from atelier.eval.explain import reverse_process, save_explanation
+    from atelier.eval.token_filling import token_filling
+    from atelier.kinds import diffusion
+    from atelier.kinds.token_model import TokenModel
+    from atelier.pipelines.composable import split_and
+
     if not prompt.strip():
         raise fail("the prompt is empty; say what to draw")
     try:
@@ -70,6 +69,10 @@ def inspect(
 ) -> None:
     """Print the model's kind, its sampling options, and its architecture as a tree with
     parameter counts per component."""
+    from atelier.eval.inspect import tree
+    from atelier.kinds.folder import read_config, resolve
+    from atelier.kinds.registry import kind_of
+
     try:
         folder = resolve(model)
         config = read_config(folder)

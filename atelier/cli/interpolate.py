@@ -17,10 +17,9 @@ import io
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
-from PIL import Image, PngImagePlugin
 
 from atelier.atomic import write_new
 from atelier.budget import check_images, check_prompt, check_seed
@@ -36,15 +35,18 @@ from atelier.cli.common import (
     options_for,
 )
 from atelier.cli.errors import fail, open_image, writable_folder
-from atelier.kinds.base import Interpolates
-from atelier.kinds.folder import DEFAULT_MODEL
-from atelier.pipelines.composable import split_and
-from atelier.pipelines.metadata import next_number
+from atelier.kinds.default import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def _encoded(frames: list[Image.Image], duration: int, record: dict) -> tuple[bytes, bytes]:
     """The GIF (played forth and looped) and the strip PNG (frames left to right, carrying
     ``record`` as JSON) of ``frames``."""
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:],
                    duration=duration, loop=0)  # fmt: skip
@@ -59,6 +61,8 @@ def _encoded(frames: list[Image.Image], duration: int, record: dict) -> tuple[by
 def _write(folder: Path, gif: bytes, png: bytes) -> tuple[Path, Path]:
     """``NNNNN-interpolate.gif`` and ``NNNNN-interpolate-strip.png``, NNNNN above every
     numbered PNG in ``folder``; nothing is overwritten (a taken number moves to the next)."""
+    from atelier.pipelines.metadata import next_number
+
     number = next_number(folder)
     while True:
         stem = folder / f"{number:05d}-interpolate"
@@ -150,6 +154,9 @@ def interpolate(
 ) -> None:
     """Draw the path between two seeds or two prompts (or both), or with an unCLIP model
     between two images, as a GIF and a strip PNG; prints both paths."""
+    from atelier.kinds.base import Interpolates
+    from atelier.pipelines.composable import split_and
+
     flags = {"steps": steps, "guidance": guidance, "sampler": sampler,
              "guidance_rescale": guidance_rescale}  # fmt: skip
     if image is not None or to_image is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from atelier.cli.errors import fail
-from atelier.kinds.folder import DEFAULT_MODEL
+from atelier.kinds.default import DEFAULT_MODEL
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

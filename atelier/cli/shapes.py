@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
-from PIL import Image
-from tqdm import tqdm
 
 from atelier.atomic import write_atomic
 from atelier.cli.errors import fail, open_image
-from atelier.shapes.bench import build_suite, load_suite, write_suite
-from atelier.shapes.caption import caption
-from atelier.shapes.floor import format_floor, measure_floor
-from atelier.shapes.judge import judge as judge_image
 from atelier.shapes.parse import PromptError, parse_prompt
-from atelier.shapes.render import render as render_scene
-from atelier.shapes.scene import realize, sample_scene
 from atelier.shapes.world import SIZES_AVAILABLE, SceneSpec
 
 app = typer.Typer(
@@ -48,6 +39,12 @@ def render(
     seed: int = typer.Option(0, "--seed", help="Seed for unstated positions, sizes and jitter."),
 ) -> None:
     """Render a prompt exactly, as the shapes world defines it."""
+    import numpy as np
+    from PIL import Image
+
+    from atelier.shapes.render import render as render_scene
+    from atelier.shapes.scene import realize
+
     _check_size(size)
     spec = _spec(prompt)
     try:
@@ -65,6 +62,8 @@ def judge(
     prompt: str = typer.Option(..., "--prompt", "-p", help="The prompt it should show."),
 ) -> None:
     """Find the objects in an image and score it strictly against a prompt (exit 1 on fail)."""
+    from atelier.shapes.judge import judge as judge_image
+
     spec = _spec(prompt)
     verdict = judge_image(open_image(image), spec)
     typer.echo(f"found {len(verdict.objects)} object(s):")
@@ -90,6 +89,14 @@ def dataset(
     ),
 ) -> None:
     """Write N captioned scenes as PNGs plus metadata.jsonl (file_name, text, spec)."""
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from atelier.shapes.caption import caption
+    from atelier.shapes.render import render as render_scene
+    from atelier.shapes.scene import sample_scene
+
     _check_size(size)
     if split not in ("train", "any"):
         raise fail(f"--split must be 'train' or 'any', not {split!r}")
@@ -129,6 +136,8 @@ def concept(
     """Write the concept set (a large cross the world lacks, named by TOKEN) as PNGs plus
     metadata.jsonl, for `atelier train lora|dreambooth|textual-inversion --data`; its suite
     (colours and cells the images never show) is what bench/personalize.py judges."""
+    from PIL import Image
+
     from atelier.shapes.concept import render_concept, training_scenes
 
     _check_size(size)
@@ -156,6 +165,8 @@ def bench(
     output: Path = typer.Option(None, "-o", "--output", help="Write the regenerated suite here."),
 ) -> None:
     """Regenerate shapes-bench and check it against the committed suite."""
+    from atelier.shapes.bench import build_suite, load_suite, write_suite
+
     suite = build_suite()
     if output is not None:
         write_suite(output, suite)
@@ -172,6 +183,9 @@ def floor(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Measure the judge's floor: pass rate on fresh true renders of every suite prompt."""
+    from atelier.shapes.bench import load_suite
+    from atelier.shapes.floor import format_floor, measure_floor
+
     try:
         size_list = [int(s) for s in sizes.split(",")]
     except ValueError:

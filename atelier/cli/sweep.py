@@ -11,13 +11,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from PIL import Image
 
 from atelier.atomic import write_atomic
 from atelier.cli.common import OPTION, generator_options, load_generator
 from atelier.cli.errors import fail, writable_folder
-from atelier.eval.shapes_bench import to_json
-from atelier.eval.sweep import format_cells, grid_png, heatmaps, parse_axis, run_sweep
 from atelier.shapes.bench import SUITE_NAME, load_suite
 
 
@@ -46,6 +43,9 @@ def sweep(
 ) -> None:
     """Judge the suite in every cell of the grid; write a table, CSV and JSON. Options not on an
     axis are the model's defaults, or those given with --option."""
+    from atelier.eval.shapes_bench import to_json
+    from atelier.eval.sweep import format_cells, parse_axis, run_sweep
+
     # The axes are checked against the options config.json states before any weight loads.
     listed, base, loaded = generator_options(model, {}, option)
     try:
@@ -92,8 +92,11 @@ def sweep(
 
 def _pictures(cells, axes, output: Path, stem: str, table: str) -> None:
     """The image grid (a row per cell), the heatmap PNG, and an HTML page holding both."""
+    from PIL import Image
+
     from atelier.eval.html import image_tag, page
     from atelier.eval.html import table as html_table
+    from atelier.eval.sweep import grid_png, heatmaps
 
     grid = grid_png(cells)
     buffer = io.BytesIO()

@@ -7,15 +7,28 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
+import click
 import typer
+from typer.core import TyperCommand
 
 from atelier.cli.errors import fail
-from atelier.training.overrides import apply_overrides
-from atelier.training.recipes import RECIPES, get_recipe
+
+
+class RecipeHelp(TyperCommand):
+    """``atelier train``: its help names every recipe, read when the help is shown (the recipes
+    import every network, which ``atelier --help`` and a mistyped flag must not wait for)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from atelier.training.recipes import RECIPES
+
+        for param in self.params:
+            if param.name == "recipe":
+                param.help = f"One of {', '.join(RECIPES)}."
+        super().format_help(ctx, formatter)
 
 
 def train(
-    recipe: str = typer.Argument(..., help=f"One of {', '.join(RECIPES)}."),
+    recipe: str = typer.Argument(..., help="A recipe; `atelier train --help` names them."),
     overrides: list[str] = typer.Argument(None, help="key=value, e.g. train.max_steps=100"),
     data: Path = typer.Option(None, "--data", help="Captioned image folder instead of shapes."),
     out: Path = typer.Option(None, "--out", help="Run folder (default ~/.cache/atelier/runs/…)."),
@@ -40,7 +53,8 @@ def train(
     ),
 ) -> None:
     """Train a recipe from scratch (or resume it) and export a model folder."""
-    from atelier.training.recipes import RecipeError
+    from atelier.training.overrides import apply_overrides
+    from atelier.training.recipes import RecipeError, get_recipe
     from atelier.training.run import run_recipe
 
     personal = [f"personal.{k}={v}" for k, v in (("token", token), ("base", base)) if v]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from atelier.budget import check_prompt, check_seed, check_steps
@@ -27,6 +26,7 @@ def vqgan_clip(
     output: Path = typer.Option(Path("out/vqgan-clip"), "-o", "--output", help="Output folder."),
 ) -> None:
     """VQGAN-CLIP: prints the image's path and its filmstrip's (the optimisation, left to right)."""
+    import numpy as np
     from tqdm import tqdm
 
     from atelier.data.base import array_to_tensor

@@ -25,10 +25,6 @@ from atelier.paths import home
 from atelier.safeload import check_config_values
 
 SHIPPED = Path(str(resources.files("atelier"))) / "weights"
-# The text-to-image model every command, the demo and the server use unless told otherwise: the
-# frozen-MiniLM variant, which reads position words (shapes-ldm, the trainable-encoder variant,
-# does not; see its model card).
-DEFAULT_MODEL = "shapes-ldm-minilm"
 # A config.json is a few kilobytes; anything far larger is not one (and is not read whole).
 MAX_CONFIG_BYTES = 1 << 20
 

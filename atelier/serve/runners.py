@@ -19,7 +19,8 @@ from atelier.data.base import tensor_to_pil
 from atelier.kinds import diffusion, unclip
 from atelier.kinds.adapters import installed_loras
 from atelier.kinds.base import TextToImage, with_options
-from atelier.kinds.folder import DEFAULT_MODEL, known_models
+from atelier.kinds.default import DEFAULT_MODEL
+from atelier.kinds.folder import known_models
 from atelier.kinds.registry import describe, load_model, load_painter, load_text_to_image
 from atelier.kinds.token_model import TokenModel
 from atelier.pipelines.lora_tags import split_lora_tags

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, get_args
+from typing import Protocol
 
 import torch
 
 from atelier.diffusion.denoiser import Denoiser
 from atelier.diffusion.plan import SamplingPlan
+from atelier.diffusion.sampler_names import SAMPLER_NAMES, SamplerName
 from atelier.diffusion.samplers.base import Callback, Generators, StepInfo
 from atelier.diffusion.samplers.ddim import sample_ddim
 from atelier.diffusion.samplers.ddpm import sample_ddpm
@@ -17,11 +18,6 @@ from atelier.diffusion.samplers.euler_ancestral import sample_euler_ancestral
 from atelier.diffusion.samplers.heun import sample_heun
 from atelier.diffusion.samplers.lcm import sample_lcm
 from atelier.diffusion.samplers.unipc import sample_unipc
-
-SamplerName = Literal[
-    "ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "unipc", "lcm"
-]
-SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
 
 
 class Sampler(Protocol):
