@@ -250,9 +250,10 @@ class Model:
         ztsnr = self.config.diffusion.zero_terminal_snr
         return samplers.network_evaluations(options.sampler, options.steps, zero_terminal_snr=ztsnr)
 
-    def pipeline(self, *, rows: int = 8, size: int | None = None) -> Text2Image:
-        """The sampling pipeline; ``size`` (pixels) makes images of another side than the
-        model's, refused with a ValueError naming the sides it can make."""
+    def pipeline(self, *, rows: int = 2, size: int | None = None) -> Text2Image:
+        """The sampling pipeline (the network at ``rows`` rows a call, ``fixed_batch.py``);
+        ``size`` (pixels) makes images of another side than the model's, refused with a
+        ValueError naming the sides it can make."""
         pipe = Text2Image(
             network=self.unet,
             text_encoder=self.text_encoder,

@@ -185,21 +185,35 @@ def guidance_scale_embedding(scale: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+class RowLinear(nn.Linear):
+    """``nn.Linear`` over per-image vectors (B, in), one row per matmul. BLAS blocks a matmul by
+    its row count, so a batched row's bits would depend on B (on this machine's MKL, 6 rows give
+    other bits than 5), and a batch run in wide chunks could never match single images
+    (``pipelines/fixed_batch.py``). Its parameters, and so its state dict, are nn.Linear's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.linear(row, self.weight, self.bias) for row in x.split(1)])
+
+
 class EmbeddingMLP(nn.Module):
-    """Linear, SiLU, Linear: lifts a timestep sinusoid or a pooled text vector to width E.
+    """Linear, SiLU, Linear: lifts a timestep sinusoid or a pooled text vector to width E;
+    ``rowwise``, a row at a time (:class:`RowLinear`).
 
     With ``cond_dim``, a condition (B, cond_dim) is projected onto the input first (diffusers'
     ``cond_proj``); the projection starts at zero, so the network starts as the one without it.
     """
 
-    def __init__(self, in_dim: int, dim: int, *, cond_dim: int | None = None) -> None:
+    def __init__(
+        self, in_dim: int, dim: int, *, cond_dim: int | None = None, rowwise: bool = False
+    ) -> None:
         super().__init__()
+        linear = RowLinear if rowwise else nn.Linear
         self.cond_proj = None
         if cond_dim is not None:
-            self.cond_proj = nn.Linear(cond_dim, in_dim, bias=False)
+            self.cond_proj = linear(cond_dim, in_dim, bias=False)
             nn.init.zeros_(self.cond_proj.weight)
-        self.linear_1 = nn.Linear(in_dim, dim)
-        self.linear_2 = nn.Linear(dim, dim)
+        self.linear_1 = linear(in_dim, dim)
+        self.linear_2 = linear(dim, dim)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         if condition is not None:
@@ -224,7 +238,7 @@ class ResBlock(nn.Module):
         self.norm1 = nn.GroupNorm(groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         scale_shift = time_injection == "scale_shift"
-        self.time_emb_proj = nn.Linear(time_dim, out_channels * (2 if scale_shift else 1))
+        self.time_emb_proj = RowLinear(time_dim, out_channels * (2 if scale_shift else 1))
         self.norm2 = nn.GroupNorm(groups, out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.conv_shortcut = (
@@ -288,9 +302,9 @@ class ImageEmbeddingProjection(nn.Module):
     def __init__(self, embed_dim: int, time_dim: int, context_dim: int | None, tokens: int) -> None:
         super().__init__()
         self.null = nn.Parameter(torch.zeros(embed_dim))
-        self.to_time = nn.Linear(embed_dim, time_dim)
+        self.to_time = RowLinear(embed_dim, time_dim)
         self.tokens = tokens
-        self.to_tokens = nn.Linear(embed_dim, tokens * context_dim) if tokens else None
+        self.to_tokens = RowLinear(embed_dim, tokens * context_dim) if tokens else None
 
     def forward(self, image: ImageCondition) -> tuple[torch.Tensor, torch.Tensor | None]:
         embeds = image.embeds
@@ -405,14 +419,15 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(config.in_channels + extra, widths[0], 3, padding=1)
         # A student distilled with the guidance scale as an input starts as its teacher: the
         # w-embedding's projection is zero until training moves it.
-        self.time_embedding = EmbeddingMLP(
+        vector = partial(EmbeddingMLP, rowwise=True)  # every image's own bits, whatever B
+        self.time_embedding = vector(
             widths[0], time_dim, cond_dim=widths[0] if config.guidance_embedding else None
         )
         self.pooled_embedding = (
-            EmbeddingMLP(config.pooled_dim, time_dim) if config.pooled_dim is not None else None
+            vector(config.pooled_dim, time_dim) if config.pooled_dim is not None else None
         )
         self.noise_level_embedding = (
-            EmbeddingMLP(widths[0], time_dim) if config.noise_level_conditioning else None
+            vector(widths[0], time_dim) if config.noise_level_conditioning else None
         )
         self.image_embedding = None
         if config.image_embed_dim is not None:

@@ -4,7 +4,10 @@ The parts come from elsewhere: a text encoder (``text/``), a denoising network (
 optional autoencoder (latent diffusion; without one the network works in pixel space), the
 sampling plan, sampler and guidance (``diffusion/``). Every image has its own seeded generator
 and the network runs in fixed-size chunks (``fixed_batch.py``), so a batch gives the same images
-as single runs, bit for bit.
+as single runs, bit for bit: ``rows`` = 2, a guided image's conditional and unconditional rows,
+so one image is never padded, and a batch in chunks of ``wide`` rows where those are checked to
+give the same bits. The autoencoder runs one image a call (its cost per image hardly falls with
+the batch).
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class Text2Image:
         latent_shape: tuple[int, int, int],
         autoencoder: Decoder | None = None,
         latent_space: LatentSpace = LatentSpace(),
-        rows: int = 8,
+        rows: int = 2,
+        wide: int | None = 8,
     ) -> None:
         self.network = network.eval()
         self.text_encoder = text_encoder.eval()
@@ -93,6 +97,7 @@ class Text2Image:
         self.latent_shape = latent_shape
         self.latent_space = latent_space
         self.rows = rows
+        self.wide = wide
         self._abar = diffusion.alphas_cumprod()
 
     @property
@@ -196,12 +201,13 @@ class Text2Image:
             uncond = WithInputs(uncond, extra) if uncond is not None else None
             network = _with_inputs(network)
         if self.guidance_embedded:
-            model = embedded_guidance(fixed_batch(_with_scale(network), self.rows), cond,
-                                      options.guidance)  # fmt: skip
+            net = fixed_batch(_with_scale(network), self.rows, wide=self.wide)
+            model = embedded_guidance(net, cond, options.guidance)
         else:
+            net = fixed_batch(network, self.rows, wide=self.wide)
             model = classifier_free_guidance(
-                fixed_batch(network, self.rows), cond, uncond, options.guidance,
-                rescale=options.guidance_rescale, composition=composition,
+                net, cond, uncond, options.guidance, rescale=options.guidance_rescale,
+                composition=composition,
             )  # fmt: skip
         denoiser: Denoiser = VPDenoiser(model, self.diffusion.prediction_type)
         if wrap is not None:
@@ -260,15 +266,14 @@ class Text2Image:
         encode = getattr(self.autoencoder, "encode", None)
         if encode is None:
             raise TypeError("this pipeline's autoencoder cannot encode images")
-        # Fixed-size chunks, as for decoding: an image's latents never depend on its batch.
-        mode = fixed_batch(lambda x: encode(x).mode(), self.rows)
+        # One image a call, as for decoding: an image's latents never depend on its batch.
+        mode = fixed_batch(lambda x: encode(x).mode(), 1)
         return self.latent_space.to_diffusion(mode(images.to(self.device)))
 
     @torch.no_grad()
     def preview(self, z: torch.Tensor) -> torch.Tensor:
-        """A progress preview of latents: decoded as they come, without ``decode``'s fixed-size
-        chunks (a preview need not be batch-invariant, and one image padded to ``rows`` would
-        cost a full chunk)."""
+        """A progress preview of latents: decoded as they come, in one call rather than
+        ``decode``'s call per image (a preview need not be batch-invariant)."""
         if self.autoencoder is None:
             return z.clamp(-1, 1)
         return self._to_pixels(z)
@@ -277,7 +282,7 @@ class Text2Image:
         """Latents -> images in [-1, 1] (identity in pixel space)."""
         if self.autoencoder is None:
             return z.clamp(-1, 1)
-        return fixed_batch(self._to_pixels, self.rows)(z)
+        return fixed_batch(self._to_pixels, 1)(z)
 
     def _to_pixels(self, z: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.decode(self.latent_space.from_diffusion(z)).clamp(-1, 1)

@@ -1,11 +1,14 @@
 """The text-to-image pipeline and model folders: determinism, batch = singles, clear errors."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from atelier.diffusion.options import SamplingOptions
+from atelier.kinds.default import DEFAULT_MODEL
 from atelier.kinds.folder import resolve
 from atelier.kinds.registry import load_model
 
@@ -34,6 +37,30 @@ def test_batch_equals_single_runs_bit_for_bit(tiny_model_dir, sampler):
         assert np.array_equal(image, single), (prompt, seed)
     assert image.shape == (32, 32, 3)
     assert not np.array_equal(batch[0], batch[1])
+
+
+def test_the_default_model_pads_no_single_image_and_a_batch_equals_singles(monkeypatch):
+    model = load_model(DEFAULT_MODEL)
+    rows: dict[str, list[int]] = {"unet": [], "vae": []}
+    for name, module, method in (("unet", model.unet, "forward"), ("vae", model.vae, "decode")):
+        original = getattr(module, method)
+
+        def counted(x, *args, _f=original, _name=name, **kwargs):
+            rows[_name].append(x.shape[0])
+            return _f(x, *args, **kwargs)
+
+        monkeypatch.setattr(module, method, counted)
+    options = replace(model.defaults, steps=4)  # its own sampler, guidance and schedule
+    prompts = ["a red circle above a blue square", "two green triangles", "a purple square",
+               "three yellow circles", "a cyan triangle on the left", "a blue circle",
+               "a red square below a green circle", "a purple triangle"]  # fmt: skip
+    batch = pixels(model(prompts, seeds=list(range(8)), options=options))
+    for seed, (prompt, image) in enumerate(zip(prompts, batch)):
+        rows["unet"].clear()
+        rows["vae"].clear()
+        assert np.array_equal(pixels(model([prompt], seeds=[seed], options=options))[0], image)
+        # A guided image's two rows a UNet call and one a decode: nothing padded.
+        assert rows == {"unet": [2] * 4, "vae": [1]}
 
 
 def test_same_seed_same_image_and_different_seed_differs(tiny_model_dir):
