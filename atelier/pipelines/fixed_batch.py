@@ -6,12 +6,12 @@ With every call made at exactly ``rows`` rows (the last chunk zero-padded), the 
 row depends only on that row: a batch gives the same images as single runs, bit for bit.
 
 ``rows`` is best the number of rows one image brings (two under classifier-free guidance), so a
-single image pays for no padding. A long batch would rather run more rows per call, which costs
-less per row; ``wide`` allows it, but only after the run's first wide call has given every row
-bit for bit what calls of ``rows`` rows gave it. Measured on this machine's oneDNN and MKL
-(bench/latency.py): a UNet's convolutions at 1 row differ from those at 2 or more, the BLAS
-matmul of a (B, E) vector by B's blocking (6 rows differ from 5), a 1x1 convolution's at 16 rows
-from 8; which sizes agree is the build's and the CPU's business, so it is checked, never assumed.
+single image pays for no padding. A batch would rather run more rows a call, which costs less per
+row; ``wide`` sizes allow it, each only after its first call has given every row bit for bit what
+calls of ``rows`` rows gave it. Whether they do is the kernels' business: on this machine's oneDNN
+and MKL (torch 2.13), a UNet's convolutions at 1 row differ from those at 2 or more, a matmul of
+per-image vectors differs between 5 and 6 rows, a 1 x 1 convolution of 64 pixels a row between 15
+and 16 (docs/latency.md). So it is checked on the run's own inputs, never assumed.
 """
 
 from __future__ import annotations
@@ -51,20 +51,20 @@ def _pad(v: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def fixed_batch(
-    fn: Callable[..., torch.Tensor], rows: int, *, wide: int | None = None
+    fn: Callable[..., torch.Tensor], rows: int, *, wide: tuple[int, ...] = ()
 ) -> Callable[..., torch.Tensor]:
     """``fn(*args)`` evaluated ``rows`` rows at a time; every argument is batched along dim 0.
 
-    With ``wide``, a call with more than ``wide / 2`` rows left evaluates ``wide`` of them at
-    once (padded if fewer) from the first time such a call agrees bit for bit with ``rows``-row
-    calls on the same rows; until that check and after it fails, it stays at ``rows``. Either
-    way every row is what a ``rows``-row call gives it, so the results never depend on ``wide``.
+    ``wide`` sizes (each above ``rows``) may serve too: each call takes the smallest usable size
+    that holds every row left (padded), else the largest. A wide size's first call is a full one,
+    checked bit for bit against ``rows``-row calls on the same rows, and the size is used again
+    only if they agree; so every row is what a ``rows``-row call gives it, whatever ``wide`` is.
     """
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
-    if wide is not None and wide <= rows:
-        raise ValueError(f"wide must exceed rows ({rows}), got {wide}")
-    agrees: list[bool] = []  # the check's answer, once made: the same for the rest of the run
+    if any(size <= rows for size in wide):
+        raise ValueError(f"wide sizes must exceed rows ({rows}), got {wide}")
+    agrees: dict[int, bool] = {}  # each wide size's check, once made: it holds for the run
 
     def chunk(args: tuple, start: int, n: int, size: int) -> torch.Tensor:
         def take(v: torch.Tensor) -> torch.Tensor:
@@ -82,17 +82,15 @@ def fixed_batch(
         outputs, start = [], 0
         while start < total:
             left = total - start
-            if wide is None or left <= wide // 2 or agrees == [False]:
-                n = min(rows, left)
-                outputs.append(chunk(args, start, n, rows))
+            sizes = sorted({rows, *(w for w in wide if agrees.get(w, w <= left))})
+            size = next((s for s in sizes if s >= left), sizes[-1])
+            n = min(size, left)
+            if size == rows or agrees.get(size):
+                outputs.append(chunk(args, start, n, size))
             else:
-                n = min(wide, left)
-                if agrees:
-                    outputs.append(chunk(args, start, n, wide))
-                else:
-                    reference = narrow(args, start, n)
-                    agrees.append(torch.equal(chunk(args, start, n, wide), reference))
-                    outputs.append(reference)
+                reference = narrow(args, start, n)
+                agrees[size] = torch.equal(chunk(args, start, n, size), reference)
+                outputs.append(reference)
             start += n
         return torch.cat(outputs)
 

@@ -5,7 +5,7 @@ optional autoencoder (latent diffusion; without one the network works in pixel s
 sampling plan, sampler and guidance (``diffusion/``). Every image has its own seeded generator
 and the network runs in fixed-size chunks (``fixed_batch.py``), so a batch gives the same images
 as single runs, bit for bit: ``rows`` = 2, a guided image's conditional and unconditional rows,
-so one image is never padded, and a batch in chunks of ``wide`` rows where those are checked to
+so one image is never padded, and a batch in calls of ``wide`` rows where those are checked to
 give the same bits. The autoencoder runs one image a call (its cost per image hardly falls with
 the batch).
 """
@@ -88,7 +88,7 @@ class Text2Image:
         autoencoder: Decoder | None = None,
         latent_space: LatentSpace = LatentSpace(),
         rows: int = 2,
-        wide: int | None = 8,
+        wide: tuple[int, ...] = (4, 8),
     ) -> None:
         self.network = network.eval()
         self.text_encoder = text_encoder.eval()
@@ -97,7 +97,7 @@ class Text2Image:
         self.latent_shape = latent_shape
         self.latent_space = latent_space
         self.rows = rows
-        self.wide = wide
+        self.wide = tuple(w for w in wide if w > rows)  # those that are wider than rows
         self._abar = diffusion.alphas_cumprod()
 
     @property
