@@ -3,7 +3,10 @@
 (an A/B arm promoted to the shipped name), and with new default sampling settings (a sweep's
 choice; ``-O`` sets any option of the model's kind, e.g. a token model's ``temperature``).
 ``--lora NAME:WEIGHT`` merges LoRAs into a diffusion model's weights (and ``--embedding`` is
-refused: a learned word lives in its own file)."""
+refused: a learned word lives in its own file). ``--format diffusers`` writes a diffusion model
+as diffusers' ``unet/``, ``vae/`` and ``scheduler/`` folders instead
+(``kinds/diffusers_folder.py``), the scheduler being the model's default sampler after these
+changes."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import typer
 
 from atelier.cli.common import LORA, OPTION
 from atelier.cli.errors import fail
+
+FORMATS = ("atelier", "diffusers")
 
 
 def export(
@@ -28,6 +33,12 @@ def export(
     name: str = typer.Option(None, "--name", help="New model name (config and card title)."),
     option: list[str] = OPTION,
     lora: list[str] = LORA,
+    fmt: str = typer.Option(
+        "atelier",
+        "--format",
+        help="atelier (a model folder) or diffusers (unet/, vae/ and scheduler/ folders that "
+        "diffusers' from_pretrained loads; diffusion models).",
+    ),  # fmt: skip
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     import torch
@@ -40,6 +51,8 @@ def export(
     changes = {"sampler": sampler, "steps": steps, "guidance": guidance,
                "guidance_rescale": guidance_rescale}  # fmt: skip
     changes = {k: v for k, v in changes.items() if v is not None}
+    if fmt not in FORMATS:
+        raise fail(f"--format {fmt!r} is not known; valid: {', '.join(FORMATS)}")
     try:
         changes |= parse_assignments(option)
         folder = resolve(model)
@@ -61,9 +74,27 @@ def export(
         card += f"\nMerged into its weights: LoRA {merged} (`atelier export --lora`).\n"
     dtype = torch.float16 if half else torch.float32
     try:
-        typer.echo(str(kind.save(loaded, output, card=card, dtype=dtype)))
+        if fmt == "diffusers":
+            written = _diffusers(loaded, output, card=card, dtype=dtype)
+        else:
+            written = kind.save(loaded, output, card=card, dtype=dtype)
+        typer.echo(str(written))
+    except ValueError as err:
+        raise fail(str(err)) from None
     except OSError as err:
         raise fail(f"cannot write the model folder {output} ({err.strerror or err})") from None
+
+
+def _diffusers(loaded, output: Path, *, card: str, dtype) -> Path:
+    """``loaded`` as diffusers' folders; a ValueError for another kind, or what diffusers has no
+    equivalent for."""
+    from atelier.kinds.diffusers_folder import save_diffusers
+    from atelier.kinds.diffusion import Model
+
+    if not isinstance(loaded, Model):
+        raise ValueError(f"{loaded.name} is not a diffusion model: --format diffusers writes "
+                         "the UNet, autoencoder and scheduler of one")  # fmt: skip
+    return save_diffusers(loaded, output, card=card, dtype=dtype)
 
 
 def _merge_loras(loaded, items: list[str]) -> str:
