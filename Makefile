@@ -6,7 +6,8 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench bench-editing bench-serve bench-unet bench-composable clean browser
+.PHONY: setup demo test lint bench bench-editing bench-serve bench-unet bench-composable \
+	bench-latency clean browser
 
 setup: $(STAMP)
 
@@ -47,6 +48,10 @@ bench-composable: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(PY) bench/serve_load.py
+
+# Cold CLI, --help, warm Python API and warm server for the default; --models adds others.
+bench-latency: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) bench/latency.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check atelier tests bench
