@@ -579,11 +579,12 @@ def _shapes_unclip() -> Recipe:
 # (without it G collapsed to all-white images, diversity 0.00 by step 175); D's residual gains
 # from 1 and spectral norm in place of MA-GP. With all four, step 600 drew separate discs on
 # white at varied places (probe precision / recall 0.66 / 0.08; MA-GP with the same G: blocky
-# pink texture, 0.85 / 0.00). Measured inside the loop with OMP_NUM_THREADS=1, both cores busy:
-# 0.86 CPU-s per batch-32 step (spectral norm needs no second backward pass; MA-GP took 1.1 to
-# 1.29 s). The 3-CPU-hour budget, less MiniLM's states of 40,000 captions and negatives (0.09 h)
-# and 21 sample steps, holds about 11,000 steps; 10,000 leave room for a slower machine
-# (2.5 h): 320,000 scenes, 16 passes over the 20,000. bf16 autocast took 0.95 s a step with
+# pink texture, 0.85 / 0.00). Cost, with OMP_NUM_THREADS=1 and both cores busy: the A/B's
+# progress bar showed 0.86 s of wall clock a step (MA-GP's second backward pass: 1.1 s); the
+# run's CPU ledger (cpu_seconds.json) holds 3,960 CPU-s for its first 4,000 steps with MiniLM's
+# states and 8 sample steps, 0.99 CPU-s a step. 10,000 steps come to about 2.75 CPU-h, inside
+# the 3-hour budget:
+# 320,000 scenes, 16 passes over the 20,000. bf16 autocast took 0.95 s a step with
 # MA-GP (against 1.29 s); it stays off until measured on this setup.
 _GAN_TRAIN = TrainConfig(
     max_steps=10000,
