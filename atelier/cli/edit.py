@@ -272,6 +272,7 @@ def outpaint(
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
     sampler: str = SAMPLER, option: list[str] = OPTION, output: Path = OUTPUT,
     candidates: int = CANDIDATES, rerank: str = RERANK, clip_model: str = CLIP_MODEL,
+    lora: list[str] = LORA, embedding: list[str] = EMBEDDING,
 ) -> None:  # fmt: skip
     """Extend the canvas by pixels per side and paint the new area; the original is kept. A
     token model makes its own size only: the padded canvas must be that size."""
@@ -295,8 +296,9 @@ def outpaint(
         _run(lambda: editor.check_outpaint(source.width, source.height, **pads))
     else:
         editor = Editor(loaded.pipeline())
+    prompt, text = _adapted(loaded, prompt, lora, embedding)
     choices, ranked = _best(
-        lambda s: [editor.outpaint(source, prompt, seed=x, feather=feather, options=options,
+        lambda s: [editor.outpaint(source, text, seed=x, feather=feather, options=options,
                                    **pads) for x in s],
         prompt, [seed], candidates, rerank, clip_model,
     )  # fmt: skip
@@ -317,7 +319,8 @@ def variations(
     away: str = typer.Option(None, "--away", help="...and away from this one (a text diff)."),
     amount: float = typer.Option(0.5, "--amount", help="unCLIP text diff: how far, in [0, 1]."),
     model: str = MODEL, seed: int = SEED, steps: int = STEPS, guidance: float = GUIDANCE,
-    sampler: str = SAMPLER, output: Path = OUTPUT,
+    sampler: str = SAMPLER, output: Path = OUTPUT, lora: list[str] = LORA,
+    embedding: list[str] = EMBEDDING,
 ) -> None:  # fmt: skip
     """The same content with new details: a diffusion model encodes, partly noises and
     resamples the image; an unCLIP model decodes its CLIP embedding again (DALL-E 2)."""
@@ -332,6 +335,9 @@ def variations(
             raise fail(f"{model} is an unCLIP model, which decodes the image's CLIP embedding "
                        "again: --strength belongs to a diffusion model's img2img variations; "
                        "leave it out")  # fmt: skip
+        if lora or embedding:
+            raise fail(f"{model} is an unCLIP model: --lora and --embedding adapt a diffusion "
+                       "model's UNet and text encoder; give a diffusion --model")  # fmt: skip
         if (toward is None) != (away is None):
             raise fail("a text diff needs both --toward CAPTION and --away CAPTION")
         loaded = load_generator(model)
@@ -349,7 +355,8 @@ def variations(
     strength = 0.6 if strength is None else strength
     loaded, options, editor = _editor(model, steps, guidance, sampler, keeps_source=True)
     _note_size(source, loaded)
-    images = _run(lambda: editor.variations(source, n, seed=seeds[0], prompt=prompt,
+    prompt, text = _adapted(loaded, prompt, lora, embedding)
+    images = _run(lambda: editor.variations(source, n, seed=seeds[0], prompt=text,
                                             strength=strength, options=options))  # fmt: skip
     _save(images, [prompt] * len(images), seeds, loaded, options, output, "variations",
           {"strength": strength, "source": image.name})  # fmt: skip

@@ -222,8 +222,6 @@ def generate(
     writable_folder(output)
     loaded = loaded or load_generator(model)
     prompts = personalised(loaded, prompts, lora, embedding)
-    if steering is not None and (lora or embedding):
-        raise fail("--lora and --embedding cannot be combined with steering yet")
     loaded = steer(loaded, steering)
     drawing = reranker(loaded, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]

@@ -16,6 +16,7 @@ budget, before any tensor is loaded.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,55 @@ def installed_loras() -> list[str]:
 def installed_embeddings() -> list[str]:
     """Names of the embeddings installed here (``atelier train textual-inversion``)."""
     return _installed(embeddings_dir(), f"*/{EMBEDS_FILE}")
+
+
+MAX_INFO_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An installed LoRA or embedding as a picker lists it: what it is, the model it was
+    trained on (None when its info file is missing or unreadable) and the words it teaches or
+    was trained with."""
+
+    name: str
+    kind: str  # "lora" or "embedding"
+    base: str | None
+    words: tuple[str, ...]
+
+
+def _info(file: Path) -> dict[str, Any]:
+    """A ``lora.json`` / ``embedding.json``, bounded; {} for a missing, huge or broken one (a
+    folder copied from someone else still lists, without its facts)."""
+    try:
+        if file.stat().st_size > MAX_INFO_BYTES:
+            return {}
+        info = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+
+
+def installed_adapters() -> list[Installed]:
+    """Every installed LoRA and embedding, LoRAs first, each by name."""
+    out = []
+    for name in installed_loras():
+        info = _info(loras_dir() / name / LORA_INFO)
+        token = _text(info.get("token"))
+        out.append(Installed(name, "lora", _text(info.get("base")), (token,) if token else ()))
+    for name in installed_embeddings():
+        folder = embeddings_dir() / name
+        try:
+            words = tuple(sorted(w for w in embedding_shapes(folder / EMBEDS_FILE) if len(w) <= 64))
+        except (OSError, ValueError):
+            continue  # not a safetensors file: nothing a prompt could load
+        out.append(Installed(name, "embedding", _text(_info(folder / EMBEDDING_INFO).get("base")),
+                             words))  # fmt: skip
+    return out
 
 
 def _resolve(name: str | Path, root: Path, file: str, what: str, known: list[str]) -> Path:

@@ -288,8 +288,23 @@ class Model:
     ) -> list[Image.Image]:
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
-        parsed = [split_lora_tags(p) for p in prompts]
         negative_prompt, _ = split_lora_tags(negative_prompt)
+
+        def draw(texts: list[str], group_seeds: list[int]) -> list[Image.Image]:
+            return self.pipeline(size=size)(
+                texts, seeds=group_seeds, negative_prompt=negative_prompt,
+                options=options or self.defaults, callback=callback,
+            )  # fmt: skip
+
+        return self.with_loras(prompts, seeds, draw)
+
+    def with_loras(self, prompts: Sequence[str], seeds: Sequence[int],
+                   draw: Callable[[list[str], list[int]], list[Any]]) -> list[Any]:  # fmt: skip
+        """``draw(texts, seeds)`` for each group of prompts that ask for the same
+        ``<lora:...>`` tags, with those LoRAs attached and the tags taken out (and the embeddings
+        the texts use loaded); the results in the prompts' order. Every image has its own
+        generator, so drawing in groups gives the pixels drawing one by one would."""
+        parsed = [split_lora_tags(p) for p in prompts]
         self.embeddings_for([text for text, _ in parsed])
         groups: dict[tuple[LoRASpec, ...], list[int]] = {}
         for i, (_, specs) in enumerate(parsed):
@@ -297,23 +312,14 @@ class Model:
         if list(groups) == [()]:
             if self.lora_specs:  # an editing command's LoRAs: this prompt asks for none
                 self.use_loras(())
-            return self.pipeline(size=size)(
-                prompts, seeds=seeds, negative_prompt=negative_prompt,
-                options=options or self.defaults, callback=callback,
-            )  # fmt: skip
+            return draw(list(prompts), list(seeds))
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one each")
-        # Each image is drawn with its own prompt's LoRAs; every image has its own generator,
-        # so drawing them in groups gives the pixels drawing them one by one would.
-        images: list[Image.Image | None] = [None] * len(prompts)
+        images: list[Any] = [None] * len(prompts)
         try:
             for specs, rows in groups.items():
                 self.use_loras(specs)
-                drawn = self.pipeline(size=size)(
-                    [parsed[i][0] for i in rows], seeds=[seeds[i] for i in rows],
-                    negative_prompt=negative_prompt, options=options or self.defaults,
-                    callback=callback,
-                )  # fmt: skip
+                drawn = draw([parsed[i][0] for i in rows], [seeds[i] for i in rows])
                 for i, image in zip(rows, drawn):
                     images[i] = image
         finally:

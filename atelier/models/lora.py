@@ -119,8 +119,7 @@ def find_targets(network: nn.Module, names: tuple[str, ...]) -> dict[str, Adapte
     return {
         path: module
         for path, module in network.named_modules()
-        if any(path == name or path.endswith("." + name) for name in names)
-        and adaptable(module)
+        if any(path == name or path.endswith("." + name) for name in names) and adaptable(module)
     }
 
 

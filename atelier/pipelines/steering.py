@@ -161,9 +161,15 @@ class SteeredText2Image:
         size: int | None = None,
     ) -> list[Image.Image]:
         pipe = self.model.pipeline(size=size)
-        wrap = self.steer(pipe, list(prompts), list(seeds))
-        z = pipe.sample(list(prompts), seeds=seeds, negative_prompt=negative_prompt,
-                        options=options or self.defaults, callback=callback,
-                        wrap=wrap)  # fmt: skip
-        with torch.no_grad():
-            return [tensor_to_pil(img) for img in pipe.decode(z)]
+
+        def draw(texts: list[str], group_seeds: list[int]) -> list[Image.Image]:
+            wrap = self.steer(pipe, texts, group_seeds)
+            z = pipe.sample(texts, seeds=group_seeds, negative_prompt=negative_prompt,
+                            options=options or self.defaults, callback=callback,
+                            wrap=wrap)  # fmt: skip
+            with torch.no_grad():
+                return [tensor_to_pil(img) for img in pipe.decode(z)]
+
+        # The prompts' <lora:...> tags attach their LoRAs to the model under the steering; the
+        # guide reads the texts without them.
+        return self.model.with_loras(list(prompts), list(seeds), draw)

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
+from atelier.kinds.adapters import installed_adapters
 from atelier.kinds.folder import resolve
 from atelier.kinds.registry import describe, list_models
 from atelier.serve.errors import problem, public_message, public_problems
@@ -39,6 +40,7 @@ from atelier.serve.jobs import Job, JobQueue, QueueFull
 from atelier.serve.middleware import BodyLimit, SecurityHeaders
 from atelier.serve.runners import Models, Refused, Runners, ServeSettings
 from atelier.serve.schemas import (
+    AdapterInfo,
     ErrorBody,
     Img2ImgRequest,
     InpaintRequest,
@@ -329,6 +331,13 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             )  # fmt: skip
             for m in listed
         ]
+
+    @app.get("/v1/adapters", response_model=list[AdapterInfo], dependencies=guarded)
+    def adapters() -> list[AdapterInfo]:
+        """The LoRAs and textual-inversion embeddings installed on this server: a prompt names
+        a LoRA as ``<lora:NAME:WEIGHT>`` and uses an embedding by its word."""
+        return [AdapterInfo(name=a.name, kind=a.kind, base=a.base, words=list(a.words))
+                for a in installed_adapters()]  # fmt: skip
 
     @app.get("/v1/samplers", response_model=list[str], dependencies=guarded)
     def samplers() -> list[str]:

@@ -330,5 +330,15 @@ class ModelInfo(BaseModel):
     options: list[OptionInfo] = Field([], description="The sampling options its kind takes.")
 
 
+class AdapterInfo(BaseModel):
+    name: str
+    kind: str = Field(
+        description="lora (use as <lora:NAME:WEIGHT> in a prompt) or embedding "
+        "(its words load by themselves when a prompt uses them)."
+    )
+    base: str | None = Field(None, description="The model it was trained on, if known.")
+    words: list[str] = Field([], description="An embedding's words; a LoRA's trained token.")
+
+
 class ErrorBody(BaseModel):
     detail: str

@@ -41,6 +41,28 @@ def test_clip_guided_batch_equals_singles_and_moves_the_image(clip_dir):
         assert np.array_equal(a, b)
 
 
+def test_a_steered_prompt_takes_its_lora_tags(clip_dir, tmp_path, monkeypatch):
+    """<lora:...> tags under steering: weight 0 is the steered base bit for bit, weight 1 moves
+    the image, and each prompt in a batch gets its own tags' LoRAs (the guide reads the text
+    without them)."""
+    from atelier.kinds.adapters import loras_dir, save_lora
+    from atelier.models.lora import LoRAConfig, LoRANetwork
+    from tests.models.test_unet import perturb
+
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    model, clip = tiny_model(), load_clip(clip_dir)
+    network = LoRANetwork.create(model.adapter_parts(), LoRAConfig(rank=2))
+    perturb(network, seed=3)
+    save_lora(network, loras_dir() / "l", name="l", card="# l\n", info={})
+    guided = SteeredText2Image(model, clip_steer(clip, CLIPGuidanceOptions(scale=3000.0)), {})
+    base = pixels(guided(PROMPTS[:2], seeds=[5, 6]))
+    off = pixels(guided([p + " <lora:l:0>" for p in PROMPTS[:2]], seeds=[5, 6]))
+    assert all(np.array_equal(a, b) for a, b in zip(base, off))
+    mixed = pixels(guided([PROMPTS[0] + " <lora:l:1>", PROMPTS[1]], seeds=[5, 6]))
+    assert not np.array_equal(mixed[0], base[0]) and np.array_equal(mixed[1], base[1])
+    assert not any(n.attached for n in model.loras.values())  # detached afterwards
+
+
 def test_steering_needs_a_guide_of_the_right_kind(clip_dir, tiny_model_dir):
     model = tiny_model()
     with pytest.raises(ValueError, match="needs a noise-aware classifier .* is a CLIP model"):

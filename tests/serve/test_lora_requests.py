@@ -50,3 +50,17 @@ def test_bad_tags_are_422(installed, tmp_path, prompt, says):
         r = client.post("/v1/txt2img", json={"prompt": prompt, "steps": 2})
         assert r.status_code == 422, r.text
         assert any(part in r.text for part in says.split("|")), r.text
+
+
+def test_adapters_are_listed_with_their_base_and_words(installed, tmp_path):
+    from atelier.kinds.adapters import LORA_INFO
+
+    (loras_dir() / "other" / LORA_INFO).write_text("{not json")  # still listed, without facts
+    (loras_dir() / "tiny-lora" / LORA_INFO).write_text('{"base": "tiny", "token": "sks"}')
+    with make_client(installed, tmp_path) as client:
+        r = client.get("/v1/adapters")
+        assert r.status_code == 200, r.text
+        assert r.json() == [
+            {"name": "other", "kind": "lora", "base": None, "words": []},
+            {"name": "tiny-lora", "kind": "lora", "base": "tiny", "words": ["sks"]},
+        ]

@@ -46,6 +46,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def install_adapters(folder: Path) -> None:
+    """A LoRA and an embedding for the tiny model, installed by name (ATELIER_HOME is set)."""
+    import torch
+
+    from atelier.kinds import adapters
+    from atelier.kinds.diffusion import load_diffusion
+    from atelier.kinds.folder import read_config
+    from atelier.models.lora import LoRAConfig, LoRANetwork
+    from atelier.text.embeddings import TokenVectors
+    from tests.models.test_unet import perturb
+
+    model = load_diffusion(folder, read_config(folder))
+    network = LoRANetwork.create(model.adapter_parts(), LoRAConfig(rank=2))
+    perturb(network, seed=3)
+    adapters.save_lora(network, adapters.loras_dir() / "tiny-lora", name="tiny-lora",
+                       card="# t\n", info={"base": "tiny", "token": "sks"})  # fmt: skip
+    words = TokenVectors(["zqx"], torch.randn(1, model.text_encoder.dim))
+    adapters.save_embeddings(words, adapters.embeddings_dir() / "tiny-words", card="# w\n",
+                             info={"base": "tiny"})  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import uvicorn
@@ -62,6 +83,7 @@ def server(tmp_path_factory):
     install_unclip(home / "models")
     patch = pytest.MonkeyPatch()
     patch.setenv("ATELIER_HOME", str(home))
+    install_adapters(folder)
     app = create_app(ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out")))
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -179,4 +201,25 @@ def test_variations_of_an_uploaded_image_with_an_unclip_model(server, tmp_path):
         assert {"Seed: 4" in t for t in texts} == {True, False}  # seeds 4 and 5
         assert page.locator(".card img").first.evaluate("img => img.naturalWidth") == 16
         page.screenshot(path=str(SHOTS / "4-variations.png"))
+        browser.close()
+
+
+def test_the_lora_picker_tags_the_prompt_and_lists_learned_words(server):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(server)
+        wait_until(page, "!document.getElementById('adapterRow').hidden")
+        assert "zqx (tiny-words)" in page.locator("#adapterHint").inner_text()
+        assert "tiny-lora (for tiny)" in page.locator("#lora").inner_text()
+        page.fill("#prompt", "a red zqx")
+        page.select_option("#lora", "tiny-lora")
+        assert page.input_value("#prompt") == "a red zqx <lora:tiny-lora:1>"
+        assert page.input_value("#lora") == ""  # ready to add another
+        page.fill("#steps", "2")
+        page.select_option("#size", "32")
+        page.click("#generate")
+        page.locator(".card").first.wait_for(timeout=60_000)
+        params = page.locator(".card pre.parameters").first.inner_text()
+        assert "a red zqx <lora:tiny-lora:1>" in params
         browser.close()

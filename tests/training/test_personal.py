@@ -121,5 +121,14 @@ def test_commands_from_a_folder_to_a_png(home):
     result = runner.invoke(app, ["img2img", str(png), "a blue zqx", "--lora", "zqx-lora",
                                  "--steps", "3", "-o", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
+    # Outpainting and a diffusion model's variations take --lora too; the PNG records the tag.
+    for command in (["outpaint", str(png), "a red zqx", "--right", "16"],
+                    ["variations", str(png), "--prompt", "a red zqx", "-n", "1"]):  # fmt: skip
+        edited = home / command[0]
+        result = runner.invoke(app, [*command, "--lora", "zqx-lora:0.5", "--steps", "3", "-o",
+                                     str(edited)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        written = Image.open(next(edited.glob("*.png")))
+        assert "a red zqx <lora:zqx-lora:0.5>" in written.text["parameters"], command
     result = runner.invoke(app, ["generate", "a red zqx", "--lora", "nope", "-o", str(out)])
     assert result.exit_code == 2 and "no LoRA 'nope'" in result.output
