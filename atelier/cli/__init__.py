@@ -8,6 +8,7 @@ from atelier import __version__
 from atelier.budget import reset_budget, set_budget
 from atelier.cli.clip import app as clip_app
 from atelier.cli.compare import compare
+from atelier.cli.data import app as data_app
 from atelier.cli.edit import img2img, inpaint, outpaint, upscale, variations
 from atelier.cli.errors import fail
 from atelier.cli.evaluate import eval_diff, evaluate
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(shapes_app, name="shapes")
 app.add_typer(clip_app, name="clip")
+app.add_typer(data_app, name="data")
 app.command()(generate)
 app.command()(replay)
 app.command()(interpolate)
