@@ -20,13 +20,20 @@ METRICS_TODO = f"\n\n{SHAPES_BENCH_HEADING}\n\nNot measured yet: run `atelier ev
 
 
 def model_card(
-    name: str, *, command: str, init_from: str | None, cpu: str, body: str, recipe: dict[str, Any]
+    name: str,
+    *,
+    command: str,
+    init_from: str | None,
+    cpu: str,
+    body: str,
+    recipe: dict[str, Any],
+    trained_on: str = "the shapes world",
 ) -> str:
     """The card of a model trained by ``command`` (what the user typed; it reproduces the
     model). ``cpu`` is the CPU time line (see :func:`cost`)."""
     origin = "from scratch" if init_from is None else f"from {init_from}"
     return (
-        f"# {name}\n\nTrained by atelier {origin} on the shapes world.\n\n"
+        f"# {name}\n\nTrained by atelier {origin} on {trained_on}.\n\n"
         f"- Reproduce: `{command}`\n- Training CPU time: {cpu}\n\n{body}\n\n## Recipe\n\n"
         f"```json\n{json.dumps(recipe, indent=2, default=str)}\n```\n"
     )
