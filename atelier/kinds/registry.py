@@ -19,6 +19,7 @@ from atelier.kinds import (
     clip,
     dalle,
     diffusion,
+    digit_classifier,
     features,
     gan,
     maskgit,
@@ -47,6 +48,7 @@ KINDS: dict[str, ModelKind] = {
     "gan": gan.KIND,
     noised_clip.KIND_NAME: noised_clip.KIND,
     noised_classifier.KIND_NAME: noised_classifier.KIND,
+    digit_classifier.KIND_NAME: digit_classifier.KIND,
 }
 
 # The kinds that inpaint and outpaint: diffusion holds the known region's latents to the image's,
