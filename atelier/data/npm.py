@@ -216,7 +216,12 @@ def unpack(tarball: Path, folder: Path, package: NpmPackage) -> Path:
         _unpack_members(tarball, scratch, package)
         check_manifest(scratch, package)
         os.chmod(scratch, 0o755)  # mkdtemp makes it owner-only; the cache is meant to be read
-        os.replace(scratch, folder)
+        try:
+            os.replace(scratch, folder)
+        except OSError:
+            if not (folder / "package.json").is_file():
+                raise
+            shutil.rmtree(scratch)  # another process unpacked the same package first
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
