@@ -90,7 +90,7 @@ def main() -> None:
         for s in (float(v) for v in args.noised_clip_scales.split(",")):
             arms.append(
                 (
-                    f"CFG + noised CLIP {s:g}",
+                    f"{arm0} + noised CLIP {s:g}",
                     steered(model, SteerSpec("clip", s, args.noised_clip_model)),
                 )
             )
@@ -98,7 +98,7 @@ def main() -> None:
         for s in (float(v) for v in args.classifier_scales.split(",")):
             arms.append(
                 (
-                    f"CFG + classifier {s:g}",
+                    f"{arm0} + classifier {s:g}",
                     steered(model, SteerSpec("classifier", s, args.classifier_model)),
                 )
             )
