@@ -50,6 +50,7 @@ TRAINING_SAMPLE_GRIDS = {
     "atelier.training.unclip_tasks",
     "atelier.training.gan_task",
     "atelier.training.lcm_task",
+    "atelier.training.real_samples",
 }
 
 

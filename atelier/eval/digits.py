@@ -95,3 +95,36 @@ def digits_fid(generated: torch.Tensor, real: torch.Tensor, *,
     extractor = digit_features(classifier)
     return frechet_distance(FeatureStats.of(extract(extractor, generated)),
                             FeatureStats.of(extract(extractor, real)))  # fmt: skip
+
+
+# Phrasings no training caption uses (data/mnist.py's TEMPLATES are the seen ones): whether the
+# model reads the digit, not a memorised sentence.
+HELD_OUT_TEMPLATES = (
+    "a drawing of the number {digit}",
+    "the numeral {word}, handwritten",
+    "handwritten digit: {word}",
+)
+
+
+@dataclass(frozen=True)
+class DigitPrompt:
+    """One prompt of the digits suite: the digit it asks for and whether its phrasing is one of
+    the training captions' (``seen``) or not (``held_out``)."""
+
+    id: str
+    prompt: str
+    digit: int
+    split: str
+
+
+def digit_prompts() -> list[DigitPrompt]:
+    """Every digit in every seen and held-out phrasing: 10 x (6 + 3) prompts, digit by digit."""
+    from atelier.data.mnist import TEMPLATES, WORDS
+
+    out = []
+    for digit in range(N_DIGITS):
+        for split, templates in (("seen", TEMPLATES), ("held_out", HELD_OUT_TEMPLATES)):
+            for k, template in enumerate(templates):
+                text = template.format(digit=digit, word=WORDS[digit])
+                out.append(DigitPrompt(f"{digit}-{split}-{k}", text, digit, split))
+    return out
