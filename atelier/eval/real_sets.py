@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -120,3 +121,20 @@ def distribution_lines(metrics: Sequence[DistributionMetrics], against: str) -> 
         f"generated against {against}"
         for m in metrics
     ]
+
+
+def metric_cells(m: DistributionMetrics) -> list[str]:
+    """One HTML table row of :data:`METRIC_HEADER`."""
+    return [m.extractor, str(m.n), f"{m.fid:.2f}", f"{m.fid_floor:.2f}", f"{m.kid:.4f}",
+            f"{m.kid_floor:.4f}", f"{m.precision:.3f}", f"{m.recall:.3f}"]  # fmt: skip
+
+
+METRIC_HEADER = ["features", "n", "FID", "FID floor", "KID", "KID floor", "precision", "recall"]
+
+
+def folder_tensors(folder: Path, resolution: int) -> torch.Tensor:
+    """Every picture of a captioned image folder as (N, 3, R, R) in [-1, 1]."""
+    from atelier.data.folder import ImageFolderDataset
+
+    data = ImageFolderDataset(folder, resolution=resolution)
+    return torch.stack([data[i][0] for i in range(len(data))])
