@@ -230,8 +230,8 @@ def digits_report(report: dict, jobs: Sequence[tuple[DigitPrompt, int]],
     table = digit_table(drawn)
     lines = [format_table(table, rows="digit")]
     measured = []
-    if metrics and len(drawn) >= 4:
-        real = {part: folder_tensors(half(folder, part), 32) for part in ("heldout", "train")}
+    real = {part: folder_tensors(half(folder, part), 32) for part in ("heldout", "train")}
+    if metrics and len(drawn) >= 4 and len(real["heldout"]) >= 4:
         measured.append(real_distribution("digit judge features", digit_features(classifier), x,
                                           held=real["heldout"], train=real["train"]))  # fmt: skip
         lines += distribution_lines(measured, f"{len(real['heldout'])} held-out digits")

@@ -100,16 +100,18 @@ class ClipReadings:
 
     images: int
     clip_score: float
-    r_precision: RPrecision
+    r_precision: RPrecision | None
     category: CategoryAccuracy | None
 
 
 def clip_readings(clip: CLIP, images: torch.Tensor, prompts: Sequence[EmojiPrompt], *,
                   categories: bool = True) -> ClipReadings:  # fmt: skip
     """CLIP score with each prompt's caption, R-precision of its name among the set's names
-    (100 candidates at most), and zero-shot category accuracy (``categories``)."""
+    (100 candidates at most) and zero-shot category accuracy (``categories``), each where the
+    set holds two names or categories at least."""
     score = float(clip_scores(clip, images, [p.prompt for p in prompts]).mean())
-    r = r_precision(clip, images, [p.name for p in prompts])
+    names = [p.name for p in prompts]
+    r = r_precision(clip, images, names) if len(set(names)) > 1 else None
     category = None
     if categories and len({p.category for p in prompts}) > 1:
         category = category_accuracy(clip, images, [p.category for p in prompts])
@@ -122,13 +124,26 @@ def readings_rows(readings: dict[str, ClipReadings]) -> list[list[str]]:
     rows = []
     for what, r in readings.items():
         c = r.category
+        p = r.r_precision
         rows.append([
             what, str(r.images), f"{r.clip_score:.2f}",
-            f"{r.r_precision.value:.3f} ({r.r_precision.chance:.3f} of {r.r_precision.candidates})",
+            "-" if p is None else f"{p.value:.3f} ({p.chance:.3f} of {p.candidates})",
             "-" if c is None else f"{c.accuracy:.3f} ({c.majority:.3f})",
             "-" if c is None else f"{c.balanced:.3f} ({c.chance:.3f})",
         ])  # fmt: skip
     return rows
+
+
+def _reading_line(r: ClipReadings) -> str:
+    line = f"CLIP score {r.clip_score:.2f}"
+    if r.r_precision is not None:
+        p = r.r_precision
+        line += f", R-precision {p.value:.3f} (chance {p.chance:.3f}, {p.candidates} names)"
+    if r.category is not None:
+        c = r.category
+        line += (f", category {c.accuracy:.3f} (balanced {c.balanced:.3f}, chance "
+                 f"{c.chance:.3f}; always the commonest {c.majority:.3f})")  # fmt: skip
+    return f"{line}; {r.images} pictures"
 
 
 READINGS_HEADER = ["pictures", "n", "CLIP score", "R-precision (chance of candidates)",
@@ -198,7 +213,7 @@ def emoji_report(report: dict, jobs: Sequence[tuple[EmojiPrompt, int]],
         extractors.append((f"{clip_model} image tower", CLIPImageFeatures(clip)))
     except (FileNotFoundError, ValueError) as err:
         notes.append(f"no {clip_model} ({err}); CLIP scores skipped (atelier train emoji-clip)")
-    if metrics and len(held_k) >= 4:
+    if metrics and len(held_k) >= 4 and len(real["heldout"]) >= 4:
         for name, extractor in extractors:
             measured.append(real_distribution(name, extractor, x[held_k], held=real["heldout"],
                                               train=real["train"]))  # fmt: skip
@@ -207,14 +222,10 @@ def emoji_report(report: dict, jobs: Sequence[tuple[EmojiPrompt, int]],
     if clip is not None:
         for split, what in (("held_out", "drawn, held-out names"), ("seen", "drawn, seen names")):
             picks = [k for k, p in enumerate(prompts) if p.split == split]
-            if len({prompts[k].name for k in picks}) >= 2:
+            if picks:
                 readings[what] = clip_readings(clip, x[picks], [prompts[k] for k in picks])
         readings["real held-out pictures"] = clip_readings(clip, real["heldout"], real_prompts)
-        lines += [f"{what}: CLIP score {r.clip_score:.2f}, R-precision {r.r_precision.value:.3f} "
-                  f"(chance {r.r_precision.chance:.3f})" + (
-                      "" if r.category is None else f", category {r.category.accuracy:.3f} "
-                      f"(balanced {r.category.balanced:.3f}, chance {r.category.chance:.3f})")
-                  for what, r in readings.items()]  # fmt: skip
+        lines += [f"{what}: {_reading_line(r)}" for what, r in readings.items()]
     report |= {"distribution": metrics_json(measured), "notes": notes,
                "clip": {what: asdict(r) for what, r in readings.items()},
                "images": [{**asdict(p), "seed": s} for p, s in jobs]}  # fmt: skip

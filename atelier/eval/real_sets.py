@@ -62,13 +62,14 @@ def real_distribution(name: str, extractor: FeatureExtractor, generated: torch.T
                       held: torch.Tensor, train: torch.Tensor,
                       seed: int = 0) -> DistributionMetrics:  # fmt: skip
     """FID, KID, precision and recall of ``generated`` against ``held`` (both (N, 3, H, W) in
-    [-1, 1]), with FID and KID of as many random ``train`` pictures against ``held``."""
+    [-1, 1]), with FID and KID of as many random ``train`` pictures against ``held`` (all of
+    them, when there are fewer)."""
     n = len(generated)
     if n < 4 or len(held) < 4:
         raise ValueError(f"distribution metrics need 4 pictures a side, got {n} and {len(held)}")
     real = extract(extractor, held)
     fake = extract(extractor, generated)
-    floor = extract(extractor, _random_subset(train, n, seed))
+    floor = extract(extractor, _random_subset(train, min(n, len(train)), seed))
     size = min(n, len(real), 1000)
 
     def kid(x: torch.Tensor) -> float:
