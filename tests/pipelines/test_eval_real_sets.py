@@ -18,7 +18,6 @@ from atelier.models.class_features import ClassFeatureConfig, ClassFeatureNet
 from atelier.models.digit_classifier import DigitClassifier, DigitClassifierConfig
 from tests.data.fakes import built_emoji, built_mnist
 
-
 # The tiny models' text window cuts the suites' captions: a warning each, nothing to test.
 pytestmark = pytest.mark.filterwarnings("ignore:prompt")
 
