@@ -150,6 +150,11 @@ def evaluate(
         if card and (every > 1 or limit is not None):
             raise fail("--card records the model's scores on the whole suite; drop --every "
                        "and --limit")  # fmt: skip
+        try:
+            check_images(samples)  # the whole count once the suite is read, before drawing
+            check_seed(seed)
+        except ValueError as err:
+            raise fail(str(err)) from None
         flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
                  "guidance_rescale": guidance_rescale}  # fmt: skip
         _, options, loaded = generator_options(model, flags, option)
@@ -255,8 +260,8 @@ def _suite_of(model: str) -> str:
 
     try:
         source = card_source(resolve(model))
-    except FileNotFoundError as err:
-        raise fail(str(err)) from None
+    except FileNotFoundError:
+        return SUITE_NAME  # the loader names the problem, after the checks that need no model
     return {"mnist": "digits", "emoji": "emoji"}.get(source or "", SUITE_NAME)
 
 
