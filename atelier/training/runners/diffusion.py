@@ -10,7 +10,7 @@ import torch
 
 from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.shapes import ShapesDataset
-from atelier.kinds.autoencoder import load_vae
+from atelier.kinds.autoencoder import KIND as AUTOENCODER
 from atelier.kinds.card import cost, metrics_todo, model_card
 from atelier.kinds.diffusion import Model, ModelConfig, save_model
 from atelier.models.latent_space import LatentSpace
@@ -29,6 +29,7 @@ from atelier.training.loop import train
 from atelier.training.real_samples import real_samples
 from atelier.training.recipe import Recipe, RecipeError
 from atelier.training.recipe_data import (
+    base_model,
     captions,
     folder_digest,
     recaptioned,
@@ -54,7 +55,11 @@ def training_cost(recipe: Recipe, total_cpu: float) -> tuple[str, str]:
 def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
         command: str) -> Path:  # fmt: skip
     images = recipe_images(recipe, data_dir)
-    vae, scale = load_vae(recipe.vae_model) if recipe.kind == "ldm" else (None, 1.0)
+    vae, scale = None, 1.0
+    if recipe.kind == "ldm":
+        trained = base_model(recipe, "vae_model", AUTOENCODER, role="trains on the autoencoder",
+                             train_with=recipe.vae_model)  # fmt: skip
+        vae, scale = trained.vae, trained.latent_scale
     if vae is not None:
         shapes = isinstance(images, ShapesDataset)
         source = images.cache_key if shapes else folder_digest(images.root)
