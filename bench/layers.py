@@ -50,7 +50,6 @@ TRAINING_SAMPLE_GRIDS = {
     "atelier.training.unclip_tasks",
     "atelier.training.gan_task",
     "atelier.training.lcm_task",
-    "atelier.training.real_samples",
 }
 
 

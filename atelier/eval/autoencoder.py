@@ -92,3 +92,18 @@ def reconstruction_quality(model: RoundTrip, images: torch.Tensor, *,
     spread = (lambda v: float(v.std())) if len(images) > 1 else (lambda v: 0.0)
     return ReconstructionQuality(float(p_all.mean()), spread(p_all), float(s_all.mean()),
                                  spread(s_all), len(images))  # fmt: skip
+
+
+def quality_section(model: RoundTrip, name: str, images: torch.Tensor, *, where: str,
+                    compare: dict[str, RoundTrip]) -> str:  # fmt: skip
+    """A card's section: PSNR and SSIM of ``model``'s round trips of held-out ``images`` (from
+    ``where``), beside those of the models in ``compare`` (say the shipped ones) on the same."""
+    rows = [(name, reconstruction_quality(model, images))]
+    rows += [(f"{other} (for comparison)", reconstruction_quality(net, images))
+             for other, net in compare.items()]  # fmt: skip
+    table = "\n".join(f"| {n} | {q.psnr:.2f} | {q.ssim:.4f} |" for n, q in rows)
+    return (
+        f"## Metrics ({len(images)} held-out pictures, {where})\n\nPer image in [0, 1], then "
+        f"averaged (`atelier.eval.autoencoder.reconstruction_quality`):\n\n"
+        f"| autoencoder | PSNR dB | SSIM |\n|---|---|---|\n{table}"
+    )

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,8 +134,9 @@ class LatentDiffusionTask:
             f.write(json.dumps(record) + "\n")
 
 
-# What a sample grid is measured by: (pipeline, its images, their prompts) -> named numbers.
-SampleScores = Callable[[Text2Image, Sequence[Image.Image], Sequence[str]], dict[str, float]]
+# What a sample grid is measured by: (the pipeline that drew it, diffusion's or a token
+# model's, its images, their prompts) -> named numbers.
+SampleScores = Callable[[Any, Sequence[Image.Image], Sequence[str]], dict[str, float]]
 
 
 def shapes_sample_scores(pipe: Text2Image, images: Sequence[Image.Image],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,6 @@ from atelier.data.base import array_to_tensor
 from atelier.data.folder import ImageFolderDataset
 from atelier.eval.digits import digit_prompts, judge_digits
 from atelier.kinds.digit_classifier import load_digit_classifier
-from atelier.pipelines.text2image import Text2Image
 from atelier.training.ldm import SampleScores
 from atelier.training.recipe import Recipe
 from atelier.training.recipe_data import captions, held_out_half
@@ -28,7 +28,7 @@ DIGIT_JUDGE = "mnist-classifier"
 SEEN_TEMPLATES_IN_GRID = 4
 
 
-def no_scores(pipe: Text2Image, images: Sequence[Image.Image],
+def no_scores(pipe: Any, images: Sequence[Image.Image],
               prompts: Sequence[str]) -> dict[str, float]:  # fmt: skip
     """Nothing to measure: the grid is only drawn."""
     return {}
@@ -44,7 +44,7 @@ def digit_sample_scores(digits: Sequence[int]) -> SampleScores:
               "trains the judge")  # fmt: skip
         return no_scores
 
-    def scores(pipe: Text2Image, images: Sequence[Image.Image],
+    def scores(pipe: Any, images: Sequence[Image.Image],
                prompts: Sequence[str]) -> dict[str, float]:  # fmt: skip
         x = torch.stack([array_to_tensor(np.asarray(im.convert("RGB"))) for im in images])
         return {"digit_accuracy": judge_digits(x, list(digits), classifier=classifier).accuracy}

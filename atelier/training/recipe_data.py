@@ -75,6 +75,16 @@ def held_out_half(recipe: Recipe, data_dir: Path | None) -> Path | None:
     return sibling if (sibling / METADATA_FILE).is_file() else None
 
 
+def held_out_pictures(recipe: Recipe, data_dir: Path | None) -> tuple[Path, torch.Tensor] | None:
+    """The real set's held-out folder (:func:`held_out_half`) and its pictures (N, 3, R, R) at
+    the recipe's side; None when there is none."""
+    folder = held_out_half(recipe, data_dir)
+    if folder is None:
+        return None
+    data = ImageFolderDataset(folder, resolution=recipe.data.resolution)
+    return folder, torch.stack([data[i][0] for i in range(len(data))])
+
+
 def trained_on(recipe: Recipe, data_dir: Path | None) -> str:
     """What the model card says the model was trained on: the recipe's real set (from the
     cache or a ``--data`` copy of it), the shapes world, or a ``--data`` folder."""

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from atelier.data.folder import ImageFolderDataset
-from atelier.eval.autoencoder import judge_reconstructions, reconstruction_quality
+from atelier.eval.autoencoder import judge_reconstructions, quality_section
 from atelier.kinds.autoencoder import TrainedAutoencoder, load_vae, save_autoencoder
 from atelier.kinds.card import model_card
 from atelier.models.discriminator import PatchDiscriminator
@@ -18,7 +17,12 @@ from atelier.training.callbacks import CPULedger
 from atelier.training.checkpoint import final_weights
 from atelier.training.loop import train
 from atelier.training.recipe import Recipe
-from atelier.training.recipe_data import held_out_half, held_out_scenes, recipe_images, trained_on
+from atelier.training.recipe_data import (
+    held_out_pictures,
+    held_out_scenes,
+    recipe_images,
+    trained_on,
+)
 from atelier.training.vae_loss import measure_scale_factor
 from atelier.training.vae_task import VAETask
 
@@ -75,20 +79,13 @@ def _real_metrics(vae: AutoencoderKL, recipe: Recipe,
                   data_dir: Path | None) -> tuple[torch.Tensor | None, str]:  # fmt: skip
     """PSNR and SSIM on the real set's held-out pictures (beside ``--data DIR/train``, or the
     cached set's), and the shipped shapes-vae's on the same for comparison."""
-    folder = held_out_half(recipe, data_dir)
-    if folder is None:
+    held = held_out_pictures(recipe, data_dir)
+    if held is None:
         return None, "## Metrics\n\nNo held-out folder beside --data: not measured."
-    data = ImageFolderDataset(folder, resolution=recipe.data.resolution)
-    x = torch.stack([data[i][0] for i in range(len(data))])
-    rows = [(recipe.name, reconstruction_quality(vae, x))]
+    folder, x = held
+    compare = {}
     try:
-        shapes_vae, _ = load_vae("shapes-vae")
-        rows.append(("shapes-vae (for comparison)", reconstruction_quality(shapes_vae, x)))
+        compare["shapes-vae"] = load_vae("shapes-vae")[0]
     except (FileNotFoundError, ValueError):
         pass
-    table = "\n".join(f"| {name} | {q.psnr:.2f} | {q.ssim:.4f} |" for name, q in rows)
-    return x, (
-        f"## Metrics ({len(x)} held-out pictures, {folder})\n\nPer image in [0, 1], then "
-        f"averaged (`atelier.eval.autoencoder.reconstruction_quality`):\n\n"
-        f"| autoencoder | PSNR dB | SSIM |\n|---|---|---|\n{table}"
-    )
+    return x, quality_section(vae, recipe.name, x, where=str(folder), compare=compare)
