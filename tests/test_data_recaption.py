@@ -64,7 +64,7 @@ def test_mismatched_caption_lists_are_refused():
 
 
 def test_recipe_refuses_zero_captions():
-    from atelier.training.recipes import ShapesData
+    from atelier.training.recipe import RecipeData
 
     with pytest.raises(ValueError, match="captions_per_image"):
-        ShapesData(captions_per_image=0)
+        RecipeData(captions_per_image=0)

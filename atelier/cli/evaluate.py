@@ -1,4 +1,6 @@
-"""``atelier eval MODEL --suite shapes-bench``: accuracy per category and split, as JSON."""
+"""``atelier eval MODEL [--suite shapes-bench|digits|emoji|FILE]``: a text-to-image model
+measured by its suite, as JSON and HTML. The suite defaults to the data the model card says it
+was trained on; ``cli/evaluate_real.py`` measures the real sets."""
 
 from __future__ import annotations
 
@@ -72,7 +74,12 @@ def _metrics(images, prompts, features: str, clip_model: str):
 
 def evaluate(
     model: str = typer.Argument(..., help="Model name or folder."),
-    suite: str = typer.Option(SUITE_NAME, "--suite", help="shapes-bench or a suite JSONL file."),
+    suite: str = typer.Option(
+        None,
+        "--suite",
+        help="shapes-bench, digits, emoji or a suite JSONL file (default: the suite of what the "
+        "model card says it was trained on; shapes-bench otherwise).",
+    ),
     samples: int = typer.Option(1, "--samples", help="Images per prompt (seeds seed..seed+N-1)."),
     seed: int = typer.Option(0, "--seed"),
     sampler: str = typer.Option(
@@ -96,15 +103,32 @@ def evaluate(
     candidates: int = typer.Option(1, "--candidates", help="Candidates drawn per image."),
     rerank: str = typer.Option(None, "--rerank", help="Keep the best candidate by: clip."),
     clip_model: str = typer.Option(
-        "shapes-clip", "--clip-model", help="CLIP for --rerank, CLIP score and CLIP-feature FID."
+        None,
+        "--clip-model",
+        help="CLIP for --rerank, CLIP score and CLIP-feature FID (default: shapes-clip; emoji: "
+        "emoji-clip).",
     ),
     features: str = typer.Option(
-        "shapes-features", "--features", help="Feature network for FID/KID."
+        None,
+        "--features",
+        help="Feature network for FID/KID (default: shapes-features; emoji: emoji-features).",
     ),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="FID, KID, CLIP score."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="digits, emoji: the folder `atelier data mnist|emoji -o DIR` wrote (default: built "
+        "into the data cache).",
+    ),
+    judge: str = typer.Option(
+        None, "--judge", help="digits: the digit classifier that reads them (mnist-classifier)."
+    ),
 ) -> None:
     """Generate every suite prompt, judge each image, report accuracy with 95% intervals,
-    FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML."""
+    FID/KID/precision/recall and CLIP score beside their floors; writes JSON and HTML. Models of
+    real pictures: the digits suite (the share the digit judge reads as asked, per digit) or
+    the emoji suite (held-out names: FID/KID, CLIP score, R-precision, categories)."""
+    from atelier.cli.evaluate_real import REAL_SUITES, evaluate_real_set
     from atelier.eval.report import eval_html, metrics_json
     from atelier.eval.shapes_bench import (
         format_table,
@@ -116,6 +140,31 @@ def evaluate(
     from atelier.kinds.base import options_label, options_summary
     from atelier.kinds.card import SHAPES_BENCH_HEADING, replace_section
 
+    suite = suite or _suite_of(model)
+    if suite in REAL_SUITES:
+        if candidates > 1 or rerank or lora or embedding:
+            raise fail(f"the {suite} suite measures the model itself; drop --candidates, "
+                       "--rerank, --lora and --embedding")  # fmt: skip
+        if samples < 1 or every < 1 or (limit is not None and limit < 1):
+            raise fail("--samples, --every and --limit must be at least 1")
+        if card and (every > 1 or limit is not None):
+            raise fail("--card records the model's scores on the whole suite; drop --every "
+                       "and --limit")  # fmt: skip
+        try:
+            check_images(samples)  # the whole count once the suite is read, before drawing
+            check_seed(seed)
+        except ValueError as err:
+            raise fail(str(err)) from None
+        flags = {"sampler": sampler, "steps": steps, "guidance": guidance,
+                 "guidance_rescale": guidance_rescale}  # fmt: skip
+        _, options, loaded = generator_options(model, flags, option)
+        evaluate_real_set(loaded or load_generator(model), options, suite=suite,
+                          samples=samples, seed=seed, every=every, limit=limit, output=output,
+                          card=card, data=data, judge=judge, features=features,
+                          clip_model=clip_model, metrics=metrics)  # fmt: skip
+        return
+    clip_model = clip_model or "shapes-clip"
+    features = features or "shapes-features"
     try:
         prompts = load_suite(None if suite == SUITE_NAME else suite)
     except (FileNotFoundError, ValueError) as err:
@@ -201,6 +250,19 @@ def evaluate(
         )
         readme = loaded.path / "README.md"
         write_atomic(readme, replace_section(readme.read_text(), section))
+
+
+def _suite_of(model: str) -> str:
+    """The suite of what ``model``'s card says it was trained on: digits for real MNIST digits,
+    emoji for the Noto emoji, shapes-bench otherwise."""
+    from atelier.kinds.card import card_source
+    from atelier.kinds.folder import resolve
+
+    try:
+        source = card_source(resolve(model))
+    except FileNotFoundError:
+        return SUITE_NAME  # the loader names the problem, after the checks that need no model
+    return {"mnist": "digits", "emoji": "emoji"}.get(source or "", SUITE_NAME)
 
 
 def _read_eval(path: Path) -> tuple[dict, list[Judged]]:

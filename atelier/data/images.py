@@ -276,6 +276,10 @@ class ScannedImages:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def item_name(self, index: int) -> str:
+        """The name of kept item ``index``: a folder's ``file_name`` or relative path."""
+        return self._entries[index].name
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         entry = self._entries[index]
         if self.cache:

@@ -58,3 +58,52 @@ def judge_reconstructions(
             passed += judge(tensor_to_array(img), bp.spec).passed
     mse = squared / (len(renders) * 3 * size * size)
     return ReconstructionReport(passed / len(renders), float(10 * np.log10(1 / mse)), len(renders))
+
+
+@dataclass(frozen=True)
+class ReconstructionQuality:
+    """Mean PSNR (dB) and SSIM of round trips of real images, each averaged per image first
+    (images in [0, 1]), with their spread over images."""
+
+    psnr: float
+    psnr_std: float
+    ssim: float
+    ssim_std: float
+    images: int
+
+
+@torch.no_grad()
+def reconstruction_quality(model: RoundTrip, images: torch.Tensor, *,
+                           batch: int = 32) -> ReconstructionQuality:  # fmt: skip
+    """PSNR and SSIM (``eval/image_quality.py``) of ``model``'s round trips of ``images``
+    (N, 3, H, W) in [-1, 1], say the held-out pictures of a real data set."""
+    from atelier.eval.image_quality import psnr, ssim
+
+    if len(images) < 1:
+        raise ValueError("reconstruction quality needs at least one image")
+    p, s = [], []
+    for start in range(0, len(images), batch):
+        x = images[start : start + batch]
+        x_tilde = model.round_trip(x).clamp(-1, 1)
+        a, b = (x + 1) / 2, (x_tilde + 1) / 2
+        p.append(psnr(a, b))
+        s.append(ssim(a, b))
+    p_all, s_all = torch.cat(p), torch.cat(s)
+    spread = (lambda v: float(v.std())) if len(images) > 1 else (lambda v: 0.0)
+    return ReconstructionQuality(float(p_all.mean()), spread(p_all), float(s_all.mean()),
+                                 spread(s_all), len(images))  # fmt: skip
+
+
+def quality_section(model: RoundTrip, name: str, images: torch.Tensor, *, where: str,
+                    compare: dict[str, RoundTrip]) -> str:  # fmt: skip
+    """A card's section: PSNR and SSIM of ``model``'s round trips of held-out ``images`` (from
+    ``where``), beside those of the models in ``compare`` (say the shipped ones) on the same."""
+    rows = [(name, reconstruction_quality(model, images))]
+    rows += [(f"{other} (for comparison)", reconstruction_quality(net, images))
+             for other, net in compare.items()]  # fmt: skip
+    table = "\n".join(f"| {n} | {q.psnr:.2f} | {q.ssim:.4f} |" for n, q in rows)
+    return (
+        f"## Metrics ({len(images)} held-out pictures, {where})\n\nPer image in [0, 1], then "
+        f"averaged (`atelier.eval.autoencoder.reconstruction_quality`):\n\n"
+        f"| autoencoder | PSNR dB | SSIM |\n|---|---|---|\n{table}"
+    )

@@ -7,6 +7,7 @@ CLIP score follows torchmetrics' definition (Hessel et al. 2021 without their 2.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,6 +70,43 @@ def retrieval_recall(
         out[f"image_to_text_R@{k}"] = float(same.gather(1, top_text).any(1).float().mean())
         out[f"text_to_image_R@{k}"] = float(same.gather(1, top_image).any(1).float().mean())
     return out
+
+
+@dataclass(frozen=True)
+class RPrecision:
+    """R-precision with R = 1: the share of ``images`` whose own text ranks first among
+    ``candidates`` texts; ``chance`` = 1 / candidates."""
+
+    value: float
+    chance: float
+    candidates: int
+    images: int
+
+
+@torch.no_grad()
+def r_precision(clip: CLIP, images: torch.Tensor, texts: Sequence[str], *,
+                candidates: int = 100, seed: int = 0) -> RPrecision:  # fmt: skip
+    """R-precision (Xu et al. 2018, AttnGAN's text-image retrieval score) with R = 1: each image
+    is scored against its own text ``texts[i]`` and ``candidates - 1`` other distinct texts of
+    ``texts`` drawn at random (all of them when there are fewer); a hit when its own scores
+    strictly highest. Chance is 1 / candidates."""
+    if len(images) != len(texts):
+        raise ValueError(f"got {len(images)} images but {len(texts)} texts")
+    pool = list(dict.fromkeys(texts))
+    k = min(candidates, len(pool))
+    if k < 2:
+        raise ValueError("R-precision needs at least two distinct texts")
+    index = {text: j for j, text in enumerate(pool)}
+    text = _batched(lambda c: clip.encode_text(list(c)), pool, 256)  # (P, E)
+    sim = _image_embeddings(clip, images) @ text.T  # (N, P)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for i, own_text in enumerate(texts):
+        own = index[own_text]
+        others = np.delete(np.arange(len(pool)), own)
+        drawn = torch.as_tensor(rng.choice(others, size=k - 1, replace=False))
+        hits += bool(sim[i, own] > sim[i, drawn].max())
+    return RPrecision(hits / len(texts), 1 / k, k, len(texts))
 
 
 @torch.no_grad()

@@ -184,9 +184,11 @@ def paired_difference(
     return dict(table)
 
 
-def format_table(table: dict[str, dict[str, Accuracy]], *, signed: bool = False) -> str:
-    """A plain-text table: accuracy [95% CI] per category and split (``signed``: differences)."""
-    lines = [f"{'category':<18} {'seen':>20} {'held_out':>20} {'all':>20}"]
+def format_table(table: dict[str, dict[str, Accuracy]], *, signed: bool = False,
+                 rows: str = "category") -> str:  # fmt: skip
+    """A plain-text table: accuracy [95% CI] per category (``rows`` names them) and split
+    (``signed``: differences)."""
+    lines = [f"{rows:<18} {'seen':>20} {'held_out':>20} {'all':>20}"]
     order = [c for c in table if c != "overall"] + ["overall"]
     f = "+.2f" if signed else ".2f"
     for category in order:

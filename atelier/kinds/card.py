@@ -17,6 +17,31 @@ from atelier.kinds.folder import resolve
 SHAPES_BENCH_HEADING = "## shapes-bench"
 # Under the heading `atelier eval --card` replaces, so the placeholder never outlives the scores.
 METRICS_TODO = f"\n\n{SHAPES_BENCH_HEADING}\n\nNot measured yet: run `atelier eval MODEL --card`."
+# What a card says a model was trained on (``Trained by atelier ... on <this>.``), by the data
+# source of its recipe; `atelier eval` reads it back to pick the suite that measures the model.
+TRAINED_ON = {
+    "shapes": "the shapes world",
+    "mnist": "real MNIST digits",
+    "emoji": "real Noto emoji",
+}
+# The section `atelier eval --card` writes for each source's suite.
+EVAL_HEADINGS = {"shapes": SHAPES_BENCH_HEADING, "mnist": "## digits", "emoji": "## emoji"}
+
+
+def metrics_todo(source: str = "shapes") -> str:
+    """The card's placeholder for the scores of the suite that measures a model trained on
+    ``source``, under the heading `atelier eval --card` replaces."""
+    return f"\n\n{EVAL_HEADINGS[source]}\n\nNot measured yet: run `atelier eval MODEL --card`."
+
+
+def card_source(folder: Path) -> str | None:
+    """The data source (a key of :data:`TRAINED_ON`) a model folder's card names, if any."""
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return None
+    match = re.search(r"^Trained by atelier .*? on (.+?)\.$", card.read_text(), re.MULTILINE)
+    found = match.group(1) if match else None
+    return next((source for source, text in TRAINED_ON.items() if text == found), None)
 
 
 def model_card(
@@ -27,7 +52,7 @@ def model_card(
     cpu: str,
     body: str,
     recipe: dict[str, Any],
-    trained_on: str = "the shapes world",
+    trained_on: str = TRAINED_ON["shapes"],
 ) -> str:
     """The card of a model trained by ``command`` (what the user typed; it reproduces the
     model). ``cpu`` is the CPU time line (see :func:`cost`)."""

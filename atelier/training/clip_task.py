@@ -12,7 +12,7 @@ caption of that image, one fact away from its true one.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -64,10 +64,15 @@ class CLIPTask:
     """Train a :class:`CLIP` (and its text tower if trainable) on captioned images."""
 
     def __init__(
-        self, clip: CLIP, *, probe: tuple[torch.Tensor, list[str], list[int]] | None = None
+        self,
+        clip: CLIP,
+        *,
+        probe: tuple[torch.Tensor, list[str], list[int]] | None = None,
+        augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ):
         self.clip = clip
         self.probe = probe  # (images, class labels, true class per image) for zero-shot checks
+        self.augment = augment  # (images, step) -> moved images (data/augment.py), or None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"clip": self.clip}
@@ -77,6 +82,8 @@ class CLIPTask:
     ) -> tuple[torch.Tensor, Logs]:
         images, captions = batch[0], list(batch[1])
         negatives = choose_captions(batch[2]) if len(batch) > 2 else []
+        if self.augment is not None and self.clip.training:
+            images = self.augment(images, step)
         images = fit_images(images, self.clip.image_size)
         logits = self.clip(images, captions + negatives)  # (B, B + M)
         loss = contrastive_loss(logits, captions, negatives)

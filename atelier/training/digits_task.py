@@ -4,13 +4,12 @@ generator draws them."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atelier.data.augment import random_affine
 from atelier.data.mnist import Digits
 from atelier.models.digit_classifier import DigitClassifier
 from atelier.training.task import Logs
@@ -36,26 +35,6 @@ class DigitImages:
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
-
-
-def random_affine(images: torch.Tensor, generator: torch.Generator, *, degrees: float = 10.0,
-                  scale: float = 0.1, shift: float = 2.0) -> torch.Tensor:  # fmt: skip
-    """(B, 1, S, S) in [-1, 1], each rotated by up to ``degrees``, scaled by 1 +- ``scale`` and
-    shifted by up to ``shift`` px, the uncovered border background (-1)."""
-    b, _, s, _ = images.shape
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(b, generator=generator)
-
-    angle = uniform(-degrees, degrees) * math.pi / 180
-    zoom = uniform(1 - scale, 1 + scale)
-    tx, ty = (uniform(-shift, shift) * 2 / s for _ in range(2))
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)  # (B, S, S, 2)
-    # Shift to [0, 2] so grid_sample's zero padding is the black background, then back.
-    moved = F.grid_sample(images + 1, grid, mode="bilinear", align_corners=False)
-    return moved - 1
 
 
 class DigitTask:

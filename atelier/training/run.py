@@ -24,7 +24,7 @@ from atelier.kinds.folder import SHIPPED, install, is_shipped
 from atelier.paths import home
 from atelier.training.checkpoint import CheckpointError, checkpoint_files
 from atelier.training.fine_tune import with_base_architecture
-from atelier.training.recipes import Recipe, RecipeError
+from atelier.training.recipe import Recipe, RecipeError
 from atelier.training.runners import (
     autoencoder,
     clip,
@@ -118,6 +118,11 @@ def run_recipe(
     if recipe.data.hard_negatives and recipe.kind not in ("clip", "gan"):
         raise RecipeError(
             f"data.hard_negatives is for contrastive (CLIP) recipes and GANs; {recipe.name} "
+            f"is a {recipe.kind} recipe: drop the override"
+        )
+    if recipe.data.augment and recipe.kind not in ("clip", "features"):
+        raise RecipeError(
+            f"data.augment moves pictures for CLIP and feature-network recipes; {recipe.name} "
             f"is a {recipe.kind} recipe: drop the override"
         )
     run_dir = out if out is not None else home() / "runs" / recipe.name

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +74,10 @@ class TokenTask:
         image_tokenizer: ImageTokenizer | None = None,
         sample_prompts: Sequence[str] = (),
         sample_options: AutoregressiveOptions | MaskedOptions | None = None,
+        sample_scores: Callable[..., dict[str, float]] | None = None,
     ) -> None:
+        """``sample_scores(pipeline, images, prompts)`` measures each sample grid (default: the
+        shapes judge's pass rate; ``training/real_samples.py`` has the real sets')."""
         cross = network.config.cross_attention
         if (text_encoder is not None, text_tokenizer is not None) != (cross, not cross):
             raise ValueError("a prefix token transformer trains on text_tokenizer's ids, a "
@@ -84,6 +87,7 @@ class TokenTask:
         self.text_encoder = text_encoder
         self.image_tokenizer = image_tokenizer
         self.sample_prompts, self.sample_options = list(sample_prompts), sample_options
+        self.sample_scores = sample_scores if sample_scores is not None else _shapes_judge
 
     def modules(self) -> dict[str, nn.Module]:
         return {"transformer": self.network}
@@ -109,9 +113,9 @@ class TokenTask:
         if not self.sample_prompts or self.image_tokenizer is None:
             return
         # The loop sets eval mode, swaps EMA weights in and restores both afterwards.
-        prompts = self.sample_prompts
-        images = self.pipeline()(prompts, seeds=range(len(prompts)), options=self.sample_options)
-        passed = [judge(np.asarray(im), parse_prompt(p)).passed for im, p in zip(images, prompts)]
+        prompts, pipe = self.sample_prompts, self.pipeline()
+        images = pipe(prompts, seeds=range(len(prompts)), options=self.sample_options)
+        scores = self.sample_scores(pipe, images, prompts)
         out_dir.mkdir(parents=True, exist_ok=True)
         cols = 8
         rows = [np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
@@ -119,8 +123,15 @@ class TokenTask:
         if rows:
             Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
         with open(out_dir / "samples.jsonl", "a") as f:
-            record = {"step": step, "judge_pass": float(np.mean(passed)), "n": len(passed)}
+            record = {"step": step, **scores, "n": len(images)}
             f.write(json.dumps(record) + "\n")
+
+
+def _shapes_judge(pipe: TokenPipeline, images: Sequence[Image.Image],
+                  prompts: Sequence[str]) -> dict[str, float]:  # fmt: skip
+    """The shapes judge's pass rate on a sample grid."""
+    passed = [judge(np.asarray(im), parse_prompt(p)).passed for im, p in zip(images, prompts)]
+    return {"judge_pass": float(np.mean(passed))}
 
 
 class AutoregressiveTask(TokenTask):

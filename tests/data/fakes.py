@@ -118,3 +118,48 @@ def package_tarball(path: Path, folder: Path) -> Path:
     with tarfile.open(path, "w:gz") as archive:
         archive.add(folder, arcname="package")
     return path
+
+
+def built_mnist(root: Path, *, per_digit: int = 6, held_per_digit: int = 2) -> Path:
+    """A folder as `atelier data mnist` writes it, from a fake package of ``per_digit`` random
+    digits of each kind, ``held_per_digit`` of each held out."""
+    from atelier.data.mnist import build_mnist
+
+    build_mnist(fake_mnist(root / "pkg", per_digit), root / "mnist",
+                held_out_per_digit=held_per_digit)  # fmt: skip
+    return root / "mnist"
+
+
+CATEGORIES = ("Food & Drink", "Animals & Nature", "Symbols")
+
+
+def many_emoji_entries(held: int = 6, kept: int = 8) -> list[dict]:
+    """``held`` held-out and ``kept`` training emoji, each of its own name, over three
+    categories (every third kept one with a skin tone)."""
+    entries, code = [], 0x1F400
+    for is_held, count in ((True, held), (False, kept)):
+        for k in range(count):
+            unified = held_out_code(is_held, code)
+            code = int(unified, 16) + 1
+            entry = {"name": f"{'HELD' if is_held else 'KEPT'} THING {k}", "unified": unified,
+                     "image": f"{unified.lower()}.png", "short_names": [f"thing{k}"],
+                     "category": CATEGORIES[k % 3], "subcategory": "things-misc"}  # fmt: skip
+            if not is_held and k % 3 == 0:
+                entry["skin_variations"] = {
+                    "1F3FB": {
+                        "unified": f"{unified}-1F3FB",
+                        "image": f"{unified.lower()}-1f3fb.png",
+                    }
+                }
+            entries.append(entry)
+    return entries
+
+
+def built_emoji(root: Path, *, held: int = 6, kept: int = 8, size: int = 32) -> Path:
+    """A folder as `atelier data emoji` writes it, from a fake package of
+    :func:`many_emoji_entries`, at ``size`` px."""
+    from atelier.data.emoji import build_emoji
+
+    package = fake_emoji(root / "pkg", many_emoji_entries(held, kept))
+    build_emoji(package, root / "emoji", size=size)
+    return root / "emoji"

@@ -10,8 +10,8 @@ import torch
 
 from atelier.data.latents import LatentDataset, module_digest
 from atelier.data.shapes import ShapesDataset
-from atelier.kinds.autoencoder import load_vae
-from atelier.kinds.card import METRICS_TODO, cost, model_card
+from atelier.kinds.autoencoder import KIND as AUTOENCODER
+from atelier.kinds.card import cost, metrics_todo, model_card
 from atelier.kinds.diffusion import Model, ModelConfig, save_model
 from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet
@@ -26,8 +26,16 @@ from atelier.training.checkpoint import final_weights
 from atelier.training.fine_tune import base_space, init_from_base
 from atelier.training.ldm import InpaintingTask, LatentDiffusionTask
 from atelier.training.loop import train
-from atelier.training.recipe_data import captions, folder_digest, recaptioned, recipe_images
-from atelier.training.recipes import Recipe, RecipeError
+from atelier.training.real_samples import real_samples
+from atelier.training.recipe import Recipe, RecipeError
+from atelier.training.recipe_data import (
+    base_model,
+    captions,
+    folder_digest,
+    recaptioned,
+    recipe_images,
+    trained_on,
+)
 
 SAMPLE_PROMPTS = 48
 
@@ -47,9 +55,14 @@ def training_cost(recipe: Recipe, total_cpu: float) -> tuple[str, str]:
 def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
         command: str) -> Path:  # fmt: skip
     images = recipe_images(recipe, data_dir)
-    vae, scale = load_vae(recipe.vae_model) if recipe.kind == "ldm" else (None, 1.0)
+    vae, scale = None, 1.0
+    if recipe.kind == "ldm":
+        trained = base_model(recipe, "vae_model", AUTOENCODER, role="trains on the autoencoder",
+                             train_with=recipe.vae_model)  # fmt: skip
+        vae, scale = trained.vae, trained.latent_scale
     if vae is not None:
-        source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
+        shapes = isinstance(images, ShapesDataset)
+        source = images.cache_key if shapes else folder_digest(images.root)
         key = f"latents-{module_digest(vae)}-{source}.safetensors"
         data = LatentDataset(images, vae, scale=scale, cache_file=home() / "data" / key)
         if recipe.latent_norm == "per_channel":
@@ -88,7 +101,11 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
             f"unet.context_dim {recipe.unet.context_dim} must equal the text "
             f"encoder's width {text_encoder.dim}"
         )
-    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+    if recipe.data.source == "shapes":
+        prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+        scores = None
+    else:
+        prompts, scores = real_samples(recipe, images, data_dir, SAMPLE_PROMPTS)
     # The data preparation this process does (text states not yet on disk) counts as training.
     before = process_cpu_seconds()
     if isinstance(text_encoder, MiniLMTextEncoder):
@@ -97,7 +114,7 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     task = task_class(
         unet=unet, text_encoder=text_encoder, diffusion=recipe.diffusion,
         objective=recipe.objective, latent_shape=latent_shape, vae=vae, latent_space=space,
-        sample_prompts=prompts, sample_options=recipe.sampling,
+        sample_prompts=prompts, sample_options=recipe.sampling, sample_scores=scores,
     )  # fmt: skip
     ledger = CPULedger(preparation=process_cpu_seconds() - before)
     train(
@@ -120,5 +137,6 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     model = Model(config, unet.eval(), text_encoder.eval(), vae)
     section, cpu = training_cost(recipe, ledger.total)
     card = model_card(recipe.name, command=command, init_from=recipe.init_from, cpu=cpu,
-                      body=section + METRICS_TODO, recipe=asdict(recipe))  # fmt: skip
+                      body=section + metrics_todo(recipe.data.source), recipe=asdict(recipe),
+                      trained_on=trained_on(recipe, data_dir))  # fmt: skip
     return save_model(model, run_dir / "model", card=card)

@@ -22,7 +22,7 @@ from atelier.data.shapes import ShapesDataset
 from atelier.data.tokens import TokenDataset
 from atelier.kinds import dalle, maskgit
 from atelier.kinds import tokenizer as tokenizer_kind
-from atelier.kinds.card import METRICS_TODO, cost, model_card
+from atelier.kinds.card import cost, metrics_todo, model_card
 from atelier.kinds.token_model import TokenModel, save_token_model
 from atelier.paths import home
 from atelier.shapes.bench import load_suite
@@ -33,14 +33,17 @@ from atelier.text.tokenizer import train_bpe
 from atelier.training.callbacks import CPULedger, process_cpu_seconds
 from atelier.training.checkpoint import final_weights
 from atelier.training.loop import train
+from atelier.training.real_samples import real_samples
+from atelier.training.recipe import Recipe, RecipeError
 from atelier.training.recipe_data import (
     base_model,
     captions,
     folder_digest,
     recaptioned,
     recipe_images,
+    trained_on,
 )
-from atelier.training.recipes import Recipe, RecipeError
+from atelier.training.recipes import RECIPES
 from atelier.training.token_tasks import AutoregressiveTask, MaskedTokenTask
 
 SAMPLE_PROMPTS = 48
@@ -53,7 +56,7 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
         raise RecipeError(f"{recipe.name} names no token_transformer sizes")
     image_tokenizer = base_model(recipe, "tokenizer_model", tokenizer_kind.KIND,
                                  role="learns the codes of the image tokenizer",
-                                 train_with="shapes-vqgan")  # fmt: skip
+                                 train_with=_recipe_of(recipe.tokenizer_model))  # fmt: skip
     if image_tokenizer.resolution != recipe.data.resolution:
         raise RecipeError(
             f"the image tokenizer {recipe.tokenizer_model} was trained at "
@@ -63,13 +66,17 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     # The data preparation this process does (tokens not yet on disk) counts as training.
     before = process_cpu_seconds()
     images = recipe_images(recipe, data_dir)
-    source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(data_dir)
+    source = images.cache_key if isinstance(images, ShapesDataset) else folder_digest(images.root)
     codebook = image_tokenizer.tokenizer.codebook_size
     key = f"tokens-{module_digest(image_tokenizer.tokenizer)}-{source}.safetensors"
     data = TokenDataset(images, image_tokenizer.tokenizer.encode, codebook_size=codebook,
                         cache_file=home() / "data" / key)  # fmt: skip
     data = recaptioned(recipe, images, data)
-    prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+    scores = None
+    if recipe.data.source == "shapes":
+        prompts = [bp.prompt for bp in load_suite() if bp.split == "seen"][::5][:SAMPLE_PROMPTS]
+    else:
+        prompts, scores = real_samples(recipe, images, data_dir, SAMPLE_PROMPTS)
     config = replace(recipe.token_transformer, codebook_size=codebook, grid=image_tokenizer.grid)
     text_tokenizer, text_encoder, text_config = None, None, None
     if config.cross_attention:
@@ -95,7 +102,8 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
     task_class = AutoregressiveTask if recipe.kind == "dalle" else MaskedTokenTask
     task = task_class(network, text_tokenizer, text_encoder=text_encoder,
                       objective=recipe.token_objective, image_tokenizer=image_tokenizer.tokenizer,
-                      sample_prompts=prompts, sample_options=options)  # fmt: skip
+                      sample_prompts=prompts, sample_options=options,
+                      sample_scores=scores)  # fmt: skip
     ledger = CPULedger(preparation=process_cpu_seconds() - before)
     train(task, data, recipe.train, run_dir=run_dir, resume=resume, callbacks=[ledger])
     final_weights(run_dir, "transformer", network)
@@ -109,11 +117,17 @@ def run(recipe: Recipe, run_dir: Path, *, resume: bool, data_dir: Path | None,
         f"- sampling defaults: {options.summary()}"
     )
     card = model_card(recipe.name, command=command, init_from=None, cpu=cpu,
-                      body=section + METRICS_TODO, recipe=asdict(recipe))  # fmt: skip
+                      body=section + metrics_todo(recipe.data.source), recipe=asdict(recipe),
+                      trained_on=trained_on(recipe, data_dir))  # fmt: skip
     model = TokenModel(family, recipe.name, network.eval(), image_tokenizer, text_tokenizer,
                        options, text_encoder=text_encoder,
                        text_encoder_config=text_config)  # fmt: skip
     return save_token_model(model, run_dir / "model", card=card)
+
+
+def _recipe_of(model: str) -> str:
+    """The recipe that trains the model named ``model`` (its own name, if a recipe has it)."""
+    return model if model in RECIPES else "shapes-vqgan"
 
 
 def _frozen_text_encoder(recipe: Recipe) -> MiniLMTextEncoder:

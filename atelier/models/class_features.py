@@ -1,0 +1,80 @@
+"""A feature network for real pictures, trained here to name them: the Inception of their FID.
+
+FID and KID need features that summarise what matters in a picture. Inception's are those of
+an ImageNet classifier; with no such weights here, this network is trained on a real set's own
+labels, one linear head per labelling (for emoji: which emoji it is, and its category), and the
+features are the layer before the heads. Pictures of names it never saw still land where
+similar pictures do, as ImageNet features serve pictures of other classes.
+
+Notation: B images, S = ``image_size``; three stages of two 3x3 convolutions (the second of
+stride 2) take (B, 3, S, S) to (B, C3, S / 8, S / 8), a linear layer makes the features
+(B, F), and head k the logits (B, K_k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ClassFeatureConfig:
+    """Sizes: ``image_size`` (a multiple of 8), the three stages' ``channels``, the width of the
+    ``features``, and ``classes``, the number of classes of each head (set from the data)."""
+
+    image_size: int = 64
+    channels: tuple[int, int, int] = (32, 64, 128)
+    feature_dim: int = 256
+    classes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if self.image_size < 8 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
+        if len(self.channels) != 3 or min(self.channels) < 8 or any(c % 8 for c in self.channels):
+            raise ValueError(f"channels must be three multiples of 8, got {self.channels}")
+        if self.feature_dim < 1:
+            raise ValueError(f"feature_dim must be positive, got {self.feature_dim}")
+        if any(k < 2 for k in self.classes):
+            raise ValueError(f"every head needs at least 2 classes, got {self.classes}")
+
+
+def _stage(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
+        nn.Conv2d(c_out, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
+    )  # fmt: skip
+
+
+class ClassFeatureNet(nn.Module):
+    """Images (B, 3, S, S) in [-1, 1] -> features (B, F); ``logits`` adds the heads."""
+
+    def __init__(self, config: ClassFeatureConfig) -> None:
+        super().__init__()
+        if not config.classes:
+            raise ValueError("a class feature network needs at least one head (classes)")
+        self.config = config
+        c1, c2, c3 = config.channels
+        self.stages = nn.Sequential(_stage(3, c1), _stage(c1, c2), _stage(c2, c3))
+        side = config.image_size // 8
+        self.features = nn.Sequential(
+            nn.Flatten(), nn.Linear(c3 * side * side, config.feature_dim), nn.SiLU()
+        )
+        self.heads = nn.ModuleList(nn.Linear(config.feature_dim, k) for k in config.classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.config.image_size
+        if images.ndim != 4 or images.shape[1:] != (3, size, size):
+            raise ValueError(
+                f"the feature network takes (B, 3, {size}, {size}) images, got "
+                f"{tuple(images.shape)}; resize to {size} px first"
+            )
+        return self.features(self.stages(images))  # (B, F)
+
+    def logits(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """One (B, K_k) tensor of logits per head."""
+        features = self(images)
+        return [head(features) for head in self.heads]
