@@ -70,7 +70,8 @@ def train(
     except ValueError as err:
         raise fail(str(err)) from None
     try:
-        # The card records the command that reproduces the model.
+        # The card records the command that reproduces the model: a run resumed in pieces
+        # reproduces as one, so --resume is not part of it.
         words = ["atelier", "train", recipe, *(overrides or [])]
         for flag, value in (
             ("--data", data),
@@ -80,7 +81,6 @@ def train(
             ("--base", base),
         ):
             words += [flag, str(value)] if value is not None else []
-        words += ["--resume"] if resume else []
         command = shlex.join(words + (["--install"] if install else []))
         run_recipe(chosen, out=out, resume=resume, data_dir=data, command=command,
                    replace_shipped=install)  # fmt: skip

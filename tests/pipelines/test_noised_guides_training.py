@@ -14,6 +14,10 @@ TINY = ["data.n=24", "train.batch_size=8", "train.max_steps=2", "train.warmup_st
         "train.checkpoint_every=1", "diffusion_model=tiny"]  # fmt: skip
 
 
+# Both recipes ship a model of their name, so a run installs NAME-local beside it.
+CLIP_NOISED, CLASSIFIER = "shapes-clip-noised-local", "shapes-classifier-noised-local"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, clip_dir, tiny_model_dir):
     home = tmp_path_factory.mktemp("home")
@@ -36,20 +40,20 @@ def trained(tmp_path_factory, clip_dir, tiny_model_dir):
 
 
 def test_both_recipes_install_models_the_registry_loads(trained):
-    for name, kind in (("shapes-clip-noised", "clip-noised"),
-                       ("shapes-classifier-noised", "classifier-noised")):  # fmt: skip
+    for name, kind in ((CLIP_NOISED, "clip-noised"),
+                       (CLASSIFIER, "classifier-noised")):  # fmt: skip
         listed = describe(name)
         assert listed.kind == kind and "guides tiny" in listed.facts.title
         card = (trained / "models" / name / "README.md").read_text()
         assert "t = 750" in card
-    guide = load_model("shapes-classifier-noised")
+    guide = load_model(CLASSIFIER)
     assert guide.space.model == "tiny" and guide.space.latent_shape == (4, 8, 8)
 
 
 def test_they_steer_the_model_they_read_and_refuse_another(trained, tmp_path):
     model = load_model("tiny")
-    for spec in (SteerSpec("classifier", 5.0, "shapes-classifier-noised"),
-                 SteerSpec("clip", 5.0, "shapes-clip-noised")):  # fmt: skip
+    for spec in (SteerSpec("classifier", 5.0, CLASSIFIER),
+                 SteerSpec("clip", 5.0, CLIP_NOISED)):  # fmt: skip
         steered_model = steered(model, spec)
         a = steered_model(["a red circle in the top left", "two blue squares"], seeds=[1, 2])
         b = model(["a red circle in the top left", "two blue squares"], seeds=[1, 2])
@@ -66,6 +70,8 @@ def test_they_steer_the_model_they_read_and_refuse_another(trained, tmp_path):
             "tiny",
             "--classifier-guidance",
             "3",
+            "--classifier-model",
+            CLASSIFIER,
             "-o",
             str(tmp_path),
         ],

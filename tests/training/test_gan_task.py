@@ -175,12 +175,13 @@ def test_train_shapes_gan_then_resume_generate_and_replay(tmp_path, monkeypatch)
     assert [row["step"] for row in rows] == [1, 2, 3] and "d_hard" in rows[0]
     probed = [json.loads(line) for line in (run_dir / "samples" / "samples.jsonl").open()]
     assert "precision" in probed[0] and "recall" in probed[0]
-    card = (tmp_path / "home" / "models" / "shapes-gan" / "README.md").read_text()
+    # shapes-gan is shipped, so the run installs shapes-gan-local beside it.
+    card = (tmp_path / "home" / "models" / "shapes-gan-local" / "README.md").read_text()
     assert "collapse probe at step 2" in card and "hard negatives per scene: 1" in card
-    model = load_text_to_image("shapes-gan")
+    model = load_text_to_image("shapes-gan-local")
     assert model.resolution == 32 and model.text_config.kind == "minilm"
     out = tmp_path / "out"
-    made = runner.invoke(app, ["generate", "a red circle", "--model", "shapes-gan", "-n", "2",
+    made = runner.invoke(app, ["generate", "a red circle", "--model", "shapes-gan-local", "-n", "2",
                                "-o", str(out), "--option", "truncation=0.5"])  # fmt: skip
     assert made.exit_code == 0, made.output
     first = sorted(out.glob("*.png"))[0]

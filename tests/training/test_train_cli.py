@@ -69,9 +69,10 @@ def test_vae_then_ldm_then_resume_then_generate(tmp_path, monkeypatch):
     card = (tmp_path / "models" / "shapes-ldm" / "README.md").read_text()
     assert "Training CPU time" in card
     assert "Replaces the shipped shapes-ldm in this user's models folder" in card
-    # The card reproduces the model with the command as typed (not the test runner's argv).
+    # The card reproduces the model with the command as typed (not the test runner's argv),
+    # less --resume: a run resumed in pieces reproduces as one.
     typed = shlex.join(["atelier", "train", "shapes-ldm", *ldm, "train.max_steps=3",
-                        "--resume", "--install"])  # fmt: skip
+                        "--install"])  # fmt: skip
     assert f"- Reproduce: `{typed}`" in card
     # The placeholder sits under the heading `atelier eval --card` replaces.
     from atelier.kinds.card import SHAPES_BENCH_HEADING as CARD_HEADING
