@@ -18,6 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from atelier.models.conv_trunk import (
+    check_images,
+    check_trunk,
+    downsampling_stages,
+    feature_layer,
+)
+
 
 @dataclass(frozen=True)
 class ClassFeatureConfig:
@@ -32,21 +39,9 @@ class ClassFeatureConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "classes", tuple(self.classes))
-        if self.image_size < 8 or self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
-        if len(self.channels) != 3 or min(self.channels) < 8 or any(c % 8 for c in self.channels):
-            raise ValueError(f"channels must be three multiples of 8, got {self.channels}")
-        if self.feature_dim < 1:
-            raise ValueError(f"feature_dim must be positive, got {self.feature_dim}")
+        check_trunk(self.image_size, self.channels, self.feature_dim)
         if any(k < 2 for k in self.classes):
             raise ValueError(f"every head needs at least 2 classes, got {self.classes}")
-
-
-def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-        nn.Conv2d(c_out, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-    )  # fmt: skip
 
 
 class ClassFeatureNet(nn.Module):
@@ -57,21 +52,14 @@ class ClassFeatureNet(nn.Module):
         if not config.classes:
             raise ValueError("a class feature network needs at least one head (classes)")
         self.config = config
-        c1, c2, c3 = config.channels
-        self.stages = nn.Sequential(_stage(3, c1), _stage(c1, c2), _stage(c2, c3))
-        side = config.image_size // 8
-        self.features = nn.Sequential(
-            nn.Flatten(), nn.Linear(c3 * side * side, config.feature_dim), nn.SiLU()
-        )
+        self.stages = nn.Sequential(*downsampling_stages(3, config.channels))
+        self.features = feature_layer(config.channels[-1], config.image_size // 8,
+                                      config.feature_dim)  # fmt: skip
         self.heads = nn.ModuleList(nn.Linear(config.feature_dim, k) for k in config.classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
-        if images.ndim != 4 or images.shape[1:] != (3, size, size):
-            raise ValueError(
-                f"the feature network takes (B, 3, {size}, {size}) images, got "
-                f"{tuple(images.shape)}; resize to {size} px first"
-            )
+        check_images(images, 3, size, "the feature network", f"resize to {size} px first")
         return self.features(self.stages(images))  # (B, F)
 
     def logits(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -18,6 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from atelier.models.conv_trunk import (
+    check_images,
+    check_trunk,
+    downsampling_stages,
+    feature_layer,
+)
+
 N_DIGITS = 10
 
 
@@ -33,21 +40,9 @@ class DigitClassifierConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
-        if self.image_size < 8 or self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
-        if len(self.channels) != 3 or min(self.channels) < 8 or any(c % 8 for c in self.channels):
-            raise ValueError(f"channels must be three multiples of 8, got {self.channels}")
-        if self.feature_dim < 1:
-            raise ValueError(f"feature_dim must be positive, got {self.feature_dim}")
+        check_trunk(self.image_size, self.channels, self.feature_dim)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-
-def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-        nn.Conv2d(c_out, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-    )  # fmt: skip
 
 
 class DigitClassifier(nn.Module):
@@ -56,23 +51,17 @@ class DigitClassifier(nn.Module):
     def __init__(self, config: DigitClassifierConfig) -> None:
         super().__init__()
         self.config = config
-        c1, c2, c3 = config.channels
-        self.stages = nn.Sequential(_stage(1, c1), _stage(c1, c2), _stage(c2, c3))
-        side = config.image_size // 8
-        self.to_features = nn.Sequential(
-            nn.Flatten(), nn.Linear(c3 * side * side, config.feature_dim), nn.SiLU()
-        )
+        self.stages = nn.Sequential(*downsampling_stages(1, config.channels))
+        self.to_features = feature_layer(config.channels[-1], config.image_size // 8,
+                                         config.feature_dim)  # fmt: skip
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.feature_dim, N_DIGITS)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, F) features of (B, 1, S, S) images."""
         size = self.config.image_size
-        if images.ndim != 4 or images.shape[1:] != (1, size, size):
-            raise ValueError(
-                f"the digit classifier takes (B, 1, {size}, {size}) grayscale images, got "
-                f"{tuple(images.shape)}; convert and resize first (eval/digits.py does)"
-            )
+        check_images(images, 1, size, "the digit classifier (grayscale)",
+                     "convert and resize first (eval/digits.py does)")  # fmt: skip
         return self.to_features(self.stages(images))  # (B, F)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from atelier.models.conv_trunk import check_images, downsampling_stages, feature_layer
 from atelier.shapes.world import COLORS, SHAPES, SceneSpec
 
 SIZES = ("small", "large")
@@ -55,28 +56,17 @@ class ShapesFeatureNet(nn.Module):
     def __init__(self, config: ShapesFeatureConfig) -> None:
         super().__init__()
         self.config = config
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in config.channels:
-            layers += [
-                nn.Conv2d(c_in, c, 3, padding=1), nn.GroupNorm(8, c), nn.SiLU(),
-                nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU(),
-            ]  # fmt: skip
-            c_in = c
-        self.convs = nn.Sequential(*layers)
-        side = config.image_size // 8
-        self.features = nn.Sequential(
-            nn.Flatten(), nn.Linear(c_in * side * side, config.feature_dim), nn.SiLU()
-        )
+        # The stages' layers in one flat Sequential (convs.0 .. convs.17): the keys of the
+        # feature networks trained before the trunk was shared.
+        stages = downsampling_stages(3, config.channels)
+        self.convs = nn.Sequential(*(layer for stage in stages for layer in stage))
+        self.features = feature_layer(config.channels[-1], config.image_size // 8,
+                                      config.feature_dim)  # fmt: skip
         self.heads = nn.Linear(config.feature_dim, N_CELLS * N_CLASSES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
-        if images.ndim != 4 or images.shape[1:] != (3, size, size):
-            raise ValueError(
-                f"the feature network takes (B, 3, {size}, {size}) images, got "
-                f"{tuple(images.shape)}; resize to {size} px first"
-            )
+        check_images(images, 3, size, "the feature network", f"resize to {size} px first")
         return self.features(self.convs(images))  # (B, F)
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
