@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/steering.py [--model shapes-ldm-minilm]
         [--every 12] [--samples 1] [--clip-scales 100,1000] [--clip-model shapes-clip]
         [--noised-clip-model NAME] [--classifier-model NAME] [--classifier-scales 3,10]
-        [--vqgan-iterations 150] [--no-vqgan] [--json OUT]
+        [--max-shift 1.0] [--vqgan-iterations 150] [--no-vqgan] [--json OUT]
 
 Arms, each on the same prompts (every K-th of shapes-bench) and seeds: the model with its own
 CFG; the same with CLIP guidance through x_0 at each scale; with a noised CLIP's guidance and with
@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--noised-clip-scales", default="3")
     parser.add_argument("--classifier-model", default=None)
     parser.add_argument("--classifier-scales", default="3")
+    parser.add_argument(
+        "--max-shift", type=float, default=1.0, help="every guided arm's cap on x_0's RMS change"
+    )
     parser.add_argument("--tokenizer", default="shapes-vqgan")
     parser.add_argument("--vqgan-iterations", type=int, default=150)
     parser.add_argument("--no-vqgan", action="store_true")
@@ -84,14 +87,23 @@ def main() -> None:
     score = clip_scorer(load_clip(args.score_clip or args.clip_model))
     arm0 = "CFG" if options.guidance else "uncond"
     arms = [(f"{arm0} alone", model)]
+    cap = {"max_shift": args.max_shift}
     for s in (float(v) for v in args.clip_scales.split(",") if v):
-        arms.append((f"{arm0} + CLIP {s:g}", steered(model, SteerSpec("clip", s, args.clip_model))))
+        arms.append(
+            (
+                f"{arm0} + CLIP {s:g}",
+                steered(model, SteerSpec("clip", s, args.clip_model, **cap)),
+            )
+        )
     if args.noised_clip_model:
         for s in (float(v) for v in args.noised_clip_scales.split(",")):
             arms.append(
                 (
                     f"{arm0} + noised CLIP {s:g}",
-                    steered(model, SteerSpec("clip", s, args.noised_clip_model)),
+                    steered(
+                        model,
+                        SteerSpec("clip", s, args.noised_clip_model, **cap),
+                    ),
                 )
             )
     if args.classifier_model:
@@ -99,7 +111,10 @@ def main() -> None:
             arms.append(
                 (
                     f"{arm0} + classifier {s:g}",
-                    steered(model, SteerSpec("classifier", s, args.classifier_model)),
+                    steered(
+                        model,
+                        SteerSpec("classifier", s, args.classifier_model, **cap),
+                    ),
                 )
             )
     if not args.no_vqgan:

@@ -45,6 +45,9 @@ class SteerSpec:
     cut_power: float = 1.0
     tv_scale: float = 0.0
     range_scale: float = 50.0
+    # Each step's cap on the RMS change of x_0, every method's (docs/steering.md: for the
+    # noise-aware guides the lever that matters); recorded, so replay does not hang on a default.
+    max_shift: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in ("clip", "classifier"):
@@ -60,6 +63,11 @@ class SteerSpec:
                 or not 1 <= self.cutouts <= MAX_CUTOUTS:  # fmt: skip
             raise ValueError(f"cutouts must be an integer in [1, {MAX_CUTOUTS}], "
                              f"got {self.cutouts!r}")  # fmt: skip
+        shift = self.max_shift
+        if isinstance(shift, bool) or not isinstance(shift, int | float) \
+                or not math.isfinite(shift) or not 0 < shift <= MAX_SCALE:  # fmt: skip
+            raise ValueError(f"max-shift must be a number in (0, {MAX_SCALE:g}], "
+                             f"got {self.max_shift!r}")  # fmt: skip
         if not (isinstance(self.cut_power, int | float) and 0 < self.cut_power <= 10):
             raise ValueError(f"cut-power must be in (0, 10], got {self.cut_power!r}")
 
@@ -91,14 +99,17 @@ def steered(model: Any, spec: SteerSpec, *, device: str = "cpu") -> SteeredText2
         options = CLIPGuidanceOptions(
             scale=spec.scale, tv_scale=spec.tv_scale, range_scale=spec.range_scale,
             cutouts=CutoutOptions(count=spec.cutouts, cut_power=spec.cut_power),
+            max_shift=spec.max_shift,
         )  # fmt: skip
         steer = clip_steer(guide, options)
     elif spec.method == "clip" and isinstance(guide, TrainedNoisedCLIP):
         check_space(pipe, guide.space, guide.name)
-        steer = noised_clip_steer(guide.model, guide.space, spec.scale, who=guide.name)
+        steer = noised_clip_steer(guide.model, guide.space, spec.scale, who=guide.name,
+                                  max_shift=spec.max_shift)  # fmt: skip
     elif spec.method == "classifier" and isinstance(guide, TrainedClassifier):
         check_space(pipe, guide.space, guide.name)
-        steer = classifier_steer(guide.classifier, guide.space, spec.scale, who=guide.name)
+        steer = classifier_steer(guide.classifier, guide.space, spec.scale, who=guide.name,
+                                 max_shift=spec.max_shift)  # fmt: skip
     else:
         wanted = ("a CLIP or noised CLIP model (shapes-clip, shapes-clip-noised)"
                   if spec.method == "clip" else "a noise-aware classifier "

@@ -63,6 +63,31 @@ def test_a_steered_prompt_takes_its_lora_tags(clip_dir, tmp_path, monkeypatch):
     assert not any(n.attached for n in model.loras.values())  # detached afterwards
 
 
+def test_the_cap_on_x0s_shift_reaches_the_guide_and_the_record(clip_dir, tmp_path, monkeypatch):
+    """SteerSpec.max_shift is what the guidance caps each step at (a vanishing cap leaves the
+    plain model's pixels within one level), and the record keeps it for replay."""
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
+    model = tiny_model()
+    plain = pixels(model(PROMPTS[:2], seeds=[5, 6]))
+    capped = steered(model, SteerSpec("clip", 3000.0, str(clip_dir), max_shift=1e-9))
+    assert capped.record["max_shift"] == 1e-9
+    assert SteerSpec.from_record(capped.record) == SteerSpec("clip", 3000.0, str(clip_dir),
+                                                             max_shift=1e-9)  # fmt: skip
+
+    def gap(images):  # mean absolute difference from the plain model's pixels
+        return np.mean(
+            [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(images, plain)]
+        )
+
+    held = gap(pixels(capped(PROMPTS[:2], seeds=[5, 6])))
+    uncapped = steered(model, SteerSpec("clip", 3000.0, str(clip_dir)))  # the default, 1.0
+    free = gap(pixels(uncapped(PROMPTS[:2], seeds=[5, 6])))
+    assert held < 0.1 * free
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="max-shift must be a number"):
+            SteerSpec("clip", 3.0, "c", max_shift=bad)
+
+
 def test_steering_needs_a_guide_of_the_right_kind(clip_dir, tiny_model_dir):
     model = tiny_model()
     with pytest.raises(ValueError, match="needs a noise-aware classifier .* is a CLIP model"):
@@ -108,7 +133,7 @@ def test_generate_steers_records_and_replays(tiny_installed, clip_dir, tmp_path)
     params = read_params(png)
     assert params.extra["steer"] == {"method": "clip", "scale": 500.0, "model": str(clip_dir),
                                      "cutouts": 3, "cut_power": 1.0, "tv_scale": 0.0,
-                                     "range_scale": 50.0}  # fmt: skip
+                                     "range_scale": 50.0, "max_shift": 1.0}  # fmt: skip
     again = run("replay", png)
     assert again.exit_code == 0 and "pixels match" in again.output, again.output
 
