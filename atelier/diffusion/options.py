@@ -4,7 +4,7 @@ and every command may override (steps, guidance, sampler, timestep spacing)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from atelier.diffusion.samplers import SamplerName, get_sampler
@@ -15,13 +15,13 @@ from atelier.diffusion.schedules import TimestepSpacing
 class SamplingOptions:
     """How to sample; the defaults are the model's own unless overridden."""
 
-    steps: int = 20
+    steps: int = field(default=20, metadata={"minimum": 1})
     guidance: float = 3.0
     sampler: SamplerName = "dpmpp_2m"
     spacing: TimestepSpacing = "trailing"
     karras: bool = False
     # phi of guidance rescale (Lin et al. 2024), diffusers' ``guidance_rescale``: 0 = plain CFG.
-    guidance_rescale: float = 0.0
+    guidance_rescale: float = field(default=0.0, metadata={"minimum": 0.0, "maximum": 1.0})
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:

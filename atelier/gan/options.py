@@ -4,7 +4,7 @@ override (``--option truncation=0.7``, the API's ``options`` map, the page)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,7 @@ class GANOptions:
     """``truncation`` psi in [0, 1]: the noise z scaled toward its mean (``gan/noise.py``);
     1 samples as trained, 0 gives the same image for every seed."""
 
-    truncation: float = 1.0
+    truncation: float = field(default=1.0, metadata={"minimum": 0.0, "maximum": 1.0})
 
     def __post_init__(self) -> None:
         psi = self.truncation

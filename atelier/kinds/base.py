@@ -129,6 +129,11 @@ class OptionSpec:
     type: str  # "int", "float", "bool" or "str"
     default: Any
     choices: tuple[str, ...] | None = None
+    # A number's inclusive bounds, where the options dataclass's field states them in its
+    # metadata (``field(default=1.0, metadata={"minimum": 0.0, "maximum": 1.0})``).
+    minimum: float | None = None
+    maximum: float | None = None
+
 
 
 def _base_type(annotation: Any) -> tuple[type, tuple[str, ...] | None]:
@@ -147,7 +152,8 @@ def option_specs(options_type: type) -> tuple[OptionSpec, ...]:
     specs = []
     for f in dataclasses.fields(options_type):
         base, choices = _base_type(hints[f.name])
-        specs.append(OptionSpec(f.name, base.__name__, getattr(defaults, f.name), choices))
+        specs.append(OptionSpec(f.name, base.__name__, getattr(defaults, f.name), choices,
+                                f.metadata.get("minimum"), f.metadata.get("maximum")))
     return tuple(specs)
 
 

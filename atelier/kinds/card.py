@@ -117,3 +117,44 @@ def with_note(card: str, note: str) -> str:
     title, _, rest = card.partition("\n\n")
     first, _, body = rest.partition("\n\n")
     return f"{title}\n\n{first}\n\n{note}\n\n{body}"
+
+
+# A card's shapes-bench table's last row: accuracy with its interval on seen, held-out and all
+# prompts, e.g. ``overall    0.74 [0.70,0.79]    0.21 [0.15,0.27]    0.61 [0.57,0.65]``.
+_OVERALL = re.compile(r"^overall\s+(\S+ \[\S+\])\s+(\S+ \[\S+\])\s+(\S+ \[\S+\])\s*$", re.MULTILINE)
+SUMMARY_CHARS = 240
+
+
+def card_summary(folder: Path) -> str:
+    """The first paragraph of a model folder's card (the line under its title), on one line,
+    cut at a sentence end near :data:`SUMMARY_CHARS`; "" without a card."""
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return ""
+    paragraphs = [p for p in card.read_text().split("\n\n") if p.strip()]
+    body = [p for p in paragraphs if not p.lstrip().startswith("#")]
+    text = " ".join(body[0].split()) if body else ""
+    if len(text) <= SUMMARY_CHARS:
+        return text
+    cut = text.rfind(". ", 0, SUMMARY_CHARS)
+    return text[: cut + 1] if cut > 0 else text[: SUMMARY_CHARS - 1] + "…"
+
+
+def card_figures(folder: Path) -> list[tuple[str, str]]:
+    """The headline figures a model folder's card states, as (name, value) pairs: shapes-bench
+    accuracy over all prompts and over held-out ones (with 95% intervals), and training CPU
+    hours. A figure the card does not state is left out."""
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return []
+    text = card.read_text()
+    figures = []
+    start = text.find(SHAPES_BENCH_HEADING)
+    match = _OVERALL.search(text, start) if start >= 0 else None
+    if match:
+        _, held_out, every = (m.replace(",", ", ") for m in match.groups())
+        figures += [("shapes-bench accuracy", every), ("on held-out prompts", held_out)]
+    hours = cpu_hours_in_card(Path(folder))
+    if hours is not None:
+        figures.append(("training", f"{hours:.2f} CPU-h"))
+    return figures

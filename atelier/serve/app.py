@@ -33,15 +33,17 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
 from atelier.kinds.adapters import installed_adapters
-from atelier.kinds.folder import resolve
-from atelier.kinds.registry import describe, list_models
+from atelier.kinds.card import card_figures, card_summary
+from atelier.kinds.folder import read_config, resolve
+from atelier.kinds.registry import Listed, describe, list_models
 from atelier.serve.errors import problem, public_message, public_problems
 from atelier.serve.jobs import Job, JobQueue, QueueFull
 from atelier.serve.middleware import BodyLimit, SecurityHeaders
-from atelier.serve.runners import Models, Refused, Runners, ServeSettings
+from atelier.serve.runners import Models, Refused, Runners, ServeSettings, serves
 from atelier.serve.schemas import (
     AdapterInfo,
     ErrorBody,
+    Figure,
     Img2ImgRequest,
     InpaintRequest,
     JobCreated,
@@ -73,6 +75,10 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         title="atelier",
         version="1",
         description="Text-to-image generation and editing on a CPU: a bounded job queue.",
+        # FastAPI's Swagger UI and ReDoc load from a CDN, blank offline: /docs is our own page,
+        # drawn from /openapi.json by a script shipped in the package.
+        docs_url=None,
+        redoc_url=None,
         # 400: a body that is not JSON at all (FastAPI's own answer).
         responses={
             **auth_docs,
@@ -310,27 +316,30 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             raise HTTPException(404, "no such image")
         return FileResponse(path, media_type="image/png")
 
+    def model_info(m: Listed, default: Path) -> ModelInfo:
+        own = m.facts.defaults
+        options = [OptionInfo(**{**asdict(o), "default": getattr(own, o.name, o.default)})
+                   for o in m.facts.options]  # fmt: skip
+        does = serves(read_config(m.path))
+        return ModelInfo(
+            name=m.name, kind=m.kind, title=m.facts.title, resolution=m.facts.resolution,
+            text_to_image=m.facts.text_to_image, default=m.path.resolve() == default,
+            options=options, tasks=list(does.tasks), loras=does.loras,
+            inpaint_method=does.inpaint_method, summary=card_summary(m.path),
+            figures=[Figure(name=k, value=v) for k, v in card_figures(m.path)],
+        )  # fmt: skip
+
     @app.get("/v1/models", response_model=list[ModelInfo], dependencies=guarded)
     def list_models_() -> list[ModelInfo]:
         """Every installed model with its kind, from the registry (and the server's default,
-        which may be a folder of no known name); text-to-image models carry the options their
-        kind takes (the page shows only those)."""
+        which may be a folder of no known name): the options its kind takes with this model's
+        defaults and bounds, the endpoints that take it, and its card's summary and headline
+        figures (the page's model picker shows these)."""
         listed = list_models()
         default = resolve(settings.model).resolve()
         if all(m.path.resolve() != default for m in listed):
             listed.insert(0, describe(default))
-        return [
-            ModelInfo(
-                name=m.name,
-                kind=m.kind,
-                title=m.facts.title,
-                resolution=m.facts.resolution,
-                text_to_image=m.facts.text_to_image,
-                default=m.path.resolve() == default,
-                options=[OptionInfo(**asdict(o)) for o in m.facts.options],
-            )  # fmt: skip
-            for m in listed
-        ]
+        return [model_info(m, default) for m in listed]
 
     @app.get("/v1/adapters", response_model=list[AdapterInfo], dependencies=guarded)
     def adapters() -> list[AdapterInfo]:
@@ -346,5 +355,10 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> Response:
         return HTMLResponse((STATIC / "index.html").read_text())
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> Response:
+        """The API reference, drawn from /openapi.json by the page itself (works offline)."""
+        return HTMLResponse((STATIC / "docs.html").read_text())
 
     return app

@@ -20,8 +20,6 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
-# FastAPI's Swagger UI and ReDoc load their scripts from a CDN: the policy would blank them.
-CSP_EXEMPT = ("/docs", "/redoc")
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -79,10 +77,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
         extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-        if not any(path == p or path.startswith(p + "/") for p in CSP_EXEMPT):
-            extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+        extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

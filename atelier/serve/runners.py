@@ -45,6 +45,33 @@ class ServeSettings:
     inline_images: bool = False  # also return each PNG as base64 in the job view
 
 
+@dataclass(frozen=True)
+class Serves:
+    """What the server does with a model, from its config.json alone: the endpoints that take
+    it, whether LoRA tags apply, and how it inpaints."""
+
+    tasks: tuple[str, ...] = ()
+    loras: bool = False
+    inpaint_method: str | None = None
+
+
+def serves(config: dict[str, Any]) -> Serves:
+    """What the server does with a model folder of this ``config`` (see :meth:`Runners.check`,
+    which refuses the rest): a diffusion model draws and edits, or, with an inpainting UNet
+    (the mask and the masked image as extra inputs: 2 C + 1 channels), only inpaints."""
+    kind = config.get("kind")
+    if kind in ("latent", "pixel"):
+        unet = config.get("unet") or {}
+        if unet.get("in_channels") == 2 * unet.get("out_channels", 0) + 1:
+            return Serves(("inpaint",), loras=True, inpaint_method="trained")
+        return Serves(("txt2img", "img2img", "inpaint", "outpaint"), loras=True,
+                      inpaint_method="masked")  # fmt: skip
+    if kind in ("dalle", "maskgit"):
+        return Serves(("txt2img", "inpaint", "outpaint"), inpaint_method="masked")
+    return {"gan": Serves(("txt2img",)), "unclip": Serves(("txt2img", "variations")),
+            "upscaler": Serves(("upscale",))}.get(kind, Serves())  # fmt: skip
+
+
 class Refused(ValueError):
     """A request its model cannot serve, found before it is queued; ``field`` is the body field
     to blame."""

@@ -313,11 +313,21 @@ class JobCreated(BaseModel):
     events_url: str
 
 
+Task = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "variations"]
+
+
 class OptionInfo(BaseModel):
     name: str
     type: Literal["int", "float", "bool", "str"]
-    default: OptionValue
+    default: OptionValue = Field(description="This model's own default (its folder's).")
     choices: list[str] | None = None
+    minimum: float | None = Field(None, description="Inclusive lower bound of a number.")
+    maximum: float | None = Field(None, description="Inclusive upper bound of a number.")
+
+
+class Figure(BaseModel):
+    name: str = Field(description="What is measured, e.g. 'shapes-bench accuracy'.")
+    value: str = Field(description="As the model card states it, e.g. '0.61 [0.57, 0.65]'.")
 
 
 class ModelInfo(BaseModel):
@@ -328,6 +338,13 @@ class ModelInfo(BaseModel):
     text_to_image: bool = False
     default: bool = Field(False, description="The model requests get when they name none.")
     options: list[OptionInfo] = Field([], description="The sampling options its kind takes.")
+    tasks: list[Task] = Field([], description="The endpoints (by name) that take this model.")
+    loras: bool = Field(False, description="Whether <lora:NAME:WEIGHT> tags apply to it.")
+    inpaint_method: Literal["masked", "trained"] | None = Field(
+        None, description="The inpaint method it takes, if it inpaints."
+    )
+    summary: str = Field("", description="The first paragraph of its model card.")
+    figures: list[Figure] = Field([], description="Headline figures from its model card.")
 
 
 class AdapterInfo(BaseModel):

@@ -4,7 +4,7 @@ override (``--option temperature=0.9``, the API's ``options`` map, the page)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from atelier.tokens.masked import ScheduleName, get_schedule
 
@@ -27,9 +27,9 @@ class AutoregressiveOptions:
     """DALL-E sampling: temperature (0: greedy), top-k (0: off), top-p (1: off), and the
     classifier-free guidance scale on logits (1: the conditional model alone)."""
 
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    temperature: float = field(default=1.0, metadata={"minimum": 0.0})
+    top_k: int = field(default=0, metadata={"minimum": 0})
+    top_p: float = field(default=1.0, metadata={"minimum": 0.0, "maximum": 1.0})
     guidance: float = 3.0
 
     def __post_init__(self) -> None:
@@ -61,10 +61,10 @@ class MaskedOptions:
     the noise on the confidence that picks which tokens to keep (``choice_temperature``,
     annealed to 0 over the steps; 0: the most confident strictly), and the mask schedule."""
 
-    steps: int = 12
-    temperature: float = 1.0
+    steps: int = field(default=12, metadata={"minimum": 1})
+    temperature: float = field(default=1.0, metadata={"minimum": 0.0})
     guidance: float = 3.0
-    choice_temperature: float = 4.5
+    choice_temperature: float = field(default=4.5, metadata={"minimum": 0.0})
     schedule: ScheduleName = "cosine"
 
     def __post_init__(self) -> None:

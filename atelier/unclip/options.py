@@ -4,7 +4,7 @@ stores as its defaults and every command may override (``--steps``, ``--option p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from atelier.diffusion.samplers import SamplerName, get_sampler, network_evaluations
 
@@ -24,10 +24,10 @@ class UnCLIPOptions:
     the prior draws two embeddings per image and keeps the one closer to the caption
     (``two_sample_pick``, DALL-E 2's choice; off: one draw)."""
 
-    steps: int = 25
+    steps: int = field(default=25, metadata={"minimum": 1})
     guidance: float = 3.0
     sampler: SamplerName = "dpmpp_2m"
-    prior_steps: int = 25
+    prior_steps: int = field(default=25, metadata={"minimum": 1})
     prior_guidance: float = 4.0
     prior_sampler: SamplerName = "ddim"
     two_sample_pick: bool = True
