@@ -135,7 +135,6 @@ class OptionSpec:
     maximum: float | None = None
 
 
-
 def _base_type(annotation: Any) -> tuple[type, tuple[str, ...] | None]:
     if typing.get_origin(annotation) is typing.Literal:
         return str, tuple(str(a) for a in typing.get_args(annotation))
@@ -152,8 +151,8 @@ def option_specs(options_type: type) -> tuple[OptionSpec, ...]:
     specs = []
     for f in dataclasses.fields(options_type):
         base, choices = _base_type(hints[f.name])
-        specs.append(OptionSpec(f.name, base.__name__, getattr(defaults, f.name), choices,
-                                f.metadata.get("minimum"), f.metadata.get("maximum")))
+        bounds = (f.metadata.get("minimum"), f.metadata.get("maximum"))
+        specs.append(OptionSpec(f.name, base.__name__, getattr(defaults, f.name), choices, *bounds))
     return tuple(specs)
 
 

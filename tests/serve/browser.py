@@ -130,14 +130,15 @@ def serving(settings):
         thread.join(timeout=5)
 
 
-def shoot(page, name: str) -> None:
-    """Full-page screenshots of ``page`` at a desktop's and a phone's width, and a check that
-    neither scrolls sideways; the viewport is left at the desktop's."""
+def shoot(page, name: str, *, full_page: bool = True) -> None:
+    """Screenshots of ``page`` (the whole page, or the first screen) at a desktop's and a
+    phone's width, and a check that neither scrolls sideways; the viewport is left at the
+    desktop's."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     for label, width in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": 900})
         page.wait_for_timeout(100)  # a frame for the layout to settle
         wide = page.evaluate("document.documentElement.scrollWidth")
         assert wide <= width, f"{name} scrolls sideways at {width} px ({wide} px wide)"
-        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=full_page)
     page.set_viewport_size({"width": WIDTHS["desktop"], "height": 900})
