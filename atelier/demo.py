@@ -1,8 +1,9 @@
 """``make demo``: generate a seen and a held-out shapes-bench prompt per category; judge them.
 
 With the shipped default model (``atelier/weights/shapes-ldm-minilm``) the images are generated from
-text; each is judged against its prompt, and all are tiled into ``out/demo/grid.png`` beside one
-PNG per prompt (each carrying its generation parameters). Without a trained model, the demo
+text; each is judged against its prompt, and all are tiled into ``out/demo/grid.png`` (each tile
+under its prompt and verdict, framed green for a pass and red for a fail) beside one PNG per
+prompt (each carrying its generation parameters). Without a trained model, the demo
 renders the prompts exactly instead, so the world and its judge can still be seen.
 
 Unlike ``atelier generate``, which never overwrites an image, the demo rewrites its own fixed
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from atelier.eval.grid import Tile, labelled_grid
 from atelier.kinds.default import DEFAULT_MODEL
 from atelier.kinds.folder import resolve
 from atelier.kinds.registry import load_text_to_image
@@ -79,13 +81,15 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError:
         tiles, how = rendered(picks, args.output, args.seed), "rendered exactly (no trained model)"
     print(f"{'category':<18} {'split':<9} {'verdict':<7} prompt")
+    labelled = []
     for bp, px in zip(picks, tiles):
-        mark = "PASS" if judge(px, bp.spec).passed else "FAIL"
+        passed = judge(px, bp.spec).passed
+        mark = "PASS" if passed else "FAIL"
         print(f"{bp.category:<18} {bp.split:<9} {mark:<7} {bp.prompt}")
-    cols = 7
-    rows = [np.concatenate(tiles[r : r + cols], axis=1) for r in range(0, len(tiles), cols)]
+        split = bp.split.replace("_", "-")
+        labelled.append(Tile(px, (bp.prompt, f"{mark} · {bp.category}, {split}"), passed))
     grid = args.output / "grid.png"
-    Image.fromarray(np.concatenate(rows, axis=0)).save(grid)
+    labelled_grid(labelled, cols=7, title=f"make demo: {how}, seeds from {args.seed}").save(grid)
     seconds = time.perf_counter() - began
     print(f"\n{len(picks)} prompts {how} and judged in {seconds:.1f} s; grid: {grid}")
 
