@@ -98,7 +98,7 @@ def _pictures(cells, axes, output: Path, stem: str, table: str) -> None:
     from atelier.eval.html import table as html_table
     from atelier.eval.sweep import grid_png, heatmaps
 
-    grid = grid_png(cells)
+    grid = grid_png(cells, title=f"sweep: {stem}")
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     write_atomic(output / f"{stem}-grid.png", buffer.getvalue())

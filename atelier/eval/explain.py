@@ -19,13 +19,17 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from atelier.atomic import write_atomic
 from atelier.data.base import tensor_to_array
 from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.samplers import StepInfo
+from atelier.eval.grid import Tile, labelled_grid
 from atelier.pipelines.text2image import Text2Image
+
+# A filmstrip wraps after this many frames: 40 steps make 4 rows, not one 5,120 px strip.
+FILMSTRIP_COLS = 10
 
 
 class Column(Protocol):
@@ -74,28 +78,14 @@ def reverse_process(
     return image, frames
 
 
-def filmstrip(frames: Sequence[Column], *, scale: int = 2) -> Image.Image:
-    """One column per frame: its tiles top to bottom (for diffusion x_t above x_0), each
-    enlarged ``scale`` times, over a caption row in PIL's default font. A column is widened,
-    its tiles centred, where the caption is wider than they are (tiny test images)."""
-    font = ImageFont.load_default()
-    line, pad = font.getbbox("Ag")[3] + 2, 2
-    lines = max(len(f.caption) for f in frames)
-    tile_w = max(t.shape[1] for f in frames for t in f.tiles) * scale
-    text_w = max(math.ceil(font.getlength(text)) for f in frames for text in f.caption)
-    width = max(tile_w, text_w + 2 * pad)
-    pictures = [np.concatenate(f.tiles, axis=0) for f in frames]
-    height = max(p.shape[0] for p in pictures) * scale
-    strip = Image.new("RGB", (width * len(frames), height + lines * line + 2 * pad), "white")
-    draw = ImageDraw.Draw(strip)
-    for k, (frame, picture) in enumerate(zip(frames, pictures)):
-        tile = Image.fromarray(picture)
-        tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
-        strip.paste(tile, (k * width + (width - tile.width) // 2, 0))
-        for j, text in enumerate(frame.caption):
-            x = k * width + (width - font.getlength(text)) / 2
-            draw.text((x, height + pad + j * line), text, fill="black", font=font)
-    return strip
+def filmstrip(
+    frames: Sequence[Column], *, scale: int = 2, cols: int = FILMSTRIP_COLS
+) -> Image.Image:
+    """The frames in rows of at most ``cols``, left to right: a frame's tiles top to bottom
+    (for diffusion x_t above x_0), each enlarged ``scale`` times with nearest-neighbour
+    resampling, over its caption naming its step (``eval/grid.py`` lays them out)."""
+    tiles = [Tile(np.concatenate(f.tiles, axis=0), tuple(f.caption)) for f in frames]
+    return labelled_grid(tiles, cols=min(cols, len(tiles)), scale=scale)
 
 
 def save_explanation(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from atelier.eval.grid import Tile, labelled_grid
 from atelier.eval.shapes_bench import Accuracy, Judged, generate_and_judge, summarize
 from atelier.kinds.base import TextToImage, network_evaluations, option_specs, with_options
 from atelier.shapes.bench import BenchPrompt
@@ -143,17 +144,26 @@ def _count(nfe: int | None) -> str:
     return "-" if nfe is None else str(nfe)
 
 
-def grid_png(cells: Sequence[Cell], *, label_width: int = 0) -> Image.Image:
-    """One row per cell holding its kept images side by side (cells in table order)."""
-    rows = [np.concatenate([np.asarray(im.convert("RGB")) for im in c.images], axis=1)
-            for c in cells if c.images]  # fmt: skip
-    if not rows:
+def grid_png(cells: Sequence[Cell], *, title: str | None = None) -> Image.Image:
+    """One row per cell holding its kept images side by side (cells in table order), labelled
+    as an X/Y plot: each row by its settings and accuracy, each tile by its prompt and the
+    judge's verdict (framed green or red)."""
+    kept = [c for c in cells if c.images]
+    if not kept:
         raise ValueError("no cell kept any image")
-    width = max(r.shape[1] for r in rows)
-    padded = [
-        np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows
-    ]
-    return Image.fromarray(np.concatenate(padded, axis=0))
+    cols = max(len(c.images) for c in kept)
+    tiles, labels = [], []
+    for c in kept:
+        for image, judged in zip(c.images, c.results):
+            verdict = "PASS" if judged.passed else "FAIL"
+            tiles.append(Tile(image, (judged.prompt, f"{verdict} · seed {judged.seed}"),
+                              judged.passed))  # fmt: skip
+        blank = np.full_like(np.asarray(c.images[0].convert("RGB")), 255)
+        tiles += [Tile(blank)] * (cols - len(c.images))
+        settings = [f"{k}={v}" for k, v in c.settings.items()]
+        score = c.accuracy.get("all")
+        labels.append("\n".join(settings + ([f"all {score.accuracy:.2f}"] if score else [])))
+    return labelled_grid(tiles, cols=cols, row_labels=labels, title=title)
 
 
 def heatmaps(cells: Sequence[Cell], axes: Sequence[Axis], *, metric: str = "all"):

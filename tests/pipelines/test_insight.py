@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.diffusion.options import SamplingOptions
-from atelier.eval.explain import filmstrip, reverse_process
+from atelier.eval.explain import FILMSTRIP_COLS, filmstrip, reverse_process
+from atelier.eval.grid import PAD
 from atelier.eval.inspect import count, tree
 from atelier.eval.token_filling import CHECKER, token_filling
 from atelier.kinds.registry import load_model
@@ -47,12 +48,13 @@ def test_explain_command_writes_filmstrip_and_gif(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     strip_path, gif_path = result.output.split()
     strip = Image.open(strip_path)
-    # 4 steps wide (a caption wider than a tile widens its column), x_t over x_0, enlarged 2x,
-    # over a caption row of two lines.
-    assert strip.width % 4 == 0 and 32 * 2 <= strip.width // 4 < 32 * 2 + 16
-    assert 20 < caption_height(strip, 2 * 32 * 2) < 40
-    tile = np.asarray(strip)[: 2 * 32 * 2, : strip.width // 4]
-    assert (tile != 255).any(axis=(0, 2)).sum() >= 32 * 2  # the tiles fill their column
+    # 4 steps on one row (a caption wider than a tile widens its column), x_t over x_0,
+    # enlarged 2x with nearest-neighbour resampling, over a caption of two lines.
+    assert strip.width % 4 == 0 and 32 * 2 <= strip.width // 4 < 32 * 2 + 48
+    assert 20 < caption_height(strip, PAD + 2 * 32 * 2) < 60
+    tile = np.asarray(strip)[PAD : PAD + 2 * 32 * 2, PAD : PAD + 32 * 2]
+    assert (tile != 255).any(axis=(0, 2)).sum() == 32 * 2  # the tiles fill their place
+    assert (tile[0::2] == tile[1::2]).all()  # each pixel doubled, not blurred
     gif = Image.open(gif_path)
     assert gif.n_frames >= 4
     bad = CliRunner().invoke(app, ["explain", " ", "--model", str(tiny_model_dir)])
@@ -83,7 +85,8 @@ def test_token_filling_shows_the_grid_deciding_its_tokens(kind, options, frames,
     np.testing.assert_array_equal(last.image, np.asarray(image))  # the last frame is the image
     assert last.caption == (f"step {last.step + 1}/{last.total}", "16/16 known")
     strip = filmstrip(out, scale=2)
-    assert strip.width % len(out) == 0 and caption_height(strip, 16 * 2) > 20
+    assert strip.width % min(len(out), FILMSTRIP_COLS) == 0  # rows of at most 10 frames
+    assert caption_height(strip, PAD + 16 * 2) > 20
 
 
 @pytest.mark.parametrize(
@@ -97,8 +100,9 @@ def test_explain_command_shows_a_token_model_filling_its_grid(installed, tmp_pat
     assert result.exit_code == 0, result.output
     strip_path, gif_path = result.output.split()
     strip = Image.open(strip_path)
-    assert strip.width % frames == 0 and strip.width // frames >= 16 * 2
-    assert caption_height(strip, 16 * 2) > 20
+    cols = min(frames, FILMSTRIP_COLS)
+    assert strip.width % cols == 0 and strip.width // cols >= 16 * 2
+    assert caption_height(strip, PAD + 16 * 2) > 20
     gif = Image.open(gif_path)
     # A frame per step kept (the last, held longer, merges into one), each the 16 px grid
     # enlarged 4x; the first mostly grey checker, the last none.

@@ -102,7 +102,8 @@ def test_sweep_command_writes_csv_json_and_table(tiny_model_dir, tmp_path):
     assert report["n_prompts"] == 3 and len(report["cells"]) == 4
     assert "overall" in report["cells"][0]["by_category"]
     grid = Image.open(tmp_path / "tiny-sweep-grid.png")
-    assert grid.size == (3 * 32, 4 * 32)  # a row of the 3 images per cell, 4 cells
+    # A row of the 3 images per cell, 4 cells, each tile enlarged to 128 px over its caption.
+    assert grid.width > 3 * 128 and grid.height > 4 * 128
     assert Image.open(tmp_path / "tiny-sweep-heatmap.png").size[0] > 100
     assert (tmp_path / "tiny-sweep.html").read_text().count("<img") == 1 + 4 * 3
     bad = CliRunner().invoke(app, ["sweep", str(tiny_model_dir), "--x", "cfg=1,2"])
@@ -142,7 +143,8 @@ def test_sweep_command_takes_a_token_models_own_axes(installed, tmp_path):
     assert len(rows) == 4 and report["model"] == "tiny-maskgit"
     table = (tmp_path / "tiny-maskgit-sweep.md").read_text()
     assert table.startswith("| temperature | steps | NFE |") and table.count("\n") == 6
-    assert Image.open(tmp_path / "tiny-maskgit-sweep-grid.png").size == (3 * 16, 4 * 16)
+    grid = Image.open(tmp_path / "tiny-maskgit-sweep-grid.png")
+    assert grid.width > 3 * 128 and grid.height > 4 * 128
     bad = CliRunner().invoke(app, ["sweep", "tiny-maskgit", "--x", "top_k=1,2"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert ("cannot sweep 'top_k'; sweepable for tiny-maskgit: steps, temperature, guidance, "
