@@ -31,16 +31,12 @@ def vqgan_clip(
 
     from atelier.data.base import array_to_tensor
     from atelier.diffusion.cutouts import CutoutOptions
+    from atelier.eval.grid import Tile, labelled_grid
     from atelier.kinds import tokenizer as tokenizer_kind
     from atelier.kinds.clip import load_clip
     from atelier.kinds.registry import load_model
     from atelier.pipelines.metadata import GenerationParams, save_numbered_png
-    from atelier.pipelines.vqgan_clip import (
-        VQGANCLIP,
-        VQGANCLIPOptions,
-        filmstrip,
-        parse_weighted_prompts,
-    )
+    from atelier.pipelines.vqgan_clip import VQGANCLIP, VQGANCLIPOptions, parse_weighted_prompts
 
     try:
         check_prompt(prompt)
@@ -85,7 +81,10 @@ def vqgan_clip(
                                  model=tok.name, model_hash="-", mode="vqgan-clip",
                                  extra=extra)  # fmt: skip
     path = save_numbered_png(result.image, output, str(seed), params)
-    strip = filmstrip(result.frames)
+    n = len(result.losses)
+    strip = labelled_grid([Tile(frame, (f"step {s + 1}/{n}", f"loss {result.losses[s]:.3f}"))
+                           for frame, s in zip(result.frames, result.frame_steps)],
+                          cols=min(len(result.frames), 10), title=prompt)  # fmt: skip
     strip_path = path.with_name(path.stem + "-filmstrip.png")
     strip.save(strip_path)
     typer.echo(str(path))

@@ -79,22 +79,15 @@ class VQGANCLIPOptions:
 
 @dataclass(frozen=True)
 class VQGANCLIPResult:
-    """The image, the filmstrip's frames (in order, the last the image), the loss per step and
-    the image's codes (h, w): a token model could draw it."""
+    """The image, the filmstrip's frames (in order, the last the image) with the step each
+    was taken after (0-based), the loss per step and the image's codes (h, w): a token model
+    could draw it."""
 
     image: Image.Image
     frames: list[Image.Image]
     losses: list[float]
     codes: torch.Tensor
-
-
-def filmstrip(frames: list[Image.Image]) -> Image.Image:
-    """Frames side by side, left to right, on one row."""
-    width, height = frames[0].size
-    strip = Image.new("RGB", (width * len(frames), height), "white")
-    for k, frame in enumerate(frames):
-        strip.paste(frame, (k * width, 0))
-    return strip
+    frame_steps: list[int]
 
 
 class VQGANCLIP:
@@ -171,7 +164,7 @@ class VQGANCLIP:
         optimizer = torch.optim.Adam([z], lr=options.lr)
         keep = {round(i * (options.iterations - 1) / max(options.frames - 1, 1))
                 for i in range(options.frames)} if options.frames > 1 else set()  # fmt: skip
-        frames, losses = [], []
+        frames, steps, losses = [], [], []
         lo, hi = self.z_min.view(1, -1, 1, 1), self.z_max.view(1, -1, 1, 1)
         for i in range(options.iterations):
             with torch.enable_grad():
@@ -185,11 +178,13 @@ class VQGANCLIP:
             losses.append(float(loss.detach()))
             if i in keep and i != options.iterations - 1:
                 frames.append(self._image(z))
+                steps.append(i)
             if callback is not None:
                 callback(i, options.iterations, losses[-1])
         image = self._image(z)
         codes = self.tokenizer.quantizer.codes(z.detach())[0]
-        return VQGANCLIPResult(image, frames + [image], losses, codes)
+        last = options.iterations - 1
+        return VQGANCLIPResult(image, frames + [image], losses, codes, steps + [last])
 
     @torch.no_grad()
     def _image(self, z: torch.Tensor) -> Image.Image:
