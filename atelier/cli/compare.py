@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -45,7 +46,7 @@ def compare(
     import torch
 
     from atelier.data.shapes import ShapesDataset
-    from atelier.eval.arena import Entrant, arena_html, format_arena, run_arena
+    from atelier.eval.arena import Entrant, arena_grid, arena_html, format_arena, run_arena
     from atelier.eval.clip_metrics import CLIPImageFeatures
     from atelier.kinds.base import with_options
     from atelier.kinds.clip import load_clip
@@ -90,4 +91,8 @@ def compare(
     write_atomic(output / "arena.json", json.dumps(report, indent=1))
     write_atomic(output / "arena.md", table + "\n")
     write_atomic(output / "arena.html", arena_html(result))
+    grid = io.BytesIO()
+    arena_grid(result).save(grid, format="PNG")
+    write_atomic(output / "arena-grid.png", grid.getvalue())
     typer.echo(str(output / "arena.html"))
+    typer.echo(str(output / "arena-grid.png"))

@@ -4,6 +4,7 @@ was trained on; ``cli/evaluate_real.py`` measures the real sets."""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -129,7 +130,7 @@ def evaluate(
     real pictures: the digits suite (the share the digit judge reads as asked, per digit) or
     the emoji suite (held-out names: FID/KID, CLIP score, R-precision, categories)."""
     from atelier.cli.evaluate_real import REAL_SUITES, evaluate_real_set
-    from atelier.eval.report import eval_html, metrics_json
+    from atelier.eval.report import eval_grid, eval_html, metrics_json
     from atelier.eval.shapes_bench import (
         format_table,
         generate_and_judge,
@@ -241,6 +242,11 @@ def evaluate(
     )  # fmt: skip
     write_atomic(path.with_suffix(".html"), page)
     typer.echo(str(path.with_suffix(".html")))
+    grid = io.BytesIO()
+    title = f"{loaded.name} on {suite}: {options_summary(options)}, seeds from {seed}"
+    eval_grid(title, table, results, images).save(grid, format="PNG")
+    write_atomic(output / f"{stem}-grid.png", grid.getvalue())
+    typer.echo(str(output / f"{stem}-grid.png"))
     if card and loaded.path is not None:
         section = (
             f"{SHAPES_BENCH_HEADING}\n\n{samples} image(s) per prompt, seeds from {seed}; "

@@ -53,12 +53,15 @@ def explain(
     options = options_for(loaded.name, loaded.defaults, flags, option)
     if isinstance(loaded, diffusion.Model):
         image, frames = reverse_process(loaded.pipeline(), prompt, seed=seed, options=options)
+        shows = "x_t (top) and the predicted x_0 (bottom) after each step"
     elif isinstance(loaded, TokenModel):
         image, frames = token_filling(loaded.pipeline(), prompt, seed=seed, options=options)
+        shows = "the token grid after each step (grey: not decided yet)"
     else:
         raise fail(f"explain shows diffusion and token models step by step; {model} is neither")
     stem = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "prompt"
-    strip, gif = save_explanation(frames, output, f"{stem}-{seed}")
+    title = f"{loaded.name}, seed {seed}: {prompt!r}; {shows}"
+    strip, gif = save_explanation(frames, output, f"{stem}-{seed}", title=title)
     typer.echo(str(strip))
     typer.echo(str(gif))
 

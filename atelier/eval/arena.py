@@ -10,6 +10,7 @@ Bradley-Terry ratings with bootstrap intervals over prompts, and win rates per c
 from __future__ import annotations
 
 import itertools
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from PIL import Image
 from atelier.data.base import array_to_tensor
 from atelier.eval.bradley_terry import bootstrap_ratings
 from atelier.eval.fid import FeatureExtractor, extract, knn_realism
+from atelier.eval.grid import Tile, labelled_grid
 from atelier.eval.shapes_bench import Judged, generate_and_judge
 from atelier.pipelines.rerank import TextToImageCall
 from atelier.shapes.bench import BenchPrompt
@@ -201,3 +203,23 @@ def arena_html(result: ArenaResult, *, per_category: int = 4) -> str:
                 f"<div><p>{escape(first[k].prompt)} (seed {first[k].seed})</p>{cells}</div>"
             )
     return page("atelier arena", sections)
+
+
+def arena_grid(result: ArenaResult, *, per_category: int = 1) -> Image.Image:
+    """The pairs the arena judged as a labelled PNG: a row per (prompt, seed), its first
+    ``per_category`` of each category, labelled with category and prompt; a column per
+    entrant, each tile under the entrant's name, verdict and realism, framed green or red."""
+    first = result.showings[0].judged
+    categories = list(dict.fromkeys(j.category for j in first))
+    by_category = {c: [k for k, j in enumerate(first) if j.category == c] for c in categories}
+    jobs = [k for c in categories for k in by_category[c][:per_category]]
+    tiles, labels = [], []
+    for k in jobs:
+        for s in result.showings:
+            verdict = "PASS" if s.judged[k].passed else "FAIL"
+            realism = f" · realism {s.realism[k]:.2f}" if s.realism is not None else ""
+            tiles.append(Tile(s.images[k], (s.name, verdict + realism), s.judged[k].passed))
+        prompt = textwrap.wrap(first[k].prompt, 24)
+        labels.append("\n".join([first[k].category, *prompt, f"seed {first[k].seed}"]))
+    title = "atelier arena: " + ", ".join(result.entrants)
+    return labelled_grid(tiles, cols=len(result.showings), row_labels=labels, title=title)

@@ -79,25 +79,36 @@ def reverse_process(
 
 
 def filmstrip(
-    frames: Sequence[Column], *, scale: int = 2, cols: int = FILMSTRIP_COLS
+    frames: Sequence[Column],
+    *,
+    scale: int = 2,
+    cols: int = FILMSTRIP_COLS,
+    title: str | None = None,
 ) -> Image.Image:
     """The frames in rows of at most ``cols``, left to right: a frame's tiles top to bottom
     (for diffusion x_t above x_0), each enlarged ``scale`` times with nearest-neighbour
-    resampling, over its caption naming its step (``eval/grid.py`` lays them out)."""
+    resampling, over its caption naming its step; ``title`` on top (``eval/grid.py`` lays
+    them out)."""
     tiles = [Tile(np.concatenate(f.tiles, axis=0), tuple(f.caption)) for f in frames]
-    return labelled_grid(tiles, cols=min(cols, len(tiles)), scale=scale)
+    return labelled_grid(tiles, cols=min(cols, len(tiles)), scale=scale, title=title)
 
 
 def save_explanation(
-    frames: Sequence[Column], out: Path, stem: str, *, scale: int = 4, ms_per_frame: int = 250
+    frames: Sequence[Column],
+    out: Path,
+    stem: str,
+    *,
+    scale: int = 4,
+    ms_per_frame: int = 250,
+    title: str | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``stem``-filmstrip.png and ``stem``.gif (a frame's tiles side by side, x_t beside
-    x_0 for diffusion) atomically."""
+    """Write ``stem``-filmstrip.png (``title`` on top) and ``stem``.gif (a frame's tiles side
+    by side, x_t beside x_0 for diffusion) atomically."""
     import io
 
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    filmstrip(frames, scale=2).save(buffer, format="PNG")
+    filmstrip(frames, scale=2, title=title).save(buffer, format="PNG")
     strip_path = out / f"{stem}-filmstrip.png"
     write_atomic(strip_path, buffer.getvalue())
     tiles = [Image.fromarray(np.concatenate(f.tiles, axis=1)) for f in frames]

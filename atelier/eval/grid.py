@@ -43,6 +43,16 @@ def font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=FONT_SIZE)
 
 
+def line_height(face) -> int:
+    """Pixels from one caption line to the next."""
+    return face.getbbox("Ag")[3] + 3
+
+
+def title_height() -> int:
+    """Pixels a grid's title takes above its first row."""
+    return line_height(font()) + 2 * PAD
+
+
 def auto_scale(side: int) -> int:
     """The whole factor that enlarges a tile of ``side`` pixels to at least :data:`MIN_SIDE`
     (1 for tiles that are already that large), at most :data:`MAX_SCALE`."""
@@ -84,7 +94,7 @@ def labelled_grid(
     if row_labels is not None and len(row_labels) != rows:
         raise ValueError(f"{len(row_labels)} row labels for {rows} rows")
     face = font()
-    line = face.getbbox("Ag")[3] + 3
+    line = line_height(face)
     images = [_rgb(t.image) for t in tiles]
     side = max(max(im.size) for im in images)
     scale = auto_scale(side) if scale is None else scale
@@ -102,7 +112,7 @@ def labelled_grid(
     labels = [label.split("\n") for label in row_labels] if row_labels is not None else []
     label_w = max((face.getlength(s) for label in labels for s in label), default=0)
     left = math.ceil(label_w) + 2 * PAD if labels else 0
-    top = line + 2 * PAD if title else 0
+    top = title_height() if title else 0
     width, height = left + cols * cell_w, top + rows * cell_h
     canvas = Image.new("RGB", (width, height), PAPER)
     draw = ImageDraw.Draw(canvas)

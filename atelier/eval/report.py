@@ -24,6 +24,7 @@ from atelier.eval.fid import (
     kernel_inception_distance,
     precision_recall,
 )
+from atelier.eval.grid import Tile, labelled_grid
 from atelier.eval.reference import cached_features, real_floor, reference_dataset
 from atelier.eval.shapes_bench import Accuracy, Judged
 
@@ -134,6 +135,40 @@ def eval_html(
         )
         sections.append(f"<h2>{escape(category)}</h2><div>{figures}</div>")
     return page(title, sections)
+
+
+def eval_grid(
+    title: str,
+    table: dict[str, dict[str, Accuracy]],
+    judged: Sequence[Judged],
+    images: Sequence[Image.Image],
+    *,
+    per_split: int = 2,
+) -> Image.Image:
+    """A labelled PNG of an eval: a row per category (labelled with its accuracy on seen and
+    held-out prompts) of its first ``per_split`` seen and held-out images, each under its
+    prompt and verdict and framed green (pass) or red (fail)."""
+    categories = list(dict.fromkeys(j.category for j in judged))
+    where = {(c, s): [] for c in categories for s in ("seen", "held_out")}
+    for k, j in enumerate(judged):
+        where.setdefault((j.category, j.split), []).append(k)
+    rows = [where[c, "seen"][:per_split] + where[c, "held_out"][:per_split] for c in categories]
+    cols = max(len(r) for r in rows)
+    tiles, labels = [], []
+    for category, picks in zip(categories, rows):
+        for k in picks:
+            j = judged[k]
+            verdict = "PASS" if j.passed else "FAIL"
+            split = j.split.replace("_", "-")
+            tiles.append(Tile(images[k], (j.prompt, f"{verdict} · {split}, seed {j.seed}"),
+                              j.passed))  # fmt: skip
+        blank = Image.new("RGB", images[0].size, "white")
+        tiles += [Tile(blank)] * (cols - len(picks))
+        scores = [f"{name} {table[category][split].accuracy:.2f}"
+                  for split, name in (("seen", "seen"), ("held_out", "held-out"))
+                  if split in table.get(category, {})]  # fmt: skip
+        labels.append("\n".join([category, *scores]))
+    return labelled_grid(tiles, cols=cols, row_labels=labels, title=title)
 
 
 def metrics_json(metrics: Sequence[DistributionMetrics]) -> list[dict]:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from atelier.cli import app
 from atelier.data.base import array_to_tensor
-from atelier.eval.arena import Entrant, arena_html, run_arena
+from atelier.eval.arena import Entrant, arena_grid, arena_html, run_arena
 from atelier.shapes.bench import load_suite
 
 
@@ -61,6 +61,9 @@ def test_a_better_entrant_wins_alignment_and_fidelity():
         ]  # noqa: E501
     page = arena_html(result)
     assert page.startswith("<!doctype html>") and page.count("<img") >= 3 * 4
+    grid = arena_grid(result)  # a row per category's first job, a column per entrant
+    categories = len({j.category for j in result.showings[0].judged})
+    assert grid.width > 3 * 128 and grid.height > categories * 128
     with pytest.raises(ValueError, match="at least two"):
         run_arena([good], suite, seeds=[0], extractor=pixels, real_images=real)
 
@@ -77,6 +80,7 @@ def test_compare_command_writes_json_and_html(tiny_model_dir, second_tiny_model_
     assert report["entrants"][str(second_tiny_model_dir)]["steps"] == 2
     assert report["n_prompts"] == 6 and set(report["ratings"]) == {"alignment", "fidelity"}
     assert (tmp_path / "arena.html").read_text().count("<img") >= 2
+    assert (tmp_path / "arena-grid.png").is_file()
     args = ["compare", str(tiny_model_dir), str(second_tiny_model_dir), "--set", "other:steps=2"]
     bad = CliRunner().invoke(app, [*args, "--features", str(clip_dir)])
     assert bad.exit_code == 2 and "MODEL:key=value" in bad.output

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -178,6 +179,9 @@ def test_eval_report_has_metrics_floors_and_a_graded_grid(
         and "FID floor" in page
         and page.count('class="pass"') + page.count('class="fail"') == 6
     )
+    # The labelled grid: tiles enlarged to 128 px at least, under their prompts.
+    grid = Image.open(next(tmp_path.glob("*-grid.png")))
+    assert grid.width > 128 and grid.height > 128
     cached = list((tmp_path / "home" / "cache" / "features").glob("*.safetensors"))
     assert len(cached) == 2  # reference features cached per extractor and dataset
     again = CliRunner().invoke(app, args)

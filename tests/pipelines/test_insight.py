@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from atelier.cli import app
 from atelier.diffusion.options import SamplingOptions
 from atelier.eval.explain import FILMSTRIP_COLS, filmstrip, reverse_process
-from atelier.eval.grid import PAD
+from atelier.eval.grid import PAD, title_height
 from atelier.eval.inspect import count, tree
 from atelier.eval.token_filling import CHECKER, token_filling
 from atelier.kinds.registry import load_model
@@ -48,11 +48,13 @@ def test_explain_command_writes_filmstrip_and_gif(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     strip_path, gif_path = result.output.split()
     strip = Image.open(strip_path)
-    # 4 steps on one row (a caption wider than a tile widens its column), x_t over x_0,
-    # enlarged 2x with nearest-neighbour resampling, over a caption of two lines.
+    # Under a title, 4 steps on one row (a caption wider than a tile widens its column), x_t
+    # over x_0, enlarged 2x with nearest-neighbour resampling, over a caption of two lines.
+    top = title_height() + PAD
+    assert np.asarray(strip.convert("L"))[: top - PAD].min() < 100  # the title's text
     assert strip.width % 4 == 0 and 32 * 2 <= strip.width // 4 < 32 * 2 + 48
-    assert 20 < caption_height(strip, PAD + 2 * 32 * 2) < 60
-    tile = np.asarray(strip)[PAD : PAD + 2 * 32 * 2, PAD : PAD + 32 * 2]
+    assert 20 < caption_height(strip, top + 2 * 32 * 2) < 60
+    tile = np.asarray(strip)[top : top + 2 * 32 * 2, PAD : PAD + 32 * 2]
     assert (tile != 255).any(axis=(0, 2)).sum() == 32 * 2  # the tiles fill their place
     assert (tile[0::2] == tile[1::2]).all()  # each pixel doubled, not blurred
     gif = Image.open(gif_path)
@@ -102,7 +104,7 @@ def test_explain_command_shows_a_token_model_filling_its_grid(installed, tmp_pat
     strip = Image.open(strip_path)
     cols = min(frames, FILMSTRIP_COLS)
     assert strip.width % cols == 0 and strip.width // cols >= 16 * 2
-    assert caption_height(strip, PAD + 16 * 2) > 20
+    assert caption_height(strip, title_height() + PAD + 16 * 2) > 20
     gif = Image.open(gif_path)
     # A frame per step kept (the last, held longer, merges into one), each the 16 px grid
     # enlarged 4x; the first mostly grey checker, the last none.
