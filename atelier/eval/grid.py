@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -133,3 +134,21 @@ def labelled_grid(
         for j, (text, ink) in enumerate(caption):
             draw.text((x, y + picture_h + PAD + j * line), text, fill=ink, font=face)
     return canvas
+
+
+def save_grid(
+    images: Sequence[np.ndarray | Image.Image],
+    path: Path,
+    *,
+    captions: Sequence[str] | None = None,
+    cols: int = 8,
+    title: str | None = None,
+) -> None:
+    """``images`` as a labelled grid PNG at ``path`` (its folder made), each under its caption
+    (a training run's sample prompts, say), in rows of at most ``cols``."""
+    if not images:
+        return
+    texts = captions if captions is not None else [""] * len(images)
+    tiles = [Tile(image, (text,) if text else ()) for image, text in zip(images, texts)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labelled_grid(tiles, cols=min(cols, len(tiles)), title=title).save(path)

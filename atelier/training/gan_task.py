@@ -46,13 +46,13 @@ from typing import Literal, get_args
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.func import functional_call
 
 from atelier.data.base import array_to_tensor
 from atelier.data.recaption import choose_captions
 from atelier.eval.fid import FeatureExtractor, extract, precision_recall
+from atelier.eval.grid import save_grid
 from atelier.gan.augment import POLICIES, AugmentName, diff_augment
 from atelier.gan.losses import (
     generator_loss,
@@ -226,12 +226,8 @@ class GANTask:
             images = pipe(prompts, seeds=range(len(prompts)), options=self.sample_options)
             passed = [judge(np.asarray(im), parse_prompt(p)).passed
                       for im, p in zip(images, prompts)]  # fmt: skip
-            cols = 8
-            rows = [np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
-                    for r in range(0, len(images) - len(images) % cols, cols)]  # fmt: skip
-            if rows:
-                grid = Image.fromarray(np.concatenate(rows, axis=0))
-                grid.save(out_dir / f"samples-{step:07d}.png")
+            save_grid(images, out_dir / f"samples-{step:07d}.png", captions=prompts,
+                      title=f"step {step}")  # fmt: skip
             record |= {"judge_pass": float(np.mean(passed)), "n": len(passed)}
         if self.probe is not None and self._real_features is not None:
             captions = self.probe.captions

@@ -43,11 +43,12 @@ from atelier.diffusion.schedules import (
     sigmas_from_alphas_cumprod,
     skipping_timesteps,
 )
+from atelier.eval.grid import save_grid
 from atelier.models.latent_space import LatentSpace
 from atelier.models.unet import UNet
 from atelier.pipelines.text2image import Text2Image
 from atelier.text.encoder import TextEncoder
-from atelier.training.ldm import judged_samples, save_grid
+from atelier.training.ldm import judged_samples
 from atelier.training.task import Logs
 
 # Sample grids judge the student at these step counts of LCM's sampler (the grid shows the last).
@@ -211,6 +212,7 @@ class ConsistencyDistillationTask:
             options = replace(self.sample_options, steps=steps)
             images, passed = judged_samples(pipe, self.sample_prompts, options)
             record[f"judge_pass_{steps}"] = passed
-        save_grid(images, out_dir / f"samples-{step:07d}.png")
+        save_grid(images, out_dir / f"samples-{step:07d}.png", captions=self.sample_prompts,
+                  title=f"step {step}, {SAMPLE_STEPS[-1]} sampler steps")  # fmt: skip
         with open(out_dir / "samples.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -24,6 +24,7 @@ from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.losses import Weighting, diffusion_loss, training_noise
 from atelier.diffusion.options import SamplingOptions
 from atelier.diffusion.parameterization import q_sample
+from atelier.eval.grid import save_grid
 from atelier.eval.probes import word_sensitivity
 from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.text2image import Text2Image
@@ -128,7 +129,8 @@ class LatentDiffusionTask:
         pipe = self.pipeline()
         prompts = self.sample_prompts
         images = pipe(prompts, seeds=range(len(prompts)), options=self.sample_options)
-        save_grid(images, out_dir / f"samples-{step:07d}.png")
+        save_grid(images, out_dir / f"samples-{step:07d}.png", captions=prompts,
+                  title=f"step {step}")  # fmt: skip
         record = {"step": step, "n": len(images), **self.sample_scores(pipe, images, prompts)}
         with open(out_dir / "samples.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -156,17 +158,6 @@ def judged_samples(
     images = pipe(prompts, seeds=range(len(prompts)), options=options)
     passed = [judge(np.asarray(img), parse_prompt(p)).passed for img, p in zip(images, prompts)]
     return images, float(np.mean(passed))
-
-
-def save_grid(images: Sequence[Image.Image], path: Path, cols: int = 8) -> None:
-    """Whole rows of ``cols`` images as one PNG (a last, partial row is left out)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [
-        np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
-        for r in range(0, len(images) - len(images) % cols, cols)
-    ]
-    if rows:
-        Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
 # A cell holds an object when the mean distance of its centre's latents from the image's median

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
+from atelier.eval.grid import save_grid
 from atelier.shapes.concept import ConceptPrompt, judge_concept
 from atelier.training.ldm import LatentDiffusionTask
 from atelier.training.task import Logs
@@ -78,10 +78,8 @@ class PersonalTask(LatentDiffusionTask):
             return
         images = self.pipeline()(prompts, seeds=range(len(prompts)), options=self.sample_options)
         out_dir.mkdir(parents=True, exist_ok=True)
-        cols = min(8, len(images))
-        rows = [np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
-                for r in range(0, len(images) - len(images) % cols, cols)]  # fmt: skip
-        Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
+        save_grid(images, out_dir / f"samples-{step:07d}.png", captions=prompts,
+                  title=f"step {step}")  # fmt: skip
         record: dict = {"step": step, "n": len(images)}
         if self.concept_prompts:
             passed = [judge_concept(np.asarray(im), p).passed

@@ -29,6 +29,7 @@ from PIL import Image
 from torch import nn
 
 from atelier.data.recaption import choose_captions
+from atelier.eval.grid import save_grid
 from atelier.models.token_transformer import (
     AutoregressiveTransformer,
     MaskedTokenTransformer,
@@ -117,11 +118,8 @@ class TokenTask:
         images = pipe(prompts, seeds=range(len(prompts)), options=self.sample_options)
         scores = self.sample_scores(pipe, images, prompts)
         out_dir.mkdir(parents=True, exist_ok=True)
-        cols = 8
-        rows = [np.concatenate([np.asarray(im) for im in images[r : r + cols]], axis=1)
-                for r in range(0, len(images) - len(images) % cols, cols)]  # fmt: skip
-        if rows:
-            Image.fromarray(np.concatenate(rows, axis=0)).save(out_dir / f"samples-{step:07d}.png")
+        save_grid(images, out_dir / f"samples-{step:07d}.png", captions=prompts,
+                  title=f"step {step}")  # fmt: skip
         with open(out_dir / "samples.jsonl", "a") as f:
             record = {"step": step, **scores, "n": len(images)}
             f.write(json.dumps(record) + "\n")
