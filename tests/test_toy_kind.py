@@ -150,8 +150,10 @@ def test_the_api_lists_it_and_validates_its_options(constant, tmp_path):
     listed = {m["name"]: m for m in client.get("/v1/models").json()}
     assert listed["orange"]["kind"] == "constant" and listed["orange"]["default"]
     assert listed["orange"]["options"] == [
-        {"name": "brightness", "type": "float", "default": 1.0, "choices": None}
-    ]
+        {"name": "brightness", "type": "float", "default": 1.0, "choices": None,
+         "minimum": None, "maximum": None}
+    ]  # fmt: skip
+    assert listed["orange"]["tasks"] == ["txt2img"]  # a new text-to-image family draws
     bad = client.post("/v1/txt2img", json={"prompt": "x", "steps": 4})
     assert bad.status_code == 422 and "orange takes no steps option" in json.dumps(bad.json())
     good = client.post("/v1/txt2img", json={"prompt": "x", "options": {"brightness": 0.5}})
@@ -166,7 +168,7 @@ def test_the_api_lists_it_and_validates_its_options(constant, tmp_path):
 
 def test_the_page_offers_it_with_its_own_options(constant, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    from tests.serve.test_web_e2e import CHROMIUM, FLAGS, wait_until
+    from tests.serve.browser import CHROMIUM, FLAGS, wait_until
 
     if shutil.which(CHROMIUM) is None:
         pytest.skip("Debian chromium is not installed (make test installs it)")
@@ -194,7 +196,7 @@ def test_the_page_offers_it_with_its_own_options(constant, tmp_path):
             page.fill("#prompt", "anything")
             page.click("#generate")
             page.locator(".card").first.wait_for(timeout=30_000)
-            assert "Brightness: 0.5" in page.locator(".card pre.parameters").first.inner_text()
+            assert "Brightness: 0.5" in page.locator(".card pre.parameters").first.text_content()
             page.select_option("#model", "shapes-ldm-minilm")
             assert page.locator("#steps").is_visible()
             assert page.locator("#opt-brightness").count() == 0

@@ -320,7 +320,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         own = m.facts.defaults
         options = [OptionInfo(**{**asdict(o), "default": getattr(own, o.name, o.default)})
                    for o in m.facts.options]  # fmt: skip
-        does = serves(read_config(m.path))
+        does = serves(read_config(m.path), text_to_image=m.facts.text_to_image)
         return ModelInfo(
             name=m.name, kind=m.kind, title=m.facts.title, resolution=m.facts.resolution,
             text_to_image=m.facts.text_to_image, default=m.path.resolve() == default,

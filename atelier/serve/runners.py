@@ -55,10 +55,11 @@ class Serves:
     inpaint_method: str | None = None
 
 
-def serves(config: dict[str, Any]) -> Serves:
+def serves(config: dict[str, Any], *, text_to_image: bool) -> Serves:
     """What the server does with a model folder of this ``config`` (see :meth:`Runners.check`,
     which refuses the rest): a diffusion model draws and edits, or, with an inpainting UNet
-    (the mask and the masked image as extra inputs: 2 C + 1 channels), only inpaints."""
+    (the mask and the masked image as extra inputs: 2 C + 1 channels), only inpaints; any
+    other text-to-image kind (a new family included) draws."""
     kind = config.get("kind")
     if kind in ("latent", "pixel"):
         unet = config.get("unet") or {}
@@ -68,8 +69,11 @@ def serves(config: dict[str, Any]) -> Serves:
                       inpaint_method="masked")  # fmt: skip
     if kind in ("dalle", "maskgit"):
         return Serves(("txt2img", "inpaint", "outpaint"), inpaint_method="masked")
-    return {"gan": Serves(("txt2img",)), "unclip": Serves(("txt2img", "variations")),
-            "upscaler": Serves(("upscale",))}.get(kind, Serves())  # fmt: skip
+    if kind == "unclip":
+        return Serves(("txt2img", "variations"))
+    if kind == "upscaler":
+        return Serves(("upscale",))
+    return Serves(("txt2img",) if text_to_image else ())
 
 
 class Refused(ValueError):

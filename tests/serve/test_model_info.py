@@ -66,9 +66,10 @@ def test_the_card_gives_a_summary_and_headline_figures(listed):
 
 def test_an_inpainting_unet_serves_only_trained_inpainting():
     config = {"kind": "latent", "unet": {"in_channels": 9, "out_channels": 4}}
-    does = serves(config)
+    does = serves(config, text_to_image=True)
     assert does.tasks == ("inpaint",) and does.inpaint_method == "trained"
-    assert serves({"kind": "vae"}).tasks == ()
+    assert serves({"kind": "vae"}, text_to_image=False).tasks == ()
+    assert serves({"kind": "a-new-family"}, text_to_image=True).tasks == ("txt2img",)
 
 
 def test_a_long_summary_is_cut_at_a_sentence(tmp_path):
