@@ -285,3 +285,19 @@ def test_the_api_docs_work_with_the_network_cut_off(browser, server):
     assert "tasks" in text and "steps" in text  # request and response fields are listed
     assert elsewhere == []
     shoot(page, "10-api-docs", full_page=False)
+
+
+def test_a_running_job_is_followed_again_after_a_reload(browser, server):
+    page = open_page(browser, server)
+    page.fill("#prompt", "a blue circle")
+    page.fill("#steps", "100")
+    page.click("#generate")
+    until(page, "document.getElementById('status').textContent.startsWith('step')")
+    page.reload()
+    until(page, "document.querySelector('#queue li .state') && document.querySelector("
+                "'#queue li .state').textContent.startsWith('step')")  # fmt: skip
+    page.locator("#queue li button.cancel").click()
+    until(page, "document.querySelector('#queue li').dataset.status === 'cancelled'")
+    page.reload()  # a finished job is not followed again
+    until(page, "document.getElementById('model').options.length > 0")
+    assert page.locator("#queue li").count() == 0
