@@ -525,30 +525,24 @@ def _shapes_ldm_minilm_lcm() -> Recipe:
     )  # fmt: skip
 
 
-# LCM-LoRA (Luo et al. 2023): the same distillation of the default, but only LoRA adapters on
-# its frozen UNet learn, with no w-embedding and no target network (diffusers'
-# train_lcm_distill_lora_sd_wds.py: "we do not use a separate target network"). Rank: LCM-LoRA's
-# rank 64 adds 67.5 M parameters to SD 1.5's 860 M UNet, 7.8% (SDXL's 197 M to 2.6 B, 7.6%), at
-# ranks a 5th to a 20th of its layers' widths (320 to 1,280); rank 8 on the attention
-# projections and the resnets' two convolutions adds 295,680 to the default's 4.58 M, 6.5%, a
-# 4th to a 16th of its widths (32 to 128); rank 16 would be 12.9%. The teacher is guided at the
-# base's own CFG 3, one scale: the adapters cannot read s, so a range (diffusers draws LCM's
-# w in [5, 15], s = w + 1 in [6, 16] around SD's 7.5) would give the student targets that
-# differ in s for one input, and the scale it learns is the one its users get; at 3 the LoRA
-# draws what the base draws at its default, as the full LCM is compared at s = 3. Sampled
-# without CFG (scale 1: one pass a step), as diffusers' validation samples LCM-LoRA.
-# Learning rate: diffusers' LCM-LoRA runs use 1e-4 at rank 64 on SD, and the personalisation
-# recipes here found a LoRA wants 5x DreamBooth's whole-UNet rate; 2e-4 is 10x the 2e-5 of the
-# full LCM it is compared with (shapes-ldm-minilm-lcm-b: 1,500 steps, 1,341 CPU-s in all).
-# Cost, measured through the training loop on the real base (batch 32, OMP_NUM_THREADS=1, steps
-# 3 to 12 of 13, the two recipes run alternately twice while other sessions' training and tests
-# kept both cores busy, load 6 to 9): LCM-LoRA 1.41 and 1.32 CPU-s a step, the full LCM 1.20 and
-# 1.24, so the LoRA is about 12% dearer: the frozen base skips its weight gradients, but the
-# adapters' extra passes (a rank-8 3x3 convolution beside every resnet convolution, a quarter of
-# a 32-channel one's work) cost more, and the target pass runs through them too. The same
-# budget thus holds 1,500 / 1.12 = 1,340 steps; 1,300, with the judge's samples at 650 and 1,300.
-_LCM_LORA_TRAIN = replace(_LCM_TRAIN, max_steps=1300, lr=2e-4, weight_decay=0.0,
-                          sample_every=650)  # fmt: skip
+# LCM-LoRA (Luo et al. 2023; docs/training.md): the same distillation into LoRA adapters on the
+# frozen default, no w-embedding, no target network (diffusers' train_lcm_distill_lora_sd_wds.py).
+# Rank 8 on the attention projections and resnet convolutions: 295,680 parameters, 6.5% of the
+# UNet's 4.58 M (LCM-LoRA's rank 64 is 7.8% of SD 1.5's; rank 16 here would be 12.9%). Teacher
+# at the base's CFG 3 alone, which the adapters cannot read but learn (diffusers: s in [6, 16]
+# around SD's 7.5); sampled at CFG 1, one pass a step. lr 2e-4: 10x the 2e-5 of the full LCM it
+# is compared with (shapes-ldm-minilm-lcm-b: 1,500 steps, 1,341 CPU-s in all), 2x LCM-LoRA's.
+# Cost through the training loop on the real base (batch 32, OMP_NUM_THREADS=1, steps 3 to 12 of
+# 13), the two recipes run alternately five times while other sessions' runs kept both cores
+# busy (load 6 to 9): LCM-LoRA 1.41, 1.32, 1.30, 1.51, 1.30 CPU-s a step (mean 1.37), the full
+# LCM 1.20, 1.24, 1.37, 1.29, 1.19 (mean 1.26). The LoRA is about 9% dearer (pairs 0.95 to
+# 1.18): the frozen base skips its weight gradients, but every adapted layer runs its adapter
+# too (beside a 32-channel 3x3 convolution, a rank-8 one does a quarter of its work), in the
+# target pass as well; attention alone at rank 16 measured 1.21. The same budget holds
+# 1,500 / 1.09 = 1,376 steps: 1,350, the judge's samples at 450, 900 and 1,350 (three grids,
+# as the full run drew).
+_LCM_LORA_TRAIN = replace(_LCM_TRAIN, max_steps=1350, lr=2e-4, weight_decay=0.0,
+                          sample_every=450)  # fmt: skip
 
 
 def _shapes_ldm_minilm_lcm_lora() -> Recipe:
