@@ -147,20 +147,22 @@ def hard_negatives(
     if k < 0:
         raise ValueError(f"k must be at least 0, got {k}")
     check_focus(focus, focus_p)
+    def false_and_allowed(changed: SceneSpec | None) -> bool:
+        return (changed is not None and not holds(changed, scene)
+                and (allow_held_out or not changed.held_out))  # fmt: skip
+
     out: list[tuple[str, str]] = []
     while len(out) < k:
         changed = None
         if focus and focus_p > 0 and rng.random() < focus_p:
             kind = focus[int(rng.integers(len(focus)))]
             changed = change(spec, kind, rng)
-            if changed is not None and holds(changed, scene):
+            if not false_and_allowed(changed):  # the focus does not apply: a uniform draw
                 changed = None
         if changed is None:
             kind = KINDS[int(rng.integers(len(KINDS)))]
             changed = change(spec, kind, rng)
-        if changed is None or holds(changed, scene):
-            continue
-        if changed.held_out and not allow_held_out:
+        if not false_and_allowed(changed):
             continue
         words = np.random.default_rng()
         words.bit_generator.state = phrasing
