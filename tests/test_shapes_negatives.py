@@ -93,3 +93,28 @@ def test_with_negatives_collates_one_list_per_negative():
     assert data.captions == ["c0", "c1", "c2", "c3"]
     with pytest.raises(ValueError, match="same number"):
         WithNegatives(items, [["a"], ["b"], ["c"], []])
+
+
+def test_focus_draws_binding_kinds_first_and_still_only_false_captions():
+    data = ShapesDataset(120, resolution=64)
+    plain, focused = Counter(), Counter()
+    for i in range(120):
+        pixels, _, _ = data.example(i)
+        # No focus: the same negatives as before the option existed (no extra draws).
+        assert data.hard_negatives(i, 4) == data.hard_negatives(i, 4, focus=("swap_colors",),
+                                                                focus_p=0.0)  # fmt: skip
+        plain.update(kind for _, kind in data.hard_negatives(i, 4))
+        for negative, kind in data.hard_negatives(i, 4, focus=("swap_colors",), focus_p=1.0):
+            focused[kind] += 1
+            assert not judge(pixels, parse_prompt(negative)).passed
+    # Every scene with two differently coloured objects gives only swaps; others fall back.
+    assert focused["swap_colors"] > 3 * plain["swap_colors"]
+    assert sum(focused.values()) == sum(plain.values()) == 480
+
+
+def test_focus_is_validated():
+    data = ShapesDataset(2, resolution=32)
+    with pytest.raises(ValueError, match="unknown kind of change 'swap'"):
+        data.hard_negatives(0, 1, focus=("swap",), focus_p=0.5)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        data.hard_negatives(0, 1, focus=("relation",), focus_p=1.5)

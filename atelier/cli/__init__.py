@@ -12,6 +12,7 @@ from atelier.cli.data import app as data_app
 from atelier.cli.edit import img2img, inpaint, outpaint, upscale, variations
 from atelier.cli.errors import fail
 from atelier.cli.evaluate import eval_diff, evaluate
+from atelier.cli.exit import exit_now
 from atelier.cli.export import export
 from atelier.cli.generate import generate, replay
 from atelier.cli.insight import explain, inspect
@@ -105,5 +106,9 @@ def _root(
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: the command, then an exit without torch's teardown (cli/exit.py)."""
+    try:
+        app()
+    except SystemExit as done:
+        exit_now(done.code)
+    exit_now(0)

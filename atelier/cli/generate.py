@@ -226,7 +226,17 @@ def generate(
     drawing = reranker(loaded, candidates, rerank, clip_model)
     jobs = [(p, seed + k) for k, p in enumerate(q for q in prompts for _ in range(n))]
     model_hash = loaded.model_hash
-    bar = tqdm(total=len(jobs) * candidates, unit="image", desc="generating")
+    # Each sampler step advances the bar by its share of the chunk's images: the count is
+    # fractional, so it is shown to one decimal and kept from overshooting by float rounding.
+    bar = tqdm(
+        total=len(jobs) * candidates, unit="image", desc="generating",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]",
+    )  # fmt: skip
+
+    def advance(share: float) -> None:
+        bar.n = min(bar.total, bar.n + share)
+        bar.refresh()
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptTruncatedWarning)
         for first in range(0, len(jobs), batch):
@@ -237,7 +247,7 @@ def generate(
                     seeds=[s for _, s in chunk],
                     negative_prompt=negative,
                     options=options,
-                    callback=lambda info, k=len(chunk) * candidates: bar.update(k / info.total),
+                    callback=lambda info, k=len(chunk) * candidates: advance(k / info.total),
                     size=side,
                 )
             except (FileNotFoundError, ValueError) as err:  # a size it cannot make, a LoRA

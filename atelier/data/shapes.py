@@ -83,14 +83,16 @@ class ShapesDataset:
             caption(scene, np.random.default_rng([self.seed, index, j])) for j in range(1, k)
         ]
 
-    def hard_negatives(self, index: int, k: int) -> list[tuple[str, str]]:
+    def hard_negatives(self, index: int, k: int, *, focus: tuple[str, ...] = (),
+                       focus_p: float = 0.0) -> list[tuple[str, str]]:  # fmt: skip
         """``k`` false captions of item ``index`` as ``(text, kind)``, each its own caption with
-        one fact changed (``shapes/negatives.py``), drawn with the item's own generators."""
+        one fact changed (``shapes/negatives.py``, ``focus`` kinds drawn first with probability
+        ``focus_p``), drawn with the item's own generators."""
         scene, rng = self._scene(index)
         spec = caption_spec(scene, rng)
         phrasing = rng.bit_generator.state
         draws = np.random.default_rng([self.seed, index, 1_000_003])
-        return hard_negatives(scene, spec, phrasing, k, draws,
+        return hard_negatives(scene, spec, phrasing, k, draws, focus=focus, focus_p=focus_p,
                               allow_held_out=self.split != "train")  # fmt: skip
 
     def spec(self, index: int) -> SceneSpec:

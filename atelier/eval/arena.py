@@ -1,16 +1,18 @@
 """The arena: several text-to-image entrants on the same prompts and seeds, judged in pairs.
 
 DrawBench asks raters two questions of each pair of images: which matches the prompt better
-(alignment) and which looks more real (fidelity). Here alignment is the shapes judge (a pass
-beats a fail; two passes or two fails tie) and fidelity is the k-NN realism of each image's
-features against real renders (``fid.knn_realism``; the higher wins). Each question gets
-Bradley-Terry ratings with bootstrap intervals over prompts, and win rates per category.
+(alignment) and which looks more real (fidelity). Here alignment is the suite's judge
+(``eval/arena_suites.py``: the shapes judge, the digit judge, an emoji CLIP's name retrieval; a
+pass beats a fail; two passes or two fails tie) and fidelity is the k-NN realism of each image's
+features against the suite's real pictures (``fid.knn_realism``; the higher wins). Each question
+gets Bradley-Terry ratings with bootstrap intervals over prompts, and win rates per category.
 """
 
 from __future__ import annotations
 
 import itertools
 import textwrap
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,14 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from atelier.data.base import array_to_tensor
+from atelier.eval.arena_suites import ArenaSuite
 from atelier.eval.bradley_terry import bootstrap_ratings
 from atelier.eval.fid import FeatureExtractor, extract, knn_realism
 from atelier.eval.grid import Tile, labelled_grid
-from atelier.eval.shapes_bench import Judged, generate_and_judge
+from atelier.eval.shapes_bench import Judged
 from atelier.pipelines.rerank import TextToImageCall
-from atelier.shapes.bench import BenchPrompt
 
 QUESTIONS = ("alignment", "fidelity")
 
@@ -74,33 +77,47 @@ def _features(images: list[Image.Image], extractor: FeatureExtractor) -> torch.T
     return extract(extractor, x)
 
 
+def _show(entrant: Entrant, suite: ArenaSuite, seed: int, *, batch: int, progress: bool,
+          show: Showing) -> float:  # fmt: skip
+    """Draw and judge every prompt of ``suite`` at ``seed`` into ``show``; seconds per image."""
+    drawing = 0.0
+    prompts = suite.prompts
+    for start in tqdm(range(0, len(prompts), batch), desc=entrant.name, disable=not progress):
+        chunk = prompts[start : start + batch]
+        began = time.perf_counter()
+        images = entrant.pipe([p.prompt for p in chunk], seeds=[seed] * len(chunk),
+                              options=entrant.options)  # fmt: skip
+        drawing += time.perf_counter() - began
+        for p, image, (passed, reasons) in zip(chunk, images, suite.judge(chunk, images)):
+            show.judged.append(Judged(p.id, p.prompt, p.category, p.split, seed, passed, reasons))
+            show.images.append(image)
+    return drawing / max(len(prompts), 1)
+
+
 def run_arena(
     entrants: Sequence[Entrant],
-    prompts: Sequence[BenchPrompt],
+    suite: ArenaSuite,
     *,
     seeds: Sequence[int],
-    extractor: FeatureExtractor,
-    real_images: torch.Tensor,
     n_boot: int = 500,
+    batch: int = 16,
     progress: bool = True,
 ) -> ArenaResult:
-    """Generate every (prompt, seed) with every entrant, then rate them on both questions."""
+    """Generate every (prompt, seed) of ``suite`` with every entrant, judge each image with the
+    suite's judge, then rate the entrants on both questions."""
     if len(entrants) < 2:
         raise ValueError("an arena needs at least two entrants")
     names = [e.name for e in entrants]
     if len(set(names)) != len(names):
         raise ValueError(f"entrant names must differ, got {names}")
-    real = extract(extractor, real_images)
+    real = extract(suite.extractor, suite.real_images)
     showings = []
     for entrant in entrants:
         show = Showing(entrant.name)
         for seed in seeds:
-            _, sec = generate_and_judge(
-                entrant.pipe, prompts, options=entrant.options, seed=seed, progress=progress,
-                on_image=lambda j, im, s=show: (s.judged.append(j), s.images.append(im)),
-            )  # fmt: skip
+            sec = _show(entrant, suite, seed, batch=batch, progress=progress, show=show)
             show.seconds_per_image += sec / len(seeds)
-        show.realism = knn_realism(real, _features(show.images, extractor)).numpy()
+        show.realism = knn_realism(real, _features(show.images, suite.extractor)).numpy()
         showings.append(show)
 
     n_jobs = len(showings[0].judged)

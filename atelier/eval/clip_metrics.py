@@ -6,6 +6,7 @@ CLIP score follows torchmetrics' definition (Hessel et al. 2021 without their 2.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -107,6 +108,36 @@ def r_precision(clip: CLIP, images: torch.Tensor, texts: Sequence[str], *,
         drawn = torch.as_tensor(rng.choice(others, size=k - 1, replace=False))
         hits += bool(sim[i, own] > sim[i, drawn].max())
     return RPrecision(hits / len(texts), 1 / k, k, len(texts))
+
+
+@torch.no_grad()
+def retrieval_hits(clip: CLIP, images: torch.Tensor, texts: Sequence[str], *,
+                   pool: Sequence[str], keys: Sequence[str],
+                   candidates: int = 100) -> list[tuple[bool, str]]:  # fmt: skip
+    """Per image, R-precision's test at R = 1: whether its own text ``texts[i]`` scores strictly
+    above ``candidates - 1`` other texts of ``pool``, and the best-scoring of those. The others
+    are drawn by a generator seeded with ``keys[i]``, so a job meets the same candidates whoever
+    drew its image (an arena's pairs are judged alike)."""
+    if not len(images) == len(texts) == len(keys):
+        raise ValueError(f"got {len(images)} images, {len(texts)} texts and {len(keys)} keys")
+    pool = list(dict.fromkeys(pool))
+    missing = set(texts) - set(pool)
+    if missing:
+        raise ValueError(f"texts not in the pool: {sorted(missing)[:3]}")
+    k = min(candidates, len(pool))
+    if k < 2:
+        raise ValueError("retrieval needs at least two distinct texts")
+    index = {text: j for j, text in enumerate(pool)}
+    sim = _image_embeddings(clip, images) @ _batched(
+        lambda c: clip.encode_text(list(c)), pool, 256).T  # (N, P)  # fmt: skip
+    out = []
+    for i, (own_text, key) in enumerate(zip(texts, keys)):
+        own = index[own_text]
+        rng = np.random.default_rng(zlib.crc32(key.encode()))
+        drawn = rng.choice(np.delete(np.arange(len(pool)), own), size=k - 1, replace=False)
+        best = int(drawn[int(sim[i, torch.as_tensor(drawn)].argmax())])
+        out.append((bool(sim[i, own] > sim[i, best]), pool[best]))
+    return out
 
 
 @torch.no_grad()

@@ -121,6 +121,11 @@ class DigitPrompt:
     digit: int
     split: str
 
+    @property
+    def category(self) -> str:
+        """What the arena groups the prompt's win rates by: its digit."""
+        return f"digit {self.digit}"
+
 
 def digit_prompts() -> list[DigitPrompt]:
     """Every digit in every seen and held-out phrasing: 10 x (6 + 3) prompts, digit by digit."""

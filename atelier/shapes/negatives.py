@@ -110,6 +110,16 @@ def change(spec: SceneSpec, kind: str, rng: np.random.Generator) -> SceneSpec | 
     raise ValueError(f"unknown kind of change {kind!r}; valid: {', '.join(KINDS)}")
 
 
+def check_focus(focus: tuple[str, ...], focus_p: float) -> None:
+    """Raise ``ValueError`` naming the problem if ``focus`` holds an unknown kind or
+    ``focus_p`` is not a probability."""
+    unknown = [f for f in focus if f not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind of change {unknown[0]!r}; valid: {', '.join(KINDS)}")
+    if not 0.0 <= focus_p <= 1.0:
+        raise ValueError(f"the focus probability must be in [0, 1], got {focus_p}")
+
+
 def hard_negatives(
     scene: Scene,
     spec: SceneSpec,
@@ -118,8 +128,15 @@ def hard_negatives(
     rng: np.random.Generator,
     *,
     allow_held_out: bool = False,
+    focus: tuple[str, ...] = (),
+    focus_p: float = 0.0,
 ) -> list[tuple[str, str]]:
     """``k`` false captions of ``scene`` as ``(text, kind)``, each ``spec`` with one change.
+
+    The kind of change is drawn uniformly from :data:`KINDS`, except that with probability
+    ``focus_p`` it is drawn from ``focus`` first (where that kind applies to the scene; else
+    uniformly as usual): binding's kinds are rare otherwise (a colour swap needs two objects of
+    different colours, and is one kind in eight).
 
     ``spec`` is a true caption's spec and ``phrasing`` the bit-generator state its text was
     phrased from: each negative is phrased from that same state, so where the change keeps the
@@ -129,13 +146,23 @@ def hard_negatives(
     """
     if k < 0:
         raise ValueError(f"k must be at least 0, got {k}")
+    check_focus(focus, focus_p)
+    def false_and_allowed(changed: SceneSpec | None) -> bool:
+        return (changed is not None and not holds(changed, scene)
+                and (allow_held_out or not changed.held_out))  # fmt: skip
+
     out: list[tuple[str, str]] = []
     while len(out) < k:
-        kind = KINDS[int(rng.integers(len(KINDS)))]
-        changed = change(spec, kind, rng)
-        if changed is None or holds(changed, scene):
-            continue
-        if changed.held_out and not allow_held_out:
+        changed = None
+        if focus and focus_p > 0 and rng.random() < focus_p:
+            kind = focus[int(rng.integers(len(focus)))]
+            changed = change(spec, kind, rng)
+            if not false_and_allowed(changed):  # the focus does not apply: a uniform draw
+                changed = None
+        if changed is None:
+            kind = KINDS[int(rng.integers(len(KINDS)))]
+            changed = change(spec, kind, rng)
+        if not false_and_allowed(changed):
             continue
         words = np.random.default_rng()
         words.bit_generator.state = phrasing

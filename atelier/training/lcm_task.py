@@ -13,7 +13,13 @@ Per image of a batch (z_0, caption):
 
 where D_s is the frozen teacher with classifier-free guidance at scale s. After every optimizer
 step the target follows theta- <- mu theta- + (1 - mu) theta. The student starts as the teacher
-(its w-embedding zero), the target as the student.
+(its w-embedding zero), the target as the student. At mu = 0 the target is the student itself
+under stop-gradient, so no copy is kept.
+
+LCM-LoRA (Luo et al. 2023, "LCM-LoRA: A Universal Stable-Diffusion Acceleration Module") is the
+same distillation with theta the adapters of a LoRA (``models/lora.py``) on the frozen teacher:
+the student has no w-embedding, so f_theta(x, t) does not read s, and diffusers' script keeps no
+target network (mu = 0).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,7 @@ from atelier.diffusion.schedules import (
 )
 from atelier.eval.grid import save_grid
 from atelier.models.latent_space import LatentSpace
-from atelier.models.unet import UNet
+from atelier.models.lora import LoRAConfig
 from atelier.pipelines.text2image import Text2Image
 from atelier.text.encoder import TextEncoder
 from atelier.training.ldm import judged_samples
@@ -62,13 +69,16 @@ class ConsistencyDistillation:
     The teacher is guided at a scale s drawn uniformly from [``guidance_min``,
     ``guidance_max``] (classifier-free guidance's s, as ``SamplingOptions.guidance``; LCM's w is
     s - 1), which the student takes as an input. ``target_decay`` is the paper's mu, the EMA
-    rate of the target network; ``huber_c`` the pseudo-Huber distance's c.
+    rate of the target network (0: the student itself); ``huber_c`` the pseudo-Huber distance's
+    c. ``lora`` makes the student LCM-LoRA's: the teacher's UNet, frozen, plus these adapters,
+    with no w-embedding (it learns the teacher at the scales drawn, not as an input).
     """
 
     guidance_min: float = 2.0
     guidance_max: float = 5.0
     target_decay: float = 0.95
     huber_c: float = 0.001
+    lora: LoRAConfig | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.guidance_min) and math.isfinite(self.guidance_max)
@@ -82,6 +92,11 @@ class ConsistencyDistillation:
                              f"{self.target_decay}")  # fmt: skip
         if not (math.isfinite(self.huber_c) and self.huber_c > 0):
             raise ValueError(f"distillation.huber_c must be > 0, got {self.huber_c}")
+        if self.lora is not None and self.target_decay != 0:
+            # An EMA of a student whose base is frozen would be the adapters' EMA; LCM-LoRA
+            # keeps none (diffusers' script targets the student itself).
+            raise ValueError(f"an LCM-LoRA student keeps no target network: distillation."
+                             f"target_decay must be 0, got {self.target_decay}")  # fmt: skip
 
 
 def _with_scale(unet: nn.Module):
@@ -92,14 +107,17 @@ def _with_scale(unet: nn.Module):
 
 
 class ConsistencyDistillationTask:
-    """Distil ``teacher`` (a frozen UNet) into ``student`` (its architecture with
-    ``guidance_embedding``), on clean latents in the teacher's space under ``diffusion``."""
+    """Distil ``teacher`` (a frozen UNet) into ``student`` (its architecture, with
+    ``guidance_embedding`` to take the scale as an input, or without for LCM-LoRA), on clean
+    latents in the teacher's space under ``diffusion``. ``trained`` names what the optimizer
+    moves (default: the whole student as "unet"; for LCM-LoRA the adapters attached to it)."""
 
     def __init__(
         self,
         *,
-        student: UNet,
+        student: nn.Module,
         teacher: nn.Module,
+        trained: dict[str, nn.Module] | None = None,
         text_encoder: TextEncoder,
         diffusion: DiffusionConfig,
         distillation: ConsistencyDistillation = ConsistencyDistillation(),
@@ -109,11 +127,15 @@ class ConsistencyDistillationTask:
         sample_prompts: Sequence[str] = (),
         sample_options: SamplingOptions = SamplingOptions(sampler="lcm", spacing="lcm"),
     ) -> None:
-        if not student.config.guidance_embedding:
-            raise ValueError("the student must take the guidance scale (guidance_embedding)")
+        if student is teacher:
+            raise ValueError("the student must be a network apart from its frozen teacher")
         self.student = student
+        self.trained = trained if trained is not None else {"unet": student}
         self.teacher = teacher.eval().requires_grad_(False)
-        self.target = copy.deepcopy(student).eval().requires_grad_(False)
+        # mu = 0 makes the target the student after every step: the student itself, no copy.
+        self.target: nn.Module | None = None
+        if distillation.target_decay > 0:
+            self.target = copy.deepcopy(student).eval().requires_grad_(False)
         self.text_encoder = text_encoder.eval()
         self.vae = vae.eval().requires_grad_(False) if vae is not None else None
         self.diffusion = diffusion
@@ -132,7 +154,12 @@ class ConsistencyDistillationTask:
         self.target_step = 0  # the optimizer steps the target has followed
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.student}
+        return self.trained
+
+    @property
+    def reads_scale(self) -> bool:
+        """Whether the student takes the guidance scale as an input (LCM's w-embedding)."""
+        return bool(getattr(getattr(self.student, "config", None), "guidance_embedding", False))
 
     def loss(
         self, batch: tuple[torch.Tensor, Sequence[str]], step: int
@@ -155,7 +182,8 @@ class ConsistencyDistillationTask:
             guided = classifier_free_guidance(self.teacher, cond, uncond, scale)
             teacher = VPDenoiser(guided, self.diffusion.prediction_type)
             x_prev = ddim_step(x, teacher(x, sigma_start, t_start), sigma_start, sigma_end)  # x_n
-            aim = self.consistency(self.target, cond, scale, x_prev, sigma_end, t_end)
+            target = self.student if self.target is None else self.target
+            aim = self.consistency(target, cond, scale, x_prev, sigma_end, t_end)
         per_image = pseudo_huber(online, aim, d.huber_c).flatten(1).mean(1)  # (B,)
         return per_image.mean(), {"t": t_start.cpu(), "loss": per_image.detach().cpu()}
 
@@ -168,8 +196,12 @@ class ConsistencyDistillationTask:
         sigma: torch.Tensor,
         t: torch.Tensor,
     ) -> torch.Tensor:
-        """f(x, t, s) of a network taking the guidance scale, at VE latents x of level sigma."""
-        model = embedded_guidance(_with_scale(unet), cond, scale)
+        """f(x, t, s) at VE latents x of level sigma: of a network taking the guidance scale,
+        or f(x, t) of one that does not (LCM-LoRA's)."""
+        if self.reads_scale:
+            model = embedded_guidance(_with_scale(unet), cond, scale)
+        else:
+            model = partial(unet, context=cond)
         denoised = VPDenoiser(model, self.diffusion.prediction_type)(x, sigma, t)
         return consistency_output(x, sigma, t, denoised)
 
@@ -179,20 +211,27 @@ class ConsistencyDistillationTask:
         holds the weights of ``step`` optimizer steps (micro-batches of a step move it once)."""
         if step <= self.target_step:
             return
+        self.target_step = step
+        if self.target is None:
+            return
         live = dict(self.student.named_parameters())
         for name, param in self.target.named_parameters():
             param.lerp_(live[name].detach().to(param.dtype), 1 - self.distillation.target_decay)
-        self.target_step = step
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         """The target network and the step it has followed, so a resumed run continues it."""
-        state = {f"target.{k}": v.detach().clone() for k, v in self.target.state_dict().items()}
-        return state | {"target_step": torch.tensor(self.target_step)}
+        state = {"target_step": torch.tensor(self.target_step)}
+        if self.target is not None:
+            state |= {
+                f"target.{k}": v.detach().clone() for k, v in self.target.state_dict().items()
+            }
+        return state
 
     def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.target.load_state_dict(
-            {k.removeprefix("target."): v for k, v in state.items() if k.startswith("target.")}
-        )
+        if self.target is not None:
+            self.target.load_state_dict(
+                {k.removeprefix("target."): v for k, v in state.items() if k.startswith("target.")}
+            )
         self.target_step = int(state["target_step"])
 
     def pipeline(self) -> Text2Image:

@@ -80,7 +80,9 @@ class RecipeData:
     the scene is (text-to-image recipes; see ``data/recaption.py``). ``hard_negatives`` > 0
     gives every scene that many false captions, one fact away from its true one, one drawn as
     an extra negative each time (CLIP recipes, NegCLIP; GAN recipes, for the discriminator;
-    ``shapes/negatives.py``). Both need the shapes world. ``augment`` moves every training
+    ``shapes/negatives.py``); ``negative_focus`` kinds of change are drawn first with
+    probability ``negative_focus_p`` (binding's kinds, rare otherwise). Both need the shapes
+    world. ``augment`` moves every training
     picture by a small random affine map (``data/augment.py``) in recipes that read pictures,
     not layouts (the real-set CLIP and feature network): never for the shapes world, whose
     captions name positions.
@@ -91,6 +93,8 @@ class RecipeData:
     seed: int = 0
     captions_per_image: int = 1
     hard_negatives: int = 0
+    negative_focus: tuple[str, ...] = ()
+    negative_focus_p: float = 0.0
     source: DataSource = "shapes"
     augment: bool = False
 
@@ -101,6 +105,12 @@ class RecipeData:
             )
         if self.hard_negatives < 0:
             raise ValueError(f"data.hard_negatives must be at least 0, got {self.hard_negatives}")
+        from atelier.shapes.negatives import check_focus
+
+        try:
+            check_focus(self.negative_focus, self.negative_focus_p)
+        except ValueError as err:
+            raise ValueError(f"data.negative_focus: {err}") from None
         if self.source not in DATA_SOURCES:
             raise ValueError(f"data.source must be one of {', '.join(DATA_SOURCES)}, "
                              f"got {self.source!r}")  # fmt: skip

@@ -125,7 +125,8 @@ def with_negatives(recipe: Recipe, images: CaptionedImages) -> CaptionedImages |
             f"data.hard_negatives={k} needs the shapes world, which knows what makes a caption "
             "false; a --data folder has only true captions: drop the override"
         )
-    negatives = [[text for text, _ in images.hard_negatives(i, k)]
+    focus, focus_p = recipe.data.negative_focus, recipe.data.negative_focus_p
+    negatives = [[text for text, _ in images.hard_negatives(i, k, focus=focus, focus_p=focus_p)]
                  for i in tqdm(range(len(images)), desc="hard negatives")]  # fmt: skip
     return WithNegatives(images, negatives)
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from atelier.cli import app
 from atelier.data.base import array_to_tensor
 from atelier.eval.arena import Entrant, arena_grid, arena_html, run_arena
+from atelier.eval.arena_suites import ArenaSuite, shapes_judge
 from atelier.shapes.bench import load_suite
 
 
@@ -48,8 +49,8 @@ def test_a_better_entrant_wins_alignment_and_fidelity():
     good = Entrant("good", Fixed(lambda p: True), None)
     half = Entrant("half", Fixed(lambda p: "red" in p or "blue" in p), None)
     blank = Entrant("blank", Fixed(lambda p: False), None)
-    result = run_arena([good, half, blank], suite, seeds=[0, 1], extractor=pixels,
-                       real_images=real, n_boot=50, progress=False)  # fmt: skip
+    arena = ArenaSuite("shapes-bench", suite, shapes_judge, pixels, real, "renders")
+    result = run_arena([good, half, blank], arena, seeds=[0, 1], n_boot=50, progress=False)
     assert result.accuracy["good"] == 1.0 and result.accuracy["blank"] == 0.0
     elo = {n: r.elo for n, r in result.ratings["alignment"].items()}
     assert elo["good"] > elo["half"] > elo["blank"]
@@ -65,7 +66,7 @@ def test_a_better_entrant_wins_alignment_and_fidelity():
     categories = len({j.category for j in result.showings[0].judged})
     assert grid.width > 3 * 128 and grid.height > categories * 128
     with pytest.raises(ValueError, match="at least two"):
-        run_arena([good], suite, seeds=[0], extractor=pixels, real_images=real)
+        run_arena([good], arena, seeds=[0])
 
 
 def test_compare_command_writes_json_and_html(tiny_model_dir, second_tiny_model_dir, clip_dir,

@@ -94,3 +94,72 @@ def test_real_suites_refuse_reranking(tiny_model_dir, tmp_path):
     result = run(str(tiny_model_dir), "--suite", "emoji", "--candidates", "2", "--rerank",
                  "clip", "-o", str(tmp_path))  # fmt: skip
     assert result.exit_code == 2 and "measures the model itself" in result.output
+
+
+def test_compare_on_the_digits_suite_is_judged_by_the_digit_judge(
+    tiny_model_dir, second_tiny_model_dir, judge_dir, tmp_path
+):
+    data = built_mnist(tmp_path)
+    out = tmp_path / "arena"
+    args = ["compare", str(tiny_model_dir), str(second_tiny_model_dir), "--suite", "digits"]
+    result = CliRunner().invoke(app, [*args, "--data", str(data), "--judge", str(judge_dir),
+                                      "--every", "9", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "arena.json").read_text())
+    assert report["suite"] == "digits" and report["n_prompts"] == 10
+    assert "held-out real digits" in report["reference"]
+    cats = set(report["win_rates"]["alignment"][f"{tiny_model_dir} vs {second_tiny_model_dir}"])
+    assert cats == {*(f"digit {d}" for d in range(10)), "all"}
+    bad = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(tiny_model_dir),
+            str(second_tiny_model_dir),
+            "--suite",
+            "digits",
+            "--features",
+            "x",
+            "-o",
+            str(out),
+        ],
+    )
+    assert bad.exit_code == 2 and "--judge" in bad.output
+
+
+def test_compare_on_the_emoji_suite_without_its_clip_says_how_to_train_it(
+    tiny_model_dir, second_tiny_model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageLoadWarning)
+        data = built_emoji(tmp_path, held=6, kept=8)
+    result = CliRunner().invoke(app, ["compare", str(tiny_model_dir), str(second_tiny_model_dir),
+                                      "--suite", "emoji", "--data", str(data), "-o",
+                                      str(tmp_path / "arena")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "atelier train emoji-clip" in result.output
+
+
+def test_compare_on_the_emoji_suite_judges_names_and_compares_with_held_out_pictures(
+    tiny_model_dir, second_tiny_model_dir, clip_dir, tmp_path
+):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageLoadWarning)
+        data = built_emoji(tmp_path, held=6, kept=8)
+    torch.manual_seed(0)
+    net = ClassFeatureNet(ClassFeatureConfig(image_size=16, channels=(8, 8, 8), feature_dim=8,
+                                             classes=(8, 3)))  # fmt: skip
+    features = save_feature_net(net, tmp_path / "feat", card="# feat\n")
+    out = tmp_path / "arena"
+    result = CliRunner().invoke(app, ["compare", str(tiny_model_dir), str(second_tiny_model_dir),
+                                      "--suite", "emoji", "--data", str(data), "--judge",
+                                      str(clip_dir), "--features", str(features), "-o",
+                                      str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "arena.json").read_text())
+    assert report["suite"] == "emoji" and "held-out emoji" in report["reference"]
+    prompts = report["n_prompts"]
+    assert prompts >= 6  # every held-out picture's caption, then the seen ones
+    assert all(0 <= a <= 1 for a in report["accuracy"].values())
+    assert (out / "arena.html").read_text().count("<img") >= 2

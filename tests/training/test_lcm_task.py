@@ -1,17 +1,22 @@
 """Latent consistency distillation: the loss is the paper's (written here in its VP form), the
 target network follows the student once per optimizer step and survives a resume, and a tiny
-student distilled from a tiny teacher draws in one step what the teacher's ODE draws in 50."""
+student distilled from a tiny teacher draws in one step what the teacher's ODE draws in 50.
+LCM-LoRA: the student (the frozen teacher with adapters) starts as its teacher, only the adapters
+learn, and a tiny run lowers the loss."""
 
+import copy
 from dataclasses import replace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from atelier.diffusion.config import DiffusionConfig
 from atelier.diffusion.denoiser import VPDenoiser
 from atelier.diffusion.guidance import classifier_free_guidance, embedded_guidance
 from atelier.diffusion.plan import make_plan
 from atelier.diffusion.samplers import get_sampler
+from atelier.models.lora import UNET_TARGETS, LoRAConfig, LoRANetwork
 from atelier.models.unet import UNet, UNetConfig
 from atelier.text.factory import TextEncoderConfig, build_text_encoder
 from atelier.text.tokenizer import train_bpe
@@ -193,3 +198,85 @@ def test_a_distilled_student_draws_in_one_step_what_the_teacher_draws_in_fifty()
 def test_bad_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         ConsistencyDistillation(**bad)
+
+
+LORA = LoRAConfig(rank=4, alpha=4.0, targets=(*UNET_TARGETS, "conv1", "conv2"), text_targets=())
+
+
+def make_lora_task(
+    teacher_noise: float = 0.0, **distillation
+) -> tuple[ConsistencyDistillationTask, LoRANetwork]:
+    """LCM-LoRA on the tiny teacher (its weights moved by ``teacher_noise``, a teacher whose
+    captions matter): a frozen copy of it with adapters, no target network."""
+    task = make_task(**distillation)  # for its teacher and text encoder
+    perturb(task.teacher, seed=2, amount=teacher_noise)
+    student = copy.deepcopy(task.teacher).requires_grad_(False)
+    network = LoRANetwork.create({"unet": student}, LORA).attach(1.0)
+    settings = ConsistencyDistillation(target_decay=0.0, lora=LORA, **distillation)
+    lora_task = ConsistencyDistillationTask(
+        student=student, teacher=task.teacher, trained={"lora": network},
+        text_encoder=task.text_encoder, diffusion=DEFAULT, distillation=settings,
+        latent_shape=(4, 8, 8),
+    )  # fmt: skip
+    return lora_task, network
+
+
+def test_the_lora_student_starts_as_its_teacher():
+    """B = 0: the student's consistency function is the teacher's (unguided, as the student
+    reads no scale), bit for bit, and the target is the student itself."""
+    task, network = make_lora_task()
+    assert not task.reads_scale and task.target is None
+    assert {name.split(".")[-1] for name in network.names} >= {"to_q", "to_out", "conv1", "conv2"}
+    z0, cond = latents(), task.text_encoder.encode(CAPTIONS)
+    t = torch.full((len(z0),), 499)
+    sigma = task.sigmas[t]
+    x = z0 + sigma.float().reshape(-1, 1, 1, 1) * torch.randn_like(z0)
+    scale = torch.full((len(z0),), 3.0)
+    with torch.no_grad():
+        student = task.consistency(task.student, cond, scale, x, sigma, t)
+        teacher = task.consistency(task.teacher, cond, scale, x, sigma, t)
+    assert torch.equal(student, teacher)
+
+
+def test_only_the_adapters_learn():
+    task, network = make_lora_task(guidance_min=3.0, guidance_max=3.0)
+    assert list(task.modules()) == ["lora"]
+    loss, _ = task.loss((latents(), CAPTIONS), step=0)
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in task.student.parameters())
+    assert all(p.grad is None for p in task.teacher.parameters())
+    grads = dict(network.named_parameters())
+    assert grads and all(p.requires_grad and p.grad is not None for p in grads.values())
+    # B starts at zero, so only the up matrices' gradients are non-zero on the first step.
+    assert any(p.grad.abs().sum() > 0 for name, p in grads.items() if name.endswith("up.weight"))
+
+
+def test_a_tiny_lcm_lora_run_lowers_its_loss(tmp_path):
+    """Through the training loop, only the adapters optimised and checkpointed: the loss on
+    fixed draws falls, and the base weights under the adapters do not move."""
+    task, network = make_lora_task(teacher_noise=0.2, guidance_min=3.0, guidance_max=3.0)
+    base = {k: v.clone() for k, v in task.student.state_dict().items()}
+
+    def fixed_loss() -> float:
+        losses = []
+        for seed in range(4):
+            torch.manual_seed(11 + seed)
+            with torch.no_grad():
+                losses.append(float(task.loss((latents(), CAPTIONS), step=0)[0]))
+        return sum(losses) / len(losses)
+
+    before = fixed_loss()
+    config = TrainConfig(max_steps=60, batch_size=8, lr=3e-3, checkpoint_every=60, log_every=10)
+    train(task, Latents(), config, run_dir=tmp_path)
+    after = fixed_loss()
+    assert after < 0.8 * before, (before, after)
+    assert all(torch.equal(v, base[k]) for k, v in task.student.state_dict().items())
+    saved = load_file(str(sorted((tmp_path / "checkpoints").glob("step-*.safetensors"))[-1]))
+    assert {k for k in saved if k.startswith("model.")} == {
+        f"model.lora.{k}" for k in network.state_dict()
+    }
+
+
+def test_an_lcm_lora_student_keeps_no_target_network():
+    with pytest.raises(ValueError, match="target_decay must be 0"):
+        ConsistencyDistillation(lora=LORA)
