@@ -39,6 +39,12 @@ def export(
         help="atelier (a model folder) or diffusers (unet/, vae/ and scheduler/ folders that "
         "diffusers' from_pretrained loads; diffusion models).",
     ),  # fmt: skip
+    examples: bool = typer.Option(
+        False,
+        "--examples",
+        help="Also draw the written model's example grid into the folder (examples.png, shown "
+        "by the web page's model picker): a text-to-image model, atelier format.",
+    ),  # fmt: skip
 ) -> None:
     """Write a model folder elsewhere (e.g. into atelier/weights to ship it)."""
     import torch
@@ -53,6 +59,8 @@ def export(
     changes = {k: v for k, v in changes.items() if v is not None}
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r} is not known; valid: {', '.join(FORMATS)}")
+    if examples and fmt != "atelier":
+        raise fail("--examples draws into an atelier model folder; drop it with --format diffusers")
     try:
         changes |= parse_assignments(option)
         folder = resolve(model)
@@ -79,6 +87,15 @@ def export(
         else:
             written = kind.save(loaded, output, card=card, dtype=dtype)
         typer.echo(str(written))
+        if examples:
+            if not kind.facts(read_config(written)).text_to_image:
+                raise ValueError(
+                    f"{old} is not a text-to-image model: --examples draws "
+                    "prompts with one (the folder is written, without them)"
+                )
+            from atelier.eval.examples import write_examples
+
+            typer.echo(str(write_examples(written)))
     except ValueError as err:
         raise fail(str(err)) from None
     except OSError as err:

@@ -21,6 +21,7 @@ import secrets
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from atelier.diffusion.samplers import SAMPLER_NAMES
+from atelier.eval.examples import EXAMPLES_FILE
 from atelier.kinds.adapters import installed_adapters
 from atelier.kinds.card import card_figures, card_summary
 from atelier.kinds.folder import read_config, resolve
@@ -327,6 +329,8 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             options=options, tasks=list(does.tasks), loras=does.loras,
             inpaint_method=does.inpaint_method, summary=card_summary(m.path),
             figures=[Figure(name=k, value=v) for k, v in card_figures(m.path)],
+            examples=(f"/v1/models/{quote(m.name, safe='')}/examples.png"
+                      if (m.path / EXAMPLES_FILE).is_file() else None),
         )  # fmt: skip
 
     @app.get("/v1/models", response_model=list[ModelInfo], dependencies=guarded)
@@ -340,6 +344,19 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         if all(m.path.resolve() != default for m in listed):
             listed.insert(0, describe(default))
         return [model_info(m, default) for m in listed]
+
+    @app.get("/v1/models/{name}/examples.png", dependencies=guarded,
+             response_class=FileResponse, responses=png_docs)  # fmt: skip
+    def model_examples(name: str) -> FileResponse:
+        """A listed model's example grid: only names ``/v1/models`` lists are looked up, so no
+        path from a request reaches the file system."""
+        folders = {m.name: m.path for m in list_models()}
+        default = describe(resolve(settings.model))
+        folders.setdefault(default.name, default.path)
+        folder = folders.get(name)
+        if folder is None or not (folder / EXAMPLES_FILE).is_file():
+            raise HTTPException(404, f"no example grid for a model named {name!r}")
+        return FileResponse(folder / EXAMPLES_FILE, media_type="image/png")
 
     @app.get("/v1/adapters", response_model=list[AdapterInfo], dependencies=guarded)
     def adapters() -> list[AdapterInfo]:

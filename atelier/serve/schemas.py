@@ -345,6 +345,10 @@ class ModelInfo(BaseModel):
     )
     summary: str = Field("", description="The first paragraph of its model card.")
     figures: list[Figure] = Field([], description="Headline figures from its model card.")
+    examples: str | None = Field(
+        None, description="URL of its example grid (what it draws at its defaults), if its "
+        "folder has one (`atelier export --examples`)."
+    )  # fmt: skip
 
 
 class AdapterInfo(BaseModel):

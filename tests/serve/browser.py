@@ -72,6 +72,7 @@ def install_models(home: Path, model_card: str = TINY_CARD) -> Path:
     import torch
 
     from atelier.diffusion.options import SamplingOptions
+    from atelier.eval.examples import write_examples
     from atelier.kinds import adapters
     from atelier.kinds.diffusion import load_diffusion, save_model
     from atelier.kinds.folder import read_config
@@ -94,6 +95,7 @@ def install_models(home: Path, model_card: str = TINY_CARD) -> Path:
     install_token_models(models)
     gan = tiny_gan()
     save_gan(gan, models / gan.name, card="# tiny-gan\n")
+    write_examples(models / gan.name)  # one model with an example grid for the picker
     fast = SamplingOptions(steps=2, guidance=1.0, sampler="euler")
     config = UpscalerConfig("shapes-sr-32-64", 32, 64, TINY_UNET, defaults=fast)
     save_upscaler(UNet(TINY_UNET), config, models / "shapes-sr-32-64", card="# sr\n")

@@ -301,3 +301,14 @@ def test_a_running_job_is_followed_again_after_a_reload(browser, server):
     page.reload()  # a finished job is not followed again
     until(page, "document.getElementById('model').options.length > 0")
     assert page.locator("#queue li").count() == 0
+
+
+def test_the_picker_shows_a_models_example_grid_where_it_has_one(browser, server):
+    page = open_page(browser, server)
+    assert not page.locator("#modelExamples").is_visible()  # the default's folder has none
+    page.select_option("#model", "tiny-gan")
+    until(page, "document.querySelector('#modelExamples img').naturalWidth > 0")
+    assert page.locator("#modelExamples").is_visible()
+    assert page.get_attribute("#modelExamples", "href").startswith("blob:")
+    page.select_option("#model", "tiny")
+    assert not page.locator("#modelExamples").is_visible()

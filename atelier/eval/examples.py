@@ -1,0 +1,88 @@
+"""A text-to-image model's example grid: ``examples.png`` in its folder, the picture the web
+page's model picker shows beside the card's figures, so a user sees what a model draws before
+asking it for anything.
+
+The prompts follow the data its card says it was trained on: for the shapes world, the first
+seen prompt of each shapes-bench category, each tile framed and captioned with the shapes
+judge's verdict (the same prompts for every model, so two grids compare); for real MNIST digits,
+"a handwritten D" for every digit; for emoji, a few common names. One image per prompt at the
+model's own defaults, seeds from 0.
+
+    python -m atelier.eval.examples MODEL_FOLDER [MORE...]     # or: atelier export --examples
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from atelier.atomic import write_atomic
+from atelier.eval.grid import Tile, labelled_grid
+
+EXAMPLES_FILE = "examples.png"
+EMOJI_PROMPTS = ("red apple", "grinning face", "dog face", "red heart", "rocket", "pizza",
+                 "sun with face", "christmas tree")  # fmt: skip
+
+
+def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Image:
+    """The example grid of ``loaded`` (a text-to-image model) for its card's data ``source``
+    (``kinds/card.py``: "mnist", "emoji", else the shapes world)."""
+    if source == "mnist":
+        from atelier.data.mnist import TEMPLATES, WORDS
+
+        prompts = [TEMPLATES[0].format(digit=d, word=WORDS[d]) for d in range(10)]
+        specs: list[Any] = [None] * len(prompts)
+    elif source == "emoji":
+        prompts, specs = list(EMOJI_PROMPTS), [None] * len(EMOJI_PROMPTS)
+    else:
+        from atelier.shapes.bench import load_suite
+
+        suite = load_suite()
+        firsts = {bp.category: bp for bp in reversed(suite) if bp.split == "seen"}
+        picks = sorted(firsts.values(), key=lambda bp: suite.index(bp))
+        prompts, specs = [bp.prompt for bp in picks], [bp.spec for bp in picks]
+    seeds = [seed + k for k in range(len(prompts))]
+    images = loaded(prompts, seeds=seeds, options=loaded.defaults)
+    tiles = []
+    for prompt, spec, image in zip(prompts, specs, images):
+        if spec is None:
+            tiles.append(Tile(image, (prompt,)))
+            continue
+        from atelier.shapes.judge import judge
+
+        passed = judge(np.asarray(image.convert("RGB")), spec).passed
+        tiles.append(Tile(image, (prompt, "PASS" if passed else "FAIL"), passed))
+    title = f"{loaded.name}: one image per prompt at its defaults, seeds from {seed}"
+    return labelled_grid(tiles, cols=min(len(tiles), 5), title=title)
+
+
+def write_examples(folder: Path, *, seed: int = 0) -> Path:
+    """Draw the example grid of the model in ``folder`` and write it there (atomically)."""
+    from atelier.kinds.card import card_source
+    from atelier.kinds.registry import load_text_to_image
+
+    loaded = load_text_to_image(str(folder))
+    grid = example_grid(loaded, card_source(Path(folder)), seed=seed)
+    data = io.BytesIO()
+    grid.save(data, format="PNG", optimize=True)
+    return write_atomic(Path(folder) / EXAMPLES_FILE, data.getvalue())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        print(write_examples(folder, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()
