@@ -7,10 +7,11 @@
   float32); the text encoder, the sampler's arithmetic and the decoder stay float32. It is
   refused where the device does not compute bfloat16 natively: emulated, it is slower than fp32.
 - **compile** is a process's choice (``Model.compile()``, ``atelier serve --compile``): the
-  UNet goes through ``torch.compile`` (inductor), whose kernels round otherwise than eager ones,
-  so an image differs from eager's by a level or two (``metadata.COMPILED_TOLERANCE``, measured
-  in docs/latency.md); PNGs drawn so say ``runtime: compiled``, and ``replay`` (eager) allows
-  that difference in them and in no other.
+  UNet goes through ``torch.compile`` (inductor), whose kernels round otherwise than eager ones:
+  an fp32 image differs from eager's by a level at most (``metadata.COMPILED_TOLERANCE``), a bf16
+  one by up to 25 (measured in docs/latency.md). PNGs drawn so say ``runtime: compiled``;
+  ``replay`` allows that fp32 difference in them and in no other, and judges a compiled bf16
+  image only when replaying compiled.
 
 Either keeps a batch equal to its singles: every call still runs at fixed rows, and a wider call
 is used only after it gave the same bits (``fixed_batch.py``), checked in the precision and the

@@ -91,30 +91,48 @@ def test_bf16_is_recorded_in_the_png_and_replayed(tiny_installed, tiny_model_dir
     assert again.exit_code == 0 and "pixels match: " in again.output, again.output
 
 
+def drawn(tmp_path, tiny_model_dir, *options: str):
+    """A generated PNG's path, its parameters, and a function writing its pixels moved by
+    ``shift`` levels at one value under other parameters, returning replay's result."""
+    made = run("generate", "a red circle", "--seed", "1", "--model", tiny_model_dir, "-o",
+               tmp_path, *options)  # fmt: skip
+    path = made.stdout.strip().splitlines()[-1]
+    original = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+    def replayed(shift: int, record, name: str):
+        moved = original.copy()
+        moved[0, 0, 0] = moved[0, 0, 0] + shift if moved[0, 0, 0] < 128 else moved[0, 0, 0] - shift
+        save_png(Image.fromarray(moved.astype(np.uint8)), tmp_path / name, record)
+        return run("replay", tmp_path / name)
+
+    return read_params(path), replayed
+
+
+def as_compiled(params):
+    return dataclasses.replace(params, extra={**params.extra, "runtime": "compiled"})
+
+
 def test_replay_allows_the_compiled_tolerance_only_to_a_compiled_image(
     tiny_installed, tiny_model_dir, tmp_path
 ):
-    made = run("generate", "a red circle", "--seed", "1", "--model", tiny_model_dir, "-o", tmp_path)
-    path = made.stdout.strip().splitlines()[-1]
-    params = read_params(path)
-    compiled = dataclasses.replace(params, extra={**params.extra, "runtime": "compiled"})
-    assert compiled.compiled and not params.compiled
-    original = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-
-    def replayed(shift: int, record) -> str:
-        moved = original.copy()
-        moved[0, 0, 0] = moved[0, 0, 0] + shift if moved[0, 0, 0] < 128 else moved[0, 0, 0] - shift
-        file = tmp_path / f"moved-{shift}-{record.compiled}.png"
-        save_png(Image.fromarray(moved.astype(np.uint8)), file, record)
-        return run("replay", file)
-
-    within = replayed(COMPILED_TOLERANCE, compiled)
+    params, replayed = drawn(tmp_path, tiny_model_dir)
+    assert as_compiled(params).compiled and not params.compiled
+    within = replayed(COMPILED_TOLERANCE, as_compiled(params), "within.png")
     assert within.exit_code == 0 and "within the compiled tolerance" in within.output
-    assert "Runtime: compiled" in Image.open(tmp_path / "moved-2-True.png").text["parameters"]
-    beyond = replayed(COMPILED_TOLERANCE + 1, compiled)
+    assert "Runtime: compiled" in Image.open(tmp_path / "within.png").text["parameters"]
+    beyond = replayed(COMPILED_TOLERANCE + 1, as_compiled(params), "beyond.png")
     assert beyond.exit_code == 1 and "beyond the compiled tolerance" in beyond.output
-    eager = replayed(1, params)  # an eager image allows nothing
+    eager = replayed(1, params, "eager.png")  # an eager image allows nothing
     assert eager.exit_code == 1 and "pixels differ (max |delta| 1)" in eager.output
+
+
+@needs_bf16
+def test_replay_does_not_judge_a_compiled_bf16_image_eager(tiny_installed, tiny_model_dir,
+                                                           tmp_path):  # fmt: skip
+    params, replayed = drawn(tmp_path, tiny_model_dir, "--option", "precision=bf16")
+    result = replayed(1, as_compiled(params), "bf16.png")
+    assert result.exit_code == 1 and "pixels cannot be checked" in result.output
+    assert "with --compile" in result.output
 
 
 def test_compile_is_lazy_and_a_lora_runs_eager(tiny_model_dir):
