@@ -181,3 +181,27 @@ def test_the_server_compiles_the_diffusion_models_it_loads(tiny_model_dir):
     name = str(tiny_model_dir)
     assert Models(default=name, compile=True).text_to_image(name).runtime == "compiled"
     assert Models(default=name).text_to_image(name).runtime == "eager"
+
+
+def test_serve_compile_warms_before_serving_or_says_why_not(tiny_model_dir, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    import uvicorn
+
+    from atelier.kinds.diffusion import Model
+
+    served, warmed = [], []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    monkeypatch.setattr(Model, "warm", lambda self, say: warmed.append(say(self.name)))
+    args = ["serve", "--model", tiny_model_dir, "-o", tmp_path / "out", "--compile"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "compiling the UNet of" in result.output and "compiled in" in result.output
+    assert (
+        warmed and served[0].state.models.text_to_image(str(tiny_model_dir)).runtime == "compiled"
+    )
+    served[0].state.queue.close()
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    refused = run(*args)
+    assert refused.exit_code == 2 and "cannot compile" in refused.output
+    assert "needs a C++ compiler" in refused.output and len(served) == 1
