@@ -2,15 +2,16 @@
 
 - **precision** is a sampling option (``SamplingOptions.precision``), so a PNG records it and
   ``atelier replay`` honours it: it changes the pixels. ``fp32`` runs everything in float32;
-  ``bf16`` runs the denoising network under ``torch.autocast(bfloat16)`` (matmuls and
-  convolutions in bfloat16, normalisations and softmax in float32, its output cast back to
-  float32); the text encoder, the sampler's arithmetic and the decoder stay float32. It is
-  refused where the device does not compute bfloat16 natively: emulated, it is slower than fp32.
+  ``bf16`` runs the denoising network under ``torch.autocast(bfloat16)``: convolutions, matmuls
+  and attention cast to bfloat16, and the ops between them (GroupNorm, SiLU) take their
+  bfloat16 outputs as they come (measured, torch 2.13 CPU); the output is cast back to float32,
+  and the text encoder, the sampler's arithmetic and the decoder stay float32. It is refused
+  where the device does not compute bfloat16 natively: emulated, it is slower than fp32.
 - **compile** is a process's choice (``Model.compile()``, ``atelier serve --compile``): the
   UNet goes through ``torch.compile`` (inductor), whose kernels round otherwise than eager ones:
-  an fp32 image differs from eager's by a level at most (``metadata.COMPILED_TOLERANCE``), a bf16
-  one by up to 25 (measured in docs/latency.md). PNGs drawn so say ``runtime: compiled``;
-  ``replay`` allows that fp32 difference in them and in no other, and judges a compiled bf16
+  an fp32 image differed from eager's by one level at most, a bf16 one by up to 25 (measured in
+  docs/latency.md). PNGs drawn so say ``runtime: compiled``; ``replay`` allows an fp32 one
+  ``metadata.COMPILED_TOLERANCE`` (2) levels and no other image any, and judges a compiled bf16
   image only when replaying compiled.
 
 Either keeps a batch equal to its singles: every call still runs at fixed rows, and a wider call
