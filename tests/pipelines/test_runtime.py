@@ -157,7 +157,8 @@ def test_a_missing_compiler_is_a_clear_error(monkeypatch):
 
 
 def test_the_compile_cache_lives_under_atelier_home(monkeypatch, tmp_path):
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # so the test's setting is undone after
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path))
     assert runtime.compile_cache() == str(tmp_path / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
