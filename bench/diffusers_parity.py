@@ -3,7 +3,7 @@ diffusers' StableDiffusionPipeline loop: the same prompt embeddings, seeds, sche
 pixel differences and seconds per image of both, measured side by side in one run.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/diffusers_parity.py [--model shapes-ldm-minilm]
-        [--images 4] [--runs 3]
+        [--images 4] [--runs 3] [--compile]
 
 The diffusers side is StableDiffusionPipeline's ``__call__`` loop written out: latents from each
 image's generator times ``init_noise_sigma``, the unconditional and conditional rows in one UNet
@@ -11,6 +11,8 @@ call, CFG, ``scheduler.step`` with the images' generators, the VAE decode. It di
 the model does (the folder's README says how): atelier's text encoder with its padding mask, the
 UNet's coordinate channels, the per-channel latent space. Times are warm medians of ``--runs``,
 at one image and at ``--images`` images a call, alternating between the two implementations.
+``--compile`` adds both compiled (atelier's ``Model.compile``, diffusers' UNet through
+``torch.compile`` the same way), their first use, and compiled atelier's pixels against eager's.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="Also both compiled.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -107,37 +110,63 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         save_diffusers(model, tmp, card=f"# {model.name}\n")
         unet, vae, scheduler = load_diffusers(Path(tmp))
-    pipe = model.pipeline()
 
-    def ours(n: int) -> torch.Tensor:
-        return pipe.decode(pipe.sample(prompts[:n], seeds=seeds[:n], options=options))
+    def ours(pipe):
+        def draw(n: int) -> torch.Tensor:
+            return pipe.decode(pipe.sample(prompts[:n], seeds=seeds[:n], options=options))
 
-    def theirs(n: int) -> torch.Tensor:
-        return diffusers_images(
-            unet, vae, scheduler, _rows(cond, n), _rows(uncond, n),
-            seeds[:n], steps=options.steps, guidance=options.guidance,
-            latent_shape=model.config.latent_shape,
-        )  # fmt: skip
+        return draw
 
-    a, b = to_pixels(ours(args.images)), to_pixels(theirs(args.images))
-    delta = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    def theirs(network):
+        def draw(n: int) -> torch.Tensor:
+            return diffusers_images(
+                network, vae, scheduler, _rows(cond, n), _rows(uncond, n),
+                seeds[:n], steps=options.steps, guidance=options.guidance,
+                latent_shape=model.config.latent_shape,
+            )  # fmt: skip
+
+        return draw
+
+    draws = {"atelier": ours(model.pipeline()), "diffusers": theirs(unet)}
+    a, b = to_pixels(draws["atelier"](args.images)), to_pixels(draws["diffusers"](args.images))
     print(f"{model.name}: {options.summary()}; scheduler {type(scheduler).__name__}")
+    delta = _delta(a, b)
     print(f"pixels, {args.images} images (0-255): max |delta| {delta.max()}, mean |delta| "
           f"{delta.mean():.4f}, identical {(delta == 0).mean():.4f} of values")  # fmt: skip
+    if args.compile:
+        draws["atelier compiled"] = ours(model.compile().pipeline())
+        draws["diffusers compiled"] = theirs(torch.compile(unet, dynamic=False))
+        for name in ("atelier compiled", "diffusers compiled"):
+            start = time.perf_counter()
+            for n in (1, args.images):
+                pixels = to_pixels(draws[name](n))
+            print(f"{name}: first use (compiling at 1 and {args.images} images) "
+                  f"{time.perf_counter() - start:.1f} s; pixels against eager atelier's, max "
+                  f"|delta| {_delta(pixels, a).max()}, identical "
+                  f"{(_delta(pixels, a) == 0).mean():.4f} of values")  # fmt: skip
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.runs):
         for n in (1, args.images):
-            for name, draw in (("atelier", ours), ("diffusers", theirs)):
+            for name, draw in draws.items():
                 start = time.perf_counter()
                 draw(n)
                 times.setdefault((name, n), []).append((time.perf_counter() - start) / n)
-    print(f"\n{'images a call':>13} {'atelier s/image':>16} {'diffusers s/image':>18} "
-          f"{'atelier images/s vs diffusers':>30}   (one thread, median of "
-          f"{args.runs})")  # fmt: skip
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nseconds per image, one thread, median of {args.runs}; images/s against eager "
+          "diffusers in brackets\n")  # fmt: skip
+    print(f"{'images a call':>13} " + " ".join(f"{name:>24}" for name in draws))
     for n in (1, args.images):
-        ours_s = statistics.median(times[("atelier", n)])
-        theirs_s = statistics.median(times[("diffusers", n)])
-        print(f"{n:>13} {ours_s:>16.3f} {theirs_s:>18.3f} {theirs_s / ours_s:>29.2f}x")
+        base = med[("diffusers", n)]
+        cells = [f"{med[(name, n)]:.3f} ({base / med[(name, n)]:.2f}x)" for name in draws]
+        print(f"{n:>13} " + " ".join(f"{c:>24}" for c in cells))
+    if args.compile:
+        for n in (1, args.images):
+            ratio = med[("diffusers compiled", n)] / med[("atelier compiled", n)]
+            print(f"compiled atelier against compiled diffusers, {n} images a call: {ratio:.2f}x")
+
+
+def _delta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int16) - b.astype(np.int16))
 
 
 def _rows(text: TextEmbedding, n: int) -> TextEmbedding:

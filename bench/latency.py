@@ -3,7 +3,7 @@ cold ``atelier generate`` (a new process: imports, weights, one image), the warm
 warm server, each at one image and at ``--batch`` images, with ratios to the warm API's one image.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/latency.py [--models shapes-ldm-minilm,OTHER]
-        [--runs 3] [--batch 8] [--warm-only]
+        [--runs 3] [--batch 8] [--warm-only] [--variants eager,compiled,bf16]
 
 ``--models`` takes any names or folders (a distilled model beside the default, say). Every figure
 is a median of ``--runs`` (``--help`` of twice as many) at each model's own sampling defaults.
@@ -12,6 +12,11 @@ batch is ``--batch`` requests sent at once, which its queue samples together. Th
 a warm batch are counted too: ``fixed_batch`` widens them only where it checked the bits agree.
 ``--warm-only`` measures the warm Python API alone (a GAN beside the default at ``--batch 64``,
 say); the last column compares each row's images per second with the first model's.
+``--variants`` also runs a diffusion model's warm Python API in other runtimes, alternating with
+eager fp32 run by run: ``compiled`` (``Model.compile``), ``bf16`` (``precision=bf16``),
+``compiled-bf16``; it prints each one's first use (compiling every call shape), seconds and
+images per second against eager at 1 and ``--batch`` images, and its pixels' largest difference
+from eager's over the batch's images.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -43,6 +49,7 @@ ATELIER = [sys.executable, "-m", "atelier"]  # what the `atelier` console script
 # How often a client asks after its job, as bench/serve_load.py does: every poll is a request the
 # server's one process answers beside sampling, so polling faster slows what it measures.
 POLL_S = 0.05
+VARIANTS = ("eager", "compiled", "bf16", "compiled-bf16")
 
 
 def median_of(runs: int, fn: Callable[[], object]) -> float:
@@ -114,12 +121,60 @@ def measure(name: str, runs: int, batch: int, warm_only: bool) -> list[tuple[str
     return rows
 
 
+def variant_model(name: str, variant: str):
+    """(model, options) of one variant: eager, compiled, bf16 or compiled-bf16."""
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    model = load_text_to_image(name)
+    if variant.startswith("compiled"):
+        model.compile()
+    precision = "bf16" if variant.endswith("bf16") else "fp32"
+    return model, replace(model.defaults, precision=precision)
+
+
+def measure_variants(name: str, variants: list[str], runs: int, batch: int) -> None:
+    """Eager fp32 and ``variants`` of one diffusion model, side by side (see the docstring)."""
+    import numpy as np
+
+    variants = ["eager", *(v for v in variants if v != "eager")]
+    drawn = {v: variant_model(name, v) for v in variants}
+    first_use, pixels = {}, {}
+    for v, (model, options) in drawn.items():
+        start = time.perf_counter()
+        for n in (1, batch):
+            images = model([PROMPT] * n, seeds=list(range(n)), options=options)
+        first_use[v] = time.perf_counter() - start
+        pixels[v] = np.stack([np.asarray(im, dtype=np.int16) for im in images])
+    seconds: dict[tuple[str, int], list[float]] = {}
+    for _ in range(runs):
+        for n in (1, batch):
+            for v, (model, options) in drawn.items():
+                start = time.perf_counter()
+                model([PROMPT] * n, seeds=list(range(n)), options=options)
+                seconds.setdefault((v, n), []).append(time.perf_counter() - start)
+    med = {k: statistics.median(t) for k, t in seconds.items()}
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n{name}, warm Python API by variant (medians of {runs}, alternating; load average "
+          f"{load})\n")  # fmt: skip
+    print(f"{'variant':<14} {'first use s':>11} {'1 image s':>10} {'x eager':>8} "
+          f"{f'{batch} images s/image':>18} {'x eager':>8} "
+          f"{'max |delta| vs eager':>21}")  # fmt: skip
+    for v in variants:
+        one, many = med[(v, 1)], med[(v, batch)] / batch
+        delta = int(np.abs(pixels[v] - pixels["eager"]).max())
+        print(f"{v:<14} {first_use[v]:>11.1f} {one:>10.3f} {med[('eager', 1)] / one:>7.2f}x "
+              f"{many:>18.3f} {med[('eager', batch)] / batch / many:>7.2f}x "
+              f"{delta:>21}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=DEFAULT_MODEL, help="Comma-separated names or folders.")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--warm-only", action="store_true", help="Only the warm Python API.")
+    parser.add_argument("--variants", default="eager",
+                        help="Also: compiled, bf16, compiled-bf16 (comma-separated).")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     if not args.warm_only:
@@ -140,6 +195,9 @@ def main() -> None:
             vs_first = first[(what, n)] / seconds
             print(f"{Path(name).name:<22} {what:<38} {seconds:>7.3f} {seconds / n:>8.3f} "
                   f"{seconds / n / base:>19.2f}x {vs_first:>16.3f}x")  # fmt: skip
+    if args.variants != "eager":
+        for name in args.models.split(","):
+            measure_variants(name, args.variants.split(","), args.runs, args.batch)
 
 
 if __name__ == "__main__":

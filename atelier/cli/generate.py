@@ -306,12 +306,18 @@ def replay(
     model: str = typer.Option(
         None, "--model", help="Model name or folder (default: found by the PNG's name and hash)."
     ),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="Replay with the UNet compiled, as an image drawn by `serve --compile` was (a bf16 "
+        "one is checked only so); a minute or more of compiling.",
+    ),
 ) -> None:
     """Regenerate an image from its embedded parameters and report whether the pixels match."""
     import numpy as np
     from PIL import Image
 
-    from atelier.pipelines.metadata import read_params
+    from atelier.pipelines.metadata import COMPILED_BF16_SPREAD, COMPILED_TOLERANCE, read_params
 
     try:
         params = read_params(image)
@@ -341,6 +347,13 @@ def replay(
             err=True,
         )
     options = options_for(loaded.name, loaded.defaults, params.options)
+    if compile:
+        if not hasattr(loaded, "compile"):
+            raise fail(f"--compile compiles diffusion models; {loaded.name} is not one")
+        try:
+            loaded.compile()
+        except RuntimeError as err:
+            raise fail(str(err)) from None
     if "steer" in params.extra:
         from atelier.kinds.steering import SteerSpec
 
@@ -358,6 +371,24 @@ def replay(
     if again.shape == original.shape and (again == original).all():
         typer.echo(f"pixels match: {image}")
         return
-    diff = np.abs(again - original).max() if again.shape == original.shape else "shape"
-    typer.echo(f"pixels differ (max |delta| {diff}): {image}")
+    diff = int(np.abs(again - original).max()) if again.shape == original.shape else None
+    runtimes = ("compiled" if params.compiled else "eager", getattr(loaded, "runtime", "eager"))
+    if diff is None or runtimes[0] == runtimes[1]:
+        typer.echo(f"pixels differ (max |delta| {'shape' if diff is None else diff}): {image}")
+        raise typer.Exit(1)
+    # Inductor's kernels round otherwise than eager ones: measured, fp32 images stay within
+    # COMPILED_TOLERANCE levels, bf16 ones do not, so those are not judged.
+    how = f"drawn {runtimes[0]}, replayed {runtimes[1]}"
+    precision = getattr(options, "precision", "fp32")
+    if precision != "fp32":
+        typer.echo(f"pixels cannot be checked (max |delta| {diff}; {how}: in {precision} they "
+                   f"differ by up to {COMPILED_BF16_SPREAD} levels; replay in the image's runtime, "
+                   f"{'with' if params.compiled else 'without'} --compile): {image}")  # fmt: skip
+        raise typer.Exit(1)
+    if diff <= COMPILED_TOLERANCE:
+        typer.echo(f"pixels match within the compiled tolerance ({COMPILED_TOLERANCE} levels; "
+                   f"max |delta| {diff}; {how}): {image}")  # fmt: skip
+        return
+    typer.echo(f"pixels differ (max |delta| {diff}, beyond the compiled tolerance of "
+               f"{COMPILED_TOLERANCE} levels; {how}): {image}")  # fmt: skip
     raise typer.Exit(1)

@@ -1,5 +1,5 @@
 """``atelier serve [--host 127.0.0.1] [--port 7860] [--model …] [--token …] [--max-queue N]
-[--allowed-hosts NAMES]``."""
+[--allowed-hosts NAMES] [--compile]``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def serve(
     ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every job alone."),
     output: Path = typer.Option(Path("out/serve"), "-o", "--output", help="Where PNGs are kept."),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="Run diffusion models' UNets through torch.compile: about 1.2x the images per "
+        "second, pixels within 2 levels of eager's in fp32 (the PNGs say compiled); compiles "
+        "the default model's call shapes before serving: minutes the first time, less after "
+        "from inductor's cache.",
+    ),
 ) -> None:
     """Serve the REST API and the web page."""
     import uvicorn
@@ -69,6 +77,19 @@ def serve(
         cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
         allowed_hosts=() if "*" in hosts else hosts,
         limits=Limits(max_queue=max_queue, job_timeout_s=timeout), batching=not no_batching,
+        compile=compile,
     )  # fmt: skip
+    app = create_app(settings)
+    if compile:
+        import time
+
+        start = time.perf_counter()
+        typer.echo(f"compiling the UNet of {model} at every call shape a request uses "
+                   "(minutes the first time; less from inductor's cache)")  # fmt: skip
+        try:
+            app.state.models.warm(say=lambda what: typer.echo(f"  compiling: {what}"))
+        except (RuntimeError, ValueError, FileNotFoundError) as err:
+            raise fail(f"cannot compile {model}: {err}") from None
+        typer.echo(f"compiled in {time.perf_counter() - start:.0f} s")
     typer.echo(f"atelier serving {model} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -35,6 +35,7 @@ from atelier.models.unet import UNet, UNetConfig
 from atelier.models.vae import AutoencoderKL, VAEConfig
 from atelier.pipelines.interpolate import frame_weights, noise_path, text_path
 from atelier.pipelines.lora_tags import LoRASpec, split_lora_tags
+from atelier.pipelines.runtime import compiled
 from atelier.pipelines.text2image import Text2Image
 from atelier.safeload import build_and_load, check_config_values
 from atelier.text.encoder import TextEncoder
@@ -142,6 +143,8 @@ class Model:
     # Whether a prompt's word loads the installed embedding that teaches it (measurements of
     # other methods turn it off, so an installed word cannot change what they draw).
     auto_embeddings: bool = True
+    # The UNet through torch.compile (:meth:`compile`), or None: every network runs eager.
+    compiled_unet: nn.Module | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -243,6 +246,31 @@ class Model:
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
+    @property
+    def runtime(self) -> str:
+        """``"compiled"`` once :meth:`compile` has run, else ``"eager"``: what a PNG records."""
+        return "eager" if self.compiled_unet is None else "compiled"
+
+    def compile(self) -> Model:
+        """Sample with the UNet through ``torch.compile`` from now on (``pipelines/runtime.py``)
+        and return this model. Each call shape compiles on first use (:meth:`warm` does it now),
+        kept in inductor's on-disk cache for the next process; images differ from eager's by a
+        level or two. While a LoRA is attached the UNet runs eager: the compiled graph would not
+        see its hooks. A RuntimeError says what is missing when kernels cannot be built here."""
+        if self.compiled_unet is None:
+            self.compiled_unet = compiled(self.unet, self.device)
+        return self
+
+    def warm(self, *, say: Callable[[str], None] = lambda _: None) -> None:
+        """Draw throwaway images at every call shape a request at the model's size uses (the
+        UNet at 2, 4 and 8 rows: 1, 2 and 4 guided images, up to 8 of a model that embeds its
+        guidance), so a compiled model compiles them now rather than in a request; ``say``
+        hears of each batch before it starts."""
+        options = replace(self.defaults, steps=2)
+        for images in (1, 2, 4, 8):
+            say(f"{self.name}: {images} image{'s' if images > 1 else ''} a call")
+            self(["a red circle"] * images, seeds=list(range(images)), options=options)
+
     def network_evaluations(self, options: SamplingOptions | None = None) -> int:
         """Denoiser calls per image with ``options`` (None: the defaults), the NFE a sweep
         reports; classifier-free guidance batches its two passes as one."""
@@ -254,8 +282,10 @@ class Model:
         """The sampling pipeline (the network at ``rows`` rows a call, ``fixed_batch.py``);
         ``size`` (pixels) makes images of another side than the model's, refused with a
         ValueError naming the sides it can make."""
+        attached = any(network.attached for network in self.loras.values())
+        network = self.unet if self.compiled_unet is None or attached else self.compiled_unet
         pipe = Text2Image(
-            network=self.unet,
+            network=network,
             text_encoder=self.text_encoder,
             diffusion=self.config.diffusion,
             latent_shape=self.config.latent_shape,

@@ -27,6 +27,14 @@ from atelier.text.window import shorten
 
 JSON_KEY = "atelier"
 A1111_KEY = "parameters"
+# An image drawn by compiled networks (``Model.compile``) says so in ``extra``; inductor's
+# kernels round otherwise than eager ones, so replay in the other runtime accepts a difference
+# of up to COMPILED_TOLERANCE levels in such an fp32 image, and none in another. In bf16 the
+# two runtimes' images differ by up to COMPILED_BF16_SPREAD levels, too far to tell a true
+# mismatch: only replay in the image's runtime judges it (measured: docs/latency.md).
+RUNTIME = "runtime"
+COMPILED_TOLERANCE = 2
+COMPILED_BF16_SPREAD = 25
 # Our sampler names and the names A1111 shows for the same algorithms.
 A1111_SAMPLERS = {
     "ddpm": "DDPM", "ddim": "DDIM", "euler": "Euler", "euler_ancestral": "Euler a",
@@ -64,14 +72,23 @@ class GenerationParams:
         negative_prompt: str = "",
         mode: str = "txt2img",
         extra: dict[str, Any] | None = None,
+        runtime: str = "eager",
     ) -> GenerationParams:
         """The parameters of ``image`` made with ``options`` (the kind's options dataclass), the
-        size from the image."""
+        size from the image; ``runtime`` ``"compiled"`` (a model's ``runtime``) is recorded in
+        ``extra``, eager is not."""
+        extra = dict(extra or {}) | ({RUNTIME: runtime} if runtime != "eager" else {})
         return cls(
             prompt=prompt, seed=seed, width=image.width, height=image.height, model=model,
             model_hash=model_hash, negative_prompt=negative_prompt, mode=mode,
-            options=asdict(options), extra=dict(extra or {}),
+            options=asdict(options), extra=extra,
         )  # fmt: skip
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the image was drawn by compiled networks (its pixels then are eager's within
+        :data:`COMPILED_TOLERANCE` levels)."""
+        return self.extra.get(RUNTIME) == "compiled"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -144,6 +161,8 @@ def to_a1111(p: GenerationParams) -> str:
         items.append(("Mode", p.mode))
     if not o.get("guidance_rescale", 1):
         o.pop("guidance_rescale")  # plain CFG: A1111 writes nothing for it either
+    if o.get("precision") == "fp32":
+        o.pop("precision")  # what every A1111 image is drawn in
     settings = {**o, **p.extra}
     items += [(k.replace("_", " ").capitalize(), v) for k, v in sorted(settings.items())]
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in items))

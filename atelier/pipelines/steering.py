@@ -149,6 +149,7 @@ class SteeredText2Image:
     defaults = property(lambda self: self.model.defaults)
     path = property(lambda self: self.model.path)
     model_hash = property(lambda self: self.model.model_hash)
+    runtime = property(lambda self: getattr(self.model, "runtime", "eager"))
 
     def network_evaluations(self, options: Any = None) -> int:
         return self.model.network_evaluations(options)
@@ -163,9 +164,8 @@ class SteeredText2Image:
         callback: Callable[[Any], None] | None = None,
         size: int | None = None,
     ) -> list[Image.Image]:
-        pipe = self.model.pipeline(size=size)
-
         def draw(texts: list[str], group_seeds: list[int]) -> list[Image.Image]:
+            pipe = self.model.pipeline(size=size)  # after the LoRAs attach: it runs them eager
             wrap = self.steer(pipe, texts, group_seeds)
             z = pipe.sample(texts, seeds=group_seeds, negative_prompt=negative_prompt,
                             options=options or self.defaults, callback=callback,

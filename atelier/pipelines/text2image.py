@@ -31,6 +31,7 @@ from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.models.latent_space import LatentSpace
 from atelier.pipelines.composable import compose
 from atelier.pipelines.fixed_batch import fixed_batch
+from atelier.pipelines.runtime import in_precision, weights_cast_once
 from atelier.text.encoder import TextEmbedding, TextEncoder
 
 
@@ -178,6 +179,8 @@ class Text2Image:
         interpolating between two draws (``pipelines/interpolate.py``).
         A network that takes the guidance scale as an input (a latent consistency model) reads
         ``options.guidance`` itself, one pass a step with no unconditional rows.
+        ``options.precision`` is the network's arithmetic (``runtime.py``); bf16 is refused with
+        a ValueError where the device lacks it.
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
@@ -194,7 +197,7 @@ class Text2Image:
         else:
             uncond = self.text_encoder.encode([negative_prompt] * len(prompts))
 
-        network: Callable[..., torch.Tensor] = self.network
+        network = in_precision(self.network, options.precision, self.device)
         if extra is not None:
             rows = extra if composition is None else extra[composition.image.to(extra.device)]
             cond = WithInputs(cond, rows)
@@ -230,15 +233,16 @@ class Text2Image:
                 )
             first = start_step_for_strength(options.steps, start.strength)
             x = start.latents.to(noise) + noise * plan.sigmas[first].to(noise.dtype)
-        if resample is not None:
-            jump, count = resample
-            return sample_with_jumps(
-                sampler, denoiser, x, plan, jump=jump, resample=count, generators=generators,
-                callback=callback, start_step=first,
-            )  # fmt: skip
-        return sampler(
-            denoiser, x, plan, generators=generators, callback=callback, start_step=first
-        )
+        with weights_cast_once(self.device):
+            if resample is not None:
+                jump, count = resample
+                return sample_with_jumps(
+                    sampler, denoiser, x, plan, jump=jump, resample=count, generators=generators,
+                    callback=callback, start_step=first,
+                )  # fmt: skip
+            return sampler(
+                denoiser, x, plan, generators=generators, callback=callback, start_step=first
+            )
 
     def _check_embedded(
         self, negative_prompt: str, composed: bool, options: SamplingOptions

@@ -24,6 +24,7 @@ from atelier.diffusion.samplers import StepInfo, get_sampler
 from atelier.diffusion.super_resolution import augment, consistent_with, upsample
 from atelier.models.unet import UNet
 from atelier.pipelines.fixed_batch import fixed_batch
+from atelier.pipelines.runtime import in_precision, weights_cast_once
 
 
 class SuperResolutionSettings(Protocol):
@@ -73,7 +74,8 @@ class Upscaler:
         aug_noise = torch.stack([torch.randn((3, c.high, c.high), generator=g) for g in gens])
         cond = augment(up, level, self._abar, noise=aug_noise.to(device))
 
-        net = fixed_batch(lambda x, t, lv: self.unet(x, t, None, lv), self.rows)
+        unet = in_precision(lambda x, t, lv: self.unet(x, t, None, lv), options.precision, device)
+        net = fixed_batch(unet, self.rows)
 
         def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return net(torch.cat([x_t, cond], 1), t, level.to(x_t.dtype))
@@ -83,10 +85,11 @@ class Upscaler:
             denoiser = consistent_with(denoiser, lo.to(device))
         plan = make_plan(self._abar, options.steps, spacing=options.spacing, karras=options.karras)
         noise = torch.stack([torch.randn((3, c.high, c.high), generator=g) for g in gens])
-        x = get_sampler(options.sampler)(
-            denoiser, noise.to(device) * plan.init_noise_sigma, plan, generators=gens,
-            callback=callback,
-        )  # fmt: skip
+        with weights_cast_once(device):
+            x = get_sampler(options.sampler)(
+                denoiser, noise.to(device) * plan.init_noise_sigma, plan, generators=gens,
+                callback=callback,
+            )  # fmt: skip
         return [tensor_to_pil(img) for img in x.clamp(-1, 1)]
 
 

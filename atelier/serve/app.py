@@ -90,7 +90,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         },  # fmt: skip
     )
     limits = settings.limits
-    models = Models(default=settings.model)
+    models = Models(default=settings.model, compile=settings.compile)
     queue = JobQueue(
         max_queue=limits.max_queue,
         job_timeout_s=limits.job_timeout_s,

@@ -25,6 +25,7 @@ from atelier.kinds.registry import describe, load_model, load_painter, load_text
 from atelier.kinds.token_model import TokenModel
 from atelier.pipelines.lora_tags import split_lora_tags
 from atelier.pipelines.metadata import GenerationParams, save_png, to_a1111
+from atelier.pipelines.runtime import check_precision
 from atelier.serve.jobs import Job
 from atelier.serve.schemas import ImageResult, Limits, decode_image, image_size
 
@@ -43,6 +44,7 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     batching: bool = True
     inline_images: bool = False  # also return each PNG as base64 in the job view
+    compile: bool = False  # diffusion models' UNets through torch.compile (Model.compile)
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,11 @@ class Models:
     """Loaded models by name, loaded on first use through the registry (one lock: the worker is
     the only user once a request has been accepted)."""
 
-    def __init__(self, default: str | None = None) -> None:
+    def __init__(self, default: str | None = None, *, compile: bool = False) -> None:
         self._loaded: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.default = default
+        self.compile = compile  # every diffusion model loaded, compiled (Model.compile)
 
     def _get(self, role: str, name: str, load) -> Any:
         # A request names an installed model, never a folder of the server's disk.
@@ -102,8 +105,18 @@ class Models:
             )
         with self._lock:
             if (role, name) not in self._loaded:
-                self._loaded[role, name] = load(name)
+                model = load(name)
+                if self.compile and isinstance(model, diffusion.Model):
+                    model.compile()
+                self._loaded[role, name] = model
             return self._loaded[role, name]
+
+    def warm(self, say) -> None:
+        """Load the default model for text-to-image and, compiling, draw at every call shape
+        its requests use (``Model.warm``), so the first requests wait for no compiler."""
+        model = self.text_to_image(self.default or DEFAULT_MODEL)
+        if self.compile and isinstance(model, diffusion.Model):
+            model.warm(say=say)
 
     def text_to_image(self, name: str) -> TextToImage:
         return self._get("t2i", name, load_text_to_image)
@@ -230,7 +243,9 @@ class Runners:
             return
         self.check_loras(req, model)
         try:
-            request_options(model, req, keeps_source=kind == "img2img")
+            options = request_options(model, req, keeps_source=kind == "img2img")
+            if isinstance(model, diffusion.Model):
+                check_precision(options.precision, model.device)
         except ValueError as err:
             raise Refused("options", str(err)) from None
         spec = request_steering(req)
@@ -313,13 +328,13 @@ class Runners:
             raise Refused("image", str(err)) from None
 
     def save_images(self, job: Job, name: str, model_hash: str, images, seeds, options, mode,
-                    extra, prompt) -> list[ImageResult]:  # fmt: skip
+                    extra, prompt, runtime: str = "eager") -> list[ImageResult]:  # fmt: skip
         out = []
         for k, (image, seed) in enumerate(zip(images, seeds)):
             params = GenerationParams.of(
                 image, prompt=prompt, seed=seed, options=options, model=name,
                 model_hash=model_hash, negative_prompt=getattr(job.payload, "negative_prompt", ""),
-                mode=mode, extra=extra,
+                mode=mode, extra=extra, runtime=runtime,
             )  # fmt: skip
             file = f"{job.id}-{k:02d}.png"
             save_png(image, self.settings.output / file, params)
@@ -351,6 +366,7 @@ class Runners:
             results.append(self.save_images(
                 job, model.name, model.model_hash, images[start : start + n],
                 seeds[start : start + n], options, "txt2img", extra, job.payload.prompt,
+                getattr(model, "runtime", "eager"),
             ))  # fmt: skip
             start += n
         return results
@@ -377,8 +393,8 @@ class Runners:
             def callback(info):
                 on_step(info, None)
         else:
-            editor = Editor(model.pipeline())
             text = model.take_loras(req.prompt)
+            editor = Editor(model.pipeline())  # after the LoRAs attach: it runs them eager
             how = {"method": req.method} if job.kind == "inpaint" else {}
             preview = previewer(editor.pipe)
 
@@ -405,7 +421,8 @@ class Runners:
             out = [editor.outpaint(image, text, seed=req.seed, **pads, **common)]
             extra = pads
         return [self.save_images(job, model.name, model.model_hash, out, seeds, options,
-                                 job.kind, extra, req.prompt)]  # fmt: skip
+                                 job.kind, extra, req.prompt,
+                                 getattr(model, "runtime", "eager"))]  # fmt: skip
 
     def variations(self, jobs: list[Job], on_step) -> list[Any]:
         """An unCLIP model's variations: one image per seed, decoded from the request image's
