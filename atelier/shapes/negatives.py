@@ -147,6 +147,7 @@ def hard_negatives(
     if k < 0:
         raise ValueError(f"k must be at least 0, got {k}")
     check_focus(focus, focus_p)
+
     def false_and_allowed(changed: SceneSpec | None) -> bool:
         return (changed is not None and not holds(changed, scene)
                 and (allow_held_out or not changed.held_out))  # fmt: skip
