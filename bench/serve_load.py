@@ -1,6 +1,11 @@
 """Load test of ``atelier serve`` over loopback, with and without batching.
 
-    .venv/bin/python bench/serve_load.py [--model shapes-ldm] [--requests 32] [--steps 10]
+    .venv/bin/python bench/serve_load.py [--models shapes-ldm,OTHER] [--requests 32]
+        [--steps 10] [--clients 1,4,16] [--batching off,on]
+
+``--steps 0`` sends no step count, so each model samples at its own defaults (a distilled
+model's 4 steps beside the default's 40). With several ``--models``, a last table puts each
+model's 1-client p50 and 16-client throughput side by side, with ratios to the first.
 
 For 1, 4 and 16 concurrent clients, each sending txt2img requests with its own prompt and seed
 and waiting for the result: p50 and p95 latency (request to finished image), throughput, and a
@@ -64,15 +69,20 @@ def serving(model: str, out: str, *, batching: bool, max_queue: int):
             proc.kill()
 
 
+def body(prompt: str, seed: int, steps: int) -> dict:
+    """A txt2img request; ``steps`` 0 leaves the model's own."""
+    return {"prompt": prompt, "seed": seed, **({"steps": steps} if steps else {})}
+
+
 def one_request(base: str, k: int, steps: int, timeout: float) -> tuple[float, bool, str]:
     """(latency s, answer verified, problem) for request ``k``."""
     prompt, seed = PROMPTS[k % len(PROMPTS)], 1000 + k
     began = time.perf_counter()
     with httpx.Client(base_url=base, timeout=30) as client:
-        r = client.post("/v1/txt2img", json={"prompt": prompt, "seed": seed, "steps": steps})
+        r = client.post("/v1/txt2img", json=body(prompt, seed, steps))
         while r.status_code == 429:
             time.sleep(float(r.headers.get("retry-after", "1")))
-            r = client.post("/v1/txt2img", json={"prompt": prompt, "seed": seed, "steps": steps})
+            r = client.post("/v1/txt2img", json=body(prompt, seed, steps))
         if r.status_code != 202:
             return time.perf_counter() - began, False, f"POST {r.status_code}"
         job = r.json()["id"]
@@ -120,9 +130,7 @@ def overload(model: str, steps: int) -> dict:
         codes = []
         with httpx.Client(base_url=base, timeout=30) as client:
             for k in range(20):
-                r = client.post(
-                    "/v1/txt2img", json={"prompt": "a red circle", "seed": k, "steps": steps}
-                )
+                r = client.post("/v1/txt2img", json=body("a red circle", k, steps))
                 codes.append((r.status_code, r.headers.get("retry-after")))
     return {
         "accepted": sum(c == 202 for c, _ in codes),
@@ -134,29 +142,50 @@ def overload(model: str, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="shapes-ldm")
+    parser.add_argument("--models", "--model", default="shapes-ldm")
     parser.add_argument("--requests", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10, help="0: each model's own")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--batching", default="off,on")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-    print(f"# serve load: {args.model}, {args.requests} requests per row, {args.steps} steps")
-    print("| batching | clients | p50 s | p95 s | req/s | verified |")
-    print("|---|---|---|---|---|---|")
+    models = [m for m in args.models.split(",") if m]
+    clients_list = [int(c) for c in args.clients.split(",")]
+    batchings = [{"off": False, "on": True}[b] for b in args.batching.split(",")]
+    steps = f"{args.steps} steps" if args.steps else "each model's own steps"
     rows = {}
-    for clients in (1, 4, 16):
-        for batching in (False, True):
-            r = run_setting(args.model, batching, clients, args.requests, args.steps, args.timeout)
-            rows[(batching, clients)] = r
-            flag, problems = "on" if batching else "off", " ".join(r["problems"])
+    for model in models:
+        print(f"# serve load: {model}, {args.requests} requests per row, {steps}")
+        print("| batching | clients | p50 s | p95 s | req/s | verified |")
+        print("|---|---|---|---|---|---|")
+        for clients in clients_list:
+            for batching in batchings:
+                r = run_setting(model, batching, clients, args.requests, args.steps,
+                                args.timeout)  # fmt: skip
+                rows[(model, batching, clients)] = r
+                flag, problems = "on" if batching else "off", " ".join(r["problems"])
+                print(
+                    f"| {flag} | {clients} | {r['p50']:.2f} | {r['p95']:.2f} "
+                    f"| {r['throughput']:.2f} | {r['verified']}/{r['n']} {problems} |"
+                )
+        if len(batchings) == 2:
+            for clients in clients_list[1:]:
+                ratio = (rows[(model, True, clients)]["throughput"]
+                         / rows[(model, False, clients)]["throughput"])  # fmt: skip
+                print(f"throughput with batching / without at {clients} clients: {ratio:.2f}x")
+        print("overload (queue of 4, 20 requests at once):", overload(model, args.steps))
+    if len(models) > 1:
+        few, many, on = min(clients_list), max(clients_list), batchings[-1]
+        first = models[0]
+        base_p50, base_tput = rows[(first, on, few)]["p50"], rows[(first, on, many)]["throughput"]
+        print(
+            f"\n| model | {few}-client p50 s | x {first} | {many}-client req/s "
+            f"(batching {'on' if on else 'off'}) | x {first} |"
+        )
+        print("|---|---|---|---|---|")
+        for model in models:
+            p50, tput = rows[(model, on, few)]["p50"], rows[(model, on, many)]["throughput"]
             print(
-                f"| {flag} | {clients} | {r['p50']:.2f} | {r['p95']:.2f} "
-                f"| {r['throughput']:.2f} | {r['verified']}/{r['n']} {problems} |"
+                f"| {model} | {p50:.3f} | {base_p50 / p50:.2f}x faster | {tput:.2f} "
+                f"| {tput / base_tput:.2f}x |"
             )
-    for clients in (4, 16):
-        ratio = rows[(True, clients)]["throughput"] / rows[(False, clients)]["throughput"]
-        print(f"throughput with batching / without at {clients} clients: {ratio:.2f}x")
-    print("overload (queue of 4, 20 requests at once):", overload(args.model, args.steps))
-
-
-if __name__ == "__main__":
-    main()
