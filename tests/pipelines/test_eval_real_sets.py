@@ -59,16 +59,21 @@ def test_digits_suite_without_the_judge_says_how_to_train_it(tiny_model_dir, tmp
     assert not list((tmp_path / "out").glob("*.json"))
 
 
-def test_emoji_suite_measures_held_out_names_and_writes_the_card(
-    tiny_model_dir, clip_dir, tmp_path
-):
+def emoji_set_and_features(tmp_path):
+    """A fake built emoji set (6 held-out pictures, 8 kept) and a tiny feature network."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ImageLoadWarning)
         data = built_emoji(tmp_path, held=6, kept=8)
     torch.manual_seed(0)
     net = ClassFeatureNet(ClassFeatureConfig(image_size=16, channels=(8, 8, 8), feature_dim=8,
                                              classes=(8, 3)))  # fmt: skip
-    features = save_feature_net(net, tmp_path / "feat", card="# feat\n")
+    return data, save_feature_net(net, tmp_path / "feat", card="# feat\n")
+
+
+def test_emoji_suite_measures_held_out_names_and_writes_the_card(
+    tiny_model_dir, clip_dir, tmp_path
+):
+    data, features = emoji_set_and_features(tmp_path)
     # A copy the card may be written into, trained (its card says) on the emoji.
     model = tmp_path / "emoji-model"
     shutil.copytree(tiny_model_dir, model)
@@ -144,13 +149,7 @@ def test_compare_on_the_emoji_suite_without_its_clip_says_how_to_train_it(
 def test_compare_on_the_emoji_suite_judges_names_and_compares_with_held_out_pictures(
     tiny_model_dir, second_tiny_model_dir, clip_dir, tmp_path
 ):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ImageLoadWarning)
-        data = built_emoji(tmp_path, held=6, kept=8)
-    torch.manual_seed(0)
-    net = ClassFeatureNet(ClassFeatureConfig(image_size=16, channels=(8, 8, 8), feature_dim=8,
-                                             classes=(8, 3)))  # fmt: skip
-    features = save_feature_net(net, tmp_path / "feat", card="# feat\n")
+    data, features = emoji_set_and_features(tmp_path)
     out = tmp_path / "arena"
     result = CliRunner().invoke(app, ["compare", str(tiny_model_dir), str(second_tiny_model_dir),
                                       "--suite", "emoji", "--data", str(data), "--judge",

@@ -14,15 +14,20 @@ from tests.serve.browser import install_models
 
 
 @pytest.fixture(scope="module")
-def listed(tmp_path_factory):
+def client(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     patch = pytest.MonkeyPatch()
     patch.setenv("ATELIER_HOME", str(home))
     folder = install_models(home)
     settings = ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))
     with TestClient(create_app(settings)) as client:
-        yield {m["name"]: m for m in client.get("/v1/models").json()}
+        yield client
     patch.undo()
+
+
+@pytest.fixture(scope="module")
+def listed(client):
+    return {m["name"]: m for m in client.get("/v1/models").json()}
 
 
 def options(model: dict) -> dict:
@@ -81,20 +86,10 @@ def test_a_long_summary_is_cut_at_a_sentence(tmp_path):
     assert card_summary(tmp_path / "nowhere") == "" and card_figures(tmp_path / "nowhere") == []
 
 
-def test_a_models_example_grid_is_listed_and_served_by_name_only(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("ATELIER_HOME", str(home))
-    folder = install_models(home)
-    settings = ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))
-    try:
-        with TestClient(create_app(settings)) as client:
-            listed = {m["name"]: m for m in client.get("/v1/models").json()}
-            assert listed["tiny-gan"]["examples"] == "/v1/models/tiny-gan/examples.png"
-            assert listed["tiny"]["examples"] is None  # its folder has none
-            r = client.get("/v1/models/tiny-gan/examples.png")
-            assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
-            for name in ("tiny", "no-such-model", "..%2F..%2Fetc", "tiny-gan%2F..%2Ftiny"):
-                assert client.get(f"/v1/models/{name}/examples.png").status_code == 404, name
-    finally:
-        patch.undo()
+def test_a_models_example_grid_is_listed_and_served_by_name_only(client, listed):
+    assert listed["tiny-gan"]["examples"] == "/v1/models/tiny-gan/examples.png"
+    assert listed["tiny"]["examples"] is None  # its folder has none
+    r = client.get("/v1/models/tiny-gan/examples.png")
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("tiny", "no-such-model", "..%2F..%2Fetc", "tiny-gan%2F..%2Ftiny"):
+        assert client.get(f"/v1/models/{name}/examples.png").status_code == 404, name
