@@ -75,9 +75,12 @@ def test_guidance_is_required_exactly_when_configured():
         UNet(TINY)(x, t, context, guidance=SCALES)
 
 
-def test_every_shipped_unet_is_built_without_it():
-    # Loading checks every weight's name and shape, so no shipped UNet gained a parameter;
-    # tests/models/test_unet_image_conditioning.py checks each still computes what it did.
+def test_only_the_distilled_shipped_unet_reads_the_guidance_scale():
+    # Loading checks every weight's name and shape, so no other shipped UNet gained a
+    # parameter; tests/models/test_unet_image_conditioning.py checks each still computes what
+    # it did.
     for folder in sorted(p for p in SHIPPED.iterdir() if (p / "unet.safetensors").is_file()):
         unet = load_model(folder).unet
-        assert not unet.config.guidance_embedding and unet.time_embedding.cond_proj is None
+        distilled = folder.name == "shapes-ldm-minilm-lcm"
+        assert unet.config.guidance_embedding == distilled, folder.name
+        assert (unet.time_embedding.cond_proj is not None) == distilled, folder.name
