@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from atelier.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "scipy", "transformers", "safetensors")
+HEAVY = ("torch", "numpy", "scipy", "transformers", "safetensors")
 # Runs the command as the console script does, then names the heavy modules it imported.
 SCRIPT = """
 import sys

@@ -13,7 +13,7 @@ from atelier.atomic import write_atomic
 from atelier.cli.common import load_generator
 from atelier.cli.errors import fail, writable_folder
 from atelier.cli.evaluate import _suite_of
-from atelier.shapes.bench import SUITE_NAME
+from atelier.shapes.suite_name import SUITE_NAME
 
 
 def _settings(items: list[str], models: list[str]) -> dict[str, dict]:

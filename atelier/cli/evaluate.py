@@ -28,7 +28,7 @@ from atelier.cli.common import (
     reranker,
 )
 from atelier.cli.errors import fail, writable_folder
-from atelier.shapes.bench import SUITE_NAME, load_suite
+from atelier.shapes.suite_name import SUITE_NAME
 
 if TYPE_CHECKING:
     from atelier.eval.shapes_bench import Judged
@@ -164,6 +164,8 @@ def evaluate(
                           card=card, data=data, judge=judge, features=features,
                           clip_model=clip_model, metrics=metrics)  # fmt: skip
         return
+    from atelier.shapes.bench import load_suite
+
     clip_model = clip_model or "shapes-clip"
     features = features or "shapes-features"
     try:

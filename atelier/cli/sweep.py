@@ -15,7 +15,7 @@ import typer
 from atelier.atomic import write_atomic
 from atelier.cli.common import OPTION, generator_options, load_generator
 from atelier.cli.errors import fail, writable_folder
-from atelier.shapes.bench import SUITE_NAME, load_suite
+from atelier.shapes.suite_name import SUITE_NAME
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -45,6 +45,7 @@ def sweep(
     axis are the model's defaults, or those given with --option."""
     from atelier.eval.shapes_bench import to_json
     from atelier.eval.sweep import format_cells, parse_axis, run_sweep
+    from atelier.shapes.bench import load_suite
 
     # The axes are checked against the options config.json states before any weight loads.
     listed, base, loaded = generator_options(model, {}, option)

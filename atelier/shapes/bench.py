@@ -20,6 +20,7 @@ import numpy as np
 
 from atelier.atomic import write_atomic
 from atelier.shapes.caption import phrase
+from atelier.shapes.suite_name import SUITE_NAME
 from atelier.shapes.world import (
     ALL_PAIRS,
     CATEGORIES,
@@ -36,7 +37,6 @@ from atelier.shapes.world import (
     Split,
 )
 
-SUITE_NAME = "shapes-bench"
 SUITE_VERSION = "v1"
 SUITE_FILE = f"{SUITE_NAME}-{SUITE_VERSION}.jsonl"
 PER_PART = {"seen": 36, "held_out": 12}
