@@ -189,3 +189,7 @@ def main() -> None:
                 f"| {model} | {p50:.3f} | {base_p50 / p50:.2f}x faster | {tput:.2f} "
                 f"| {tput / base_tput:.2f}x |"
             )
+
+
+if __name__ == "__main__":
+    main()
