@@ -11,6 +11,7 @@ import typer
 
 from atelier.budget import check_seed
 from atelier.cli.errors import fail
+from atelier.shapes.suite_name import SUITE_NAME
 
 # The command modules import torch, the models and the pipelines inside their commands, so that
 # `atelier --help` and a mistyped flag answer without loading them (tests/test_cli_startup.py).
@@ -230,3 +231,16 @@ def steer(model: TextToImage, spec: Any) -> TextToImage:
         return steered(model, spec)
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
+
+
+def suite_of(model: str) -> str:
+    """The suite of what ``model``'s card says it was trained on: digits for real MNIST digits,
+    emoji for the Noto emoji, shapes-bench otherwise."""
+    from atelier.kinds.card import card_source
+    from atelier.kinds.folder import resolve
+
+    try:
+        source = card_source(resolve(model))
+    except FileNotFoundError:
+        return SUITE_NAME  # the loader names the problem, after the checks that need no model
+    return {"mnist": "digits", "emoji": "emoji"}.get(source or "", SUITE_NAME)

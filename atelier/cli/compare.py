@@ -10,9 +10,8 @@ from pathlib import Path
 import typer
 
 from atelier.atomic import write_atomic
-from atelier.cli.common import load_generator
+from atelier.cli.common import load_generator, suite_of
 from atelier.cli.errors import fail, writable_folder
-from atelier.cli.evaluate import _suite_of
 from atelier.shapes.suite_name import SUITE_NAME
 
 
@@ -80,7 +79,7 @@ def compare(
         raise fail("--every must be >= 1 and --real >= 4")
     if suite and prompts and suite != prompts:
         raise fail("give the suite once: --suite (or its old name --prompts)")
-    name = suite or prompts or _suite_of(models[0])
+    name = suite or prompts or suite_of(models[0])
     writable_folder(output)
     try:
         per_model = _settings(settings, models)

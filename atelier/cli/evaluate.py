@@ -26,6 +26,7 @@ from atelier.cli.common import (
     load_generator,
     personalised,
     reranker,
+    suite_of,
 )
 from atelier.cli.errors import fail, writable_folder
 from atelier.shapes.suite_name import SUITE_NAME
@@ -141,7 +142,7 @@ def evaluate(
     from atelier.kinds.base import options_label, options_summary
     from atelier.kinds.card import SHAPES_BENCH_HEADING, replace_section
 
-    suite = suite or _suite_of(model)
+    suite = suite or suite_of(model)
     if suite in REAL_SUITES:
         if candidates > 1 or rerank or lora or embedding:
             raise fail(f"the {suite} suite measures the model itself; drop --candidates, "
@@ -258,19 +259,6 @@ def evaluate(
         )
         readme = loaded.path / "README.md"
         write_atomic(readme, replace_section(readme.read_text(), section))
-
-
-def _suite_of(model: str) -> str:
-    """The suite of what ``model``'s card says it was trained on: digits for real MNIST digits,
-    emoji for the Noto emoji, shapes-bench otherwise."""
-    from atelier.kinds.card import card_source
-    from atelier.kinds.folder import resolve
-
-    try:
-        source = card_source(resolve(model))
-    except FileNotFoundError:
-        return SUITE_NAME  # the loader names the problem, after the checks that need no model
-    return {"mnist": "digits", "emoji": "emoji"}.get(source or "", SUITE_NAME)
 
 
 def _read_eval(path: Path) -> tuple[dict, list[Judged]]:

@@ -47,12 +47,13 @@ def lora_home(home):
 
 
 def test_the_distilled_model_installs_and_draws_in_few_steps(home):
-    model = load_model("shapes-ldm-minilm-lcm")
+    # shapes-ldm-minilm-lcm is shipped, so the run installs shapes-ldm-minilm-lcm-local beside it.
+    model = load_model("shapes-ldm-minilm-lcm-local")
     assert model.config.kind == "latent" and model.unet.config.guidance_embedding
     assert model.defaults == SamplingOptions(steps=4, guidance=3.0, sampler="lcm", spacing="lcm")
     teacher = load_model("tiny")
     assert model.config.latent_space == teacher.config.latent_space
-    card = (home / "models" / "shapes-ldm-minilm-lcm" / "README.md").read_text()
+    card = (home / "models" / "shapes-ldm-minilm-lcm-local" / "README.md").read_text()
     assert "Latent consistency distillation (Luo et al. 2023) of tiny" in card
     for steps in (1, 2, 4):
         options = SamplingOptions(steps=steps, guidance=3.0, sampler="lcm", spacing="lcm")
