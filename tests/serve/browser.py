@@ -112,6 +112,19 @@ def install_models(home: Path, model_card: str = TINY_CARD) -> Path:
 
 
 @contextmanager
+def installed_home(tmp_path_factory):
+    """A fresh ``ATELIER_HOME`` holding :func:`install_models`' tiny models, for a test
+    module: yields (home, the default model's folder), and restores the environment after."""
+    home = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ATELIER_HOME", str(home))
+    try:
+        yield home, install_models(home)
+    finally:
+        patch.undo()
+
+
+@contextmanager
 def serving(settings):
     """``create_app(settings)`` served by uvicorn on a free port: yields its base URL."""
     import uvicorn

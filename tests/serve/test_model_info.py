@@ -10,19 +10,15 @@ from fastapi.testclient import TestClient
 from atelier.kinds.card import card_figures, card_summary
 from atelier.serve.app import ServeSettings, create_app
 from atelier.serve.runners import serves
-from tests.serve.browser import install_models
+from tests.serve.browser import installed_home
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("ATELIER_HOME", str(home))
-    folder = install_models(home)
-    settings = ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))
-    with TestClient(create_app(settings)) as client:
-        yield client
-    patch.undo()
+    with installed_home(tmp_path_factory) as (_, folder):
+        settings = ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))
+        with TestClient(create_app(settings)) as client:
+            yield client
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serve.browser import CHROMIUM, FLAGS, install_models, need_chromium, serving, shoot
+from tests.serve.browser import CHROMIUM, FLAGS, installed_home, need_chromium, serving, shoot
 from tests.serve.browser import wait_until as until
 
 playwright = need_chromium()
@@ -16,12 +16,8 @@ playwright = need_chromium()
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("ATELIER_HOME", str(home))
-    folder = install_models(home)
-    yield home, folder
-    patch.undo()
+    with installed_home(tmp_path_factory) as installed:
+        yield installed
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serve.browser import CHROMIUM, FLAGS, install_models, need_chromium, serving, shoot
+from tests.serve.browser import CHROMIUM, FLAGS, installed_home, need_chromium, serving, shoot
 from tests.serve.browser import wait_until as until
 
 playwright = need_chromium()
@@ -19,13 +19,11 @@ playwright = need_chromium()
 def server(tmp_path_factory):
     from atelier.serve.app import ServeSettings
 
-    home = tmp_path_factory.mktemp("home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("ATELIER_HOME", str(home))
-    folder = install_models(home)
-    with serving(ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))) as url:
+    with (
+        installed_home(tmp_path_factory) as (_, folder),
+        serving(ServeSettings(model=str(folder), output=tmp_path_factory.mktemp("out"))) as url,
+    ):
         yield url
-    patch.undo()
 
 
 @pytest.fixture
