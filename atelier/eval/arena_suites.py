@@ -97,7 +97,7 @@ def emoji_suite(folder: Path, *, every: int, clip_model: str, features: str) -> 
     by ``clip_model``'s retrieval of each name among 99 others of the suite; fidelity in
     ``features``' features against the held-out pictures of ``folder``."""
     from atelier.data.real import half
-    from atelier.eval.clip_metrics import retrieval_hits
+    from atelier.eval.clip_metrics import pool_text_embeddings, retrieval_hits
     from atelier.eval.emoji import emoji_prompts
     from atelier.eval.fid import Resized
     from atelier.eval.real_sets import folder_tensors, tensors
@@ -107,10 +107,12 @@ def emoji_suite(folder: Path, *, every: int, clip_model: str, features: str) -> 
     prompts = emoji_prompts(folder)[::every]
     pool = [p.name for p in prompts]
     clip = load_clip(clip_model)
+    pool_embeddings = pool_text_embeddings(clip, pool)  # once, not per batch
 
     def judge(batch: Sequence[Any], images: list[Image.Image]) -> list[Verdict]:
         hits = retrieval_hits(clip, tensors(images), [p.name for p in batch], pool=pool,
-                              keys=[p.id for p in batch])  # fmt: skip
+                              keys=[p.id for p in batch],
+                              pool_embeddings=pool_embeddings)  # fmt: skip
         return [(hit, () if hit else (f"read as {best!r}",)) for hit, best in hits]
 
     net = load_feature_net(features)

@@ -111,13 +111,22 @@ def r_precision(clip: CLIP, images: torch.Tensor, texts: Sequence[str], *,
 
 
 @torch.no_grad()
+def pool_text_embeddings(clip: CLIP, pool: Sequence[str]) -> torch.Tensor:
+    """(P, E) the text tower's embeddings of ``pool``'s distinct texts, in order."""
+    return _batched(lambda c: clip.encode_text(list(c)), list(dict.fromkeys(pool)), 256)
+
+
+@torch.no_grad()
 def retrieval_hits(clip: CLIP, images: torch.Tensor, texts: Sequence[str], *,
-                   pool: Sequence[str], keys: Sequence[str],
-                   candidates: int = 100) -> list[tuple[bool, str]]:  # fmt: skip
+                   pool: Sequence[str], keys: Sequence[str], candidates: int = 100,
+                   pool_embeddings: torch.Tensor | None = None,
+                   ) -> list[tuple[bool, str]]:  # fmt: skip
     """Per image, R-precision's test at R = 1: whether its own text ``texts[i]`` scores strictly
     above ``candidates - 1`` other texts of ``pool``, and the best-scoring of those. The others
     are drawn by a generator seeded with ``keys[i]``, so a job meets the same candidates whoever
-    drew its image (an arena's pairs are judged alike)."""
+    drew its image (an arena's pairs are judged alike). ``pool_embeddings``, the text tower's
+    embeddings of ``pool`` (deduplicated, in order), spares a caller that judges batch after
+    batch of one pool encoding it each time."""
     if not len(images) == len(texts) == len(keys):
         raise ValueError(f"got {len(images)} images, {len(texts)} texts and {len(keys)} keys")
     pool = list(dict.fromkeys(pool))
@@ -128,8 +137,9 @@ def retrieval_hits(clip: CLIP, images: torch.Tensor, texts: Sequence[str], *,
     if k < 2:
         raise ValueError("retrieval needs at least two distinct texts")
     index = {text: j for j, text in enumerate(pool)}
-    sim = _image_embeddings(clip, images) @ _batched(
-        lambda c: clip.encode_text(list(c)), pool, 256).T  # (N, P)  # fmt: skip
+    if pool_embeddings is None:
+        pool_embeddings = pool_text_embeddings(clip, pool)
+    sim = _image_embeddings(clip, images) @ pool_embeddings.T  # (N, P)
     out = []
     for i, (own_text, key) in enumerate(zip(texts, keys)):
         own = index[own_text]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from atelier.eval.clip_metrics import r_precision, retrieval_hits
+from atelier.eval.clip_metrics import pool_text_embeddings, r_precision, retrieval_hits
 
 
 class OneHot:
@@ -45,6 +45,8 @@ def test_candidates_depend_on_the_key_not_on_the_batch():
     images = torch.zeros(len(owner), 3, 8, 8)
     whole = retrieval_hits(clip, images, texts, pool=pool, keys=keys)
     assert not any(h for h, _ in whole)
+    given = pool_text_embeddings(clip, pool)  # encoded once by a caller: the same verdicts
+    assert retrieval_hits(clip, images, texts, pool=pool, keys=keys, pool_embeddings=given) == whole
     # Judged alone, each job meets the same 99 candidates: the same winner name.
     for k in (0, 5, len(owner) - 1):
         single = OneHot(pool, owner=[owner[k]])
