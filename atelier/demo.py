@@ -24,7 +24,7 @@ from atelier.kinds.default import DEFAULT_MODEL
 from atelier.kinds.folder import resolve
 from atelier.kinds.registry import load_text_to_image
 from atelier.pipelines.metadata import GenerationParams, save_png
-from atelier.shapes.bench import BenchPrompt, load_suite
+from atelier.shapes.bench import BenchPrompt, first_per_category, load_suite
 from atelier.shapes.floor import degrade
 from atelier.shapes.judge import judge
 from atelier.shapes.render import render
@@ -33,12 +33,8 @@ from atelier.shapes.scene import realize
 
 def demo_prompts() -> list[BenchPrompt]:
     suite = load_suite()
-    categories = dict.fromkeys(bp.category for bp in suite)
-    return [
-        next(bp for bp in suite if bp.category == c and bp.split == s)
-        for c in categories
-        for s in ("seen", "held_out")
-    ]
+    seen, held_out = first_per_category(suite, "seen"), first_per_category(suite, "held_out")
+    return [bp for pair in zip(seen, held_out) for bp in pair]
 
 
 def generated(picks: list[BenchPrompt], model: str, out: Path, seed: int) -> list[np.ndarray]:

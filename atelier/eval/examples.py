@@ -40,11 +40,9 @@ def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Ima
     elif source == "emoji":
         prompts, specs = list(EMOJI_PROMPTS), [None] * len(EMOJI_PROMPTS)
     else:
-        from atelier.shapes.bench import load_suite
+        from atelier.shapes.bench import first_per_category, load_suite
 
-        suite = load_suite()
-        firsts = {bp.category: bp for bp in reversed(suite) if bp.split == "seen"}
-        picks = sorted(firsts.values(), key=lambda bp: suite.index(bp))
+        picks = first_per_category(load_suite(), "seen")
         prompts, specs = [bp.prompt for bp in picks], [bp.spec for bp in picks]
     seeds = [seed + k for k in range(len(prompts))]
     images = loaded(prompts, seeds=seeds, options=loaded.defaults)

@@ -194,3 +194,10 @@ def load_suite(path: str | Path | None = None) -> list[BenchPrompt]:
 def write_suite(path: str | Path, prompts: list[BenchPrompt]) -> None:
     """Write the suite as JSONL, atomically."""
     write_atomic(path, "".join(bp.to_json() + "\n" for bp in prompts))
+
+
+def first_per_category(suite: list[BenchPrompt], split: str) -> list[BenchPrompt]:
+    """The first prompt of ``split`` in each category, in the suite's category order (what
+    ``make demo`` and a model's example grid draw)."""
+    categories = dict.fromkeys(bp.category for bp in suite)
+    return [next(bp for bp in suite if bp.category == c and bp.split == split) for c in categories]
