@@ -197,15 +197,17 @@ def test_cancel_from_the_queue_view(browser, server):
     page = open_page(browser, server)
     page.fill("#prompt", "a red circle")
     page.fill("#steps", "100")
+    page.fill("#count", "8")  # long enough that the second job is seen waiting on a fast CPU
     page.click("#generate")
     page.fill("#steps", "99")  # other settings: a second job waits instead of joining the batch
+    page.fill("#count", "1")
     page.click("#generate")
     until(page, "document.querySelectorAll('#queue li').length === 2")
     until(page, "document.querySelector('#queue li:last-child .state').textContent"
                 ".startsWith('step')")  # fmt: skip
     shoot(page, "7-queue")
     running, waiting = page.locator("#queue li").last, page.locator("#queue li").first
-    assert waiting.locator(".state").text_content().startswith("queued")
+    assert waiting.locator(".state").text_content().startswith("queued"), "the first job ended early"
     waiting.locator("button.cancel").click()
     until(page, "document.querySelector('#queue li:first-child').dataset.status === 'cancelled'")
     running.locator("button.cancel").click()
