@@ -124,3 +124,15 @@ def test_a_short_training_reads_held_out_real_digits(real_mnist):
     test_images, test_labels = digit_tensors(real_mnist, held)
     scores = judge_digits(test_images.expand(-1, 3, -1, -1), test_labels, classifier=net)
     assert scores.accuracy > 0.9, scores.table()
+
+
+def test_the_shipped_judge_reads_held_out_real_digits(real_mnist):
+    """The shipped float16 mnist-classifier, the digits suite's judge: its card says 0.992."""
+    from atelier.kinds.folder import SHIPPED
+
+    held = held_out_mask(real_mnist)
+    images, labels = digit_tensors(real_mnist, held)
+    judge = load_model(SHIPPED / "mnist-classifier")
+    scores = judge_digits(images.expand(-1, 3, -1, -1), labels, classifier=judge)
+    assert scores.accuracy >= 0.98, scores.table()
+    assert min(v for v in scores.per_digit.values() if v is not None) >= 0.95, scores.table()
