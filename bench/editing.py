@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/editing.py [--n 100] [--model shapes-ldm-minilm] [--quick]
         [--only inpaint,outpaint,img2img,sr,cascade] [--sampler NAME] [--steps K] [--guidance W]
-        [--candidates N [--clip-model shapes-clip]]
+        [--candidates N [--clip-model shapes-clip[,shapes-clip-bind]]]
 
 Every case starts from a fresh render of the shapes world (seeds no training set uses), at the
 model's own resolution, and is scored by the project's judge, so each figure is a success rate
@@ -25,7 +25,9 @@ with a 95% interval:
 
 With ``--candidates N`` every inpainting, outpainting and img2img case draws N edits and CLIP
 keeps the one that fits its prompt best (reranking, as ``atelier inpaint --candidates N
---rerank clip`` does); the judge then scores only the kept one.
+--rerank clip`` does); the judge then scores only the kept one. ``--clip-model A,B`` lets each
+CLIP pick from the same candidates, printed beside the first candidate (no reranking) and "some
+candidate" (any of the N passes: the ceiling of a perfect reranker), so the rows are paired.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from atelier.kinds.default import DEFAULT_MODEL  # noqa: E402
 from atelier.kinds.registry import load_model  # noqa: E402
 from atelier.pipelines.editing import Editor, source_keeping  # noqa: E402
 from atelier.pipelines.masks import prepare_mask  # noqa: E402
-from atelier.pipelines.rerank import rerank  # noqa: E402
+from atelier.pipelines.rerank import candidate_seeds  # noqa: E402
 from atelier.shapes.caption import phrase  # noqa: E402
 from atelier.shapes.judge import detect, judge  # noqa: E402
 from atelier.shapes.render import render  # noqa: E402
@@ -61,34 +63,80 @@ SEED = 31_337
 
 
 class Picker:
-    """One edit per case, or CLIP's pick of ``candidates`` edits (reranking)."""
+    """One edit per case, or ``candidates`` edits and each CLIP's pick of them (reranking).
 
-    def __init__(self, clip, candidates: int) -> None:
-        self.clip, self.candidates = clip, candidates
+    Every chooser sees the same candidates, so their rows are paired: "first candidate" is the
+    edit without reranking (candidate 0 is plain editing's image) and "some candidate" is the
+    ceiling a perfect reranker would reach."""
 
-    def _best(self, draw, prompt: str, seed: int) -> Image.Image:
-        """``draw(seeds)`` makes one edit per seed."""
-        return rerank(lambda _, s: draw(s), [prompt], [seed], self.clip, self.candidates)[0].image
+    def __init__(self, clips: dict, candidates: int) -> None:
+        self.clips, self.candidates = clips, candidates
 
-    def inpaint(self, editor: Editor, image, mask, prompt: str, seed: int, **kw) -> Image.Image:
+    @property
+    def choosers(self) -> list[str]:
+        if not self.clips:
+            return [""]
+        return ["first candidate", *(f"best by {n}" for n in self.clips), "some candidate"]
+
+    def _choose(self, draw, prompt: str, seed: int) -> dict[str, Image.Image | list]:
+        """``draw(seeds)`` makes one edit per seed; returns each chooser's image, and for
+        "some candidate" every candidate."""
+        images = draw(candidate_seeds(seed, self.candidates))
+        if not self.clips:
+            return {"": images[0]}
+        chosen: dict[str, Image.Image | list] = {"first candidate": images[0]}
+        for name, clip in self.clips.items():
+            chosen[f"best by {name}"] = images[int(clip(images, [prompt] * len(images)).argmax())]
+        chosen["some candidate"] = images
+        return chosen
+
+    def inpaint(self, editor: Editor, image, mask, prompt: str, seed: int, **kw) -> dict:
         def draw(seeds):
             n = len(seeds)
             return editor.inpaint([image] * n, [mask] * n, [prompt] * n, seeds=seeds, **kw)
 
-        return self._best(draw, prompt, seed)
+        return self._choose(draw, prompt, seed)
 
-    def outpaint(self, editor: Editor, image, prompt: str, seed: int, **kw) -> Image.Image:
+    def outpaint(self, editor: Editor, image, prompt: str, seed: int, **kw) -> dict:
         def draw(seeds):
             return [editor.outpaint(image, prompt, seed=x, **kw) for x in seeds]
 
-        return self._best(draw, prompt, seed)
+        return self._choose(draw, prompt, seed)
 
-    def img2img(self, editor: Editor, image, prompt: str, seed: int, **kw) -> Image.Image:
+    def img2img(self, editor: Editor, image, prompt: str, seed: int, **kw) -> dict:
         def draw(seeds):
             n = len(seeds)
             return editor.img2img([image] * n, [prompt] * n, seeds=seeds, **kw)
 
-        return self._best(draw, prompt, seed)
+        return self._choose(draw, prompt, seed)
+
+
+def passes_of(chosen: dict, passed) -> dict[str, bool]:
+    """Each chooser's verdict by ``passed(image)``; "some candidate" passes when any does."""
+    return {name: any(map(passed, im)) if isinstance(im, list) else passed(im)
+            for name, im in chosen.items()}  # fmt: skip
+
+
+def fits(spec: SceneSpec):
+    """Whether an image passes the judge for ``spec``."""
+    return lambda image: judge(np.asarray(image), spec).passed
+
+
+def paired_gains(passes: dict[str, list[bool]], label: str = "") -> None:
+    """With CLIPs choosing, each one's gain over the first candidate and over the first CLIP,
+    case by case on the same candidates, with a 95% bootstrap interval over cases."""
+    picks = [c for c in passes if c.startswith("best by ")]
+    if not picks or not passes[picks[0]]:
+        return
+    pairs = [("first candidate", c) for c in picks] + [(picks[0], c) for c in picks[1:]]
+    for before, after in pairs:
+        gain = bootstrap([[float(b) - float(a)] for a, b in zip(passes[before], passes[after])])
+        print(f"{label}{after} minus {before}: {gain.accuracy:+.3f} [{gain.low:+.3f}, "
+              f"{gain.high:+.3f}]")  # fmt: skip
+
+
+def row_name(method: str, chooser: str) -> str:
+    return f"{method}, {chooser}" if chooser else method
 
 
 def rate(passes: list[bool]) -> str:
@@ -133,17 +181,23 @@ def bench_inpainting(
     print("| method | success | outside-mask change (1/255) | s/image |")
     print("|---|---|---|---|")
     for name, (editor, method) in editors.items():
-        passes, changes = [], []
+        passes = {c: [] for c in pick.choosers}
+        changes = []
         began = time.perf_counter()
         for k, (image, mask, prompt, spec) in enumerate(cases):
-            out = pick.inpaint(editor, image, mask, prompt, k, method=method, feather=1.5,
-                               options=options)  # fmt: skip
-            passes.append(judge(np.asarray(out), spec).passed)
+            chosen = pick.inpaint(editor, image, mask, prompt, k, method=method, feather=1.5,
+                                  options=options)  # fmt: skip
+            for c, ok in passes_of(chosen, fits(spec)).items():
+                passes[c].append(ok)
             soft = prepare_mask(mask, image, feather=1.5)
+            out = chosen[pick.choosers[0]]
             delta = np.abs(np.asarray(out, float) - np.asarray(image, float)).mean(-1)
             changes.append(float(delta[soft == 0].mean()))
         sec = (time.perf_counter() - began) / len(cases)
-        print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} | {sec:.2f} |")
+        for c, p in passes.items():
+            print(f"| {row_name(name, c)} | {rate(p)} | {np.mean(changes):.3f} | {sec:.2f} |")
+        if pick.clips:
+            paired_gains(passes, f"{name}: ")
 
 
 def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: int) -> None:
@@ -152,8 +206,8 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: i
     print("|---|---|---|")
     for name, editor in editors.items():
         rng = np.random.default_rng(SEED + 1)
-        passes, changes = [], []
-        while len(passes) < n:
+        passes, changes = {c: [] for c in pick.choosers}, []
+        while len(changes) < n:
             scene = sample_scene(rng, split="train")
             if any(o.cell[1] == 2 for o in scene.spec().objects) or len(scene.objects) > 2:
                 continue
@@ -161,39 +215,55 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: i
             prompt = phrase(scene.spec(with_cells=False), rng, plain=True)
             prompt += f" and a {color} {shape} on the right"
             image = Image.fromarray(render(scene, size))
-            out = pick.outpaint(editor, image, prompt, len(passes), right=size // 2, feather=1.5,
-                                options=options)  # fmt: skip
-            found = [o for o in detect(np.asarray(out)) if (o.color, o.shape) == (color, shape)
-                     and o.cx * out.width > size]  # fmt: skip
-            passes.append(bool(found))
+            chosen = pick.outpaint(editor, image, prompt, len(changes), right=size // 2,
+                                   feather=1.5, options=options)  # fmt: skip
+
+            def found(im, color=color, shape=shape) -> bool:
+                return any((o.color, o.shape) == (color, shape) and o.cx * im.width > size
+                           for o in detect(np.asarray(im)))  # fmt: skip
+
+            for c, ok in passes_of(chosen, found).items():
+                passes[c].append(ok)
+            out = chosen[pick.choosers[0]]
             delta = np.abs(
                 np.asarray(out, float)[:, : size - 4] - np.asarray(image, float)[:, : size - 4]
             )
             changes.append(float(delta.mean()))
-        print(f"| {name} | {rate(passes)} | {np.mean(changes):.3f} |")
+        for c, p in passes.items():
+            print(f"| {row_name(name, c)} | {rate(p)} | {np.mean(changes):.3f} |")
+        if pick.clips:
+            paired_gains(passes, f"{name}: ")
 
 
 def bench_img2img(editor: Editor, n: int, options, pick, size: int) -> None:
     rng = np.random.default_rng(SEED + 2)
-    keep, change = [], []
+    keep, change = {c: [] for c in pick.choosers}, {c: [] for c in pick.choosers}
     for k in range(n):
         scene = sample_scene(rng, split="train")
         spec = scene.spec()
         image = Image.fromarray(render(scene, size))
         caption = phrase(spec, rng, plain=True)
-        out = pick.img2img(editor, image, caption, k, strength=0.3, options=options)
-        keep.append(judge(np.asarray(out), spec).passed)
+        chosen = pick.img2img(editor, image, caption, k, strength=0.3, options=options)
+        for c, ok in passes_of(chosen, fits(spec)).items():
+            keep[c].append(ok)
         recolored = SceneSpec(tuple(
             ObjectSpec(COLORS[(COLORS.index(o.color) + 1 + int(rng.integers(5))) % 6], o.shape,
                        o.size, o.cell) for o in spec.objects), spec.relations)  # fmt: skip
         if recolored.held_out:
             continue
         new = phrase(recolored, rng, plain=True)
-        out = pick.img2img(editor, image, new, k, strength=0.8, options=options)
-        change.append(judge(np.asarray(out), recolored).passed)
+        chosen = pick.img2img(editor, image, new, k, strength=0.8, options=options)
+        for c, ok in passes_of(chosen, fits(recolored)).items():
+            change[c].append(ok)
     print("\n## img2img")
-    print(f"strength 0.3, source caption still passes: {rate(keep)}")
-    print(f"strength 0.8, new caption (other colours) passes: {rate(change)}")
+    for c in pick.choosers:
+        print(f"strength 0.3, source caption still passes{', ' + c if c else ''}: {rate(keep[c])}")
+    for c in pick.choosers:
+        print(f"strength 0.8, new caption (other colours) passes{', ' + c if c else ''}: "
+              f"{rate(change[c])}")  # fmt: skip
+    if pick.clips:
+        paired_gains(keep, "strength 0.3: ")
+        paired_gains(change, "strength 0.8: ")
 
 
 def bench_super_resolution(n: int) -> None:
@@ -282,7 +352,9 @@ def main() -> None:
         default=1,
         help="edits per case; CLIP keeps the best (default 1: no reranking)",
     )
-    parser.add_argument("--clip-model", default="shapes-clip", help="CLIP for --candidates")
+    parser.add_argument("--clip-model", default="shapes-clip",
+                        help="CLIP(s) for --candidates, comma-separated: each picks from the "
+                             "same candidates, beside the first and the best possible")  # fmt: skip
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
@@ -305,13 +377,14 @@ def main() -> None:
     editor = Editor(loaded.pipeline())
     if args.candidates < 1:
         parser.error("--candidates must be at least 1")
-    clip = None
+    clips = {}
     if args.candidates > 1:
+        from atelier.eval.clip_metrics import clip_scorer
         from atelier.kinds.clip import load_clip
 
-        clip = load_clip(args.clip_model)
-    pick = Picker(clip, args.candidates)
-    ranked = f", best of {args.candidates} by {args.clip_model}" if clip is not None else ""
+        clips = {name: clip_scorer(load_clip(name)) for name in args.clip_model.split(",")}
+    pick = Picker(clips, args.candidates)
+    ranked = f", best of {args.candidates} by {args.clip_model}" if clips else ""
     print(
         f"# Editing benchmark: {args.model}, {options.sampler} {options.steps} steps "
         f"(img2img: {edit_options.sampler}), CFG {options.guidance}, {size} px, n = {n} per case"
