@@ -33,8 +33,8 @@ def test_the_real_sets_models_join_the_grid_when_present(tmp_path, monkeypatch, 
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
     model, judge = tmp_path / "tiny", tmp_path / "judge"
     save_model(tiny_model(), model, card="# tiny\n")
-    save_digit_classifier(DigitClassifier(DigitClassifierConfig(channels=(8, 8, 16),
-                                                                feature_dim=16)), judge, card="# j\n")  # fmt: skip
+    tiny = DigitClassifierConfig(channels=(8, 8, 16), feature_dim=16)
+    save_digit_classifier(DigitClassifier(tiny), judge, card="# j\n")
     main(["-o", str(tmp_path / "plain"), "--model", "no-such-model"])
     plain = Image.open(tmp_path / "plain" / "grid.png")
     capsys.readouterr()
