@@ -17,7 +17,7 @@
   captions' BPE tokens; ``shapes-maskgit``: a masked token transformer (MaskGIT) on the same.
 - ``shapes-dalle-minilm``, ``shapes-maskgit-minilm``: the same two reading the frozen MiniLM's
   states by cross-attention (Parti) instead of BPE tokens.
-- ``shapes-unclip-prior``: unCLIP's diffusion prior over shapes-clip's image embeddings;
+- ``shapes-unclip-prior``: unCLIP's diffusion prior over shapes-clip-bind's image embeddings;
   ``shapes-unclip``: its decoder, a 32 px pixel UNet drawing from those embeddings, exported
   with the prior (and the CLIP) as one unCLIP model (DALL-E 2).
 - ``shapes-gan``: a text-conditional GAN (DF-GAN) on 64 px scenes with the frozen MiniLM, one
@@ -388,7 +388,8 @@ def _shapes_maskgit_minilm() -> Recipe:
                    text_encoder=replace(_TEXT_MINILM, hidden_layer=-2))  # fmt: skip
 
 
-# unCLIP in 3 CPU-hours with shapes-clip counted once (1.27 h), so 1.73 h for its two networks.
+# unCLIP in 3 CPU-hours with its CLIP counted once: shapes-clip-bind's run took 1.30 h (the card;
+# shapes-clip 1.27), so 1.70 h for its two networks.
 # Measured with OMP_NUM_THREADS=1, both cores busy with other training runs, 10 steps of the
 # task's loss, backward and AdamW after 2 warm-up steps: the prior 0.63 CPU-s per batch-64 step,
 # the decoder 2.73 (3.2 CPU-s a step through the training loop, preparation included, over 12
@@ -415,7 +416,7 @@ _UNCLIP_EMA = {"ema_decay": 0.995, "ema_start": 500}
 def _shapes_unclip_prior() -> Recipe:
     return Recipe(
         name="shapes-unclip-prior", kind="unclip-prior", data=RecipeData(resolution=32),
-        prior=_UNCLIP_PRIOR,
+        prior=_UNCLIP_PRIOR, clip_model="shapes-clip-bind",
         train=TrainConfig(max_steps=_UNCLIP_PRIOR_STEPS, batch_size=64, lr=3e-4,
                           weight_decay=0.01, warmup_steps=200, lr_schedule="cosine",
                           min_lr_ratio=0.05, grad_clip=1.0, **_UNCLIP_EMA, autocast="off",
@@ -426,7 +427,7 @@ def _shapes_unclip_prior() -> Recipe:
 def _shapes_unclip() -> Recipe:
     return Recipe(
         name="shapes-unclip", kind="unclip", data=RecipeData(resolution=32),
-        unet=_UNCLIP_DECODER, diffusion=_DIFFUSION,
+        unet=_UNCLIP_DECODER, diffusion=_DIFFUSION, clip_model="shapes-clip-bind",
         train=replace(_LDM_TRAIN, max_steps=_UNCLIP_DECODER_STEPS, **_UNCLIP_EMA,
                       sample_every=500),
     )  # fmt: skip

@@ -205,7 +205,7 @@ def test_train_the_prior_then_the_decoder_and_generate(tmp_path, monkeypatch, on
     sampled = json.loads((run_dir / "samples" / "samples.jsonl").read_text().splitlines()[0])
     assert {"cos_image_pick", "cos_text_one"} <= set(sampled)
     prior_card = (tmp_path / "models" / "shapes-unclip-prior" / "README.md").read_text()
-    assert "its CLIP shapes-clip: 1.27 CPU-h" in prior_card
+    assert "its CLIP shapes-clip-bind: 1.30 CPU-h" in prior_card
     prior = load_model("shapes-unclip-prior")
     assert prior.prior.config.embed_dim == 128 and len(prior.space.mean) == 128
     result = runner.invoke(app, ["train", "shapes-unclip", *TINY, *TINY_DECODER,
@@ -219,7 +219,7 @@ def test_train_the_prior_then_the_decoder_and_generate(tmp_path, monkeypatch, on
     assert (decoder_run / "samples-0000002.png").is_file()
     assert "judge_pass_embedding_only" in (decoder_run / "samples.jsonl").read_text()
     card = (tmp_path / "models" / "shapes-unclip" / "README.md").read_text()
-    assert "its prior shapes-unclip-prior (with its CLIP): 1.27 CPU-h" in card
+    assert "its prior shapes-unclip-prior (with its CLIP): 1.30 CPU-h" in card
     model = load_text_to_image("shapes-unclip")
     assert model.resolution == 32 and model.defaults.steps == 2
     (image,) = model(["a red circle"], seeds=[0])
