@@ -69,3 +69,22 @@ def test_cli_status_through_main(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "steps" in done.stderr
+
+
+def test_every_command_is_listed_by_one_line():
+    """The list of commands shows each docstring's first paragraph joined into one line, so it
+    wraps at the terminal's width instead of at the docstring's line breaks."""
+    from atelier.cli import app
+
+    def commands(group):
+        for info in group.registered_commands:
+            yield info
+        for sub in group.registered_groups:
+            yield from commands(sub.typer_instance)
+
+    listed = list(commands(app))
+    assert len(listed) > 20
+    for info in listed:
+        assert info.short_help and "\n" not in info.short_help and "  " not in info.short_help
+        first = info.callback.__doc__.strip().split("\n\n")[0]
+        assert info.short_help == " ".join(first.split())

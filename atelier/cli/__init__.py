@@ -53,6 +53,21 @@ app.command()(export)
 app.command("vqgan-clip")(vqgan_clip)
 
 
+def _one_line_summaries(group: typer.Typer) -> None:
+    """List every command by its docstring's first paragraph on one line: typer keeps the
+    docstring's line breaks, which wrap raggedly in the list of commands."""
+    for info in group.registered_commands:
+        if info.short_help is None and info.callback is not None:
+            first = (info.callback.__doc__ or "").strip().split("\n\n")[0]
+            info.short_help = " ".join(first.split()) or None
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
+
+
+_one_line_summaries(app)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"atelier {__version__}")
