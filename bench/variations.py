@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,7 +81,7 @@ def main() -> None:
     moved = changed = 0
     tiles: list[Tile] = []
     began = time.perf_counter()
-    for k, scene in enumerate(sources):
+    for k, scene in enumerate(tqdm(sources, desc="variations", unit="source")):
         spec = scene.spec()
         image = Image.fromarray(render(scene, size))
         source_found = detect(np.asarray(image))
