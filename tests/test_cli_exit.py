@@ -77,8 +77,7 @@ def test_every_command_is_listed_by_one_line():
     from atelier.cli import app
 
     def commands(group):
-        for info in group.registered_commands:
-            yield info
+        yield from group.registered_commands
         for sub in group.registered_groups:
             yield from commands(sub.typer_instance)
 

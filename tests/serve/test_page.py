@@ -207,7 +207,8 @@ def test_cancel_from_the_queue_view(browser, server):
                 ".startsWith('step')")  # fmt: skip
     shoot(page, "7-queue")
     running, waiting = page.locator("#queue li").last, page.locator("#queue li").first
-    assert waiting.locator(".state").text_content().startswith("queued"), "the first job ended early"
+    state = waiting.locator(".state").text_content()
+    assert state.startswith("queued"), f"the first job ended early: {state!r}"
     waiting.locator("button.cancel").click()
     until(page, "document.querySelector('#queue li:first-child').dataset.status === 'cancelled'")
     running.locator("button.cancel").click()
