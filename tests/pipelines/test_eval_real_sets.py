@@ -53,9 +53,11 @@ def test_digits_suite_reads_every_digit_and_measures_fid_beside_the_floor(
 
 def test_digits_suite_without_the_judge_says_how_to_train_it(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
-    result = run(str(tiny_model_dir), "--suite", "digits", "-o", str(tmp_path / "out"))
+    # mnist-classifier ships; a judge named but not there is refused before anything is drawn.
+    result = run(str(tiny_model_dir), "--suite", "digits", "--judge", "no-such-judge",
+                 "-o", str(tmp_path / "out"))  # fmt: skip
     assert result.exit_code == 2
-    assert "atelier train mnist-classifier" in result.output
+    assert "no-such-judge" in result.output and "atelier train mnist-classifier" in result.output
     assert not list((tmp_path / "out").glob("*.json"))
 
 

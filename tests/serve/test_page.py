@@ -183,7 +183,8 @@ def test_generate_then_send_to_every_edit(browser, server):
 
     send("variations")  # only unCLIP models make them: the picker offers those alone
     models = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
-    assert models == ["tiny-unclip"]
+    assert models == ["shapes-unclip", "tiny-unclip"]  # the shipped one and the tiny one
+    page.select_option("#model", "tiny-unclip")
     page.fill("#steps", "2")
     generate(page, 5)
     assert "Mode: variations" in page.locator(".card pre.parameters").first.text_content()

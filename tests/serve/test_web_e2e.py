@@ -117,10 +117,12 @@ def test_variations_of_an_uploaded_image_with_an_unclip_model(page, tmp_path):
     assert page.locator("#variationsHint").is_visible()
     assert not page.locator("#strength").is_visible()  # img2img's
     assert not page.locator("#brush").is_visible()  # inpainting's
-    # Only unCLIP models make variations: the picker offers those alone.
+    # Only unCLIP models make variations: the picker offers those alone (the shipped one too).
     assert page.eval_on_selector_all("#model option", "os => os.map(o => o.value)") == [
-        "tiny-unclip"
+        "shapes-unclip",
+        "tiny-unclip",
     ]
+    page.select_option("#model", "tiny-unclip")
     assert "kind unclip" in page.locator("#modelKind").text_content()
     page.click("#generate")  # no source yet: the page says what to do
     until(page, "document.getElementById('status').className === 'error'")

@@ -130,7 +130,7 @@ def test_bind_recipe_trains_from_scratch_with_negatives_and_eos_pooling(tmp_path
     lines = (tmp_path / "runs" / "shapes-clip-bind" / "log.jsonl").read_text().splitlines()
     log = [json.loads(x) for x in lines]
     assert any("negative_won" in row for row in log)  # hard negatives from the first step
-    folder = tmp_path / "models" / "shapes-clip-bind"
+    folder = tmp_path / "models" / "shapes-clip-bind-local"  # it ships: a run installs beside it
     config = json.loads((folder / "config.json").read_text())
     assert config["text_encoder"]["pooling"] == "eos"
     assert json.loads((folder / "text_encoder" / "config.json").read_text())["pooling"] == "eos"

@@ -218,9 +218,9 @@ def test_train_the_prior_then_the_decoder_and_generate(tmp_path, monkeypatch, on
     decoder_run = tmp_path / "runs" / "shapes-unclip" / "samples"
     assert (decoder_run / "samples-0000002.png").is_file()
     assert "judge_pass_embedding_only" in (decoder_run / "samples.jsonl").read_text()
-    card = (tmp_path / "models" / "shapes-unclip" / "README.md").read_text()
+    card = (tmp_path / "models" / "shapes-unclip-local" / "README.md").read_text()
     assert "its prior shapes-unclip-prior (with its CLIP): 1.30 CPU-h" in card
-    model = load_text_to_image("shapes-unclip")
+    model = load_text_to_image("shapes-unclip-local")  # it ships: a run installs beside it
     assert model.resolution == 32 and model.defaults.steps == 2
     (image,) = model(["a red circle"], seeds=[0])
     assert image.size == (32, 32)
