@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,14 @@ from atelier.shapes.world import (  # noqa: E402
 SEED = 31_337
 
 
+@dataclass(frozen=True)
+class Choices:
+    """A case's candidate edits (the first is plain editing's image) and each CLIP's pick."""
+
+    images: list
+    picks: dict[str, int]
+
+
 class Picker:
     """One edit per case, or ``candidates`` edits and each CLIP's pick of them (reranking).
 
@@ -78,32 +87,27 @@ class Picker:
             return [""]
         return ["first candidate", *(f"best by {n}" for n in self.clips), "some candidate"]
 
-    def _choose(self, draw, prompt: str, seed: int) -> dict[str, Image.Image | list]:
-        """``draw(seeds)`` makes one edit per seed; returns each chooser's image, and for
-        "some candidate" every candidate."""
+    def _choose(self, draw, prompt: str, seed: int) -> Choices:
+        """``draw(seeds)`` makes one edit per seed; the candidates and each CLIP's pick."""
         images = draw(candidate_seeds(seed, self.candidates))
-        if not self.clips:
-            return {"": images[0]}
-        chosen: dict[str, Image.Image | list] = {"first candidate": images[0]}
-        for name, clip in self.clips.items():
-            chosen[f"best by {name}"] = images[int(clip(images, [prompt] * len(images)).argmax())]
-        chosen["some candidate"] = images
-        return chosen
+        picks = {f"best by {name}": int(clip(images, [prompt] * len(images)).argmax())
+                 for name, clip in self.clips.items()}  # fmt: skip
+        return Choices(images, picks)
 
-    def inpaint(self, editor: Editor, image, mask, prompt: str, seed: int, **kw) -> dict:
+    def inpaint(self, editor: Editor, image, mask, prompt: str, seed: int, **kw) -> Choices:
         def draw(seeds):
             n = len(seeds)
             return editor.inpaint([image] * n, [mask] * n, [prompt] * n, seeds=seeds, **kw)
 
         return self._choose(draw, prompt, seed)
 
-    def outpaint(self, editor: Editor, image, prompt: str, seed: int, **kw) -> dict:
+    def outpaint(self, editor: Editor, image, prompt: str, seed: int, **kw) -> Choices:
         def draw(seeds):
             return [editor.outpaint(image, prompt, seed=x, **kw) for x in seeds]
 
         return self._choose(draw, prompt, seed)
 
-    def img2img(self, editor: Editor, image, prompt: str, seed: int, **kw) -> dict:
+    def img2img(self, editor: Editor, image, prompt: str, seed: int, **kw) -> Choices:
         def draw(seeds):
             n = len(seeds)
             return editor.img2img([image] * n, [prompt] * n, seeds=seeds, **kw)
@@ -111,10 +115,14 @@ class Picker:
         return self._choose(draw, prompt, seed)
 
 
-def passes_of(chosen: dict, passed) -> dict[str, bool]:
-    """Each chooser's verdict by ``passed(image)``; "some candidate" passes when any does."""
-    return {name: any(map(passed, im)) if isinstance(im, list) else passed(im)
-            for name, im in chosen.items()}  # fmt: skip
+def passes_of(choices: Choices, passed) -> dict[str, bool]:
+    """Each chooser's verdict, judging every candidate once: the first candidate's, each CLIP's
+    pick's, and "some candidate" (any passes); without CLIPs, the one edit's."""
+    verdicts = [passed(image) for image in choices.images]
+    if not choices.picks:
+        return {"": verdicts[0]}
+    return {"first candidate": verdicts[0], **{c: verdicts[k] for c, k in choices.picks.items()},
+            "some candidate": any(verdicts)}  # fmt: skip
 
 
 def fits(spec: SceneSpec):
@@ -140,6 +148,8 @@ def row_name(method: str, chooser: str) -> str:
 
 
 def rate(passes: list[bool]) -> str:
+    if not passes:
+        return "- (n=0)"
     a = bootstrap([[p] for p in passes])
     return f"{a.accuracy:.3f} [{a.low:.3f}, {a.high:.3f}] (n={len(passes)})"
 
@@ -190,7 +200,7 @@ def bench_inpainting(
             for c, ok in passes_of(chosen, fits(spec)).items():
                 passes[c].append(ok)
             soft = prepare_mask(mask, image, feather=1.5)
-            out = chosen[pick.choosers[0]]
+            out = chosen.images[0]
             delta = np.abs(np.asarray(out, float) - np.asarray(image, float)).mean(-1)
             changes.append(float(delta[soft == 0].mean()))
         sec = (time.perf_counter() - began) / len(cases)
@@ -224,7 +234,7 @@ def bench_outpainting(editors: dict[str, Editor], n: int, options, pick, size: i
 
             for c, ok in passes_of(chosen, found).items():
                 passes[c].append(ok)
-            out = chosen[pick.choosers[0]]
+            out = chosen.images[0]
             delta = np.abs(
                 np.asarray(out, float)[:, : size - 4] - np.asarray(image, float)[:, : size - 4]
             )
