@@ -66,8 +66,8 @@ def test_emoji_features_vae_and_clip_measure_the_held_out_pictures(home, tmp_pat
 
     train("emoji-vae", *QUICK, "vae.block_channels=[8,8,8]", "vae.groups=4",
           "train.sample_every=null", "--data", data)  # fmt: skip
-    card = (home / "models" / "emoji-vae" / "README.md").read_text()
-    assert "| emoji-vae |" in card and "| shapes-vae (for comparison) |" in card
+    card = (home / "models" / "emoji-vae-local" / "README.md").read_text()  # emoji-vae ships
+    assert "| emoji-vae-local |" in card and "| shapes-vae (for comparison) |" in card
 
     # The frozen MiniLM swapped for a tiny trainable tower, to keep the test quick.
     tower = ["text_encoder.kind=transformer", "text_encoder.width=16", "text_encoder.layers=1",
