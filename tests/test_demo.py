@@ -8,7 +8,12 @@ from atelier.demo import demo_prompts, main
 from atelier.eval.grid import FAIL_COLOUR, PASS_COLOUR, title_height
 
 
-def test_the_demo_grid_labels_every_tile(tmp_path, capsys):
+def test_the_demo_grid_labels_every_tile(tmp_path, capsys, monkeypatch):
+    import atelier.demo as demo
+
+    # The shapes alone: no real-set model (mnist-pixel ships; its rows have their own test).
+    monkeypatch.setattr(demo, "DIGIT_MODEL", "no-such-model")
+    monkeypatch.setattr(demo, "EMOJI_MODEL", "no-such-model")
     main(["-o", str(tmp_path), "--model", "no-such-model"])
     printed = capsys.readouterr().out
     picks = demo_prompts()
@@ -35,6 +40,8 @@ def test_the_real_sets_models_join_the_grid_when_present(tmp_path, monkeypatch, 
     save_model(tiny_model(), model, card="# tiny\n")
     tiny = DigitClassifierConfig(channels=(8, 8, 16), feature_dim=16)
     save_digit_classifier(DigitClassifier(tiny), judge, card="# j\n")
+    monkeypatch.setattr(demo, "DIGIT_MODEL", "no-such-model")
+    monkeypatch.setattr(demo, "EMOJI_MODEL", "no-such-model")
     main(["-o", str(tmp_path / "plain"), "--model", "no-such-model"])
     plain = Image.open(tmp_path / "plain" / "grid.png")
     capsys.readouterr()

@@ -49,7 +49,7 @@ def test_mnist_pixel_trains_two_steps_and_judges_its_sample_grid(home, tmp_path)
           str(tmp_path / "run"))  # fmt: skip
     record = json.loads((tmp_path / "run" / "samples" / "samples.jsonl").read_text())
     assert record["n"] == 40 and 0 <= record["digit_accuracy"] <= 1
-    model = home / "models" / "mnist-pixel"
+    model = home / "models" / "mnist-pixel-local"  # mnist-pixel ships
     assert card_source(model) == "mnist"
     assert "## digits" in (model / "README.md").read_text()
 

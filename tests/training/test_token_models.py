@@ -83,7 +83,9 @@ def test_a_tiny_cross_attention_model_overfits_captioned_grids(network_class, ta
     codes = torch.randint(0, 32, (4, 4, 4))
     optimizer = torch.optim.AdamW(task.network.parameters(), lr=3e-3)
     losses = []
-    for step in range(250):
+    # MaskGIT's loss reached a twentieth at 250 steps on one CPU and 0.26 / 3.5 on another; at
+    # 350 it is 0.036 on the latter, five times under the bar.
+    for step in range(350):
         loss, _ = task.loss((codes, CAPTIONS), step)
         optimizer.zero_grad()
         loss.backward()
