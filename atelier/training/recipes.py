@@ -405,13 +405,14 @@ _UNCLIP_PRIOR_STEPS = 1500
 # the side CLIP reads. Pixels rather than the latent default's 64 px latents: a latent decoder's
 # card counts shapes-vae's 0.64 h too, which would leave it about 0.6 h, some 1,000 of its 2.0 s
 # steps; at 32 px shapes-sr-32-64 upscales after it, as DALL-E 2's upsamplers do.
-# Second attempt (stop 28), measured on an AMD EPYC with native bf16 (the forward, backward
-# and AdamW of a batch-64 step, alternating, both cores busy): with attention at 16 and
-# 8 px 3.18 CPU-s in fp32 and 2.43 under bf16 autocast; with attention at 8 px only 2.43 and
-# 1.55. Both together, 2.05x the steps: 2,700 steps took 1.24 CPU-h by the run's ledger (2.82
-# with the prior and the CLIP), against the first attempt's 1,500 at 1.10. shapes-bench 0.24 ->
-# 0.35 (+0.116 [+0.065, +0.170] paired), variations keeping the objects 0.22 -> 0.30. Where
-# bf16 is emulated, "auto" falls back to fp32 and the 2,700 steps would take about 1.9 CPU-h.
+# Second attempt (stop 28). `bench/unet_cost.py --recipe shapes-unclip --bf16` on an AMD EPYC
+# with native bf16, both training runs paused (one batch-64 step: forward, backward, AdamW):
+# attention at 16 and 8 px 3.55 CPU-s in fp32, 2.47 under bf16 autocast; at 8 px only 2.30 and
+# 1.56: 2.3x the steps. The run took 1.24 CPU-h for 2,700 steps by its ledger (2.82 with the
+# prior and the CLIP), against the first attempt's 1,500 at 1.10. shapes-bench 0.24 -> 0.35
+# (+0.116 [+0.065, +0.170] paired), variations keeping the objects 0.22 -> 0.30. Where bf16 is
+# emulated, "auto" falls back to fp32: at 2.30 s a step the 2,700 steps would come to about
+# 1.9 CPU-h, past the 3-hour budget with the CLIP and prior.
 _UNCLIP_DECODER = replace(_UNET, in_channels=3, out_channels=3, context_dim=128,
                           image_embed_dim=128, image_embed_tokens=4,
                           attention_levels=(False, False, True))  # fmt: skip
