@@ -183,13 +183,12 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
         )
 
     # ---------------------------------------------------------------- endpoints
-    @app.post(
-        "/v1/txt2img",
-        status_code=202,
-        response_model=JobCreated,
-        dependencies=guarded,
-        responses=job_docs,
-    )
+    def job_route(path: str):
+        """POST PATH: queue a job and answer 202 with its id (every job route alike)."""
+        return app.post(path, status_code=202, response_model=JobCreated, dependencies=guarded,
+                        responses=job_docs)
+
+    @job_route("/v1/txt2img")
     def txt2img(req: Txt2ImgRequest) -> JobCreated:
         options = tuple(sorted((req.options or {}).items()))
         key = ("txt2img", req.model or settings.model, req.steps, req.guidance,
@@ -198,53 +197,23 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
                req.classifier_model, req.cutouts)  # fmt: skip
         return enqueue("txt2img", req, runners.txt2img, batch_key=key)
 
-    @app.post(
-        "/v1/img2img",
-        status_code=202,
-        response_model=JobCreated,
-        dependencies=guarded,
-        responses=job_docs,
-    )
+    @job_route("/v1/img2img")
     def img2img(req: Img2ImgRequest) -> JobCreated:
         return enqueue("img2img", req, runners.edit)
 
-    @app.post(
-        "/v1/inpaint",
-        status_code=202,
-        response_model=JobCreated,
-        dependencies=guarded,
-        responses=job_docs,
-    )
+    @job_route("/v1/inpaint")
     def inpaint(req: InpaintRequest) -> JobCreated:
         return enqueue("inpaint", req, runners.edit)
 
-    @app.post(
-        "/v1/outpaint",
-        status_code=202,
-        response_model=JobCreated,
-        dependencies=guarded,
-        responses=job_docs,
-    )
+    @job_route("/v1/outpaint")
     def outpaint(req: OutpaintRequest) -> JobCreated:
         return enqueue("outpaint", req, runners.edit)
 
-    @app.post(
-        "/v1/upscale",
-        status_code=202,
-        response_model=JobCreated,
-        dependencies=guarded,
-        responses=job_docs,
-    )
+    @job_route("/v1/upscale")
     def upscale(req: UpscaleRequest) -> JobCreated:
         return enqueue("upscale", req, runners.edit)
 
-    @app.post(
-        "/v1/variations",
-        status_code=202,
-        response_model=JobCreated,
-        dependencies=guarded,
-        responses=job_docs,
-    )
+    @job_route("/v1/variations")
     def variations(req: VariationsRequest) -> JobCreated:
         """An unCLIP model's variations of the image (DALL-E 2): its CLIP embedding decoded
         once per seed. A model of another kind is refused with 422."""
