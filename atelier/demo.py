@@ -65,10 +65,6 @@ def rendered(picks: list[BenchPrompt], out: Path, seed: int) -> list[np.ndarray]
 
 # The real sets' shipped models and what the demo asks of them.
 DIGIT_MODEL, DIGIT_JUDGE, EMOJI_MODEL = "mnist-pixel", "mnist-classifier", "emoji-ldm"
-EMOJI_NAMES = (
-    ("red apple", "seen"), ("grinning face", "seen"), ("christmas tree", "seen"),
-    ("banana", "held-out"), ("blue heart", "held-out"), ("turtle", "held-out"),
-)  # fmt: skip
 
 
 def _installed(model: str) -> bool:
@@ -118,10 +114,13 @@ def emoji_tiles(out: Path, seed: int) -> list[Tile]:
     """A few emoji names the emoji model trained on and a few it never saw (empty without it)."""
     if not _installed(EMOJI_MODEL):
         return []
-    images = _draw(EMOJI_MODEL, [name for name, _ in EMOJI_NAMES], out, "emoji", seed)
-    print(f"\nemoji ({EMOJI_MODEL}): " + ", ".join(f"{n} ({s})" for n, s in EMOJI_NAMES))
+    from atelier.eval.examples import emoji_examples
+
+    names = emoji_examples()
+    images = _draw(EMOJI_MODEL, [name for name, _ in names], out, "emoji", seed)
+    print(f"\nemoji ({EMOJI_MODEL}): " + ", ".join(f"{n} ({s})" for n, s in names))
     return [Tile(np.asarray(im), (name, f"name {split}")) for (name, split), im
-            in zip(EMOJI_NAMES, images)]  # fmt: skip
+            in zip(names, images)]  # fmt: skip
 
 
 def stacked(parts: list[Image.Image]) -> Image.Image:
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         parts.append(labelled_grid(digits, cols=10, title=title))
     if emoji := emoji_tiles(args.output, args.seed):
         title = f"real emoji: {EMOJI_MODEL}, names seen in training and held out"
-        parts.append(labelled_grid(emoji, cols=6, title=title))
+        parts.append(labelled_grid(emoji, cols=5, title=title))
     real = len(digits) + len(emoji)
     stacked(parts).save(grid)
     seconds = time.perf_counter() - began

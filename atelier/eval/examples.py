@@ -5,8 +5,8 @@ asking it for anything.
 The prompts follow the data its card says it was trained on: for the shapes world, the first
 seen prompt of each shapes-bench category, each tile framed and captioned with the shapes
 judge's verdict (the same prompts for every model, so two grids compare); for real MNIST digits,
-"a handwritten D" for every digit; for emoji, a few common names. One image per prompt at the
-model's own defaults, seeds from 0.
+"a handwritten D" for every digit; for emoji, five names the training set holds and five it holds
+out, each tile labelled which. One image per prompt at the model's own defaults, seeds from 0.
 
     python -m atelier.eval.examples MODEL_FOLDER [MORE...]     # or: atelier export --examples
 """
@@ -25,8 +25,19 @@ from atelier.atomic import write_atomic
 from atelier.eval.grid import Tile, labelled_grid
 
 EXAMPLES_FILE = "examples.png"
-EMOJI_PROMPTS = ("red apple", "grinning face", "dog face", "red heart", "rocket", "pizza",
-                 "sun with face", "christmas tree")  # fmt: skip
+# Emoji names with their base code points, which decide the split (data/emoji.py: is_held_out):
+# the first five are in every emoji run's training set, the last five in none.
+EMOJI_EXAMPLES = (("red apple", "1F34E"), ("grinning face", "1F600"), ("rocket", "1F680"),
+                  ("christmas tree", "1F384"), ("slice of pizza", "1F355"), ("banana", "1F34C"),
+                  ("blue heart", "1F499"), ("turtle", "1F422"), ("dog face", "1F436"),
+                  ("mushroom", "1F344"))  # fmt: skip
+
+
+def emoji_examples() -> list[tuple[str, str]]:
+    """The example emoji names, each with "seen" or "held-out" by the builder's own rule."""
+    from atelier.data.emoji import is_held_out
+
+    return [(name, "held-out" if is_held_out(code) else "seen") for name, code in EMOJI_EXAMPLES]
 
 
 def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Image:
@@ -38,18 +49,23 @@ def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Ima
         prompts = [TEMPLATES[0].format(digit=d, word=WORDS[d]) for d in range(10)]
         specs: list[Any] = [None] * len(prompts)
     elif source == "emoji":
-        prompts, specs = list(EMOJI_PROMPTS), [None] * len(EMOJI_PROMPTS)
+        names = emoji_examples()
+        prompts, specs = [name for name, _ in names], [None] * len(names)
+        splits = ["name held out of training" if s == "held-out" else "name seen in training"
+                  for _, s in names]  # fmt: skip
     else:
         from atelier.shapes.bench import first_per_category, load_suite
 
         picks = first_per_category(load_suite(), "seen")
         prompts, specs = [bp.prompt for bp in picks], [bp.spec for bp in picks]
+    if source != "emoji":
+        splits = [None] * len(prompts)
     seeds = [seed + k for k in range(len(prompts))]
     images = loaded(prompts, seeds=seeds, options=loaded.defaults)
     tiles = []
-    for prompt, spec, image in zip(prompts, specs, images):
+    for prompt, spec, split, image in zip(prompts, specs, splits, images):
         if spec is None:
-            tiles.append(Tile(image, (prompt,)))
+            tiles.append(Tile(image, (prompt, split) if split else (prompt,)))
             continue
         from atelier.shapes.judge import judge
 

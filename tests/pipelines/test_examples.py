@@ -6,7 +6,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from atelier.cli import app
-from atelier.eval.examples import EXAMPLES_FILE, example_grid
+from atelier.eval.examples import EXAMPLES_FILE, emoji_examples, example_grid
 from atelier.eval.grid import FAIL_COLOUR, PASS_COLOUR
 from atelier.shapes.bench import load_suite
 
@@ -59,7 +59,15 @@ def test_real_sets_draw_their_own_prompts_unjudged():
     assert PASS_COLOUR not in colours(grid) and FAIL_COLOUR not in colours(grid)
     emoji = Renderer()
     example_grid(emoji, "emoji")
-    assert "red apple" in emoji.asked
+    assert emoji.asked == [name for name, _ in emoji_examples()]
+
+
+def test_emoji_examples_are_five_seen_names_then_five_held_out_by_the_builders_rule():
+    # The code points are the package's (emoji-datasource-google 16.0.0); the builder's hash
+    # of them puts banana, blue heart, turtle, dog face and mushroom in the held-out part.
+    names = emoji_examples()
+    assert [split for _, split in names] == ["seen"] * 5 + ["held-out"] * 5
+    assert names[5] == ("banana", "held-out") and names[0] == ("red apple", "seen")
 
 
 def test_export_examples_writes_the_grid_into_the_folder(tiny_model_dir, tmp_path):
