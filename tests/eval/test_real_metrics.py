@@ -114,7 +114,10 @@ def test_real_distribution_compares_with_the_held_out_and_floors_with_training_p
     assert shifted.precision == 0.0
     checks = feature_checks(flat, held=held, train=train)
     assert checks["training pictures (the floor)"] == pytest.approx(floor)
-    assert len(checks) == 3
+    grey = subset.mean(1, keepdim=True).expand_as(subset)
+    assert checks["the same in grey"] == pytest.approx(
+        frechet_distance(FeatureStats.of(flat(held)), FeatureStats.of(flat(grey))))
+    assert len(checks) == 4
 
 
 def test_moved_pictures_keep_their_background():

@@ -126,5 +126,5 @@ def _class_metrics(net: ClassFeatureNet, recipe: Recipe, images, heads, columns,
             lines.append(f"- {name} accuracy: {right / len(known):.4f} ({len(known)} pictures)")
     checks = feature_checks(Resized(net, size), held=h, train=x)
     lines.append(f"\nFID in these features against the {len(h)} held-out pictures, of as many:")
-    lines += [f"- {what}: {fid:.2f}" for what, fid in checks.items()]
+    lines += [f"- {what}: {fid:.4g}" for what, fid in checks.items()]
     return "\n".join(lines)
