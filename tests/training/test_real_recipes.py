@@ -58,11 +58,11 @@ def test_emoji_features_vae_and_clip_measure_the_held_out_pictures(home, tmp_pat
     data = str(built_emoji(tmp_path) / "train")
     train("emoji-features", *QUICK, "class_features.channels=[8,8,8]",
           "class_features.feature_dim=8", "--data", data)  # fmt: skip
-    net = load_feature_net("emoji-features")
+    net = load_feature_net("emoji-features-local")  # emoji-features ships
     assert isinstance(net, ClassFeatureNet) and net.config.classes == (8, 3)  # names, categories
-    card = (home / "models" / "emoji-features" / "README.md").read_text()
+    card = (home / "models" / "emoji-features-local" / "README.md").read_text()
     assert "held-out pictures" in card and "training pictures (the floor)" in card
-    assert card_source(home / "models" / "emoji-features") == "emoji"
+    assert card_source(home / "models" / "emoji-features-local") == "emoji"
 
     train("emoji-vae", *QUICK, "vae.block_channels=[8,8,8]", "vae.groups=4",
           "train.sample_every=null", "--data", data)  # fmt: skip
