@@ -101,12 +101,13 @@ def test_emoji_vqgan_then_emoji_dalle_on_its_codes(home, tmp_path):
     train("emoji-vqgan", *QUICK, "data.resolution=32", "tokenizer.block_channels=[8,16,16]",
           "tokenizer.groups=8", "tokenizer.embed_dim=8", "tokenizer.codebook_size=32",
           "train.sample_every=null", "--data", data)  # fmt: skip
-    card = (home / "models" / "emoji-vqgan" / "README.md").read_text()
-    assert "| emoji-vqgan |" in card and "| shapes-vqgan (for comparison) |" in card
+    card = (home / "models" / "emoji-vqgan-local" / "README.md").read_text()  # emoji-vqgan ships
+    assert "| emoji-vqgan-local |" in card and "| shapes-vqgan (for comparison) |" in card
     assert "codebook usage" in card and "shapes-bench" not in card
     tiny = ["data.resolution=32", "token_transformer.width=16", "token_transformer.layers=1",
             "token_transformer.heads=2", "train.sample_every=2", "train.ema_start=0"]  # fmt: skip
-    train("emoji-dalle", *QUICK, *tiny, "--data", data, "--out", str(tmp_path / "dalle"))
+    train("emoji-dalle", *QUICK, *tiny, "tokenizer_model=emoji-vqgan-local", "--data", data,
+          "--out", str(tmp_path / "dalle"))  # fmt: skip
     record = json.loads((tmp_path / "dalle" / "samples" / "samples.jsonl").read_text())
     assert record == {"step": 2, "n": 17}  # the 11 training captions, the 6 held out; unjudged
     assert card_source(home / "models" / "emoji-dalle") == "emoji"
