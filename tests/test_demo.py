@@ -53,7 +53,7 @@ def test_the_real_sets_models_join_the_grid_when_present(tmp_path, monkeypatch, 
     assert printed.count("(read as ") == 10
     rows = [line.split()[:2] for line in printed.splitlines() if "(read as " in line]
     assert rows == [[str(d), "seen" if d % 2 == 0 else "held_out"] for d in range(10)]
-    assert "banana (held-out)" in printed and "and 20 real-picture prompts" in printed
+    assert "banana, fruit, food (held-out)" in printed and "and 20 real-picture prompts" in printed
     grid = Image.open(tmp_path / "real" / "grid.png")
     assert grid.height > plain.height + 2 * 64 and grid.width >= plain.width
     assert len(list((tmp_path / "real").glob("digits-*.png"))) == 10

@@ -5,8 +5,9 @@ asking it for anything.
 The prompts follow the data its card says it was trained on: for the shapes world, the first
 seen prompt of each shapes-bench category, each tile framed and captioned with the shapes
 judge's verdict (the same prompts for every model, so two grids compare); for real MNIST digits,
-"a handwritten D" for every digit; for emoji, five names the training set holds and five it holds
-out, each tile labelled which. One image per prompt at the model's own defaults, seeds from 0.
+"a handwritten D" for every digit; for emoji, the captions of five names the training set holds
+and five it holds out, each tile labelled which. One image per prompt at the model's own
+defaults, seeds from 0.
 
     python -m atelier.eval.examples MODEL_FOLDER [MORE...]     # or: atelier export --examples
 """
@@ -25,16 +26,20 @@ from atelier.atomic import write_atomic
 from atelier.eval.grid import Tile, labelled_grid
 
 EXAMPLES_FILE = "examples.png"
-# Emoji names with their base code points, which decide the split (data/emoji.py: is_held_out):
-# the first five are in every emoji run's training set, the last five in none.
-EMOJI_EXAMPLES = (("red apple", "1F34E"), ("grinning face", "1F600"), ("rocket", "1F680"),
-                  ("christmas tree", "1F384"), ("slice of pizza", "1F355"), ("banana", "1F34C"),
-                  ("blue heart", "1F499"), ("turtle", "1F422"), ("dog face", "1F436"),
-                  ("mushroom", "1F344"))  # fmt: skip
+# Emoji captions as `atelier data emoji` writes them (name, short names, subcategory words), with
+# the base code points that decide the split (data/emoji.py: is_held_out): the first five are in
+# every emoji run's training set, the last five in none.
+EMOJI_EXAMPLES = (("red apple, apple, fruit, food", "1F34E"),
+                  ("grinning face, grinning, smiling, face", "1F600"),
+                  ("rocket, air, transport", "1F680"), ("christmas tree, event", "1F384"),
+                  ("slice of pizza, pizza, prepared, food", "1F355"),
+                  ("banana, fruit, food", "1F34C"), ("blue heart, heart", "1F499"),
+                  ("turtle, reptile, animal", "1F422"), ("dog face, dog, mammal, animal", "1F436"),
+                  ("mushroom, other, plant", "1F344"))  # fmt: skip
 
 
 def emoji_examples() -> list[tuple[str, str]]:
-    """The example emoji names, each with "seen" or "held-out" by the builder's own rule."""
+    """The example emoji captions, each with "seen" or "held-out" by the builder's own rule."""
     from atelier.data.emoji import is_held_out
 
     return [(name, "held-out" if is_held_out(code) else "seen") for name, code in EMOJI_EXAMPLES]

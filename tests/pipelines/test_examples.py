@@ -67,7 +67,8 @@ def test_emoji_examples_are_five_seen_names_then_five_held_out_by_the_builders_r
     # of them puts banana, blue heart, turtle, dog face and mushroom in the held-out part.
     names = emoji_examples()
     assert [split for _, split in names] == ["seen"] * 5 + ["held-out"] * 5
-    assert names[5] == ("banana", "held-out") and names[0] == ("red apple", "seen")
+    assert names[5] == ("banana, fruit, food", "held-out")
+    assert names[0] == ("red apple, apple, fruit, food", "seen")
 
 
 def test_export_examples_writes_the_grid_into_the_folder(tiny_model_dir, tmp_path):
