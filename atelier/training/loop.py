@@ -105,11 +105,15 @@ def train(
     """
     run_dir = Path(run_dir)
     rank, world_size, owns_group = _init_distributed()
-    try:
-        return _train(task, dataset, config, run_dir, callbacks, resume, rank, world_size)
-    finally:
-        if owns_group:
-            dist.destroy_process_group()
+    result = _train(task, dataset, config, run_dir, callbacks, resume, rank, world_size)
+    if owns_group:
+        # Every rank finished before any tears the group down (a gloo rank whose peer had gone
+        # aborted now and then: "terminate called without an active exception"); after an
+        # error the group is left to the process's exit, since tearing it down while a peer
+        # still waits in a collective can hang (torchtitan does the same).
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
 
 
 def _train(

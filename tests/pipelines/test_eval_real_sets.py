@@ -141,11 +141,12 @@ def test_compare_on_the_emoji_suite_without_its_clip_says_how_to_train_it(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ImageLoadWarning)
         data = built_emoji(tmp_path, held=6, kept=8)
+    # emoji-clip ships: a CLIP named but not there is refused before anything is drawn.
     result = CliRunner().invoke(app, ["compare", str(tiny_model_dir), str(second_tiny_model_dir),
-                                      "--suite", "emoji", "--data", str(data), "-o",
-                                      str(tmp_path / "arena")])  # fmt: skip
+                                      "--suite", "emoji", "--data", str(data), "--judge",
+                                      "no-such-clip", "-o", str(tmp_path / "arena")])  # fmt: skip
     assert result.exit_code == 2
-    assert "atelier train emoji-clip" in result.output
+    assert "no-such-clip" in result.output and "atelier train emoji-clip" in result.output
 
 
 def test_compare_on_the_emoji_suite_judges_names_and_compares_with_held_out_pictures(
