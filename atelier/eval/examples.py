@@ -53,24 +53,24 @@ def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Ima
 
         prompts = [TEMPLATES[0].format(digit=d, word=WORDS[d]) for d in range(10)]
         specs: list[Any] = [None] * len(prompts)
+        notes: list[str | None] = [None] * len(prompts)
     elif source == "emoji":
         names = emoji_examples()
         prompts, specs = [name for name, _ in names], [None] * len(names)
-        splits = ["name held out of training" if s == "held-out" else "name seen in training"
-                  for _, s in names]  # fmt: skip
+        notes = ["name held out of training" if s == "held-out" else "name seen in training"
+                 for _, s in names]  # fmt: skip
     else:
         from atelier.shapes.bench import first_per_category, load_suite
 
         picks = first_per_category(load_suite(), "seen")
         prompts, specs = [bp.prompt for bp in picks], [bp.spec for bp in picks]
-    if source != "emoji":
-        splits = [None] * len(prompts)
+        notes = [None] * len(prompts)
     seeds = [seed + k for k in range(len(prompts))]
     images = loaded(prompts, seeds=seeds, options=loaded.defaults)
     tiles = []
-    for prompt, spec, split, image in zip(prompts, specs, splits, images):
+    for prompt, spec, note, image in zip(prompts, specs, notes, images):
         if spec is None:
-            tiles.append(Tile(image, (prompt, split) if split else (prompt,)))
+            tiles.append(Tile(image, (prompt, note) if note else (prompt,)))
             continue
         from atelier.shapes.judge import judge
 
