@@ -114,12 +114,12 @@ def emoji_tiles(out: Path, seed: int) -> list[Tile]:
     """A few emoji names the emoji model trained on and a few it never saw (empty without it)."""
     if not _installed(EMOJI_MODEL):
         return []
-    from atelier.eval.examples import emoji_examples
+    from atelier.eval.examples import emoji_examples, split_note
 
     names = emoji_examples()
     images = _draw(EMOJI_MODEL, [name for name, _ in names], out, "emoji", seed)
     print(f"\nemoji ({EMOJI_MODEL}): " + ", ".join(f"{n} ({s})" for n, s in names))
-    return [Tile(np.asarray(im), (name, f"name {split}")) for (name, split), im
+    return [Tile(np.asarray(im), (name, split_note(split))) for (name, split), im
             in zip(names, images)]  # fmt: skip
 
 

@@ -23,29 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atelier.eval.fid import FeatureStats, Resized, extract, frechet_distance  # noqa: E402
-from atelier.eval.real_sets import box_blur, folder_tensors, random_subset  # noqa: E402
+from atelier.eval.real_sets import distortions, folder_tensors, random_subset  # noqa: E402
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
-
-
-def distortions(sample: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-    """The first training sample, distorted in ways a picture can go wrong."""
-    g = torch.Generator().manual_seed(seed)
-    noise = 2 * torch.rand(sample.shape, generator=g) - 1
-    return {
-        "blurred 3 x 3": box_blur(sample, 3),
-        "blurred 5 x 5": box_blur(sample, 5),
-        "+ uniform noise of at most 2/255": (sample + 2 * (2 / 255) * noise.abs()).clamp(-1, 1),
-        "+ uniform noise 0.2": (sample + 0.2 * noise).clamp(-1, 1),
-        "shifted 2 px": torch.roll(sample, 2, -1),
-        "strokes thickened (3 x 3 maximum)": F.max_pool2d(sample, 3, 1, 1),
-        "in grey": sample.mean(1, keepdim=True).expand_as(sample),
-    }
 
 
 def spaces(name: str) -> tuple[dict[str, Extractor], Path, int]:

@@ -45,6 +45,11 @@ def emoji_examples() -> list[tuple[str, str]]:
     return [(name, "held-out" if is_held_out(code) else "seen") for name, code in EMOJI_EXAMPLES]
 
 
+def split_note(split: str) -> str:
+    """The line under an example emoji's tile: whether training saw its name."""
+    return "name held out of training" if split == "held-out" else "name seen in training"
+
+
 def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Image:
     """The example grid of ``loaded`` (a text-to-image model) for its card's data ``source``
     (``kinds/card.py``: "mnist", "emoji", else the shapes world)."""
@@ -57,8 +62,7 @@ def example_grid(loaded: Any, source: str | None, *, seed: int = 0) -> Image.Ima
     elif source == "emoji":
         names = emoji_examples()
         prompts, specs = [name for name, _ in names], [None] * len(names)
-        notes = ["name held out of training" if s == "held-out" else "name seen in training"
-                 for _, s in names]  # fmt: skip
+        notes = [split_note(split) for _, split in names]
     else:
         from atelier.shapes.bench import first_per_category, load_suite
 

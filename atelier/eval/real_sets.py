@@ -92,23 +92,38 @@ def box_blur(images: torch.Tensor, k: int = 3) -> torch.Tensor:
     return F.conv2d(padded, torch.full((c, 1, k, k), 1 / k**2, dtype=images.dtype), groups=c)
 
 
+def distortions(sample: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``sample`` (N, 3, H, W) in [-1, 1] distorted in ways a generated picture goes wrong; the
+    noise is seeded, the same draw for both amplitudes."""
+    g = torch.Generator().manual_seed(seed)
+    noise = 2 * torch.rand(sample.shape, generator=g) - 1
+    return {
+        "blurred 3 x 3": box_blur(sample, 3),
+        "blurred 5 x 5": box_blur(sample, 5),
+        "+ uniform noise of at most 2/255": (sample + 2 * (2 / 255) * noise.abs()).clamp(-1, 1),
+        "+ uniform noise 0.2": (sample + 0.2 * noise).clamp(-1, 1),
+        "shifted 2 px": torch.roll(sample, 2, -1),
+        "strokes thickened (3 x 3 maximum)": F.max_pool2d(sample, 3, 1, 1),
+        "in grey": sample.mean(1, keepdim=True).expand_as(sample),
+    }
+
+
+# The distortions a feature network's card reports (bench/feature_spaces.py shows them all).
+CARD_DISTORTIONS = ("blurred 5 x 5", "+ uniform noise 0.2", "in grey")
+
+
 def feature_checks(extractor: FeatureExtractor, *, held: torch.Tensor, train: torch.Tensor,
                    seed: int = 0) -> dict[str, float]:  # fmt: skip
     """What FID in ``extractor``'s space says of known pictures, each set against ``held``: as
-    many training pictures (the floor), and the same training pictures blurred by a 5 x 5 box,
-    with uniform noise of amplitude 0.2 (seeded) and in grey. A good feature space puts the floor
-    below all three. The distortions are of the training sample, not of ``held`` itself: a set
-    against its own distorted copy shares its sampling error and would look near at any size."""
+    many training pictures (the floor), and the same training pictures distorted
+    (:data:`CARD_DISTORTIONS`). A good feature space puts the floor below all of them. The
+    distortions are of the training sample, not of ``held`` itself: a set against its own
+    distorted copy shares its sampling error and would look near at any size."""
     real = FeatureStats.of(extract(extractor, held))
     sample = random_subset(train, len(held), seed)
-    g = torch.Generator().manual_seed(seed)
-    noised = (sample + 0.2 * (2 * torch.rand(sample.shape, generator=g) - 1)).clamp(-1, 1)
-    sets = {
-        "training pictures (the floor)": sample,
-        "the same blurred 5 x 5": box_blur(sample, 5),
-        "the same + uniform noise 0.2": noised,
-        "the same in grey": sample.mean(1, keepdim=True).expand_as(sample),
-    }
+    distorted = distortions(sample, seed)
+    sets = {"training pictures (the floor)": sample,
+            **{f"the same {what}": distorted[what] for what in CARD_DISTORTIONS}}
     return {what: frechet_distance(real, FeatureStats.of(extract(extractor, x)))
             for what, x in sets.items()}  # fmt: skip
 

@@ -8,8 +8,8 @@ The FID features are the last convolutional stage averaged over positions, as In
 is, not the linear layer before the heads. On emoji, that layer learned the 1,737 training
 names (about two pictures each) so tightly that it told names apart and little else: against
 the held-out emoji, training pictures scored FID 2,052 there and the same pictures in grey
-2,563, only 1.25x as far. The pooled stage puts the grey ones 15x as far as the floor, blurred
-(5 x 5) 1.4x (``docs/real-data.md``).
+2,560, only 1.25x as far. The pooled stage puts the grey ones 15x as far as the floor, blurred
+(5 x 5) 1.4x (``bench/feature_spaces.py``, ``bench/results/feature-spaces``).
 
 Notation: B images, S = ``image_size``; three stages of two 3x3 convolutions (the second of
 stride 2) take (B, 3, S, S) to (B, C3, S / 8, S / 8); averaged over positions these are the FID
