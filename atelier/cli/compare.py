@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from atelier.atomic import write_atomic
-from atelier.cli.common import load_generator, suite_of
+from atelier.cli.common import describe_generator, load_generator, suite_of
 from atelier.cli.errors import fail, writable_folder
 from atelier.shapes.suite_name import SUITE_NAME
 
@@ -80,6 +80,8 @@ def compare(
     if suite and prompts and suite != prompts:
         raise fail("give the suite once: --suite (or its old name --prompts)")
     name = suite or prompts or suite_of(models[0])
+    for model in models:  # a missing model fails here, before the suite and its data are built
+        describe_generator(model)
     writable_folder(output)
     try:
         per_model = _settings(settings, models)

@@ -149,6 +149,18 @@ def test_compare_on_the_emoji_suite_without_its_clip_says_how_to_train_it(
     assert "no-such-clip" in result.output and "atelier train emoji-clip" in result.output
 
 
+def test_compare_refuses_a_missing_model_before_building_the_set(tiny_model_dir, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    """A model not trained yet (the README's emoji-dalle) is named before the emoji set is
+    built: no npm fetch, no data cache, no arena folder."""
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["compare", str(tiny_model_dir), "no-such-dalle", "--suite",
+                                      "emoji", "-o", str(tmp_path / "arena")])  # fmt: skip
+    assert result.exit_code == 2 and "no-such-dalle" in result.output
+    assert "atelier train" in result.output
+    assert not (tmp_path / "home" / "data").exists() and not (tmp_path / "arena").exists()
+
+
 def test_compare_on_the_emoji_suite_judges_names_and_compares_with_held_out_pictures(
     tiny_model_dir, second_tiny_model_dir, clip_dir, tmp_path
 ):
