@@ -682,7 +682,10 @@ def _emoji_features() -> Recipe:
 # step, 0.55 with the discriminator (on from step 2,000), so 4,000 steps about 0.56 CPU-h, as
 # shapes-vqgan's; emoji-dalle 0.71 CPU-s a batch-16 step, 14.5 a 48-image sample grid, 12 once
 # for the codes and MiniLM's states of the emoji, so 10,000 steps (47 passes) about 2.02 CPU-h,
-# 2.58 with its tokenizer (at shapes-dalle's 0.85 s a step elsewhere, 2.96).
+# 2.58 with its tokenizer (at shapes-dalle's 0.85 s a step elsewhere, 2.96). Run to its end, it
+# memorised the 3,433 pictures (0.002 bits a token on them; held-out tokens worse at every kept
+# checkpoint from step 4,500 on) and drew held-out names worse than its step 4,500 did
+# (bench/results/emoji-dalle-fit, bench/results/arena-emoji).
 def _emoji_vqgan() -> Recipe:
     base = _shapes_vqgan()
     return replace(base, name="emoji-vqgan", data=RecipeData(source="emoji"),
