@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from atelier.data.real import real_folder  # noqa: E402
 from atelier.eval.emoji import clip_readings, emoji_prompts  # noqa: E402
 from atelier.eval.real_sets import tensors  # noqa: E402
-from atelier.kinds.base import options_summary, parse_assignments, with_options  # noqa: E402
+from atelier.kinds.base import options_summary, with_options  # noqa: E402
 from atelier.kinds.clip import load_clip  # noqa: E402
 from atelier.kinds.registry import load_model  # noqa: E402
 
@@ -57,9 +57,7 @@ def main() -> None:
     rows = []
     for cell in cells(args.grid):
         try:
-            options = with_options(model.defaults, parse_assignments([f"{k}={v}" for k, v in
-                                                                      cell.items()]),
-                                   who=args.model)  # fmt: skip
+            options = with_options(model.defaults, cell, who=args.model)  # values as strings
         except ValueError as err:
             raise SystemExit(str(err)) from None
         began = time.process_time()
